@@ -1,0 +1,20 @@
+# Version and git hash, regenerated when HEAD moves (configure_file rewrites only on change).
+set(MEDDIFF_GIT_HASH "unknown")
+find_package(Git QUIET)
+if(GIT_FOUND AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/.git)
+  execute_process(COMMAND ${GIT_EXECUTABLE} rev-parse --short=12 HEAD WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}
+                  OUTPUT_VARIABLE _hash OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc ERROR_QUIET)
+  if(_rc EQUAL 0)
+    set(MEDDIFF_GIT_HASH ${_hash})
+  endif()
+  execute_process(COMMAND ${GIT_EXECUTABLE} rev-parse --git-dir WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}
+                  OUTPUT_VARIABLE _gitdir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  get_filename_component(_gitdir ${_gitdir} ABSOLUTE BASE_DIR ${CMAKE_CURRENT_SOURCE_DIR})
+  foreach(_f HEAD logs/HEAD)
+    if(EXISTS ${_gitdir}/${_f})
+      set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_gitdir}/${_f})
+    endif()
+  endforeach()
+endif()
+set(MEDDIFF_TORCH_VERSION_STRING "${Torch_VERSION}")
+configure_file(${CMAKE_CURRENT_LIST_DIR}/version.h.in ${CMAKE_CURRENT_BINARY_DIR}/generated/meddiff_version.h @ONLY)

@@ -1,0 +1,27 @@
+#pragma once
+// Every subcommand is a library function taking its arguments (without "meddiff CMD"), returning the
+// exit status, and throwing meddiff::Error / UsageError on failure; tests call them directly.
+#include <string>
+#include <vector>
+
+namespace meddiff::cli {
+
+using Args_t = std::vector<std::string>;
+
+int run_info(const Args_t& args);
+int run_convert(const Args_t& args);
+int run_preview(const Args_t& args);
+int run_phantoms(const Args_t& args);
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(const Args_t&);
+};
+
+// Runs argv[1] from `table` with meddiff's conventions: --help / --version, an unknown command lists
+// the commands and returns 2, errors print one line "meddiff CMD: error: ..." and return 1 (2 for
+// usage errors).
+int dispatch(const std::vector<Command>& table, int argc, const char* const* argv);
+
+}  // namespace meddiff::cli

@@ -1,0 +1,34 @@
+#pragma once
+// A dataset manifest: the list of (image, class label, optional mask) a training run reads.
+// Sources: a folder (every image file in it), a glob ("dir/*.nii.gz"), a CSV file with a header
+// (image,class[,mask]) or a JSON file ({"cases": [{"image": ..., "class": ..., "mask": ...}]} or a
+// bare array). Relative paths are resolved against the manifest's folder. Loading checks every entry
+// and reports all bad ones in a single error.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meddiff {
+
+struct ManifestEntry {
+  std::filesystem::path image;
+  int64_t class_label = 0;
+  std::optional<std::filesystem::path> mask;
+};
+
+struct Manifest {
+  std::string source;  // what it was loaded from
+  std::vector<ManifestEntry> entries;
+  int64_t num_classes() const;  // 1 + the largest class label
+};
+
+Manifest load_manifest(const std::string& source);
+// Writes `m` as {"cases": [...]} with paths relative to the JSON file's folder, atomically.
+void save_manifest_json(const Manifest& m, const std::filesystem::path& path);
+// True for the file name endings meddiff reads as images (nii, nii.gz, nrrd, nhdr, mha, mhd).
+bool has_image_extension(const std::filesystem::path& p);
+// Glob on the file name only: '*' any run, '?' one character.
+bool wildcard_match(const std::string& pattern, const std::string& name);
+
+}  // namespace meddiff

@@ -1,0 +1,31 @@
+#pragma once
+// Internal to lib/io: the one place where ITK's (x, y, z) image meets the [D, H, W] tensor.
+// ITK stores voxels x-fastest, so its buffer is already laid out as a C-contiguous [z][y][x] tensor.
+#include "data/volume.h"
+
+#include <itkImage.h>
+
+#include <string>
+
+namespace meddiff::io {
+
+using FloatImage3 = itk::Image<float, 3>;
+
+Geometry geometry_of(const itk::ImageBase<3>* image);
+void set_geometry(itk::ImageBase<3>* image, const Geometry& g);
+
+// Copies an ITK image into a float tensor [D, H, W].
+template <typename TPixel>
+torch::Tensor tensor_from_itk(const itk::Image<TPixel, 3>* image);
+
+// A new ITK image of pixel type TPixel holding `t` [D, H, W] (converted with a cast) and geometry g.
+template <typename TPixel>
+typename itk::Image<TPixel, 3>::Pointer itk_from_tensor(const torch::Tensor& t, const Geometry& g);
+
+// Registers the ImageIO factories meddiff uses (NIfTI, NRRD, Meta, GDCM, PNG), once.
+void register_io_factories();
+
+// First line of an ITK exception's description, without the file/line noise.
+std::string itk_message(const std::exception& e);
+
+}  // namespace meddiff::io

@@ -1,0 +1,127 @@
+#include "io/volume_reader.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "data/manifest.h"
+#include "io/dicom_series.h"
+#include "io/itk_image.h"
+#include "io/nifti_scan.h"
+
+#include <itkImageFileReader.h>
+#include <itkImageIOFactory.h>
+
+namespace meddiff::io {
+
+std::string to_string(Format f) {
+  switch (f) {
+    case Format::Nifti: return "NIfTI";
+    case Format::Nrrd: return "NRRD";
+    case Format::Meta: return "MetaImage";
+    default: return "DICOM series";
+  }
+}
+
+Format format_of(const std::filesystem::path& path) {
+  std::string ext = full_extension(path);
+  if (ext == "nii" || ext == "nii.gz") return Format::Nifti;
+  if (ext == "nrrd" || ext == "nhdr") return Format::Nrrd;
+  if (ext == "mha" || ext == "mhd") return Format::Meta;
+  return Format::DicomSeries;
+}
+
+Modality guess_modality(const torch::Tensor& image) {
+  return image.min().item<double>() <= -500.0 ? Modality::CT : Modality::MR;
+}
+
+namespace {
+
+// Header checks before any voxel is read: exists, readable, scalar, 3-D.
+void check_header(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  if (!std::filesystem::exists(path)) fail("{}: no such file", name);
+  if (!std::filesystem::is_regular_file(path)) fail("{}: not a regular file", name);
+  auto imageio = itk::ImageIOFactory::CreateImageIO(name.c_str(), itk::IOFileModeEnum::ReadMode);
+  if (!imageio) fail("{}: not a readable {} image (corrupt or wrong format)", name, to_string(format_of(path)));
+  try {
+    imageio->SetFileName(name);
+    imageio->ReadImageInformation();
+  } catch (const std::exception& e) {
+    fail("{}: cannot read header: {}", name, itk_message(e));
+  }
+  unsigned dims = imageio->GetNumberOfDimensions();
+  std::vector<size_t> size;
+  for (unsigned d = 0; d < dims; ++d) size.push_back(imageio->GetDimensions(d));
+  std::string shape = fmt::format("{}", fmt::join(size, "x"));
+  for (unsigned d = 3; d < dims; ++d)
+    if (size[d] > 1) fail("{}: is a {}-D image (size {}); meddiff reads 3-D volumes", name, dims, shape);
+  if (dims < 3 || size[2] <= 1) fail("{}: is a 2-D image (size {}); meddiff reads 3-D volumes", name, shape);
+  if (imageio->GetNumberOfComponents() != 1)
+    fail("{}: has {} components per voxel; meddiff reads scalar (grey-level) volumes", name,
+         imageio->GetNumberOfComponents());
+  if (format_of(path) == Format::Nifti) {
+    // ITK's NIfTI reader zero-fills missing bytes and replaces NaN/Inf by 0: check the bytes first.
+    NiftiScan s = scan_nifti(path);
+    if (s.read_bytes < s.expected_bytes)
+      fail("{}: truncated or corrupt: {} of {} voxel bytes present", name, s.read_bytes, s.expected_bytes);
+    if (s.nonfinite > 0) fail("{}: {} voxel(s) are NaN or infinite", name, s.nonfinite);
+  }
+}
+
+FloatImage3::Pointer read_itk_file(const std::filesystem::path& path) {
+  register_io_factories();
+  check_header(path);
+  auto reader = itk::ImageFileReader<FloatImage3>::New();
+  reader->SetFileName(path.string());
+  try {
+    reader->Update();
+  } catch (const std::exception& e) {
+    fail("{}: cannot read voxels: {}", path.string(), itk_message(e));
+  }
+  return reader->GetOutput();
+}
+
+}  // namespace
+
+Volume read_volume(const std::filesystem::path& path, const ReadOptions& options) {
+  register_io_factories();
+  Volume v;
+  std::string name = path.string();
+  Format f = format_of(path);
+  if (f == Format::DicomSeries) {
+    if (!std::filesystem::exists(path)) fail("{}: no such file or folder", name);
+    if (!std::filesystem::is_directory(path))
+      fail("{}: not a known image format (nii, nii.gz, nrrd, nhdr, mha, mhd) nor a DICOM series folder", name);
+    v = read_dicom_series(path, options.series_uid);
+  } else {
+    auto image = read_itk_file(path);
+    v.image = tensor_from_itk<float>(image.GetPointer());
+    v.geometry = geometry_of(image.GetPointer());
+  }
+  check_volume_tensor(v.image, name);
+  for (double s : v.geometry.spacing)
+    if (!(s > 0)) fail("{}: voxel spacing {} is not positive", name, s);
+  if (direction_orthonormality_error(v.geometry.direction) > 1e-3)
+    fail("{}: direction matrix is not orthonormal", name);
+  if (options.modality != Modality::Unknown) v.modality = options.modality;
+  if (v.modality == Modality::Unknown) {
+    v.modality = guess_modality(v.image);
+    log_debug("{}: modality not given, guessed {} from the intensities", name, to_string(v.modality));
+  }
+  return v;
+}
+
+torch::Tensor read_label_map(const std::filesystem::path& path, const Volume& like) {
+  auto image = read_itk_file(path);
+  auto t = tensor_from_itk<float>(image.GetPointer());
+  check_volume_tensor(t, path.string());
+  if (t.sizes() != like.image.sizes())
+    fail("{}: label map size {} differs from the image's {}", path.string(), fmt::join(t.sizes(), "x"),
+         fmt::join(like.image.sizes(), "x"));
+  if (!geometry_of(image.GetPointer()).approx_equal(like.geometry, 1e-3))
+    fail("{}: label map geometry (spacing, origin or direction) differs from the image's", path.string());
+  if (!(t == t.round()).all().item<bool>()) fail("{}: label map has non-integer values", path.string());
+  return t.to(torch::kLong);
+}
+
+}  // namespace meddiff::io

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# End to end: the meddiff binary as a user runs it. Usage: cli.sh MEDDIFF WORKDIR
+set -euo pipefail
+M=$1; W=$2
+rm -rf "$W"; mkdir -p "$W"; cd "$W"
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$M" --help | grep -q "phantoms" || fail "--help lists no commands"
+"$M" --version | grep -q "LibTorch" || fail "--version has no LibTorch line"
+set +e; "$M" no-such-command 2>err.txt; rc=$?; set -e
+[[ $rc == 2 ]] || fail "unknown command exit $rc, want 2"
+grep -q "unknown command 'no-such-command'" err.txt || fail "unknown command message"
+grep -q "convert" err.txt || fail "unknown command does not list commands"
+
+"$M" phantoms --modality mr --count 2 --shape 16,16,16 --out data
+[[ -f data/manifest.json && -f data/images/case_0001.nii.gz && -f data/labels/case_0001.nii.gz ]] || fail "phantoms outputs"
+"$M" convert data/images/case_0001.nii.gz series/
+"$M" convert series back.nii.gz
+"$M" info back.nii.gz --json > info.json
+grep -q '"modality": "MR"' info.json || fail "info --json modality"
+"$M" preview back.nii.gz -o p.png
+[[ -s p.png ]] || fail "preview PNG"
+
+set +e; "$M" convert missing.nii.gz out.nii.gz 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] || fail "missing input exit $rc"
+[[ $(wc -l < err.txt) == 1 ]] || fail "error is not one line: $(cat err.txt)"
+grep -q "missing.nii.gz: no such file" err.txt || fail "missing input message: $(cat err.txt)"
+[[ ! -e out.nii.gz ]] || fail "output left behind"
+echo "e2e cli: ok"

@@ -1,0 +1,219 @@
+#include <doctest/doctest.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "data/intensity.h"
+#include "data/manifest.h"
+#include "data/phantom.h"
+#include "data/preview.h"
+#include "data/spatial.h"
+#include "test_support.h"
+
+#include <cmath>
+
+using namespace meddiff;
+
+namespace {
+Geometry oblique_geometry() {
+  Geometry g;
+  g.spacing = {0.8, 0.9, 2.5};
+  g.origin = {-40.25, 22.5, 101.75};
+  // Rotation about z by 30 degrees: orthonormal, not axis-aligned.
+  double c = std::cos(0.5235987755982988), s = std::sin(0.5235987755982988);
+  g.direction = {c, -s, 0, s, c, 0, 0, 0, 1};
+  return g;
+}
+
+// Volume whose voxel value is the world coordinate `axis` of the voxel centre.
+Volume world_ramp(const Geometry& g, std::array<int64_t, 3> shape, int axis) {
+  Volume v;
+  v.geometry = g;
+  v.image = torch::empty({shape[0], shape[1], shape[2]});
+  auto a = v.image.accessor<float, 3>();
+  for (int64_t k = 0; k < shape[0]; ++k)
+    for (int64_t j = 0; j < shape[1]; ++j)
+      for (int64_t i = 0; i < shape[2]; ++i)
+        a[k][j][i] = static_cast<float>(g.index_to_world(double(i), double(j), double(k))[static_cast<size_t>(axis)]);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("geometry: index_to_world and world_to_index are inverse") {
+  Geometry g = oblique_geometry();
+  auto p = g.index_to_world(3, 4, 5);
+  // closed form: origin + R * (3*0.8, 4*0.9, 5*2.5)
+  double c = std::cos(0.5235987755982988), s = std::sin(0.5235987755982988);
+  CHECK(p[0] == doctest::Approx(-40.25 + c * 2.4 - s * 3.6));
+  CHECK(p[1] == doctest::Approx(22.5 + s * 2.4 + c * 3.6));
+  CHECK(p[2] == doctest::Approx(101.75 + 12.5));
+  auto idx = g.world_to_index(p);
+  CHECK(idx[0] == doctest::Approx(3));
+  CHECK(idx[1] == doctest::Approx(4));
+  CHECK(idx[2] == doctest::Approx(5));
+}
+
+TEST_CASE("CT window: every integer HU inside the window survives normalise/denormalise exactly") {
+  IntensityWindow w{-1024, 3071};
+  auto hu = torch::arange(-1024, 3072, torch::kFloat);
+  auto y = normalise(hu, w);
+  CHECK(y.min().item<float>() == doctest::Approx(-1.0));
+  CHECK(y.max().item<float>() == doctest::Approx(1.0));
+  CHECK(torch::equal(denormalise(y, w), hu));
+  // Outside the window: clipped to the window edges.
+  auto out = denormalise(normalise(torch::tensor({-3000.0f, 5000.0f}), w), w);
+  CHECK(out[0].item<float>() == -1024);
+  CHECK(out[1].item<float>() == 3071);
+  // Closed form: 0 HU -> 2 * 1024 / 4095 - 1.
+  CHECK(normalise(torch::tensor({0.0f}), w).item<float>() == doctest::Approx(2.0 * 1024 / 4095 - 1));
+}
+
+TEST_CASE("MR window: percentiles match numpy's linear interpolation") {
+  auto x = torch::arange(0, 101, torch::kFloat);  // 0..100
+  CHECK(percentile(x, 0.5) == doctest::Approx(0.5));
+  CHECK(percentile(x, 99.5) == doctest::Approx(99.5));
+  CHECK(percentile(torch::tensor({1.0f, 2.0f, 3.0f, 4.0f}), 50) == doctest::Approx(2.5));
+  Volume v;
+  v.modality = Modality::MR;
+  v.image = x.reshape({101, 1, 1});
+  IntensityParams p;
+  auto w = window_for(v, p);
+  CHECK(w.lo == doctest::Approx(0.5));
+  CHECK(w.hi == doctest::Approx(99.5));
+  auto ints = torch::arange(1, 99, torch::kFloat);
+  CHECK(torch::allclose(denormalise(normalise(ints, w), w, false), ints, 0, 1e-4));
+  IntensityParams bad;
+  bad.mr_lo_percentile = 60;
+  bad.mr_hi_percentile = 40;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("percentiles"), Error);
+}
+
+TEST_CASE("resample keeps physical coordinates (linear field is reproduced exactly)") {
+  Geometry g = oblique_geometry();
+  for (int axis = 0; axis < 3; ++axis) {
+    Volume v = world_ramp(g, {9, 11, 13}, axis);
+    Volume r = resample_to_spacing(v, {1.2, 0.6, 1.0});
+    CHECK(r.geometry.spacing[0] == 1.2);
+    CHECK((r.geometry.origin == v.geometry.origin));
+    CHECK(r.width() == 9);   // floor(12 * 0.8 / 1.2) + 1
+    CHECK(r.height() == 16); // floor(10 * 0.9 / 0.6) + 1
+    CHECK(r.depth() == 21);  // floor(8 * 2.5 / 1.0) + 1
+    Volume expect = world_ramp(r.geometry, {r.depth(), r.height(), r.width()}, axis);
+    CHECK((r.image - expect.image).abs().max().item<float>() < 1e-3);
+  }
+}
+
+TEST_CASE("resample uses nearest neighbour for labels") {
+  Volume v;
+  v.image = torch::zeros({4, 4, 4});
+  v.label = torch::randint(0, 5, {4, 4, 4}, torch::kLong);
+  Volume r = resample_to_spacing(v, {0.5, 0.5, 0.5});
+  auto l = *r.label;
+  CHECK((l.scalar_type() == torch::kLong));
+  CHECK(torch::equal(std::get<0>(at::_unique(l)), std::get<0>(at::_unique(*v.label))));
+  CHECK(l[2][2][2].item<int64_t>() == (*v.label)[1][1][1].item<int64_t>());
+}
+
+TEST_CASE("crop and pad keep the value at every world point") {
+  Geometry g = oblique_geometry();
+  Volume v = world_ramp(g, {8, 10, 12}, 1);
+  Volume c = crop_or_pad(v, {6, 14, 8}, CropMode::Centre, -999.0);
+  CHECK((c.image.sizes() == torch::IntArrayRef({6, 14, 8})));
+  auto a = c.image.accessor<float, 3>();
+  int checked = 0, padded = 0;
+  for (int64_t k = 0; k < 6; ++k)
+    for (int64_t j = 0; j < 14; ++j)
+      for (int64_t i = 0; i < 8; ++i) {
+        auto src = g.world_to_index(c.geometry.index_to_world(double(i), double(j), double(k)));
+        bool inside = src[1] > -0.5 && src[1] < 9.5;
+        if (inside) {
+          CHECK(a[k][j][i] == doctest::Approx(c.geometry.index_to_world(double(i), double(j), double(k))[1]).epsilon(1e-5));
+          ++checked;
+        } else {
+          CHECK(a[k][j][i] == -999.0f);
+          ++padded;
+        }
+      }
+  CHECK(checked > 0);
+  CHECK(padded == 6 * 4 * 8);  // two rows of padding on each side along H
+}
+
+TEST_CASE("crop around the foreground box follows the label") {
+  Volume v;
+  v.image = torch::zeros({20, 20, 20});
+  v.label = torch::zeros({20, 20, 20}, torch::kLong);
+  (*v.label).index_put_({torch::indexing::Slice(14, 18), torch::indexing::Slice(2, 5), torch::indexing::Slice(10, 12)}, 1);
+  Volume c = crop_or_pad(v, {8, 8, 8}, CropMode::Foreground, 0);
+  CHECK((*c.label).sum().item<int64_t>() == (*v.label).sum().item<int64_t>());
+}
+
+TEST_CASE("manifest: CSV, JSON, folder and glob; all bad entries reported at once") {
+  test::ScratchDir dir("manifest");
+  write_text_atomically(dir / "a.nii.gz", "x");
+  write_text_atomically(dir / "b.nii.gz", "x");
+  write_text_atomically(dir / "notes.txt", "x");
+  write_text_atomically(dir / "list.csv", "image,class\na.nii.gz,0\nb.nii.gz,1\n");
+  auto m = load_manifest((dir / "list.csv").string());
+  REQUIRE(m.entries.size() == 2);
+  CHECK(m.entries[1].class_label == 1);
+  CHECK(m.num_classes() == 2);
+  CHECK(load_manifest(dir.path().string()).entries.size() == 2);       // folder: images only
+  CHECK(load_manifest((dir / "b*.nii.gz").string()).entries.size() == 1);  // glob
+  write_text_atomically(dir / "bad.csv", "image,class\nmissing1.nii.gz,0\na.nii.gz,x\nmissing2.nii.gz,1\n");
+  test::check_error([&] { load_manifest((dir / "bad.csv").string()); },
+                    {"3 bad entries", "missing1.nii.gz", "missing2.nii.gz", "'x' is not an integer"});
+  write_text_atomically(dir / "m.json", R"({"cases": [{"image": "a.nii.gz", "class": 1, "colour": "red"}]})");
+  CHECK_THROWS_WITH_AS(load_manifest((dir / "m.json").string()), doctest::Contains("unknown key 'colour'"), Error);
+  Manifest out;
+  out.entries.push_back({dir / "a.nii.gz", 1, dir / "b.nii.gz"});
+  save_manifest_json(out, dir / "saved.json");
+  auto back = load_manifest((dir / "saved.json").string());
+  CHECK(back.entries[0].class_label == 1);
+  CHECK(back.entries[0].mask.has_value());
+}
+
+TEST_CASE("phantoms are deterministic, labelled, and class 1 alone has lesions") {
+  PhantomParams p;
+  p.modality = Modality::MR;
+  p.seed = 7;
+  auto a = make_phantom(p, 3, 1), b = make_phantom(p, 3, 1);
+  CHECK(torch::equal(a.image, b.image));
+  CHECK(torch::equal(*a.label, *b.label));
+  p.seed = 8;
+  CHECK_FALSE(torch::equal(make_phantom(p, 3, 1).image, a.image));
+  for (auto modality : {Modality::MR, Modality::CT}) {
+    p.modality = modality;
+    for (int64_t i = 0; i < 6; ++i) {
+      auto c0 = make_phantom(p, i, 0), c1 = make_phantom(p, i, 1);
+      CHECK(((*c0.label) == 4).sum().item<int64_t>() == 0);
+      CHECK(((*c1.label) == 4).sum().item<int64_t>() > 0);
+      for (int64_t l = 0; l < 4; ++l) CHECK(((*c0.label) == l).sum().item<int64_t>() > 0);
+    }
+  }
+}
+
+TEST_CASE("CT phantom tissues sit at their Hounsfield values") {
+  PhantomParams p;
+  p.modality = Modality::CT;
+  p.shape = {24, 40, 40};
+  p.spacing = {0.9, 0.9, 2.0};
+  auto v = make_phantom(p, 1, 1);
+  auto median = [&](int64_t l) { return v.image.masked_select(*v.label == l).median().item<float>(); };
+  CHECK(median(0) == doctest::Approx(-1000).epsilon(0.02));
+  CHECK(median(1) == doctest::Approx(40).epsilon(0.5));
+  CHECK(median(2) < -700);
+  CHECK(median(3) > 500);
+  CHECK(std::abs(median(4) - 30) < 25);
+  CHECK((v.image == v.image.round()).all().item<bool>());
+  CHECK(v.geometry.spacing[2] == 2.0);
+}
+
+TEST_CASE("preview panel follows the spacing's aspect ratio") {
+  Volume v;
+  v.image = torch::zeros({10, 20, 30});
+  v.geometry.spacing = {1.0, 1.0, 3.0};  // z voxels are 3x longer
+  auto panel = orthogonal_panel(v.image, v.geometry, {0, 1});
+  CHECK((panel.scalar_type() == torch::kUInt8));
+  // axial 20x30, coronal 30x30 (10 slices * 3 mm), sagittal 30x20; gap 4
+  CHECK(panel.size(0) == 30);
+  CHECK(panel.size(1) == 30 + 4 + 30 + 4 + 20);
+}

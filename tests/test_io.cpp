@@ -1,0 +1,278 @@
+#include <doctest/doctest.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "data/phantom.h"
+#include "io/dicom_series.h"
+#include "io/png.h"
+#include "io/volume_reader.h"
+#include "io/volume_writer.h"
+#include "test_support.h"
+
+#include <gdcmReader.h>
+#include <gdcmStringFilter.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+
+using namespace meddiff;
+using test::fixture;
+
+namespace {
+
+nlohmann::json expected(const std::string& name) { return nlohmann::json::parse(read_text(fixture(name))); }
+
+// Geometry and sample voxels against values computed by nibabel / pydicom (scripts/make_fixtures.py).
+void check_expected(const Volume& v, const nlohmann::json& e) {
+  auto shape = e["shape_xyz"];
+  CHECK(v.width() == shape[0].get<int64_t>());
+  CHECK(v.height() == shape[1].get<int64_t>());
+  CHECK(v.depth() == shape[2].get<int64_t>());
+  auto a = v.image.accessor<float, 3>();
+  for (const auto& s : e["samples"]) {
+    auto idx = s["index_xyz"];
+    int64_t i = idx[0], j = idx[1], k = idx[2];
+    auto w = v.geometry.index_to_world(double(i), double(j), double(k));
+    for (int c = 0; c < 3; ++c) CHECK(w[static_cast<size_t>(c)] == doctest::Approx(s["world_lps"][c].get<double>()).epsilon(1e-6).scale(100));
+    CHECK(a[k][j][i] == s["value"].get<float>());
+  }
+}
+
+// Every voxel of `b` lies at a voxel centre of `a` (to 1e-3 voxel) and holds the same value.
+void check_same_by_world(const Volume& a, const Volume& b) {
+  REQUIRE(a.image.numel() == b.image.numel());
+  auto av = a.image.accessor<float, 3>(), bv = b.image.accessor<float, 3>();
+  int64_t mismatches = 0, off_grid = 0;
+  for (int64_t k = 0; k < b.depth(); ++k)
+    for (int64_t j = 0; j < b.height(); ++j)
+      for (int64_t i = 0; i < b.width(); ++i) {
+        auto idx = a.geometry.world_to_index(b.geometry.index_to_world(double(i), double(j), double(k)));
+        std::array<int64_t, 3> r{std::llround(idx[0]), std::llround(idx[1]), std::llround(idx[2])};
+        for (int c = 0; c < 3; ++c)
+          if (std::abs(idx[static_cast<size_t>(c)] - double(r[static_cast<size_t>(c)])) > 1e-3) ++off_grid;
+        if (r[0] < 0 || r[1] < 0 || r[2] < 0 || r[0] >= a.width() || r[1] >= a.height() || r[2] >= a.depth()) {
+          ++mismatches;
+          continue;
+        }
+        if (av[r[2]][r[1]][r[0]] != bv[k][j][i]) ++mismatches;
+      }
+  CHECK(off_grid == 0);
+  CHECK(mismatches == 0);
+}
+
+std::string tag(const fs::path& file, uint16_t group, uint16_t element) {
+  gdcm::Reader r;
+  r.SetFileName(file.string().c_str());
+  REQUIRE(r.Read());
+  gdcm::StringFilter sf;
+  sf.SetFile(r.GetFile());
+  std::string v = sf.ToString(gdcm::Tag(group, element));
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\0')) v.pop_back();
+  return v;
+}
+
+std::vector<fs::path> dicom_files(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// No file or folder in `dir` besides `allowed`.
+void check_only(const fs::path& dir, std::set<std::string> allowed) {
+  for (const auto& e : fs::directory_iterator(dir)) CHECK_MESSAGE(allowed.count(e.path().filename().string()), e.path());
+}
+
+}  // namespace
+
+TEST_CASE("NIfTI written by nibabel: LPS geometry (oblique, anisotropic) and exact HU") {
+  auto v = io::read_volume(fixture("ct_oblique.nii.gz"));
+  CHECK(v.modality == Modality::CT);
+  check_expected(v, expected("ct_oblique.expected.json"));
+}
+
+TEST_CASE("DICOM written by pydicom: shuffled files sorted by position, rescale applied") {
+  auto v = io::read_volume(fixture("ct_oblique_dicom"));
+  CHECK(v.modality == Modality::CT);
+  check_expected(v, expected("ct_oblique_dicom.expected.json"));
+}
+
+TEST_CASE("round trip NIfTI -> DICOM -> NIfTI keeps every voxel's world position and HU") {
+  test::ScratchDir dir("rt1");
+  auto src = io::read_volume(fixture("ct_oblique.nii.gz"));
+  io::write_volume(src, dir / "dcm/");
+  auto dcm = io::read_volume(dir / "dcm");
+  check_same_by_world(src, dcm);
+  io::write_volume(dcm, dir / "back.nii.gz");
+  auto back = io::read_volume(dir / "back.nii.gz");
+  check_same_by_world(src, back);
+  check_expected(back, expected("ct_oblique.expected.json"));
+}
+
+TEST_CASE("round trip DICOM -> NIfTI -> DICOM keeps every voxel's world position and HU") {
+  test::ScratchDir dir("rt2");
+  auto src = io::read_volume(fixture("ct_oblique_dicom"));
+  io::write_volume(src, dir / "a.nii.gz");
+  auto nii = io::read_volume(dir / "a.nii.gz");
+  check_same_by_world(src, nii);
+  io::write_volume(nii, dir / "dcm");
+  auto back = io::read_volume(dir / "dcm");
+  check_same_by_world(src, back);
+  check_expected(back, expected("ct_oblique_dicom.expected.json"));
+}
+
+TEST_CASE("NRRD and MetaImage round trips, and a left-handed volume through DICOM") {
+  test::ScratchDir dir("rt3");
+  auto src = io::read_volume(fixture("ct_oblique.nii.gz"));
+  for (const char* name : {"a.nrrd", "a.mha", "a.mhd"}) {
+    io::write_volume(src, dir / name);
+    check_same_by_world(src, io::read_volume(dir / name));
+  }
+  Volume flipped = src;  // third axis reversed: a left-handed index frame
+  for (int r = 0; r < 3; ++r) flipped.geometry.direction[static_cast<size_t>(3 * r + 2)] *= -1;
+  io::write_volume(flipped, dir / "lh");
+  check_same_by_world(flipped, io::read_volume(dir / "lh"));
+}
+
+TEST_CASE("MR phantom through DICOM: integers kept exactly, MR Image Storage without rescale") {
+  test::ScratchDir dir("mr");
+  PhantomParams p;
+  p.modality = Modality::MR;
+  p.shape = {12, 16, 20};
+  p.spacing = {1.1, 0.9, 2.2};
+  auto v = make_phantom(p, 1, 1);
+  io::write_volume(v, dir / "mr");
+  auto back = io::read_volume(dir / "mr");
+  CHECK(back.modality == Modality::MR);
+  check_same_by_world(v, back);
+  auto files = dicom_files(dir / "mr");
+  REQUIRE(files.size() == 12);
+  CHECK(tag(files[0], 0x0008, 0x0016) == "1.2.840.10008.5.1.4.1.1.4");
+  CHECK(tag(files[0], 0x0028, 0x1053).empty());
+}
+
+TEST_CASE("written DICOM: fresh UIDs, per-slice geometry, CT in HU, no source identity, marked derived") {
+  test::ScratchDir dir("tags");
+  auto src = io::read_volume(fixture("ct_oblique_dicom"));
+  io::DicomWriteOptions o;
+  o.synthetic = true;
+  o.image_comments = "SYNTHETIC seed=3 class=1";
+  io::WriteOptions wo;
+  wo.dicom = o;
+  io::write_volume(src, dir / "s1", wo);
+  io::write_volume(src, dir / "s2", wo);
+  auto f1 = dicom_files(dir / "s1"), f2 = dicom_files(dir / "s2");
+  REQUIRE(f1.size() == 8);
+  std::set<std::string> sops;
+  for (const auto& f : f1) sops.insert(tag(f, 0x0008, 0x0018));
+  CHECK(sops.size() == 8);
+  CHECK(tag(f1[0], 0x0020, 0x000e) == tag(f1[7], 0x0020, 0x000e));
+  CHECK(tag(f1[0], 0x0020, 0x000e) != tag(f2[0], 0x0020, 0x000e));
+  CHECK(tag(f1[0], 0x0020, 0x000d) != tag(f2[0], 0x0020, 0x000d));
+  CHECK(tag(f1[0], 0x0020, 0x0052) != tag(f2[0], 0x0020, 0x0052));
+  CHECK(tag(f1[0], 0x0008, 0x0016) == "1.2.840.10008.5.1.4.1.1.2");
+  CHECK(tag(f1[0], 0x0008, 0x0008) == "DERIVED\\SECONDARY\\AXIAL");
+  CHECK(tag(f1[0], 0x0028, 0x1053) == "1");
+  CHECK(tag(f1[0], 0x0028, 0x1052) == "0");
+  CHECK(tag(f1[0], 0x0028, 0x1054) == "HU");
+  CHECK(tag(f1[0], 0x0028, 0x0103) == "1");  // signed int16
+  CHECK(tag(f1[0], 0x0020, 0x4000) == "SYNTHETIC seed=3 class=1");
+  CHECK(tag(f1[0], 0x0010, 0x0010) != "FIXTURE^PYDICOM");
+  CHECK(tag(f1[0], 0x0010, 0x0020) != "FIXTURE-001");
+  auto e = expected("ct_oblique_dicom.expected.json");
+  for (size_t k = 0; k < f1.size(); ++k) {
+    CHECK(tag(f1[k], 0x0020, 0x0013) == std::to_string(k + 1));
+    for (const auto& value : {tag(f1[k], 0x0020, 0x0032), tag(f1[k], 0x0020, 0x0037), tag(f1[k], 0x0028, 0x0030)}) {
+      std::stringstream ss(value);
+      std::string item;
+      while (std::getline(ss, item, '\\')) CHECK(item.size() <= 16);
+    }
+  }
+  // ImagePositionPatient of slice 4 (k = 3) equals the affine applied to (0, 0, 3).
+  auto affine = e["affine_lps"];
+  std::stringstream ss(tag(f1[3], 0x0020, 0x0032));
+  for (int r = 0; r < 3; ++r) {
+    std::string item;
+    std::getline(ss, item, '\\');
+    double want = affine[r][3].get<double>() + 3 * affine[r][2].get<double>();
+    CHECK(std::stod(item) == doctest::Approx(want).epsilon(1e-6).scale(100));
+  }
+}
+
+TEST_CASE("DICOM decimal strings fit 16 characters") {
+  CHECK(io::format_ds(0.0) == "0");
+  CHECK(io::format_ds(2.5) == "2.5");
+  CHECK(io::format_ds(-0.12345678901234567).size() <= 16);
+  CHECK(std::stod(io::format_ds(-0.12345678901234567)) == doctest::Approx(-0.12345678901234567).epsilon(1e-12));
+  CHECK(io::format_ds(123456789.123456789).size() <= 16);
+  CHECK(io::format_ds(1e-20).size() <= 16);
+}
+
+TEST_CASE("bad inputs: one error naming the file and what is wrong") {
+  test::ScratchDir dir("bad");
+  auto expect_error = [](const fs::path& p, const std::string& what) {
+    test::check_error([&] { io::read_volume(p); }, {p.string(), what});
+  };
+  expect_error(dir / "missing.nii.gz", "no such file");
+  write_text_atomically(dir / "corrupt.nii.gz", "this is not a NIfTI file at all, just text");
+  expect_error(dir / "corrupt.nii.gz", "corrupt");
+  std::string truncated = read_text(fixture("ct_oblique.nii.gz")).substr(0, 400);
+  write_text_atomically(dir / "truncated.nii.gz", truncated);
+  CHECK_THROWS_WITH_AS(io::read_volume(dir / "truncated.nii.gz"), doctest::Contains("truncated.nii.gz"), Error);
+  expect_error(fixture("two_d.nii.gz"), "2-D");
+  expect_error(fixture("four_d.nii.gz"), "4-D");
+  expect_error(fixture("nan_voxel.nii.gz"), "NaN");
+  fs::create_directories(dir / "empty");
+  expect_error(dir / "empty", "no DICOM series");
+  expect_error(dir / "unknown.xyz", "no such file");
+  // Two series in one folder: error lists both; --series picks one.
+  auto src = io::read_volume(fixture("ct_oblique_dicom"));
+  io::write_volume(src, dir / "one");
+  io::write_volume(src, dir / "two");
+  fs::create_directories(dir / "both");
+  for (const char* s : {"one", "two"})
+    for (const auto& f : fs::directory_iterator(dir / s)) fs::copy_file(f.path(), dir / "both" / (std::string(s) + f.path().filename().string()));
+  auto series = io::list_dicom_series(dir / "both");
+  REQUIRE(series.size() == 2);
+  test::check_error([&] { io::read_volume(dir / "both"); }, {"2 DICOM series", series[0].series_uid, series[1].series_uid});
+  io::ReadOptions ro;
+  ro.series_uid = series[1].series_uid;
+  check_same_by_world(src, io::read_volume(dir / "both", ro));
+  // A missing middle slice makes the spacing uneven: rejected.
+  fs::remove(dicom_files(dir / "one")[3]);
+  expect_error(dir / "one", "slice spacing varies");
+}
+
+TEST_CASE("a failed write leaves no file and no temporary behind") {
+  test::ScratchDir dir("nowrite");
+  Volume v;
+  v.image = torch::zeros({4, 4, 4});
+  v.image[1][2][3] = NAN;
+  CHECK_THROWS_WITH_AS(io::write_volume(v, dir / "x.nii.gz"), doctest::Contains("NaN"), Error);
+  v.image = torch::zeros({4, 4, 4});
+  v.modality = Modality::Unknown;
+  CHECK_THROWS_WITH_AS(io::write_volume(v, dir / "series"), doctest::Contains("modality"), Error);
+  check_only(dir.path(), {});
+}
+
+TEST_CASE("label maps: read on the image grid, size mismatch rejected") {
+  test::ScratchDir dir("labels");
+  PhantomParams p;
+  auto v = make_phantom(p, 0, 1);
+  io::write_volume(v, dir / "img.nii.gz");
+  io::write_label_map(*v.label, v.geometry, dir / "lab.nii.gz");
+  auto img = io::read_volume(dir / "img.nii.gz");
+  CHECK(torch::equal(io::read_label_map(dir / "lab.nii.gz", img), *v.label));
+  Volume other = img;
+  other.image = torch::zeros({8, 8, 8});
+  CHECK_THROWS_WITH_AS(io::read_label_map(dir / "lab.nii.gz", other), doctest::Contains("differs"), Error);
+}
+
+TEST_CASE("PNG write and read back") {
+  test::ScratchDir dir("png");
+  auto img = torch::arange(0, 60, torch::kUInt8).reshape({6, 10});
+  io::write_png(img, dir / "a.png");
+  CHECK(torch::equal(io::read_png(dir / "a.png"), img));
+}

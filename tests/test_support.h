@@ -1,0 +1,43 @@
+#pragma once
+// Helpers for the tests: a fresh scratch folder per test case, fixture paths.
+#include <filesystem>
+#include <string>
+
+namespace meddiff::test {
+
+// An empty folder under the build tree, removed on destruction.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name);
+  ~ScratchDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& p) const { return path_ / p; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::filesystem::path fixture(const std::string& name);  // tests/fixtures/<name>
+
+}  // namespace meddiff::test
+
+#include <doctest/doctest.h>
+
+#include "core/error.h"
+
+namespace meddiff::test {
+
+// `f` throws meddiff::Error with a one-line message containing every part.
+template <typename F>
+void check_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+    FAIL("no error was thrown; expected one mentioning " << *parts.begin());
+  } catch (const meddiff::Error& e) {
+    std::string m = e.what();
+    for (const auto& p : parts) CHECK_MESSAGE(m.find(p) != std::string::npos, "'" << m << "' does not mention '" << p << "'");
+    CHECK_MESSAGE(m.find('\n') == std::string::npos, "message is not one line: " << m);
+  }
+}
+
+}  // namespace meddiff::test
