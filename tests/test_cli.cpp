@@ -20,7 +20,7 @@ int call(const std::vector<std::string>& argv) {
 }
 }  // namespace
 
-TEST_CASE("dispatch: exit codes for help, version, unknown commands, usage and input errors") {
+TEST_CASE("dispatch: exit codes for help / version / unknown commands / usage and input errors") {
   CHECK(call({"--help"}) == 0);
   CHECK(call({"--version"}) == 0);
   CHECK(call({}) == 2);
@@ -37,7 +37,7 @@ TEST_CASE("argument lists are parsed and checked") {
   CHECK_THROWS_WITH_AS(cli::parse_double3("1,x,2", "--spacing"), doctest::Contains("'x' is not a number"), UsageError);
 }
 
-TEST_CASE("phantoms command writes images, labels and a manifest with both classes") {
+TEST_CASE("phantoms command writes images / labels and a manifest with both classes") {
   test::ScratchDir dir("phantoms");
   CHECK(cli::run_phantoms({"--modality", "ct", "--count", "3", "--shape", "16,20,24", "--spacing", "2,1,1", "--seed", "5",
                            "--out", (dir / "ds").string()}) == 0);

@@ -146,7 +146,7 @@ TEST_CASE("crop around the foreground box follows the label") {
   CHECK((*c.label).sum().item<int64_t>() == (*v.label).sum().item<int64_t>());
 }
 
-TEST_CASE("manifest: CSV, JSON, folder and glob; all bad entries reported at once") {
+TEST_CASE("manifest: CSV / JSON / folder and glob - all bad entries reported at once") {
   test::ScratchDir dir("manifest");
   write_text_atomically(dir / "a.nii.gz", "x");
   write_text_atomically(dir / "b.nii.gz", "x");
@@ -171,7 +171,7 @@ TEST_CASE("manifest: CSV, JSON, folder and glob; all bad entries reported at onc
   CHECK(back.entries[0].mask.has_value());
 }
 
-TEST_CASE("phantoms are deterministic, labelled, and class 1 alone has lesions") {
+TEST_CASE("phantoms are deterministic / labelled and class 1 alone has lesions") {
   PhantomParams p;
   p.modality = Modality::MR;
   p.seed = 7;

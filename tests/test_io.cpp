@@ -87,13 +87,13 @@ void check_only(const fs::path& dir, std::set<std::string> allowed) {
 
 }  // namespace
 
-TEST_CASE("NIfTI written by nibabel: LPS geometry (oblique, anisotropic) and exact HU") {
+TEST_CASE("NIfTI written by nibabel: LPS geometry (oblique / anisotropic) and exact HU") {
   auto v = io::read_volume(fixture("ct_oblique.nii.gz"));
   CHECK(v.modality == Modality::CT);
   check_expected(v, expected("ct_oblique.expected.json"));
 }
 
-TEST_CASE("DICOM written by pydicom: shuffled files sorted by position, rescale applied") {
+TEST_CASE("DICOM written by pydicom: shuffled files sorted by position / rescale applied") {
   auto v = io::read_volume(fixture("ct_oblique_dicom"));
   CHECK(v.modality == Modality::CT);
   check_expected(v, expected("ct_oblique_dicom.expected.json"));
@@ -123,7 +123,7 @@ TEST_CASE("round trip DICOM -> NIfTI -> DICOM keeps every voxel's world position
   check_expected(back, expected("ct_oblique_dicom.expected.json"));
 }
 
-TEST_CASE("NRRD and MetaImage round trips, and a left-handed volume through DICOM") {
+TEST_CASE("NRRD and MetaImage round trips and a left-handed volume through DICOM") {
   test::ScratchDir dir("rt3");
   auto src = io::read_volume(fixture("ct_oblique.nii.gz"));
   for (const char* name : {"a.nrrd", "a.mha", "a.mhd"}) {
@@ -136,7 +136,7 @@ TEST_CASE("NRRD and MetaImage round trips, and a left-handed volume through DICO
   check_same_by_world(flipped, io::read_volume(dir / "lh"));
 }
 
-TEST_CASE("MR phantom through DICOM: integers kept exactly, MR Image Storage without rescale") {
+TEST_CASE("MR phantom through DICOM: integers kept exactly / MR Image Storage without rescale") {
   test::ScratchDir dir("mr");
   PhantomParams p;
   p.modality = Modality::MR;
@@ -153,7 +153,7 @@ TEST_CASE("MR phantom through DICOM: integers kept exactly, MR Image Storage wit
   CHECK(tag(files[0], 0x0028, 0x1053).empty());
 }
 
-TEST_CASE("written DICOM: fresh UIDs, per-slice geometry, CT in HU, no source identity, marked derived") {
+TEST_CASE("written DICOM: fresh UIDs / per-slice geometry / CT in HU / no source identity / marked derived") {
   test::ScratchDir dir("tags");
   auto src = io::read_volume(fixture("ct_oblique_dicom"));
   io::DicomWriteOptions o;
@@ -257,7 +257,7 @@ TEST_CASE("a failed write leaves no file and no temporary behind") {
   check_only(dir.path(), {});
 }
 
-TEST_CASE("label maps: read on the image grid, size mismatch rejected") {
+TEST_CASE("label maps: read on the image grid / size mismatch rejected") {
   test::ScratchDir dir("labels");
   PhantomParams p;
   auto v = make_phantom(p, 0, 1);

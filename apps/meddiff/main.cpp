@@ -6,7 +6,9 @@ int main(int argc, char** argv) {
   static const std::vector<Command> table = {
       {"phantoms", "generate a two-class MR or CT phantom dataset with labels and a manifest", run_phantoms},
       {"convert", "convert between NIfTI, NRRD, MHA and DICOM series keeping geometry and values", run_convert},
-      {"info", "describe a volume (shape, spacing, origin, direction, modality, intensities)", run_info},
+      {"train-vqgan", "train the 3-D VQ-GAN autoencoder (stage 1)", run_train_vqgan},
+      {"reconstruct", "encode and decode a volume with a trained VQ-GAN; prints PSNR and SSIM", run_reconstruct},
+      {"info", "describe a volume (shape, spacing, ..., intensities) or a checkpoint (kind, step, config)", run_info},
       {"preview", "PNG of axial, coronal and sagittal mid-slices", run_preview},
   };
   return dispatch(table, argc, argv);

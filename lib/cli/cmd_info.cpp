@@ -1,6 +1,8 @@
 // meddiff info VOLUME [--json]: shape, spacing, origin, direction, modality, intensity range.
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/checkpoint.h"
+#include "core/fs.h"
 #include "io/volume_reader.h"
 
 #include <nlohmann/json.hpp>
@@ -10,7 +12,7 @@
 namespace meddiff::cli {
 
 int run_info(const Args_t& args) {
-  Args a("info", "Describe a volume: shape, spacing, origin, direction, modality, intensity range", "VOLUME");
+  Args a("info", "Describe a volume (shape, spacing, origin, direction, modality, intensity range) or, for a .pt file, a checkpoint (JSON: kind, step, config, parameter counts)", "VOLUME|CKPT");
   a.add()("input", "Volume file or DICOM series folder", cxxopts::value<std::string>())
       ("json", "Print JSON instead of text")
       ("series", "DICOM Series Instance UID (folders with several series)", cxxopts::value<std::string>()->default_value(""))
@@ -18,6 +20,21 @@ int run_info(const Args_t& args) {
   a.positional({"input"});
   auto r = a.parse(args);
   std::string path = required(r, "input");
+  if (full_extension(path) == "pt") {
+    // A checkpoint: JSON with kind, step, resolved config and parameter counts per part.
+    Checkpoint c = load_checkpoint(path);
+    nlohmann::json params = nlohmann::json::object();
+    for (const auto& [name, t] : c.tensors) {
+      auto dot = name.find('.');
+      std::string part = name.substr(0, dot);
+      if (part == "optim" || !t.is_floating_point()) continue;
+      params[part] = params.value(part, int64_t{0}) + t.numel();
+    }
+    nlohmann::json j = {{"path", path}, {"kind", c.kind}, {"step", c.step}, {"parameters", params},
+                        {"config", c.config}, {"extra", c.extra}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
   io::ReadOptions ro;
   ro.series_uid = r["series"].as<std::string>();
   ro.modality = parse_modality(r["modality"].as<std::string>());

@@ -12,6 +12,8 @@ int run_info(const Args_t& args);
 int run_convert(const Args_t& args);
 int run_preview(const Args_t& args);
 int run_phantoms(const Args_t& args);
+int run_train_vqgan(const Args_t& args);
+int run_reconstruct(const Args_t& args);
 
 struct Command {
   const char* name;

@@ -50,10 +50,10 @@ void Progress::print(bool final) {
   if (log_level() > LogLevel::Info) return;
   double r = rate();
   double eta = r > 0 ? static_cast<double>(total_ - done_) / r : -1;
-  std::string line = fmt::format("{} {}/{} ({:.0f}%) {:.2f} it/s {} {}{}", label_, done_, total_,
+  std::string line = fmt::format("{} {}/{} ({:.0f}%) {:.2f} it/s {} {}{}{}", label_, done_, total_,
                                  total_ > 0 ? 100.0 * done_ / total_ : 100.0, r,
                                  final ? "took" : "ETA", format_duration(final ? elapsed_s() : eta),
-                                 fields_.empty() ? "" : "| ", fields_);
+                                 fields_.empty() ? "" : " | ", fields_);
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");
     std::fflush(stderr);

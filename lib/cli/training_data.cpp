@@ -1,0 +1,52 @@
+#include "cli/training_data.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "data/manifest.h"
+#include "io/volume_reader.h"
+
+#include <random>
+
+namespace meddiff::cli {
+
+TrainingSet load_training_set(const DataParams& p) {
+  if (p.manifest.empty()) fail("config: 'data.manifest' is empty (a folder, glob, CSV or JSON list of volumes)");
+  Manifest m = load_manifest(p.manifest);
+  std::vector<TrainingVolume> all;
+  std::vector<std::string> problems;
+  Progress progress("loading", static_cast<int64_t>(m.entries.size()));
+  io::ReadOptions ro;
+  ro.modality = p.modality_enum();
+  for (const auto& e : m.entries) {
+    try {
+      Volume v = io::read_volume(e.image, ro);
+      if (e.mask) v.label = io::read_label_map(*e.mask, v);
+      all.push_back(preprocess(v, p, e.class_label, e.image.string()));
+    } catch (const Error& err) {
+      problems.push_back(err.what());
+    }
+    progress.update(static_cast<int64_t>(all.size() + problems.size()));
+  }
+  progress.finish();
+  if (!problems.empty()) {
+    std::string joined;
+    for (size_t i = 0; i < problems.size(); ++i) joined += (i ? "; " : "") + problems[i];
+    fail("{}: {} of {} cases cannot be used: {}", p.manifest, problems.size(), m.entries.size(), joined);
+  }
+  std::vector<size_t> order(all.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::mt19937_64 rng(static_cast<uint64_t>(p.seed) * 7919 + 17);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  auto n_val = std::min<size_t>(static_cast<size_t>(p.val_max),
+                                static_cast<size_t>(std::floor(p.val_fraction * static_cast<double>(all.size()))));
+  if (n_val >= all.size()) n_val = all.size() - 1;
+  TrainingSet s;
+  for (size_t i = 0; i < order.size(); ++i) (i < n_val ? s.val : s.train).push_back(all[order[i]]);
+  s.num_classes = m.num_classes();
+  log_info("{}: {} training and {} validation volumes of {} x {} x {}, {} class(es)", p.manifest, s.train.size(),
+           s.val.size(), p.shape[0], p.shape[1], p.shape[2], s.num_classes);
+  return s;
+}
+
+}  // namespace meddiff::cli

@@ -1,0 +1,80 @@
+#include "data/batches.h"
+
+#include "core/error.h"
+
+#include <random>
+
+namespace meddiff {
+
+uint64_t step_seed(uint64_t seed, int64_t step, uint64_t stream) {
+  // splitmix64 over the three inputs
+  uint64_t z = seed * 0x9E3779B97F4A7C15ULL ^ (static_cast<uint64_t>(step) + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL ^
+               (stream + 1) * 0x94D049BB133111EBULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip) {
+  if (cases.empty()) fail("no training cases");
+  std::mt19937_64 rng(step_seed(seed, step, 0));
+  std::vector<torch::Tensor> xs;
+  std::vector<int64_t> labels;
+  for (int64_t b = 0; b < batch_size; ++b) {
+    const auto& c = cases[rng() % cases.size()];
+    auto x = c.x;
+    if (flip) {
+      std::vector<int64_t> dims;
+      for (int64_t a = 1; a <= 3; ++a)
+        if (rng() & 1) dims.push_back(a);
+      if (!dims.empty()) x = x.flip(dims);
+    }
+    xs.push_back(x);
+    labels.push_back(c.class_label);
+  }
+  return {step, torch::stack(xs), torch::tensor(labels, torch::kLong)};
+}
+
+BatchPrefetcher::BatchPrefetcher(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, bool flip,
+                                 int64_t first_step, int64_t last_step, size_t depth)
+    : cases_(cases), batch_size_(batch_size), seed_(seed), flip_(flip), next_step_(first_step), last_step_(last_step),
+      depth_(depth), thread_([this] { run(); }) {}
+
+BatchPrefetcher::~BatchPrefetcher() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void BatchPrefetcher::run() {
+  try {
+    torch::NoGradGuard ng;
+    for (int64_t s = next_step_; s < last_step_; ++s) {
+      Batch b = make_batch(cases_, batch_size_, seed_, s, flip_);
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return stop_ || queue_.size() < depth_; });
+      if (stop_) return;
+      queue_.push_back(std::move(b));
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> l(mu_);
+    error_ = std::current_exception();
+    cv_.notify_all();
+  }
+}
+
+Batch BatchPrefetcher::next() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return !queue_.empty() || error_; });
+  if (error_) std::rethrow_exception(error_);
+  Batch b = std::move(queue_.front());
+  queue_.pop_front();
+  cv_.notify_all();
+  return b;
+}
+
+}  // namespace meddiff

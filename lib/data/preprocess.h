@@ -1,0 +1,55 @@
+#pragma once
+// From a loaded volume to a training tensor: optional resampling to a target spacing, the intensity
+// window to [-1, 1], then crop/pad to the training shape (padding at -1). The window and the
+// resulting geometry are kept so outputs can be mapped back to scanner units and world coordinates.
+#include "core/config.h"
+#include "data/intensity.h"
+#include "data/volume.h"
+
+namespace meddiff {
+
+struct DataParams {
+  std::string manifest;                          // folder, glob, CSV or JSON list of cases
+  std::string modality = "mr";                   // mr or ct
+  std::array<int64_t, 3> shape{32, 32, 32};      // training shape [D, H, W] in voxels
+  std::array<double, 3> spacing{0, 0, 0};        // resample to this spacing [x, y, z] mm first; 0 = keep
+  std::string crop = "centre";                   // centre or foreground
+  std::array<double, 2> ct_window{-1024, 3071};  // HU mapped to [-1, 1]
+  std::array<double, 2> mr_percentiles{0.5, 99.5};
+  double mr_output_max = 1000;                   // synthetic MR: +1 maps to this integer
+  double val_fraction = 0.2;                     // share of cases held out for validation
+  int64_t val_max = 8;                           // at most this many validation cases
+  bool flip = true;                              // random flips along each axis when training
+  int64_t seed = 0;                              // split and batch order
+
+  template <typename V>
+  void visit(V& v) {
+    v("manifest", manifest, "dataset: a folder, a glob, a CSV (image,class[,mask]) or a JSON list");
+    v("modality", modality, "mr or ct");
+    v("shape", shape, "training shape [D,H,W] in voxels (crop/pad after resampling)");
+    v("spacing", spacing, "resample to this spacing [x,y,z] mm before cropping; 0 keeps the file's");
+    v("crop", crop, "centre or foreground (around the label map / non-background voxels)");
+    v("ct_window", ct_window, "CT: Hounsfield window mapped to [-1,1]");
+    v("mr_percentiles", mr_percentiles, "MR: per-volume percentiles mapped to [-1,1]");
+    v("mr_output_max", mr_output_max, "MR: integer written for +1 in synthetic volumes");
+    v("val_fraction", val_fraction, "share of cases held out for validation");
+    v("val_max", val_max, "at most this many validation cases");
+    v("flip", flip, "random flips along each axis during training");
+    v("seed", seed, "seed of the train/validation split and of the batch order");
+  }
+  void validate(const std::string& where = "data") const;
+  Modality modality_enum() const;
+  IntensityParams intensity() const;
+};
+
+struct TrainingVolume {
+  torch::Tensor x;          // [1, D, H, W] float in [-1, 1]
+  Geometry geometry;        // geometry of x (after resample / crop)
+  IntensityWindow window;   // scanner values of -1 and +1
+  int64_t class_label = 0;
+  std::string source;
+};
+
+TrainingVolume preprocess(const Volume& v, const DataParams& p, int64_t class_label, const std::string& source);
+
+}  // namespace meddiff

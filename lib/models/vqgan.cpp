@@ -1,0 +1,39 @@
+#include "models/vqgan.h"
+
+#include "core/error.h"
+
+namespace meddiff {
+
+VQGANImpl::VQGANImpl(const VQGANParams& p) : params(p) {
+  p.validate();
+  encoder = register_module("encoder", VQEncoder(p));
+  quantizer = register_module("codebook", VectorQuantizer(p));
+  decoder = register_module("decoder", VQDecoder(p));
+}
+
+VQGANOutput VQGANImpl::forward(const torch::Tensor& x, std::optional<at::Generator> gen) {
+  auto z = encoder(x);              // [B, E, d, h, w]
+  auto vq = quantizer(z, gen);
+  auto rec = decoder(vq.quantized);  // [B, 1, D, H, W]
+  return {rec, vq};
+}
+
+torch::Tensor VQGANImpl::encode(const torch::Tensor& x) { return encoder(x); }
+
+torch::Tensor VQGANImpl::decode_latent(const torch::Tensor& z) {
+  auto flat = z.permute({0, 2, 3, 4, 1}).reshape({-1, params.embedding_dim});
+  auto codes = quantizer->nearest(flat.to(torch::kFloat)).reshape({z.size(0), z.size(2), z.size(3), z.size(4)});
+  return decoder(quantizer->lookup(codes));
+}
+
+std::array<int64_t, 4> latent_shape(const VQGANParams& p, const std::array<int64_t, 3>& shape, const std::string& where) {
+  std::array<int64_t, 4> out{p.embedding_dim, 0, 0, 0};
+  for (size_t a = 0; a < 3; ++a) {
+    if (shape[a] % p.downsample[a] != 0)
+      fail("config: '{}[{}]' = {} is not divisible by vqgan.downsample[{}] = {}", where, a, shape[a], a, p.downsample[a]);
+    out[a + 1] = shape[a] / p.downsample[a];
+  }
+  return out;
+}
+
+}  // namespace meddiff

@@ -1,0 +1,30 @@
+#pragma once
+// The 3-D VQ-GAN autoencoder: encoder -> vector quantiser -> decoder. Inputs and outputs are
+// [B, 1, D, H, W] in [-1, 1]; latents are [B, embedding_dim, D/fd, H/fh, W/fw].
+#include "models/vector_quantizer.h"
+#include "models/vqgan_decoder.h"
+#include "models/vqgan_encoder.h"
+
+namespace meddiff {
+
+struct VQGANOutput {
+  torch::Tensor reconstruction;  // [B, 1, D, H, W]
+  VQOutput vq;
+};
+
+struct VQGANImpl : torch::nn::Module {
+  explicit VQGANImpl(const VQGANParams& p);
+  VQGANOutput forward(const torch::Tensor& x, std::optional<at::Generator> gen = std::nullopt);
+  torch::Tensor encode(const torch::Tensor& x);            // pre-quantisation latent
+  torch::Tensor decode_latent(const torch::Tensor& z);     // quantise (nearest code) then decode
+  VQGANParams params;
+  VQEncoder encoder{nullptr};
+  VectorQuantizer quantizer{nullptr};
+  VQDecoder decoder{nullptr};
+};
+TORCH_MODULE(VQGAN);
+
+// Latent shape [E, d, h, w] for an input shape [D, H, W]; throws naming `where` if a factor does not divide.
+std::array<int64_t, 4> latent_shape(const VQGANParams& p, const std::array<int64_t, 3>& shape, const std::string& where);
+
+}  // namespace meddiff

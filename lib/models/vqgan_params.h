@@ -1,0 +1,47 @@
+#pragma once
+// VQ-GAN architecture settings (after FirasGit/medicaldiffusion vq_gan_3d).
+#include "core/config.h"
+
+#include <array>
+
+namespace meddiff {
+
+struct VQGANParams {
+  int64_t n_hiddens = 16;                   // channels after the stem; stage i has n_hiddens * 2^(i+1)
+  std::array<int64_t, 3> downsample{4, 4, 4};  // total factor per axis [D, H, W], each a power of two
+  int64_t embedding_dim = 8;                // latent channels
+  int64_t n_codes = 2048;                   // codebook size
+  int64_t n_res_blocks = 1;                 // residual blocks per encoder stage (decoder: one more)
+  double commitment_weight = 0.25;          // beta of the commitment loss
+  double ema_decay = 0.99;                  // codebook EMA decay
+  double ema_eps = 1e-7;                    // Laplace smoothing of the EMA cluster sizes
+  double restart_threshold = 1.0;           // codes whose EMA count falls below this are restarted
+  int64_t disc_channels = 64;               // PatchGAN width (ndf)
+  int64_t disc_layers = 3;                  // PatchGAN strided layers
+  std::string disc_norm = "batch";          // "batch" (reference) or "group"
+
+  template <typename V>
+  void visit(V& v) {
+    v("n_hiddens", n_hiddens, "encoder width after the stem; stage i has n_hiddens*2^(i+1) channels");
+    v("downsample", downsample, "total downsampling per axis [D,H,W], powers of two (e.g. [1,4,4])");
+    v("embedding_dim", embedding_dim, "latent channels (the diffusion model works on these)");
+    v("n_codes", n_codes, "codebook size");
+    v("n_res_blocks", n_res_blocks, "residual blocks per encoder stage (decoder uses one more)");
+    v("commitment_weight", commitment_weight, "weight of the commitment loss (beta)");
+    v("ema_decay", ema_decay, "EMA decay of the codebook");
+    v("ema_eps", ema_eps, "epsilon of the EMA cluster-size smoothing");
+    v("restart_threshold", restart_threshold, "codes with an EMA count below this are restarted from encoder outputs");
+    v("disc_channels", disc_channels, "PatchGAN discriminator width");
+    v("disc_layers", disc_layers, "PatchGAN strided layers");
+    v("disc_norm", disc_norm, "discriminator normalisation: batch or group");
+  }
+  void validate(const std::string& where = "vqgan") const;
+  int64_t stages() const;  // log2 of the largest factor
+};
+
+}  // namespace meddiff
+
+namespace meddiff {
+// Per encoder stage, the stride along [D, H, W] (2 while that axis still has factor left, else 1).
+std::vector<std::array<int64_t, 3>> stage_strides(const VQGANParams& p);
+}  // namespace meddiff

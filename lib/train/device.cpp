@@ -1,0 +1,45 @@
+#include "train/device.h"
+
+#include "core/error.h"
+
+#include <ATen/autocast_mode.h>
+
+#include <fstream>
+
+namespace meddiff {
+
+torch::Device choose_device(const std::string& spec) {
+  if (spec == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (spec == "cpu") return torch::Device(torch::kCPU);
+  if (!torch::cuda::is_available()) fail("device '{}' asked for, but no CUDA device is available", spec);
+  torch::Device d(spec);
+  if (d.index() >= static_cast<int>(torch::cuda::device_count())) fail("device '{}' does not exist", spec);
+  return d;
+}
+
+bool use_bf16(const std::string& precision, const torch::Device& d) {
+  return d.is_cuda() && (precision == "auto" || precision == "bf16");
+}
+
+AutocastGuard::AutocastGuard(bool enabled) : enabled_(enabled) {
+  if (!enabled_) return;
+  prev_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!enabled_) return;
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_);
+  at::autocast::clear_cache();
+}
+
+double peak_rss_mib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+}  // namespace meddiff

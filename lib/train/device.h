@@ -1,0 +1,27 @@
+#pragma once
+// Device and precision choice for training and sampling.
+#include <torch/torch.h>
+
+#include <string>
+
+namespace meddiff {
+
+// "auto" -> CUDA when available, else CPU; "cpu", "cuda", "cuda:N". Error if CUDA is asked for but absent.
+torch::Device choose_device(const std::string& spec);
+// bf16 autocast on CUDA for "auto" and "bf16"; fp32 on CPU.
+bool use_bf16(const std::string& precision, const torch::Device& d);
+
+// Turns CUDA bf16 autocast on for its lifetime (no-op when `enabled` is false).
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool enabled);
+  ~AutocastGuard();
+
+ private:
+  bool enabled_, prev_ = false;
+};
+
+// Peak resident memory of this process (MiB), from /proc/self/status VmHWM.
+double peak_rss_mib();
+
+}  // namespace meddiff

@@ -1,0 +1,82 @@
+#pragma once
+// The config file of a training run: one JSON with a section per concern. Unknown keys, wrong types
+// and impossible settings fail before any work starts, naming the key.
+#include "data/preprocess.h"
+#include "models/vqgan_params.h"
+
+namespace meddiff {
+
+struct VQGANTrainParams {
+  int64_t steps = 2000;                  // optimisation steps
+  int64_t batch_size = 2;
+  std::string optimizer = "adam";        // adam or adamw
+  double lr = 3e-4;
+  std::array<double, 2> betas{0.5, 0.9};
+  double weight_decay = 0.0;
+  double grad_clip = 1.0;                // max global norm; 0 = off
+  double l1_weight = 4.0;                // reconstruction
+  int64_t gan_start = 10000;             // step at which the GAN terms switch on
+  double image_gan_weight = 1.0;         // 2-D slice discriminator
+  double video_gan_weight = 1.0;         // 3-D volume discriminator
+  double feature_matching_weight = 4.0;
+  int64_t slice_axis = 0;                // axis of the random 2-D slices: 0 D (axial), 1 H, 2 W
+  double perceptual_weight = 0.0;        // needs perceptual_model
+  std::string perceptual_model;          // TorchScript file: [B,3,H,W] in [-1,1] -> features
+  std::string precision = "auto";        // auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16
+  std::string device = "auto";           // auto, cpu, cuda, cuda:N
+  int64_t log_every = 10;
+  int64_t val_every = 100;
+  int64_t ckpt_every = 500;
+  int64_t nan_abort = 10;                // abort after this many non-finite steps in a row
+  int64_t seed = 0;
+
+  template <typename V>
+  void visit(V& v) {
+    v("steps", steps, "optimisation steps");
+    v("batch_size", batch_size, "volumes per step");
+    v("optimizer", optimizer, "adam or adamw");
+    v("lr", lr, "learning rate (generator and discriminators)");
+    v("betas", betas, "Adam betas");
+    v("weight_decay", weight_decay, "weight decay (adamw)");
+    v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off");
+    v("l1_weight", l1_weight, "weight of the L1 reconstruction loss");
+    v("gan_start", gan_start, "step at which the adversarial and feature-matching terms start");
+    v("image_gan_weight", image_gan_weight, "weight of the 2-D slice discriminator terms");
+    v("video_gan_weight", video_gan_weight, "weight of the 3-D volume discriminator terms");
+    v("feature_matching_weight", feature_matching_weight, "weight of the discriminator feature-matching L1");
+    v("slice_axis", slice_axis, "axis of the random slices for the 2-D terms: 0 (D), 1 (H), 2 (W)");
+    v("perceptual_weight", perceptual_weight, "weight of the perceptual loss (needs perceptual_model)");
+    v("perceptual_model", perceptual_model, "TorchScript feature extractor (e.g. LPIPS-VGG exported by you); never downloaded");
+    v("precision", precision, "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16");
+    v("device", device, "auto, cpu, cuda or cuda:N");
+    v("log_every", log_every, "steps between metrics.jsonl lines");
+    v("val_every", val_every, "steps between validations (PSNR, SSIM, previews)");
+    v("ckpt_every", ckpt_every, "steps between step-NNNNNNN.pt checkpoints (last.pt too)");
+    v("nan_abort", nan_abort, "abort after this many non-finite losses in a row");
+    v("seed", seed, "seed of initialisation and per-step randomness");
+  }
+  void validate(const std::string& where = "vqgan_train") const;
+};
+
+// train-vqgan's config file: {"data": {...}, "vqgan": {...}, "vqgan_train": {...}}
+struct VQGANConfig {
+  std::string description;
+  DataParams data;
+  VQGANParams vqgan;
+  VQGANTrainParams vqgan_train;
+
+  template <typename V>
+  void visit(V& v) {
+    v("description", description, "what this config is for");
+    v("data", data);
+    v("vqgan", vqgan);
+    v("vqgan_train", vqgan_train);
+  }
+  // Checks every section and the cross-section rules (downsampling divides the training shape, ...).
+  void validate() const;
+};
+
+// The resolved config: defaults <- file <- --set overrides, validated.
+VQGANConfig resolve_vqgan_config(const std::string& file, const std::vector<std::string>& overrides);
+
+}  // namespace meddiff

@@ -1,0 +1,54 @@
+#pragma once
+// Stage 1 training: the 3-D VQ-GAN with L1 reconstruction, EMA codebook, 2-D slice and 3-D volume
+// PatchGANs (hinge loss) and feature matching, switched on at vqgan_train.gan_start.
+//
+// The training folder holds last.pt and step-NNNNNNN.pt (atomic), config.json (resolved config),
+// metrics.jsonl (one JSON object per logged step and per validation) and previews/*.png. Every random
+// choice of step s derives from (seed, s), so a resumed run continues exactly as an uninterrupted one.
+#include "data/preprocess.h"
+#include "models/patch_discriminator.h"
+#include "models/vqgan.h"
+#include "train/train_config.h"
+
+#include <filesystem>
+#include <functional>
+
+namespace meddiff {
+
+struct TrainHooks {
+  // Writes an 8-bit preview image (the CLI passes the PNG writer of lib/io).
+  std::function<void(const std::filesystem::path&, const torch::Tensor&)> write_png;
+};
+
+struct ValidationResult {
+  int64_t step = 0;
+  double psnr = 0, ssim = 0, psnr_mean_baseline = 0;
+};
+
+struct VQGANTrainResult {
+  int64_t final_step = 0;
+  double seconds_per_step = 0;
+  double peak_rss_mib = 0;
+  std::vector<ValidationResult> validations;
+};
+
+VQGANTrainResult train_vqgan(const VQGANConfig& cfg, const std::vector<TrainingVolume>& train,
+                             const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir,
+                             bool resume, const TrainHooks& hooks);
+
+// Rebuilds a VQ-GAN from a checkpoint (kind "vqgan"), in eval mode on `device`.
+struct LoadedVQGAN {
+  VQGANConfig config;
+  VQGAN model{nullptr};
+  int64_t step = 0;
+};
+LoadedVQGAN load_vqgan(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
+
+// Reconstruction quality of `model` on volumes: mean PSNR and SSIM, plus the PSNR of predicting `mean_volume`.
+ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<TrainingVolume>& val,
+                                         const torch::Tensor& mean_volume, const torch::Device& device);
+
+// Estimated training memory (bytes) for one batch: weights, gradients, Adam moments and activations.
+double estimate_vqgan_memory_bytes(const VQGANConfig& cfg);
+
+}  // namespace meddiff

@@ -1,0 +1,169 @@
+#include <doctest/doctest.h>
+
+#include "core/checkpoint.h"
+#include "core/fs.h"
+#include "models/patch_discriminator.h"
+#include "models/vqgan.h"
+#include "test_support.h"
+
+using namespace meddiff;
+
+namespace {
+VQGANParams small(std::array<int64_t, 3> down) {
+  VQGANParams p;
+  p.n_hiddens = 4;
+  p.downsample = down;
+  p.embedding_dim = 3;
+  p.n_codes = 16;
+  return p;
+}
+}  // namespace
+
+TEST_CASE("VQ-GAN shapes for every downsampling configuration") {
+  torch::manual_seed(0);
+  struct Case {
+    std::array<int64_t, 3> down, shape;
+  };
+  for (const auto& c : {Case{{2, 2, 2}, {16, 16, 16}}, Case{{4, 4, 4}, {16, 16, 16}}, Case{{8, 8, 8}, {16, 16, 16}},
+                        Case{{1, 4, 4}, {8, 32, 32}}, Case{{2, 4, 8}, {8, 16, 32}}}) {
+    auto p = small(c.down);
+    VQGAN m(p);
+    auto x = torch::rand({2, 1, c.shape[0], c.shape[1], c.shape[2]}) * 2 - 1;
+    auto z = m->encode(x);
+    INFO("downsample " << c.down[0] << "," << c.down[1] << "," << c.down[2]);
+    CHECK((z.sizes() == torch::IntArrayRef({2, 3, c.shape[0] / c.down[0], c.shape[1] / c.down[1], c.shape[2] / c.down[2]})));
+    auto out = m->forward(x);
+    CHECK((out.reconstruction.sizes() == x.sizes()));
+    CHECK((out.vq.codes.sizes() == torch::IntArrayRef({2, z.size(2), z.size(3), z.size(4)})));
+    auto lat = latent_shape(p, c.shape, "data.shape");
+    CHECK(lat[1] == z.size(2));
+  }
+  CHECK_THROWS_WITH_AS(latent_shape(small({4, 4, 4}), {16, 18, 16}, "data.shape"), doctest::Contains("data.shape[1]"), Error);
+  auto bad = small({3, 4, 4});
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("vqgan.downsample[0]"), Error);
+}
+
+TEST_CASE("quantiser EMA update matches hand-computed values") {
+  VQGANParams p = small({2, 2, 2});
+  p.embedding_dim = 1;
+  p.n_codes = 2;
+  p.ema_decay = 0.5;
+  p.ema_eps = 1e-7;
+  p.restart_threshold = 1.0;
+  VectorQuantizer q(p);
+  q->train();
+  q->embeddings.copy_(torch::tensor({{0.0f}, {10.0f}}));
+  q->embed_avg.copy_(q->embeddings);
+  q->cluster_size.fill_(1.0);
+  q->initialized.fill_(1.0);
+  auto z = torch::tensor({1.0f, 2.0f, 9.0f}).view({1, 1, 1, 1, 3});  // [B, E, d, h, w]
+  auto out = q->forward(z);
+  // assignments 0, 0, 1; counts [2, 1]; sums [3, 9]
+  CHECK((out.codes.flatten() == torch::tensor({0, 0, 1})).all().item<bool>());
+  // cluster_size = 0.5 * 1 + 0.5 * [2, 1] = [1.5, 1.0]; embed_avg = 0.5 * [0, 10] + 0.5 * [3, 9] = [1.5, 9.5]
+  CHECK(q->cluster_size[0].item<float>() == doctest::Approx(1.5));
+  CHECK(q->cluster_size[1].item<float>() == doctest::Approx(1.0));
+  CHECK(q->embed_avg[1][0].item<float>() == doctest::Approx(9.5));
+  // smoothed counts (n = 2.5): (cs + eps) / (n + 2 eps) * n ~= cs -> embeddings [1.0, 9.5]
+  CHECK(q->embeddings[0][0].item<float>() == doctest::Approx(1.0).epsilon(1e-5));
+  CHECK(q->embeddings[1][0].item<float>() == doctest::Approx(9.5).epsilon(1e-5));
+  CHECK(out.restarted == 0);
+  // commitment = 0.25 * mean((z - e)^2) with e = [1, 1, 9.5] after the update
+  CHECK(out.commitment.item<float>() == doctest::Approx(0.25 * (0 + 1 + 0.25) / 3).epsilon(1e-5));
+  CHECK(out.usage == doctest::Approx(1.0));
+  // perplexity of the code histogram [2/3, 1/3]
+  CHECK(out.perplexity == doctest::Approx(std::exp(-(2.0 / 3 * std::log(2.0 / 3) + 1.0 / 3 * std::log(1.0 / 3)))).epsilon(1e-4));
+}
+
+TEST_CASE("dead codes restart from encoder outputs") {
+  VQGANParams p = small({2, 2, 2});
+  p.embedding_dim = 1;
+  p.n_codes = 3;
+  p.ema_decay = 0.5;
+  p.restart_threshold = 0.9;
+  VectorQuantizer q(p);
+  q->train();
+  q->embeddings.copy_(torch::tensor({{0.0f}, {10.0f}, {100.0f}}));
+  q->embed_avg.copy_(q->embeddings);
+  q->cluster_size.fill_(1.0);
+  q->initialized.fill_(1.0);
+  auto z = torch::tensor({1.0f, 2.0f, 9.0f, 11.0f}).view({1, 1, 1, 1, 4});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto out = q->forward(z, gen);
+  // code 2 got nothing: cluster_size 0.5 < 0.9 -> restarted to one of the encoder outputs, count reset to 1
+  CHECK(out.restarted == 1);
+  float e2 = q->embeddings[2][0].item<float>();
+  CHECK((e2 == 1.0f || e2 == 2.0f || e2 == 9.0f || e2 == 11.0f));
+  CHECK(q->cluster_size[2].item<float>() == doctest::Approx(1.0));
+  CHECK(q->embeddings[0][0].item<float>() == doctest::Approx(1.0).epsilon(1e-4));  // (0.5*0 + 0.5*3) / 1.5
+}
+
+TEST_CASE("codebook initialises from the first batch") {
+  VQGANParams p = small({2, 2, 2});
+  p.embedding_dim = 2;
+  p.n_codes = 4;
+  VectorQuantizer q(p);
+  q->train();
+  auto z = torch::randn({1, 2, 2, 2, 2}) + 50;  // far from the random initial codes
+  q->forward(z);
+  CHECK(q->initialized.item<float>() == 1.0f);
+  CHECK(q->embeddings.min().item<float>() > 40);
+}
+
+TEST_CASE("gradients reach every encoder and decoder parameter") {
+  torch::manual_seed(1);
+  VQGAN m(small({2, 4, 4}));
+  m->train();
+  auto x = torch::rand({2, 1, 8, 16, 16}) * 2 - 1;
+  auto out = m->forward(x);
+  auto loss = torch::l1_loss(out.reconstruction, x) + out.vq.commitment;
+  loss.backward();
+  int checked = 0;
+  for (auto* part : {static_cast<torch::nn::Module*>(m->encoder.get()), static_cast<torch::nn::Module*>(m->decoder.get())})
+    for (const auto& p : part->named_parameters()) {
+      INFO(p.key());
+      REQUIRE(p.value().grad().defined());
+      CHECK(p.value().grad().abs().sum().item<double>() > 0);
+      ++checked;
+    }
+  CHECK(checked > 20);
+}
+
+TEST_CASE("PatchGAN discriminators: patch logits and features") {
+  PatchDiscriminator d2(2, 1, 8, 3, "batch"), d3(3, 1, 8, 2, "group");
+  auto [l2, f2] = d2->forward(torch::randn({2, 1, 32, 32}));
+  CHECK(l2.size(1) == 1);
+  CHECK(f2.size() == 4);
+  auto [l3, f3] = d3->forward(torch::randn({1, 1, 16, 16, 16}));
+  CHECK(l3.dim() == 5);
+  CHECK(f3.size() == 3);
+}
+
+TEST_CASE("checkpoint save -> load gives identical outputs and bad checkpoints are named") {
+  test::ScratchDir dir("ckpt");
+  torch::manual_seed(2);
+  auto p = small({2, 2, 2});
+  VQGAN a(p), b(p);
+  a->train();
+  auto x = torch::rand({1, 1, 8, 8, 8}) * 2 - 1;
+  a->forward(x);  // initialise the codebook
+  a->eval();
+  Checkpoint c;
+  c.kind = "vqgan";
+  c.step = 7;
+  c.config = {{"k", 1}};
+  c.put_module("model", *a);
+  save_checkpoint(c, dir / "a.pt");
+  Checkpoint r = load_checkpoint(dir / "a.pt");
+  CHECK(r.step == 7);
+  CHECK(r.kind == "vqgan");
+  CHECK(r.config["k"] == 1);
+  r.load_module("model", *b);
+  b->eval();
+  torch::NoGradGuard ng;
+  CHECK(torch::equal(a->forward(x).reconstruction, b->forward(x).reconstruction));
+  VQGAN wide(small({4, 4, 4}));
+  CHECK_THROWS_WITH_AS(r.load_module("model", *wide), doctest::Contains("model."), Error);
+  write_text_atomically(dir / "junk.pt", "not a checkpoint");
+  CHECK_THROWS_WITH_AS(load_checkpoint(dir / "junk.pt"), doctest::Contains("junk.pt"), Error);
+}

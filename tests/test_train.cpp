@@ -1,0 +1,101 @@
+#include <doctest/doctest.h>
+
+#include "core/checkpoint.h"
+#include "core/fs.h"
+#include "data/metrics.h"
+#include "data/phantom.h"
+#include "train/train_config.h"
+#include "train/vqgan_trainer.h"
+#include "test_support.h"
+
+using namespace meddiff;
+
+namespace {
+VQGANConfig tiny_config() {
+  VQGANConfig c;
+  c.data.shape = {16, 16, 16};
+  c.vqgan.n_hiddens = 4;
+  c.vqgan.downsample = {2, 2, 2};
+  c.vqgan.embedding_dim = 3;
+  c.vqgan.n_codes = 32;
+  c.vqgan.disc_channels = 4;
+  c.vqgan.disc_layers = 2;
+  c.vqgan_train.steps = 6;
+  c.vqgan_train.batch_size = 2;
+  c.vqgan_train.gan_start = 3;
+  c.vqgan_train.device = "cpu";
+  c.vqgan_train.val_every = 3;
+  c.vqgan_train.ckpt_every = 3;
+  c.vqgan_train.log_every = 1;
+  return c;
+}
+
+std::vector<TrainingVolume> phantoms(int n) {
+  PhantomParams p;
+  p.shape = {16, 16, 16};
+  std::vector<TrainingVolume> out;
+  for (int i = 0; i < n; ++i) out.push_back(preprocess(make_phantom(p, i, i % 2), tiny_config().data, i % 2, "phantom"));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("config: defaults / file / --set overrides - unknown keys and wrong types are named") {
+  test::ScratchDir dir("cfg");
+  write_text_atomically(dir / "c.json", R"({"vqgan": {"n_codes": 64}, "vqgan_train": {"steps": 5}})");
+  auto c = resolve_vqgan_config((dir / "c.json").string(), {"vqgan_train.lr=0.01", "data.shape=[32,32,16]"});
+  CHECK(c.vqgan.n_codes == 64);
+  CHECK(c.vqgan_train.steps == 5);
+  CHECK(c.vqgan_train.lr == doctest::Approx(0.01));
+  CHECK(c.data.shape[2] == 16);
+  CHECK(c.vqgan.n_hiddens == 16);  // default kept
+  test::check_error([&] { resolve_vqgan_config((dir / "c.json").string(), {"vqgan.n_code=3"}); }, {"vqgan.n_code"});
+  test::check_error([&] { resolve_vqgan_config("", {"vqgan.n_codes=many"}); }, {"vqgan.n_codes", "integer"});
+  write_text_atomically(dir / "typo.json", R"({"vqgan": {"n_hidens": 8}})");
+  test::check_error([&] { resolve_vqgan_config((dir / "typo.json").string(), {}); }, {"unknown key 'vqgan.n_hidens'"});
+  write_text_atomically(dir / "bad.json", "{\"vqgan\": {\n  \"n_codes\": 4,,\n}}");
+  test::check_error([&] { resolve_vqgan_config((dir / "bad.json").string(), {}); }, {"bad.json", "line 2"});
+  test::check_error([&] { resolve_vqgan_config("", {"data.shape=[30,32,32]"}); }, {"data.shape[0]", "vqgan.downsample[0]"});
+  test::check_error([&] { resolve_vqgan_config("", {"vqgan.ema_decay=1.5"}); }, {"vqgan.ema_decay"});
+  test::check_error([&] { resolve_vqgan_config("", {"vqgan_train.optimizer=\"sgd\""}); }, {"vqgan_train.optimizer"});
+}
+
+TEST_CASE("metrics: PSNR and SSIM against closed forms") {
+  auto a = torch::zeros({8, 8, 8});
+  auto b = torch::full({8, 8, 8}, 0.2);
+  CHECK(psnr(a, b) == doctest::Approx(10 * std::log10(4.0 / 0.04)));  // range 2, MSE 0.04 -> 20 dB
+  auto x = torch::rand({12, 12, 12});
+  CHECK(ssim3d(x, x) == doctest::Approx(1.0));
+  CHECK(ssim3d(x, torch::rand({12, 12, 12})) < 0.5);
+}
+
+TEST_CASE("a run stopped after N steps and resumed equals an uninterrupted run") {
+  test::ScratchDir dir("resume");
+  auto data = phantoms(4);
+  std::vector<TrainingVolume> train(data.begin(), data.begin() + 3), val(data.begin() + 3, data.end());
+  auto cfg = tiny_config();
+  TrainHooks hooks;
+  auto full = train_vqgan(cfg, train, val, dir / "full", false, hooks);
+  CHECK(full.final_step == 6);
+  auto half = cfg;
+  half.vqgan_train.steps = 3;
+  train_vqgan(half, train, val, dir / "split", false, hooks);
+  CHECK(fs::exists(dir / "split/step-0000003.pt"));
+  test::check_error([&] { train_vqgan(cfg, train, val, dir / "split", false, hooks); }, {"--resume"});
+  train_vqgan(cfg, train, val, dir / "split", true, hooks);
+  auto a = load_checkpoint(dir / "full/last.pt"), b = load_checkpoint(dir / "split/last.pt");
+  CHECK(a.step == 6);
+  CHECK(b.step == 6);
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  int differing = 0;
+  for (const auto& [k, v] : a.tensors) {
+    if (k.rfind("optim.", 0) == 0) continue;
+    if (!torch::equal(v, b.tensor(k))) {
+      ++differing;
+      MESSAGE("differs: " << k);
+    }
+  }
+  CHECK(differing == 0);
+  // metrics.jsonl: one line per step and per validation, appended across the resume
+  std::string m = read_text(dir / "split/metrics.jsonl");
+  CHECK(std::count(m.begin(), m.end(), '\n') == 6 + 2);
+}
