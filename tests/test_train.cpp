@@ -11,8 +11,8 @@
 using namespace meddiff;
 
 namespace {
-VQGANConfig tiny_config() {
-  VQGANConfig c;
+RunConfig tiny_config() {
+  RunConfig c;
   c.data.shape = {16, 16, 16};
   c.vqgan.n_hiddens = 4;
   c.vqgan.downsample = {2, 2, 2};
@@ -42,21 +42,21 @@ std::vector<TrainingVolume> phantoms(int n) {
 TEST_CASE("config: defaults / file / --set overrides - unknown keys and wrong types are named") {
   test::ScratchDir dir("cfg");
   write_text_atomically(dir / "c.json", R"({"vqgan": {"n_codes": 64}, "vqgan_train": {"steps": 5}})");
-  auto c = resolve_vqgan_config((dir / "c.json").string(), {"vqgan_train.lr=0.01", "data.shape=[32,32,16]"});
+  auto c = resolve_config((dir / "c.json").string(), {"vqgan_train.lr=0.01", "data.shape=[32,32,16]"});
   CHECK(c.vqgan.n_codes == 64);
   CHECK(c.vqgan_train.steps == 5);
   CHECK(c.vqgan_train.lr == doctest::Approx(0.01));
   CHECK(c.data.shape[2] == 16);
   CHECK(c.vqgan.n_hiddens == 16);  // default kept
-  test::check_error([&] { resolve_vqgan_config((dir / "c.json").string(), {"vqgan.n_code=3"}); }, {"vqgan.n_code"});
-  test::check_error([&] { resolve_vqgan_config("", {"vqgan.n_codes=many"}); }, {"vqgan.n_codes", "integer"});
+  test::check_error([&] { resolve_config((dir / "c.json").string(), {"vqgan.n_code=3"}); }, {"vqgan.n_code"});
+  test::check_error([&] { resolve_config("", {"vqgan.n_codes=many"}); }, {"vqgan.n_codes", "integer"});
   write_text_atomically(dir / "typo.json", R"({"vqgan": {"n_hidens": 8}})");
-  test::check_error([&] { resolve_vqgan_config((dir / "typo.json").string(), {}); }, {"unknown key 'vqgan.n_hidens'"});
+  test::check_error([&] { resolve_config((dir / "typo.json").string(), {}); }, {"unknown key 'vqgan.n_hidens'"});
   write_text_atomically(dir / "bad.json", "{\"vqgan\": {\n  \"n_codes\": 4,,\n}}");
-  test::check_error([&] { resolve_vqgan_config((dir / "bad.json").string(), {}); }, {"bad.json", "line 2"});
-  test::check_error([&] { resolve_vqgan_config("", {"data.shape=[30,32,32]"}); }, {"data.shape[0]", "vqgan.downsample[0]"});
-  test::check_error([&] { resolve_vqgan_config("", {"vqgan.ema_decay=1.5"}); }, {"vqgan.ema_decay"});
-  test::check_error([&] { resolve_vqgan_config("", {"vqgan_train.optimizer=\"sgd\""}); }, {"vqgan_train.optimizer"});
+  test::check_error([&] { resolve_config((dir / "bad.json").string(), {}); }, {"bad.json", "line 2"});
+  test::check_error([&] { resolve_config("", {"data.shape=[30,32,32]"}); }, {"data.shape[0]", "vqgan.downsample[0]"});
+  test::check_error([&] { resolve_config("", {"vqgan.ema_decay=1.5"}); }, {"vqgan.ema_decay"});
+  test::check_error([&] { resolve_config("", {"vqgan_train.optimizer=\"sgd\""}); }, {"vqgan_train.optimizer"});
 }
 
 TEST_CASE("metrics: PSNR and SSIM against closed forms") {

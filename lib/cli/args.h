@@ -1,6 +1,8 @@
 #pragma once
 // Command-line parsing shared by the subcommands (cxxopts), with meddiff's error conventions:
 // a bad flag or value is a UsageError naming it; --help prints the help and ends the command.
+// Repeated flags collect one value each; a value is never split on commas ("--set a=[1,2,3]").
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
 #include <array>

@@ -24,7 +24,7 @@ int run_train_vqgan(const Args_t& args) {
   auto r = a.parse(args);
   std::vector<std::string> sets;
   if (r.count("set")) sets = r["set"].as<std::vector<std::string>>();
-  VQGANConfig cfg = resolve_vqgan_config(r["config"].as<std::string>(), sets);
+  RunConfig cfg = resolve_config(r["config"].as<std::string>(), sets);
   if (r.count("print-config")) {
     std::cout << config_to_json(cfg).dump(2) << "\n";
     return 0;

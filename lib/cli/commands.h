@@ -14,6 +14,8 @@ int run_preview(const Args_t& args);
 int run_phantoms(const Args_t& args);
 int run_train_vqgan(const Args_t& args);
 int run_reconstruct(const Args_t& args);
+int run_train_ldm(const Args_t& args);
+int run_sample(const Args_t& args);
 
 struct Command {
   const char* name;

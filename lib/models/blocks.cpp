@@ -3,7 +3,7 @@
 namespace meddiff {
 
 torch::nn::GroupNorm group_norm(int64_t channels, double eps) {
-  int64_t groups = std::min<int64_t>(32, channels);
+  int64_t groups = std::min<int64_t>(32, std::max<int64_t>(1, channels / 4));
   while (channels % groups != 0) --groups;
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(eps));
 }

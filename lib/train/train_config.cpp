@@ -2,6 +2,8 @@
 
 #include "models/vqgan.h"
 
+#include <cmath>
+
 namespace meddiff {
 
 void VQGANTrainParams::validate(const std::string& w) const {
@@ -23,13 +25,65 @@ void VQGANTrainParams::validate(const std::string& w) const {
   if (nan_abort < 1) fail("config: '{}.nan_abort' must be positive", w);
 }
 
-void VQGANConfig::validate() const {
+void LDMParams::validate(const std::string& w) const {
+  if (schedule != "linear" && schedule != "cosine" && schedule != "scaled_linear")
+    fail("config: '{}.schedule' must be linear, cosine or scaled_linear (got '{}')", w, schedule);
+  if (timesteps < 2 || timesteps > 100000) fail("config: '{}.timesteps' must be within 2..100000 (got {})", w, timesteps);
+  if (!(cosine_s > 0 && cosine_s < 1)) fail("config: '{}.cosine_s' must be within (0, 1)", w);
+  if (prediction != "eps" && prediction != "v" && prediction != "x0")
+    fail("config: '{}.prediction' must be eps, v or x0 (got '{}')", w, prediction);
+  if (loss != "l1" && loss != "l2") fail("config: '{}.loss' must be l1 or l2 (got '{}')", w, loss);
+  if (latent_norm != "codebook_minmax" && latent_norm != "channel_meanstd")
+    fail("config: '{}.latent_norm' must be codebook_minmax or channel_meanstd (got '{}')", w, latent_norm);
+  unet.validate(w + ".unet");
+}
+
+void LDMTrainParams::validate(const std::string& w) const {
+  if (steps < 1) fail("config: '{}.steps' must be positive (got {})", w, steps);
+  if (batch_size < 1) fail("config: '{}.batch_size' must be positive (got {})", w, batch_size);
+  if (!(lr > 0)) fail("config: '{}.lr' must be positive (got {})", w, lr);
+  if (warmup < 0) fail("config: '{}.warmup' must not be negative", w);
+  for (size_t i = 0; i < 2; ++i)
+    if (!(betas[i] >= 0 && betas[i] < 1)) fail("config: '{}.betas[{}]' must be within [0, 1)", w, i);
+  if (!(ema_decay >= 0 && ema_decay < 1)) fail("config: '{}.ema_decay' must be within [0, 1) (got {})", w, ema_decay);
+  if (precision != "auto" && precision != "fp32" && precision != "bf16")
+    fail("config: '{}.precision' must be auto, fp32 or bf16 (got '{}')", w, precision);
+  if (device != "auto" && device != "cpu" && device.rfind("cuda", 0) != 0)
+    fail("config: '{}.device' must be auto, cpu, cuda or cuda:N (got '{}')", w, device);
+  if (log_every < 1 || val_every < 1 || ckpt_every < 1) fail("config: '{}.log_every', 'val_every' and 'ckpt_every' must be positive", w);
+  if (nan_abort < 1) fail("config: '{}.nan_abort' must be positive", w);
+}
+
+void SampleDefaults::validate(const std::string& w) const {
+  if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m")
+    fail("config: '{}.sampler' must be ddpm, ddim or dpmpp2m (got '{}')", w, sampler);
+  if (steps < 1) fail("config: '{}.steps' must be positive", w);
+  if (!(eta >= 0)) fail("config: '{}.eta' must not be negative", w);
+  if (!(guidance >= 0)) fail("config: '{}.guidance' must not be negative", w);
+  if (!(dynamic_threshold == 0 || (dynamic_threshold > 0.5 && dynamic_threshold < 1)))
+    fail("config: '{}.dynamic_threshold' must be 0 or within (0.5, 1)", w);
+  if (batch < 1) fail("config: '{}.batch' must be positive", w);
+}
+
+void RunConfig::validate() const {
   data.validate("data");
   vqgan.validate("vqgan");
   vqgan_train.validate("vqgan_train");
+  ldm.validate("ldm");
+  ldm_train.validate("ldm_train");
+  sample.validate("sample");
+  if (sample.steps > ldm.timesteps)
+    fail("config: 'sample.steps' ({}) exceeds 'ldm.timesteps' ({})", sample.steps, ldm.timesteps);
   latent_shape(vqgan, data.shape, "data.shape");
   // Each stage halves the axis with replicate padding: the discriminator and codebook need room.
   auto lat = latent_shape(vqgan, data.shape, "data.shape");
+  for (size_t a = 0; a < 3; ++a) {
+    int64_t f = 1;
+    for (const auto& d : ldm.unet.downsample) f *= d[a];
+    if (lat[a + 1] % f != 0)
+      fail("config: 'ldm.unet.downsample' halves latent axis {} {} times, but the latent size there is {} "
+           "(data.shape[{}] / vqgan.downsample[{}])", a, f == 1 ? 0 : static_cast<int>(std::log2(f)), lat[a + 1], a, a);
+  }
   int64_t positions = lat[1] * lat[2] * lat[3];
   if (vqgan.n_codes > positions * vqgan_train.batch_size * 1000)
     fail("config: 'vqgan.n_codes' = {} is far more than the {} latent positions per batch can ever use", vqgan.n_codes,
@@ -39,16 +93,16 @@ void VQGANConfig::validate() const {
       fail("config: 'data.shape[{}]' = {} is too small for the 3-D discriminator (at least 8)", a, data.shape[a]);
 }
 
-VQGANConfig resolve_vqgan_config(const std::string& file, const std::vector<std::string>& overrides) {
-  json j = config_to_json(VQGANConfig{});
+RunConfig resolve_config(const std::string& file, const std::vector<std::string>& overrides) {
+  json j = config_to_json(RunConfig{});
   if (!file.empty()) {
     json f = load_json_file(file);
     // Read the file strictly (unknown keys named), then merge over the defaults.
-    (void)config_from_json<VQGANConfig>(f);
+    (void)config_from_json<RunConfig>(f);
     j.merge_patch(f);
   }
   for (const auto& o : overrides) apply_override(j, o);
-  auto c = config_from_json<VQGANConfig>(j);
+  auto c = config_from_json<RunConfig>(j);
   c.validate();
   return c;
 }

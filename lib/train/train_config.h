@@ -2,6 +2,7 @@
 // The config file of a training run: one JSON with a section per concern. Unknown keys, wrong types
 // and impossible settings fail before any work starts, naming the key.
 #include "data/preprocess.h"
+#include "models/unet_params.h"
 #include "models/vqgan_params.h"
 
 namespace meddiff {
@@ -58,12 +59,102 @@ struct VQGANTrainParams {
   void validate(const std::string& where = "vqgan_train") const;
 };
 
-// train-vqgan's config file: {"data": {...}, "vqgan": {...}, "vqgan_train": {...}}
-struct VQGANConfig {
+// The latent diffusion model: noise schedule, objective, latent normalisation and the U-Net.
+struct LDMParams {
+  std::string schedule = "cosine";        // linear, cosine, scaled_linear
+  int64_t timesteps = 300;                // T (reference: 300)
+  double cosine_s = 0.008;
+  std::string prediction = "eps";         // eps, v, x0
+  std::string loss = "l1";                // l1 (reference) or l2
+  std::string latent_norm = "codebook_minmax";  // codebook_minmax (reference) or channel_meanstd
+  UNetParams unet;
+
+  template <typename V>
+  void visit(V& v) {
+    v("schedule", schedule, "noise schedule: linear, cosine or scaled_linear");
+    v("timesteps", timesteps, "diffusion steps T");
+    v("cosine_s", cosine_s, "offset s of the cosine schedule");
+    v("prediction", prediction, "network target: eps, v or x0");
+    v("loss", loss, "l1 or l2");
+    v("latent_norm", latent_norm, "latent scaling to about [-1,1]: codebook_minmax or channel_meanstd");
+    v("unet", unet);
+  }
+  void validate(const std::string& where = "ldm") const;
+};
+
+struct LDMTrainParams {
+  int64_t steps = 2000;
+  int64_t batch_size = 4;
+  double lr = 1e-4;
+  int64_t warmup = 100;                   // linear learning-rate warm-up steps
+  double weight_decay = 0.0;              // AdamW
+  std::array<double, 2> betas{0.9, 0.999};
+  double grad_clip = 1.0;
+  double ema_decay = 0.995;
+  int64_t ema_start = 200;                // EMA copies the weights until this step
+  std::string precision = "auto";
+  std::string device = "auto";
+  int64_t log_every = 10;
+  int64_t val_every = 500;                // sample previews
+  int64_t ckpt_every = 1000;
+  int64_t nan_abort = 10;
+  int64_t seed = 0;
+
+  template <typename V>
+  void visit(V& v) {
+    v("steps", steps, "optimisation steps");
+    v("batch_size", batch_size, "latents per step");
+    v("lr", lr, "AdamW learning rate");
+    v("warmup", warmup, "linear warm-up steps");
+    v("weight_decay", weight_decay, "AdamW weight decay");
+    v("betas", betas, "AdamW betas");
+    v("grad_clip", grad_clip, "clip the global gradient norm; 0 = off");
+    v("ema_decay", ema_decay, "EMA decay of the sampling weights");
+    v("ema_start", ema_start, "step from which the EMA averages (before: copies)");
+    v("precision", precision, "auto (bf16 autocast on CUDA), fp32 or bf16");
+    v("device", device, "auto, cpu, cuda or cuda:N");
+    v("log_every", log_every, "steps between metrics.jsonl lines");
+    v("val_every", val_every, "steps between sample previews");
+    v("ckpt_every", ckpt_every, "steps between step-NNNNNNN.pt checkpoints");
+    v("nan_abort", nan_abort, "abort after this many non-finite losses in a row");
+    v("seed", seed, "seed of initialisation and per-step randomness");
+  }
+  void validate(const std::string& where = "ldm_train") const;
+};
+
+// Defaults of `meddiff sample` (flags override them).
+struct SampleDefaults {
+  std::string sampler = "ddim";
+  int64_t steps = 50;
+  double eta = 0.0;
+  double guidance = 1.5;
+  bool clip_x0 = true;
+  double dynamic_threshold = 0.0;
+  int64_t batch = 4;
+
+  template <typename V>
+  void visit(V& v) {
+    v("sampler", sampler, "ddpm, ddim or dpmpp2m");
+    v("steps", steps, "sampler steps");
+    v("eta", eta, "DDIM eta");
+    v("guidance", guidance, "classifier-free guidance weight (1 = none)");
+    v("clip_x0", clip_x0, "clamp predicted latents to [-1,1]");
+    v("dynamic_threshold", dynamic_threshold, "dynamic thresholding percentile (0 = off)");
+    v("batch", batch, "volumes per batch");
+  }
+  void validate(const std::string& where = "sample") const;
+};
+
+// A meddiff config file: one section per stage, all optional (defaults fill the rest).
+//   {"description", "data", "vqgan", "vqgan_train", "ldm", "ldm_train", "sample"}
+struct RunConfig {
   std::string description;
   DataParams data;
   VQGANParams vqgan;
   VQGANTrainParams vqgan_train;
+  LDMParams ldm;
+  LDMTrainParams ldm_train;
+  SampleDefaults sample;
 
   template <typename V>
   void visit(V& v) {
@@ -71,12 +162,15 @@ struct VQGANConfig {
     v("data", data);
     v("vqgan", vqgan);
     v("vqgan_train", vqgan_train);
+    v("ldm", ldm);
+    v("ldm_train", ldm_train);
+    v("sample", sample);
   }
   // Checks every section and the cross-section rules (downsampling divides the training shape, ...).
   void validate() const;
 };
 
 // The resolved config: defaults <- file <- --set overrides, validated.
-VQGANConfig resolve_vqgan_config(const std::string& file, const std::vector<std::string>& overrides);
+RunConfig resolve_config(const std::string& file, const std::vector<std::string>& overrides);
 
 }  // namespace meddiff

@@ -46,7 +46,7 @@ struct Models {
   PatchDiscriminator disc2d{nullptr}, disc3d{nullptr};
 };
 
-Models build_models(const VQGANConfig& cfg) {
+Models build_models(const RunConfig& cfg) {
   torch::manual_seed(static_cast<uint64_t>(cfg.vqgan_train.seed));
   Models m;
   m.vqgan = VQGAN(cfg.vqgan);
@@ -84,7 +84,7 @@ ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<Trainin
   return r;
 }
 
-double estimate_vqgan_memory_bytes(const VQGANConfig& cfg) {
+double estimate_vqgan_memory_bytes(const RunConfig& cfg) {
   // Activations: each encoder/decoder stage keeps ~(2 + 4 * res blocks) tensors of its size for backward.
   const auto& p = cfg.vqgan;
   double voxels = static_cast<double>(cfg.data.shape[0] * cfg.data.shape[1] * cfg.data.shape[2]);
@@ -110,7 +110,7 @@ LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& d
   Checkpoint c = load_checkpoint(path);
   if (c.kind != "vqgan") fail("{}: is a '{}' checkpoint, not a VQ-GAN", path.string(), c.kind);
   LoadedVQGAN out;
-  out.config = config_from_json<VQGANConfig>(c.config);
+  out.config = config_from_json<RunConfig>(c.config);
   out.model = VQGAN(out.config.vqgan);
   c.load_module("model", *out.model);
   out.model->to(device);
@@ -119,7 +119,7 @@ LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& d
   return out;
 }
 
-VQGANTrainResult train_vqgan(const VQGANConfig& cfg, const std::vector<TrainingVolume>& train,
+VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir, bool resume,
                              const TrainHooks& hooks) {
   const auto& t = cfg.vqgan_train;

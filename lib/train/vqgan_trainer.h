@@ -32,13 +32,13 @@ struct VQGANTrainResult {
   std::vector<ValidationResult> validations;
 };
 
-VQGANTrainResult train_vqgan(const VQGANConfig& cfg, const std::vector<TrainingVolume>& train,
+VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir,
                              bool resume, const TrainHooks& hooks);
 
 // Rebuilds a VQ-GAN from a checkpoint (kind "vqgan"), in eval mode on `device`.
 struct LoadedVQGAN {
-  VQGANConfig config;
+  RunConfig config;
   VQGAN model{nullptr};
   int64_t step = 0;
 };
@@ -49,6 +49,6 @@ ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<Trainin
                                          const torch::Tensor& mean_volume, const torch::Device& device);
 
 // Estimated training memory (bytes) for one batch: weights, gradients, Adam moments and activations.
-double estimate_vqgan_memory_bytes(const VQGANConfig& cfg);
+double estimate_vqgan_memory_bytes(const RunConfig& cfg);
 
 }  // namespace meddiff

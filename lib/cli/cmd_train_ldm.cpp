@@ -1,0 +1,68 @@
+// meddiff train-ldm: stage 2, the class-conditional latent diffusion model.
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/training_data.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "io/png.h"
+#include "models/unet3d.h"
+#include "models/vqgan.h"
+#include "train/ldm_trainer.h"
+
+#include <iostream>
+
+namespace meddiff::cli {
+
+int run_train_ldm(const Args_t& args) {
+  Args a("train-ldm",
+         "Train the latent 3-D diffusion model (stage 2) on latents of a trained VQ-GAN. The folder --out receives "
+         "last.pt, step-NNNNNNN.pt, latents.pt, config.json, metrics.jsonl and previews/.");
+  a.add()("config", "JSON config file (see configs/)", cxxopts::value<std::string>()->default_value(""))
+      ("vqgan", "VQ-GAN checkpoint (stage 1 last.pt)", cxxopts::value<std::string>())
+      ("set", "Override a config key: key.path=value (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("out", "Training folder", cxxopts::value<std::string>()->default_value("runs/ldm"))
+      ("resume", "Continue the run in --out from last.pt")
+      ("dry-run", "Validate the config, print it, the parameter count and the latent shape, and exit (--vqgan optional)")
+      ("print-config", "Print the resolved config and exit");
+  auto r = a.parse(args);
+  std::vector<std::string> sets;
+  if (r.count("set")) sets = r["set"].as<std::vector<std::string>>();
+  RunConfig cfg = resolve_config(r["config"].as<std::string>(), sets);
+  if (r.count("print-config")) {
+    std::cout << config_to_json(cfg).dump(2) << "\n";
+    return 0;
+  }
+  if (r.count("dry-run")) {
+    // The VQ-GAN is checked when given; otherwise the config's vqgan section describes it.
+    VQGANParams vp = cfg.vqgan;
+    if (r.count("vqgan")) vp = load_vqgan(r["vqgan"].as<std::string>()).config.vqgan;
+    auto lat = latent_shape(vp, cfg.data.shape, "data.shape");
+    UNet3d unet(cfg.ldm.unet, lat[0], 2);
+    int64_t n = 0;
+    for (const auto& p : unet->parameters()) n += p.numel();
+    std::cout << config_to_json(cfg).dump(2) << "\n";
+    std::cout << fmt::format("dry run: config valid\n  latent [{}, {}, {}, {}], {} timesteps, {} schedule, {} prediction\n"
+                             "  U-Net parameters: {} (2 classes)\n",
+                             lat[0], lat[1], lat[2], lat[3], cfg.ldm.timesteps, cfg.ldm.schedule, cfg.ldm.prediction, n);
+    return 0;
+  }
+  std::string vq_path = required(r, "vqgan");
+  LoadedVQGAN vq = load_vqgan(vq_path);
+  // The data must be prepared as the VQ-GAN saw it.
+  if (config_to_json(vq.config.vqgan) != config_to_json(cfg.vqgan))
+    log_info("using the VQ-GAN architecture stored in {}", vq_path);
+  cfg.vqgan = vq.config.vqgan;
+  cfg.validate();
+  TrainingSet data = load_training_set(cfg.data);
+  std::vector<TrainingVolume> all = data.train;
+  all.insert(all.end(), data.val.begin(), data.val.end());  // the diffusion model uses every case
+  TrainHooks hooks;
+  hooks.write_png = [](const std::filesystem::path& p, const torch::Tensor& img) { io::write_png(img, p); };
+  auto result = train_ldm(cfg, vq, vq_path, sha256_file(vq_path), all, data.num_classes, r["out"].as<std::string>(),
+                          r.count("resume") > 0, hooks);
+  log_info("train-ldm: {} steps, {:.3f} s/step, final loss {:.4f}, peak memory {:.0f} MiB; checkpoint {}/last.pt",
+           result.final_step, result.seconds_per_step, result.final_loss, result.peak_rss_mib, r["out"].as<std::string>());
+  return 0;
+}
+
+}  // namespace meddiff::cli

@@ -1,0 +1,52 @@
+#pragma once
+// Samplers for the reverse process, each with classifier-free guidance, static x0 clipping and
+// optional dynamic thresholding. The step functions are exposed for tests against closed forms.
+#include "diffusion/objective.h"
+#include "diffusion/schedule.h"
+
+#include <functional>
+#include <optional>
+
+namespace meddiff {
+
+struct SamplerParams {
+  std::string sampler = "ddim";   // ddpm, ddim, dpmpp2m
+  int64_t steps = 50;             // network evaluations (x2 with guidance)
+  double eta = 0.0;               // DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
+  double guidance = 1.0;          // classifier-free guidance weight w: uncond + w (cond - uncond); 1 = none
+  bool clip_x0 = true;            // clamp predicted x0 to [-1, 1]
+  double dynamic_threshold = 0;   // percentile (e.g. 0.995) of |x0| per sample; 0 = off
+  void validate(int64_t T) const;
+};
+
+// The network: output for x_t at integer timestep t (per sample) and class ids (the null class for
+// the unconditional branch).
+using ModelFn = std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cls)>;
+
+// Timesteps visited by a sampler with `steps` evaluations: evenly spaced from T-1 down to 0.
+std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps);
+
+// x0 after static clipping / dynamic thresholding. Ref: Saharia et al. 2022 (Imagen), sec. 2.3.
+torch::Tensor threshold_x0(const torch::Tensor& x0, bool clip, double dynamic_percentile);
+
+// One step t -> s (s < t, ab_s may be 1 for the last step), given the predicted x0 and eps.
+// Ref: Ho et al. 2020, eq. 6-7 (posterior mean and variance beta_tilde), generalised to skipped steps.
+torch::Tensor ddpm_step(const torch::Tensor& x_t, const torch::Tensor& x0, double ab_t, double ab_s,
+                        const std::optional<torch::Tensor>& noise);
+// Ref: Song et al. 2021 (DDIM), eq. 12 with sigma from eq. 16 scaled by eta.
+torch::Tensor ddim_step(const torch::Tensor& x0, const torch::Tensor& eps, double ab_t, double ab_s, double eta,
+                        const std::optional<torch::Tensor>& noise);
+// Ref: Lu et al. 2022 (DPM-Solver++), algorithm 2 (multistep second order, data prediction).
+// x0_prev/ab_prev: the previous step's prediction and alpha_bar (none on the first step: first order).
+torch::Tensor dpmpp2m_step(const torch::Tensor& x_t, const torch::Tensor& x0, double ab_t, double ab_s,
+                           const std::optional<torch::Tensor>& x0_prev, double ab_prev);
+
+// Runs the sampler from x_T. `noise(i)` gives the fresh noise of step i (DDPM, DDIM with eta > 0);
+// `classes` are the class ids (or empty for an unconditional model); `null_class` the id of the
+// unconditional branch. `on_step(i, n)` reports progress.
+torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const ModelFn& model, torch::Tensor x_T,
+                     const torch::Tensor& classes, int64_t null_class, const SamplerParams& params,
+                     const std::function<torch::Tensor(int64_t)>& noise,
+                     const std::function<void(int64_t, int64_t)>& on_step = nullptr);
+
+}  // namespace meddiff

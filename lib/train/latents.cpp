@@ -1,0 +1,60 @@
+#include "train/latents.h"
+
+#include "core/error.h"
+#include "core/progress.h"
+
+namespace meddiff {
+
+namespace {
+torch::Tensor per_channel(const std::vector<double>& v, const torch::Tensor& like) {
+  std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
+  shape[1] = static_cast<int64_t>(v.size());
+  return torch::tensor(v, like.options().dtype(torch::kDouble)).to(like.dtype()).view(shape);
+}
+}  // namespace
+
+torch::Tensor LatentNorm::apply(const torch::Tensor& z) const { return (z - per_channel(offset, z)) / per_channel(scale, z); }
+torch::Tensor LatentNorm::invert(const torch::Tensor& z) const { return z * per_channel(scale, z) + per_channel(offset, z); }
+
+nlohmann::json LatentNorm::to_json() const { return {{"kind", kind}, {"offset", offset}, {"scale", scale}}; }
+LatentNorm LatentNorm::from_json(const nlohmann::json& j) {
+  return {j.at("kind").get<std::string>(), j.at("offset").get<std::vector<double>>(), j.at("scale").get<std::vector<double>>()};
+}
+
+LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volumes, const torch::Device& device) {
+  torch::NoGradGuard ng;
+  vqgan->eval();
+  std::vector<torch::Tensor> zs;
+  std::vector<int64_t> cls;
+  Progress progress("encoding latents", static_cast<int64_t>(volumes.size()));
+  for (const auto& v : volumes) {
+    zs.push_back(vqgan->encode(v.x.unsqueeze(0).to(device)).to(torch::kCPU, torch::kFloat)[0]);  // [E, d, h, w]
+    cls.push_back(v.class_label);
+    progress.update(static_cast<int64_t>(zs.size()));
+  }
+  progress.finish();
+  return {torch::stack(zs), torch::tensor(cls, torch::kLong)};
+}
+
+LatentNorm fit_latent_norm(const std::string& kind, VQGAN& vqgan, const torch::Tensor& latents) {
+  LatentNorm n;
+  n.kind = kind;
+  const int64_t E = latents.size(1);
+  if (kind == "codebook_minmax") {
+    auto e = vqgan->quantizer->embeddings.to(torch::kCPU, torch::kDouble);
+    double lo = e.min().item<double>(), hi = e.max().item<double>();
+    if (!(hi > lo)) fail("the VQ-GAN codebook is constant; train the VQ-GAN first");
+    n.offset.assign(static_cast<size_t>(E), 0.5 * (lo + hi));
+    n.scale.assign(static_cast<size_t>(E), 0.5 * (hi - lo));
+  } else {
+    auto per = latents.transpose(0, 1).reshape({E, -1}).to(torch::kDouble);
+    auto mean = per.mean(1), std = per.std(1).clamp_min(1e-6);
+    for (int64_t c = 0; c < E; ++c) {
+      n.offset.push_back(mean[c].item<double>());
+      n.scale.push_back(std[c].item<double>());
+    }
+  }
+  return n;
+}
+
+}  // namespace meddiff

@@ -1,0 +1,32 @@
+#pragma once
+// The latent space of the diffusion model: pre-quantisation VQ-GAN latents, encoded once and cached,
+// and their normalisation to about [-1, 1] (stored in the LDM checkpoint).
+//   codebook_minmax: the reference's choice: the codebook's global min/max map to -1/+1.
+//   channel_meanstd: per-channel mean and standard deviation of the training latents.
+#include "data/preprocess.h"
+#include "models/vqgan.h"
+
+#include <nlohmann/json.hpp>
+
+namespace meddiff {
+
+struct LatentNorm {
+  std::string kind;
+  std::vector<double> offset, scale;  // per channel: z_norm = (z - offset) / scale
+
+  torch::Tensor apply(const torch::Tensor& z) const;   // [B, E, ...]
+  torch::Tensor invert(const torch::Tensor& z) const;
+  nlohmann::json to_json() const;
+  static LatentNorm from_json(const nlohmann::json& j);
+};
+
+struct LatentSet {
+  torch::Tensor latents;  // float [N, E, d, h, w], not normalised
+  torch::Tensor classes;  // int64 [N]
+};
+
+// Encodes every volume (batch of one, no augmentation) with the frozen VQ-GAN.
+LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volumes, const torch::Device& device);
+LatentNorm fit_latent_norm(const std::string& kind, VQGAN& vqgan, const torch::Tensor& latents);
+
+}  // namespace meddiff

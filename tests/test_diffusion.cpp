@@ -1,0 +1,177 @@
+#include <doctest/doctest.h>
+
+#include "core/fs.h"
+#include "diffusion/samplers.h"
+#include "models/unet3d.h"
+#include "ops/attention.h"
+#include "test_support.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+using namespace meddiff;
+
+namespace {
+nlohmann::json reference() { return nlohmann::json::parse(read_text(test::fixture("diffusion_reference.json"))); }
+
+torch::Tensor flat(const nlohmann::json& j) {
+  std::vector<double> v;
+  std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& x) {
+    if (x.is_array()) for (const auto& e : x) walk(e);
+    else v.push_back(x.get<double>());
+  };
+  walk(j);
+  return torch::tensor(v, torch::kDouble);
+}
+
+double max_abs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+}  // namespace
+
+TEST_CASE("schedules: alphas_cumprod equal diffusers' to 1e-6") {
+  auto ref = reference();
+  for (const char* kind : {"linear", "cosine", "scaled_linear"})
+    for (int64_t T : {300, 1000}) {
+      auto mine = make_schedule(kind, T).alphas_cumprod;
+      auto theirs = flat(ref["schedules"][std::string(kind) + "_" + std::to_string(T)]);
+      INFO(kind << " T=" << T << " max error " << max_abs(mine, theirs));
+      CHECK(max_abs(mine, theirs) < 1e-6);
+    }
+  // closed form of the cosine schedule away from the clipped end: f(t)/f(0)
+  auto s = make_schedule("cosine", 300);
+  auto f = [](double t) { double c = std::cos((t / 300 + 0.008) / 1.008 * M_PI / 2); return c * c; };
+  CHECK(s.alpha_bar(149) == doctest::Approx(f(150) / f(0)).epsilon(1e-9));
+  CHECK_THROWS_WITH_AS(make_schedule("quadratic", 10), doctest::Contains("ldm.schedule"), Error);
+}
+
+TEST_CASE("one DDPM step equals diffusers' DDPMScheduler.step") {
+  auto ref = reference();
+  for (const auto& c : ref["ddpm_steps"]) {
+    auto s = make_schedule(c["schedule"].get<std::string>(), c["T"].get<int64_t>());
+    int64_t t = c["t"];
+    double ab_t = s.alpha_bar(t), ab_s = s.alpha_bar(t - 1);
+    auto x_t = flat(c["x_t"]), eps = flat(c["eps"]), noise = flat(c["noise"]);
+    auto x0 = (x_t - std::sqrt(1 - ab_t) * eps) / std::sqrt(ab_t);
+    auto prev = ddpm_step(x_t, x0, ab_t, ab_s, noise);
+    INFO(c["schedule"].get<std::string>() << " t=" << t);
+    CHECK(max_abs(prev, flat(c["prev"])) < 1e-6);
+  }
+}
+
+TEST_CASE("one DDIM step (eta 0 and 0.5) equals diffusers' DDIMScheduler.step") {
+  auto ref = reference();
+  for (const auto& c : ref["ddim_steps"]) {
+    auto s = make_schedule(c["schedule"].get<std::string>(), c["T"].get<int64_t>());
+    int64_t t = c["t"], prev_t = c["prev_t"];
+    double ab_t = s.alpha_bar(t), ab_s = prev_t >= 0 ? s.alpha_bar(prev_t) : 1.0;
+    auto x_t = flat(c["x_t"]), eps = flat(c["eps"]), noise = flat(c["noise"]);
+    auto x0 = (x_t - std::sqrt(1 - ab_t) * eps) / std::sqrt(ab_t);
+    double eta = c["eta"];
+    auto prev = ddim_step(x0, eps, ab_t, ab_s, eta, noise);
+    INFO(c["schedule"].get<std::string>() << " t=" << t << " eta=" << eta);
+    CHECK(max_abs(prev, flat(c["prev"])) < 1e-6);
+  }
+}
+
+namespace {
+// Gaussian data x0 ~ N(0, s^2): the exact denoiser is E[x0 | x_t] = sqrt(ab) s^2 / (ab s^2 + 1 - ab) x_t and
+// the probability-flow ODE maps x_T to x_T * m(ab_end) / m(ab_T), m(ab) = sqrt(ab s^2 + 1 - ab).
+double solve(const std::string& sampler, int64_t steps, double s2) {
+  auto sched = make_schedule("linear", 1000);
+  auto ts = sampling_timesteps(1000, steps);
+  torch::Tensor x = torch::tensor({1.0}, torch::kDouble);
+  std::optional<torch::Tensor> x0_prev;
+  double ab_prev = 0;
+  for (size_t i = 0; i + 1 < ts.size(); ++i) {  // integrate from t = 999 to t = 0 (not to noise level zero)
+    double ab_t = sched.alpha_bar(ts[i]), ab_s = sched.alpha_bar(ts[i + 1]);
+    auto x0 = x * (std::sqrt(ab_t) * s2 / (ab_t * s2 + 1 - ab_t));
+    if (sampler == "ddim") {
+      x = ddim_step(x0, eps_from_x0(x0, x, ab_t), ab_t, ab_s, 0.0, std::nullopt);
+    } else {
+      x = dpmpp2m_step(x, x0, ab_t, ab_s, x0_prev, ab_prev);
+      x0_prev = x0;
+      ab_prev = ab_t;
+    }
+  }
+  auto m = [&](double ab) { return std::sqrt(ab * s2 + 1 - ab); };
+  double exact = m(sched.alpha_bar(0)) / m(sched.alpha_bar(999));
+  return std::abs(x.item<double>() - exact);
+}
+}  // namespace
+
+TEST_CASE("DPM-Solver++(2M) converges with order 2 on a problem with an exact solution and DDIM with order 1") {
+  const double s2 = 0.25;
+  for (int n : {10, 20, 40, 80, 160, 320})
+    MESSAGE(n << " steps: error DDIM " << solve("ddim", n, s2) << ", DPM-Solver++(2M) " << solve("dpmpp2m", n, s2));
+  // Observed order log2(err(N) / err(2N)) in the asymptotic regime (time-uniform steps put very unequal
+  // log-SNR steps near t = 0, so coarse grids are pre-asymptotic).
+  double ddim_order = std::log2(solve("ddim", 80, s2) / solve("ddim", 160, s2));
+  double dpm_order = std::log2(solve("dpmpp2m", 80, s2) / solve("dpmpp2m", 160, s2));
+  double dpm_order2 = std::log2(solve("dpmpp2m", 160, s2) / solve("dpmpp2m", 320, s2));
+  MESSAGE("observed order: DDIM " << ddim_order << ", DPM-Solver++(2M) " << dpm_order << " and " << dpm_order2);
+  CHECK(ddim_order == doctest::Approx(1.0).epsilon(0.1));
+  CHECK(dpm_order > 1.8);
+  CHECK(dpm_order2 > 1.8);
+  CHECK(solve("dpmpp2m", 80, s2) < solve("ddim", 80, s2));
+}
+
+TEST_CASE("sampling timesteps and thresholding") {
+  auto ts = sampling_timesteps(300, 4);
+  CHECK(ts == std::vector<int64_t>{299, 199, 100, 0});
+  CHECK(sampling_timesteps(10, 10).size() == 10);
+  auto x0 = torch::tensor({{3.0f, -0.5f, 0.2f, 0.1f}});
+  CHECK(threshold_x0(x0, true, 0)[0][0].item<float>() == 1.0f);
+  auto dyn = threshold_x0(x0, true, 0.75);  // s = 3rd smallest |x| of 4 = 0.5 -> clamp to 1 -> plain clip
+  CHECK(dyn[0][0].item<float>() == 1.0f);
+  auto big = threshold_x0(torch::tensor({{4.0f, -2.0f, 2.0f, 2.0f}}), true, 0.5);  // s = 2: clamp to [-2, 2], / 2
+  CHECK(big[0][0].item<float>() == doctest::Approx(1.0));
+  CHECK(big[0][1].item<float>() == doctest::Approx(-1.0));
+}
+
+TEST_CASE("objectives: eps / x0 / v targets map back to x0 and eps") {
+  auto x0 = torch::randn({2, 3}), eps = torch::randn({2, 3});
+  double ab = 0.3;
+  auto abt = torch::full({2}, ab);
+  auto x_t = q_sample(x0, eps, abt);
+  for (auto p : {Prediction::Eps, Prediction::X0, Prediction::V}) {
+    auto target = prediction_target(p, x0, eps, abt);
+    auto back = split_prediction(p, target, x_t, ab);
+    CHECK(torch::allclose(back.x0, x0, 1e-4, 1e-5));
+    CHECK(torch::allclose(back.eps, eps, 1e-4, 1e-5));
+  }
+}
+
+TEST_CASE("U-Net: shapes with anisotropic down-sampling / full and axial attention / class conditioning") {
+  torch::manual_seed(0);
+  UNetParams p;
+  p.base_channels = 8;
+  p.channel_mults = {1, 2};
+  p.downsample = {{1, 2, 2}};
+  p.attention_levels = {0, 1};
+  p.attention_heads = 2;
+  p.max_full_attention_tokens = 64;  // level 0 (4x8x8 = 256 tokens) uses axial attention
+  UNet3d net(p, 3, 2);
+  auto x = torch::randn({2, 3, 4, 8, 8});
+  auto t = torch::tensor({5, 100}, torch::kLong);
+  auto y = net->forward(x, t, torch::tensor({0, 1}, torch::kLong));
+  CHECK((y.sizes() == x.sizes()));
+  // zero-initialised output layer: the untrained network predicts 0; after a step it depends on the class
+  CHECK(y.abs().max().item<float>() == 0.0f);
+  torch::optim::Adam opt(net->parameters(), 1e-2);
+  for (int i = 0; i < 3; ++i) {
+    opt.zero_grad();
+    auto out = net->forward(x, t, torch::tensor({0, 1}, torch::kLong));
+    (out - x).pow(2).mean().backward();
+    opt.step();
+  }
+  torch::NoGradGuard ng;
+  auto a = net->forward(x, t, torch::tensor({0, 0}, torch::kLong)), b = net->forward(x, t, torch::tensor({1, 1}, torch::kLong));
+  CHECK((a - b).abs().max().item<float>() > 0);
+  auto u = net->forward(x, t, torch::Tensor());  // unconditional branch (null class)
+  CHECK((u.sizes() == x.sizes()));
+}
+
+TEST_CASE("attention op equals softmax(q k^T / sqrt(d)) v") {
+  auto q = torch::randn({2, 3, 10, 4}), k = torch::randn({2, 3, 10, 4}), v = torch::randn({2, 3, 10, 4});
+  CHECK(torch::allclose(ops::attention(q, k, v), ops::attention_reference(q, k, v), 1e-4, 1e-5));
+}
