@@ -44,10 +44,19 @@ torch::Tensor generate_volumes(LoadedLDM& ldm, VQGAN& vqgan, const torch::Tensor
                                const SamplerParams& sp, const std::function<torch::Tensor(int64_t)>& noise,
                                const std::function<void(int64_t, int64_t)>& on_step) {
   torch::NoGradGuard ng;
-  ModelFn fn = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c) { return ldm.model->forward(x, t, c); };
+  // The networks run one volume at a time: kernels may pick other algorithms (and round differently)
+  // for other batch sizes, and a volume must not depend on the batch it was generated in.
+  ModelFn fn = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& c) {
+    std::vector<torch::Tensor> out;
+    for (int64_t i = 0; i < x.size(0); ++i)
+      out.push_back(ldm.model->forward(x.slice(0, i, i + 1), t.slice(0, i, i + 1), c.defined() ? c.slice(0, i, i + 1) : c));
+    return torch::cat(out);
+  };
   torch::Tensor cls = ldm.num_classes > 0 ? classes : torch::Tensor();
-  auto z = sample(ldm.schedule, ldm.prediction, fn, x_T, cls, ldm.model->null_class(), sp, noise, on_step);
-  return vqgan->decode_latent(ldm.norm.invert(z)).clamp(-1, 1);  // [B, 1, D, H, W]
+  auto z = ldm.norm.invert(sample(ldm.schedule, ldm.prediction, fn, x_T, cls, ldm.model->null_class(), sp, noise, on_step));
+  std::vector<torch::Tensor> vols;
+  for (int64_t i = 0; i < z.size(0); ++i) vols.push_back(vqgan->decode_latent(z.slice(0, i, i + 1)).clamp(-1, 1));
+  return torch::cat(vols);  // [B, 1, D, H, W]
 }
 
 LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& device) {
