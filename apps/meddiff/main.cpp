@@ -4,12 +4,14 @@
 int main(int argc, char** argv) {
   using namespace meddiff::cli;
   static const std::vector<Command> table = {
+      {"demo", "the whole pipeline on built-in phantoms: data, VQ-GAN, diffusion, samples, report", run_demo},
       {"phantoms", "generate a two-class MR or CT phantom dataset with labels and a manifest", run_phantoms},
       {"convert", "convert between NIfTI, NRRD, MHA and DICOM series keeping geometry and values", run_convert},
       {"train-vqgan", "train the 3-D VQ-GAN autoencoder (stage 1)", run_train_vqgan},
       {"reconstruct", "encode and decode a volume with a trained VQ-GAN; prints PSNR and SSIM", run_reconstruct},
       {"train-ldm", "train the class-conditional latent diffusion model (stage 2)", run_train_ldm},
       {"sample", "generate synthetic volumes (DDPM, DDIM, DPM-Solver++, guidance; resumable, shardable)", run_sample},
+      {"config", "list the config keys (--keys) or print a resolved config", run_config},
       {"info", "describe a volume (shape, spacing, ..., intensities) or a checkpoint (kind, step, config)", run_info},
       {"preview", "PNG of axial, coronal and sagittal mid-slices", run_preview},
   };

@@ -222,7 +222,6 @@ int run_sample(const Args_t& args) {
                             {"meddiff_version", version() + "+" + git_hash()}, {"seconds", seconds},
                             {"modality", to_string(ldm.modality)}, {"config", config_to_json(ldm.config)}};
       write_text_atomically(meta / (name + ".json"), rec.dump(2) + "\n");  // marks the volume finished
-      rec.erase("config");
       append_line(out / "manifest.jsonl", rec.dump());
     }
   }

@@ -16,6 +16,9 @@ int run_train_vqgan(const Args_t& args);
 int run_reconstruct(const Args_t& args);
 int run_train_ldm(const Args_t& args);
 int run_sample(const Args_t& args);
+int run_demo(const Args_t& args);
+int run_config(const Args_t& args);
+std::string config_keys_markdown();
 
 struct Command {
   const char* name;

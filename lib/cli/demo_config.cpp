@@ -1,0 +1,51 @@
+#include "cli/demo_config.h"
+
+namespace meddiff::cli {
+
+RunConfig demo_config(Modality modality, bool quick) {
+  RunConfig c;
+  bool ct = modality == Modality::CT;
+  c.description = fmt::format(
+      "meddiff demo{}: two-class {} phantoms ({}), {}^3, a small VQ-GAN (downsampling 2, 8 latent channels) and a "
+      "small class-conditional latent diffusion model, sized for 2 CPU cores. Set data.manifest to the phantoms' manifest.json.",
+      quick ? " --quick" : "", ct ? "CT chest" : "MR head", ct ? "class 1: lung nodules" : "class 1: bright lesions",
+      quick ? 16 : 32);
+  c.data.modality = ct ? "ct" : "mr";
+  c.data.shape = quick ? std::array<int64_t, 3>{16, 16, 16} : std::array<int64_t, 3>{32, 32, 32};
+  c.data.ct_window = {-1024, 1024};  // phantom CT spans air to bone
+  c.data.val_fraction = 0.15;
+  c.data.val_max = 4;
+  c.vqgan.n_hiddens = quick ? 8 : 16;
+  c.vqgan.downsample = {2, 2, 2};
+  c.vqgan.embedding_dim = 8;
+  c.vqgan.n_codes = quick ? 128 : 512;
+  c.vqgan.disc_channels = 16;
+  c.vqgan.disc_layers = 2;
+  c.vqgan_train.steps = quick ? 60 : 1000;
+  c.vqgan_train.batch_size = 2;
+  c.vqgan_train.lr = 5e-4;
+  c.vqgan_train.gan_start = quick ? 40 : 800;
+  c.vqgan_train.val_every = quick ? 30 : 200;
+  c.vqgan_train.ckpt_every = quick ? 60 : 500;
+  c.ldm.timesteps = 300;
+  c.ldm.unet.base_channels = 16;
+  c.ldm.unet.channel_mults = {1, 2};
+  c.ldm.unet.downsample = {{2, 2, 2}};
+  c.ldm.unet.attention_levels = {1};
+  c.ldm.unet.attention_heads = 4;
+  c.ldm_train.steps = quick ? 40 : 600;
+  c.ldm_train.batch_size = 4;
+  c.ldm_train.lr = 1e-3;
+  c.ldm_train.warmup = quick ? 5 : 50;
+  c.ldm_train.ema_decay = 0.99;
+  c.ldm_train.ema_start = quick ? 10 : 100;
+  c.ldm_train.val_every = quick ? 40 : 200;
+  c.ldm_train.ckpt_every = quick ? 40 : 300;
+  c.sample.sampler = "ddim";
+  c.sample.steps = quick ? 10 : 50;
+  c.sample.guidance = 2.0;
+  c.sample.batch = 4;
+  return c;
+}
+
+}  // namespace meddiff::cli

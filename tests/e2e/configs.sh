@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Shipped configs and the README's key table stay true. Usage: configs.sh MEDDIFF SOURCE_DIR WORKDIR
+set -euo pipefail
+M=$1; SRC=$2; W=$3
+rm -rf "$W"; mkdir -p "$W"; cd "$W"
+fail() { echo "FAIL: $*"; exit 1; }
+for f in "$SRC"/configs/*.json; do
+  "$M" train-vqgan --config "$f" --dry-run > out.txt 2>&1 || { cat out.txt; fail "train-vqgan --dry-run $f"; }
+  "$M" train-ldm --config "$f" --dry-run > out.txt 2>&1 || { cat out.txt; fail "train-ldm --dry-run $f"; }
+  echo "ok: $(basename "$f")"
+done
+for m in mr ct; do
+  "$M" demo --print-config --modality $m > demo.json
+  diff -u "$SRC/configs/demo-$m.json" demo.json || fail "configs/demo-$m.json differs from 'meddiff demo --print-config --modality $m'"
+done
+echo '{"vqgan": {"n_codez": 8}}' > typo.json
+set +e; "$M" train-vqgan --config typo.json --dry-run 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] || fail "unknown key: exit $rc"
+grep -q "unknown key 'vqgan.n_codez'" err.txt || fail "unknown key message: $(cat err.txt)"
+set +e; "$M" train-ldm --config "$SRC/configs/demo-mr.json" --dry-run --set ldm.unet.base_channels='"wide"' 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "ldm.unet.base_channels" err.txt || fail "wrong type: $(cat err.txt)"
+"$M" config --keys > keys.md
+awk '/<!-- config-keys:begin -->/{f=1;next}/<!-- config-keys:end -->/{f=0}f' "$SRC/README.md" > readme-keys.md
+diff -u keys.md readme-keys.md || fail "README config table differs from 'meddiff config --keys'"
+echo "e2e configs: ok"
