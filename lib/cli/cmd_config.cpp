@@ -30,9 +30,7 @@ int run_config(const Args_t& args) {
     std::cout << config_keys_markdown();
     return 0;
   }
-  std::vector<std::string> sets;
-  if (r.count("set")) sets = r["set"].as<std::vector<std::string>>();
-  std::cout << config_to_json(resolve_config(r["file"].as<std::string>(), sets)).dump(2) << "\n";
+  std::cout << config_to_json(resolve_config(r["file"].as<std::string>(), set_overrides(r))).dump(2) << "\n";
   return 0;
 }
 

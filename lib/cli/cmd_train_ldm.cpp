@@ -17,17 +17,10 @@ int run_train_ldm(const Args_t& args) {
   Args a("train-ldm",
          "Train the latent 3-D diffusion model (stage 2) on latents of a trained VQ-GAN. The folder --out receives "
          "last.pt, step-NNNNNNN.pt, latents.pt, config.json, metrics.jsonl and previews/.");
-  a.add()("config", "JSON config file (see configs/)", cxxopts::value<std::string>()->default_value(""))
-      ("vqgan", "VQ-GAN checkpoint (stage 1 last.pt)", cxxopts::value<std::string>())
-      ("set", "Override a config key: key.path=value (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("out", "Training folder", cxxopts::value<std::string>()->default_value("runs/ldm"))
-      ("resume", "Continue the run in --out from last.pt")
-      ("dry-run", "Validate the config, print it, the parameter count and the latent shape, and exit (--vqgan optional)")
-      ("print-config", "Print the resolved config and exit");
+  add_run_options(a, "runs/ldm");
+  a.add()("vqgan", "VQ-GAN checkpoint (stage 1 last.pt; optional with --dry-run)", cxxopts::value<std::string>());
   auto r = a.parse(args);
-  std::vector<std::string> sets;
-  if (r.count("set")) sets = r["set"].as<std::vector<std::string>>();
-  RunConfig cfg = resolve_config(r["config"].as<std::string>(), sets);
+  RunConfig cfg = resolve_config(r["config"].as<std::string>(), set_overrides(r));
   if (r.count("print-config")) {
     std::cout << config_to_json(cfg).dump(2) << "\n";
     return 0;

@@ -15,16 +15,9 @@ int run_train_vqgan(const Args_t& args) {
   Args a("train-vqgan",
          "Train the 3-D VQ-GAN autoencoder (stage 1). The folder --out receives last.pt, step-NNNNNNN.pt, config.json, "
          "metrics.jsonl and previews/.");
-  a.add()("config", "JSON config file (see configs/)", cxxopts::value<std::string>()->default_value(""))
-      ("set", "Override a config key: key.path=value (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("out", "Training folder", cxxopts::value<std::string>()->default_value("runs/vqgan"))
-      ("resume", "Continue the run in --out from last.pt")
-      ("dry-run", "Validate the config, print it, the parameter counts and a memory estimate, and exit")
-      ("print-config", "Print the resolved config and exit");
+  add_run_options(a, "runs/vqgan");
   auto r = a.parse(args);
-  std::vector<std::string> sets;
-  if (r.count("set")) sets = r["set"].as<std::vector<std::string>>();
-  RunConfig cfg = resolve_config(r["config"].as<std::string>(), sets);
+  RunConfig cfg = resolve_config(r["config"].as<std::string>(), set_overrides(r));
   if (r.count("print-config")) {
     std::cout << config_to_json(cfg).dump(2) << "\n";
     return 0;

@@ -13,6 +13,9 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.data.modality = ct ? "ct" : "mr";
   c.data.shape = quick ? std::array<int64_t, 3>{16, 16, 16} : std::array<int64_t, 3>{32, 32, 32};
   c.data.ct_window = {-1024, 1024};  // phantom CT spans air to bone
+  // Per-volume min-max for MR (as the reference): small lesions are under 0.5 % of the voxels, and a
+  // 99.5 % percentile window would clip them to the brain's intensity.
+  c.data.mr_percentiles = {0.0, 100.0};
   c.data.val_fraction = 0.15;
   c.data.val_max = 4;
   c.vqgan.n_hiddens = quick ? 8 : 16;
@@ -28,19 +31,20 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.vqgan_train.val_every = quick ? 30 : 200;
   c.vqgan_train.ckpt_every = quick ? 60 : 500;
   c.ldm.timesteps = 300;
+  c.ldm.latent_norm = "channel_meanstd";
   c.ldm.unet.base_channels = 16;
   c.ldm.unet.channel_mults = {1, 2};
   c.ldm.unet.downsample = {{2, 2, 2}};
   c.ldm.unet.attention_levels = {1};
   c.ldm.unet.attention_heads = 4;
-  c.ldm_train.steps = quick ? 40 : 600;
+  c.ldm_train.steps = quick ? 40 : 1500;
   c.ldm_train.batch_size = 4;
   c.ldm_train.lr = 1e-3;
   c.ldm_train.warmup = quick ? 5 : 50;
   c.ldm_train.ema_decay = 0.99;
   c.ldm_train.ema_start = quick ? 10 : 100;
-  c.ldm_train.val_every = quick ? 40 : 200;
-  c.ldm_train.ckpt_every = quick ? 40 : 300;
+  c.ldm_train.val_every = quick ? 40 : 500;
+  c.ldm_train.ckpt_every = quick ? 40 : 500;
   c.sample.sampler = "ddim";
   c.sample.steps = quick ? 10 : 50;
   c.sample.guidance = 2.0;

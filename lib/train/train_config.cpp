@@ -6,6 +6,19 @@
 
 namespace meddiff {
 
+namespace {
+// The settings every trainer shares: precision, device, logging/checkpoint intervals, NaN guard.
+void validate_run_settings(const std::string& w, const std::string& precision, const std::string& device,
+                           int64_t log_every, int64_t val_every, int64_t ckpt_every, int64_t nan_abort) {
+  if (precision != "auto" && precision != "fp32" && precision != "bf16")
+    fail("config: '{}.precision' must be auto, fp32 or bf16 (got '{}')", w, precision);
+  if (device != "auto" && device != "cpu" && device.rfind("cuda", 0) != 0)
+    fail("config: '{}.device' must be auto, cpu, cuda or cuda:N (got '{}')", w, device);
+  if (log_every < 1 || val_every < 1 || ckpt_every < 1) fail("config: '{}.log_every', 'val_every' and 'ckpt_every' must be positive", w);
+  if (nan_abort < 1) fail("config: '{}.nan_abort' must be positive", w);
+}
+}  // namespace
+
 void VQGANTrainParams::validate(const std::string& w) const {
   if (steps < 1) fail("config: '{}.steps' must be positive (got {})", w, steps);
   if (batch_size < 1) fail("config: '{}.batch_size' must be positive (got {})", w, batch_size);
@@ -17,12 +30,7 @@ void VQGANTrainParams::validate(const std::string& w) const {
   if (slice_axis < 0 || slice_axis > 2) fail("config: '{}.slice_axis' must be 0, 1 or 2 (got {})", w, slice_axis);
   if (perceptual_weight > 0 && perceptual_model.empty())
     fail("config: '{}.perceptual_weight' is {} but '{}.perceptual_model' names no TorchScript file", w, perceptual_weight, w);
-  if (precision != "auto" && precision != "fp32" && precision != "bf16")
-    fail("config: '{}.precision' must be auto, fp32 or bf16 (got '{}')", w, precision);
-  if (device != "auto" && device != "cpu" && device.rfind("cuda", 0) != 0)
-    fail("config: '{}.device' must be auto, cpu, cuda or cuda:N (got '{}')", w, device);
-  if (log_every < 1 || val_every < 1 || ckpt_every < 1) fail("config: '{}.log_every', 'val_every' and 'ckpt_every' must be positive", w);
-  if (nan_abort < 1) fail("config: '{}.nan_abort' must be positive", w);
+  validate_run_settings(w, precision, device, log_every, val_every, ckpt_every, nan_abort);
 }
 
 void LDMParams::validate(const std::string& w) const {
@@ -46,12 +54,7 @@ void LDMTrainParams::validate(const std::string& w) const {
   for (size_t i = 0; i < 2; ++i)
     if (!(betas[i] >= 0 && betas[i] < 1)) fail("config: '{}.betas[{}]' must be within [0, 1)", w, i);
   if (!(ema_decay >= 0 && ema_decay < 1)) fail("config: '{}.ema_decay' must be within [0, 1) (got {})", w, ema_decay);
-  if (precision != "auto" && precision != "fp32" && precision != "bf16")
-    fail("config: '{}.precision' must be auto, fp32 or bf16 (got '{}')", w, precision);
-  if (device != "auto" && device != "cpu" && device.rfind("cuda", 0) != 0)
-    fail("config: '{}.device' must be auto, cpu, cuda or cuda:N (got '{}')", w, device);
-  if (log_every < 1 || val_every < 1 || ckpt_every < 1) fail("config: '{}.log_every', 'val_every' and 'ckpt_every' must be positive", w);
-  if (nan_abort < 1) fail("config: '{}.nan_abort' must be positive", w);
+  validate_run_settings(w, precision, device, log_every, val_every, ckpt_every, nan_abort);
 }
 
 void SampleDefaults::validate(const std::string& w) const {
