@@ -126,6 +126,10 @@ TEST_CASE("sampling timesteps and thresholding") {
   auto big = threshold_x0(torch::tensor({{4.0f, -2.0f, 2.0f, 2.0f}}), true, 0.5);  // s = 2: clamp to [-2, 2], / 2
   CHECK(big[0][0].item<float>() == doctest::Approx(1.0));
   CHECK(big[0][1].item<float>() == doctest::Approx(-1.0));
+  // standardised latents span more than [-1, 1]: clipping uses the data's bound
+  auto wide = threshold_x0(torch::tensor({{2.5f, -4.0f}}), true, 0, 3.0);
+  CHECK(wide[0][0].item<float>() == 2.5f);
+  CHECK(wide[0][1].item<float>() == -3.0f);
 }
 
 TEST_CASE("objectives: eps / x0 / v targets map back to x0 and eps") {

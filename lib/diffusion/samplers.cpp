@@ -27,17 +27,17 @@ std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps) {
   return ts;
 }
 
-torch::Tensor threshold_x0(const torch::Tensor& x0, bool clip, double p) {
+torch::Tensor threshold_x0(const torch::Tensor& x0, bool clip, double p, double bound) {
   if (p > 0) {
     auto flat = x0.abs().reshape({x0.size(0), -1});
     auto s = std::get<0>(flat.kthvalue(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(p * flat.size(1)))), 1));
-    s = s.clamp_min(1.0);
+    s = s.clamp_min(bound);
     std::vector<int64_t> shape(static_cast<size_t>(x0.dim()), 1);
     shape[0] = x0.size(0);
     s = s.view(shape);
-    return x0.clamp(-s, s) / s;
+    return x0.clamp(-s, s) / s * bound;
   }
-  return clip ? x0.clamp(-1, 1) : x0;
+  return clip ? x0.clamp(-bound, bound) : x0;
 }
 
 torch::Tensor ddpm_step(const torch::Tensor& x_t, const torch::Tensor& x0, double ab_t, double ab_s,
@@ -100,7 +100,7 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
     }
     out = out.to(torch::kFloat);
     auto pred = split_prediction(prediction, out, x, ab_t);
-    auto x0 = threshold_x0(pred.x0, p.clip_x0, p.dynamic_threshold);
+    auto x0 = threshold_x0(pred.x0, p.clip_x0, p.dynamic_threshold, p.x0_bound);
     auto eps = eps_from_x0(x0, x, ab_t);
     bool last = i + 1 == ts.size();
     if (p.sampler == "ddpm") {

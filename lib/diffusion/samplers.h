@@ -14,7 +14,8 @@ struct SamplerParams {
   int64_t steps = 50;             // network evaluations (x2 with guidance)
   double eta = 0.0;               // DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
   double guidance = 1.0;          // classifier-free guidance weight w: uncond + w (cond - uncond); 1 = none
-  bool clip_x0 = true;            // clamp predicted x0 to [-1, 1]
+  bool clip_x0 = true;            // clamp predicted x0 to [-x0_bound, x0_bound]
+  double x0_bound = 1.0;          // the data range (the LDM stores its training latents' range)
   double dynamic_threshold = 0;   // percentile (e.g. 0.995) of |x0| per sample; 0 = off
   void validate(int64_t T) const;
 };
@@ -26,8 +27,9 @@ using ModelFn = std::function<torch::Tensor(const torch::Tensor& x, const torch:
 // Timesteps visited by a sampler with `steps` evaluations: evenly spaced from T-1 down to 0.
 std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps);
 
-// x0 after static clipping / dynamic thresholding. Ref: Saharia et al. 2022 (Imagen), sec. 2.3.
-torch::Tensor threshold_x0(const torch::Tensor& x0, bool clip, double dynamic_percentile);
+// x0 after static clipping to [-bound, bound] / dynamic thresholding (s = max(bound, percentile of |x0|),
+// x0 -> clamp(x0, -s, s) * bound / s). Ref: Saharia et al. 2022 (Imagen), sec. 2.3.
+torch::Tensor threshold_x0(const torch::Tensor& x0, bool clip, double dynamic_percentile, double bound = 1.0);
 
 // One step t -> s (s < t, ab_s may be 1 for the last step), given the predicted x0 and eps.
 // Ref: Ho et al. 2020, eq. 6-7 (posterior mean and variance beta_tilde), generalised to skipped steps.

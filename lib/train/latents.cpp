@@ -16,9 +16,12 @@ torch::Tensor per_channel(const std::vector<double>& v, const torch::Tensor& lik
 torch::Tensor LatentNorm::apply(const torch::Tensor& z) const { return (z - per_channel(offset, z)) / per_channel(scale, z); }
 torch::Tensor LatentNorm::invert(const torch::Tensor& z) const { return z * per_channel(scale, z) + per_channel(offset, z); }
 
-nlohmann::json LatentNorm::to_json() const { return {{"kind", kind}, {"offset", offset}, {"scale", scale}}; }
+nlohmann::json LatentNorm::to_json() const {
+  return {{"kind", kind}, {"offset", offset}, {"scale", scale}, {"bound", bound}};
+}
 LatentNorm LatentNorm::from_json(const nlohmann::json& j) {
-  return {j.at("kind").get<std::string>(), j.at("offset").get<std::vector<double>>(), j.at("scale").get<std::vector<double>>()};
+  return {j.at("kind").get<std::string>(), j.at("offset").get<std::vector<double>>(), j.at("scale").get<std::vector<double>>(),
+          j.value("bound", 1.0)};
 }
 
 LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volumes, const torch::Device& device) {
@@ -54,6 +57,7 @@ LatentNorm fit_latent_norm(const std::string& kind, VQGAN& vqgan, const torch::T
       n.scale.push_back(std[c].item<double>());
     }
   }
+  n.bound = std::max(1.0, n.apply(latents).abs().max().item<double>());
   return n;
 }
 

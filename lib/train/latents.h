@@ -13,6 +13,7 @@ namespace meddiff {
 struct LatentNorm {
   std::string kind;
   std::vector<double> offset, scale;  // per channel: z_norm = (z - offset) / scale
+  double bound = 1.0;                 // largest |z_norm| of the training latents: the x0 clipping range
 
   torch::Tensor apply(const torch::Tensor& z) const;   // [B, E, ...]
   torch::Tensor invert(const torch::Tensor& z) const;

@@ -53,7 +53,9 @@ torch::Tensor generate_volumes(LoadedLDM& ldm, VQGAN& vqgan, const torch::Tensor
     return torch::cat(out);
   };
   torch::Tensor cls = ldm.num_classes > 0 ? classes : torch::Tensor();
-  auto z = ldm.norm.invert(sample(ldm.schedule, ldm.prediction, fn, x_T, cls, ldm.model->null_class(), sp, noise, on_step));
+  SamplerParams params = sp;
+  params.x0_bound = ldm.norm.bound;  // clip predicted latents to the range the training latents span
+  auto z = ldm.norm.invert(sample(ldm.schedule, ldm.prediction, fn, x_T, cls, ldm.model->null_class(), params, noise, on_step));
   std::vector<torch::Tensor> vols;
   for (int64_t i = 0; i < z.size(0); ++i) vols.push_back(vqgan->decode_latent(z.slice(0, i, i + 1)).clamp(-1, 1));
   return torch::cat(vols);  // [B, 1, D, H, W]

@@ -138,7 +138,7 @@ struct SampleDefaults {
     v("steps", steps, "sampler steps");
     v("eta", eta, "DDIM eta");
     v("guidance", guidance, "classifier-free guidance weight (1 = none)");
-    v("clip_x0", clip_x0, "clamp predicted latents to [-1,1]");
+    v("clip_x0", clip_x0, "clamp predicted latents to the range of the training latents");
     v("dynamic_threshold", dynamic_threshold, "dynamic thresholding percentile (0 = off)");
     v("batch", batch, "volumes per batch");
   }
