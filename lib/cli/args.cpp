@@ -29,19 +29,6 @@ cxxopts::ParseResult Args::parse(const std::vector<std::string>& args) {
   }
 }
 
-void add_run_options(Args& a, const std::string& default_out) {
-  a.add()("config", "JSON config file (see configs/)", cxxopts::value<std::string>()->default_value(""))
-      ("set", "Override a config key: key.path=value (repeatable)", cxxopts::value<std::vector<std::string>>())
-      ("out", "Training folder", cxxopts::value<std::string>()->default_value(default_out))
-      ("resume", "Continue the run in --out from last.pt")
-      ("dry-run", "Validate the config, print it and what it builds, and exit")
-      ("print-config", "Print the resolved config and exit");
-}
-
-std::vector<std::string> set_overrides(const cxxopts::ParseResult& r) {
-  return r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-}
-
 namespace {
 template <typename T, size_t N>
 std::array<T, N> parse_list(const std::string& text, const std::string& flag) {

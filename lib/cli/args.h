@@ -29,12 +29,6 @@ class Args {
   cxxopts::Options opts_;
 };
 
-// The options every config-driven command takes: --config FILE, --set k=v (repeatable), --out DIR,
-// --resume, --dry-run, --print-config.
-void add_run_options(Args& a, const std::string& default_out);
-// --set values given on the command line.
-std::vector<std::string> set_overrides(const cxxopts::ParseResult& r);
-
 // "32,64,64" -> {32, 64, 64}; throws UsageError naming `flag`.
 std::array<int64_t, 3> parse_int3(const std::string& text, const std::string& flag);
 std::array<double, 3> parse_double3(const std::string& text, const std::string& flag);

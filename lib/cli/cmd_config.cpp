@@ -1,6 +1,7 @@
 // meddiff config: the config keys and resolved configs.
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_options.h"
 #include "train/train_config.h"
 
 #include <iostream>

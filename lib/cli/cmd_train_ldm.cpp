@@ -1,6 +1,7 @@
 // meddiff train-ldm: stage 2, the class-conditional latent diffusion model.
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_options.h"
 #include "cli/training_data.h"
 #include "core/log.h"
 #include "core/sha256.h"
@@ -20,11 +21,9 @@ int run_train_ldm(const Args_t& args) {
   add_run_options(a, "runs/ldm");
   a.add()("vqgan", "VQ-GAN checkpoint (stage 1 last.pt; optional with --dry-run)", cxxopts::value<std::string>());
   auto r = a.parse(args);
-  RunConfig cfg = resolve_config(r["config"].as<std::string>(), set_overrides(r));
-  if (r.count("print-config")) {
-    std::cout << config_to_json(cfg).dump(2) << "\n";
-    return 0;
-  }
+  auto resolved = resolve_run_config(r);
+  if (!resolved) return 0;  // --print-config
+  RunConfig cfg = *resolved;
   if (r.count("dry-run")) {
     // The VQ-GAN is checked when given; otherwise the config's vqgan section describes it.
     VQGANParams vp = cfg.vqgan;

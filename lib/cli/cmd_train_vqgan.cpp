@@ -1,6 +1,7 @@
 // meddiff train-vqgan: stage 1, the 3-D VQ-GAN autoencoder.
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/run_options.h"
 #include "cli/training_data.h"
 #include "core/log.h"
 #include "io/png.h"
@@ -17,11 +18,9 @@ int run_train_vqgan(const Args_t& args) {
          "metrics.jsonl and previews/.");
   add_run_options(a, "runs/vqgan");
   auto r = a.parse(args);
-  RunConfig cfg = resolve_config(r["config"].as<std::string>(), set_overrides(r));
-  if (r.count("print-config")) {
-    std::cout << config_to_json(cfg).dump(2) << "\n";
-    return 0;
-  }
+  auto resolved = resolve_run_config(r);
+  if (!resolved) return 0;  // --print-config
+  RunConfig cfg = *resolved;
   if (r.count("dry-run")) {
     VQGAN model(cfg.vqgan);
     int64_t enc = 0, dec = 0;

@@ -1,0 +1,17 @@
+#pragma once
+// Options and config resolution shared by the config-driven commands (train-vqgan, train-ldm, config).
+#include "cli/args.h"
+#include "train/train_config.h"
+
+#include <optional>
+
+namespace meddiff::cli {
+
+// --config FILE, --set k=v (repeatable), --out DIR, --resume, --dry-run, --print-config.
+void add_run_options(Args& a, const std::string& default_out);
+// --set values given on the command line.
+std::vector<std::string> set_overrides(const cxxopts::ParseResult& r);
+// defaults <- --config <- --set, validated. With --print-config the config is printed and nullopt returned.
+std::optional<RunConfig> resolve_run_config(const cxxopts::ParseResult& r);
+
+}  // namespace meddiff::cli
