@@ -101,9 +101,10 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   // Latents: encoded once, cached next to the checkpoints, reused while the VQ-GAN is the same.
   fs::path cache = out_dir / "latents.pt";
   LatentSet lat;
-  if (fs::exists(cache) && load_checkpoint(cache).extra.value("vqgan_sha256", "") == vqgan_sha256) {
-    Checkpoint c = load_checkpoint(cache);
-    lat = {c.tensor("latents"), c.tensor("classes")};
+  std::optional<Checkpoint> cached;
+  if (fs::exists(cache)) cached = load_checkpoint(cache);
+  if (cached && cached->extra.value("vqgan_sha256", "") == vqgan_sha256) {
+    lat = {cached->tensor("latents"), cached->tensor("classes")};
     log_info("latents: {} cached in {}", lat.latents.size(0), cache.string());
   } else {
     lat = encode_latents(vq.model, train, device);

@@ -208,16 +208,17 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     int64_t axis_len = x.size(2 + t.slice_axis);
     auto slice_idx = torch::randint(0, axis_len, {x.size(0)}, gen, torch::kLong);
 
-    torch::Tensor loss_g, l1, adv, fm, perc;
+    torch::Tensor loss_g, l1, adv, fm, perc, rec, real2d, fake2d;
     VQOutput vq;
     {
       AutocastGuard ac(bf16);
       auto out = m.vqgan->forward(x, gen);
       vq = out.vq;
-      auto rec = out.reconstruction.to(torch::kFloat);
+      rec = out.reconstruction.to(torch::kFloat);
       l1 = torch::l1_loss(rec, x) * t.l1_weight;
       loss_g = l1 + vq.commitment;
-      auto real2d = random_slices(x, slice_idx, t.slice_axis), fake2d = random_slices(rec, slice_idx, t.slice_axis);
+      real2d = random_slices(x, slice_idx, t.slice_axis);
+      fake2d = random_slices(rec, slice_idx, t.slice_axis);
       if (perceptual) {
         perc = (*perceptual)(real2d, fake2d) * t.perceptual_weight;
         loss_g = loss_g + perc;
@@ -226,7 +227,6 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
         auto [logit2d, feat2d] = m.disc2d->forward(fake2d);
         auto [logit3d, feat3d] = m.disc3d->forward(rec);
         adv = -logit2d.mean() * t.image_gan_weight - logit3d.mean() * t.video_gan_weight;
-        torch::Tensor real_feat2d, real_feat3d;
         std::vector<torch::Tensor> rf2d, rf3d;
         {
           torch::NoGradGuard ng;
@@ -247,21 +247,14 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
       clip(gen_params, t.grad_clip);
       opt_g->step();
       if (gan) {
+        // The discriminators judge this step's reconstruction (detached), as the reference does.
         AutocastGuard ac(bf16);
-        torch::Tensor rec;
-        {
-          torch::NoGradGuard ng;
-          m.vqgan->eval();
-          rec = m.vqgan->forward(x).reconstruction.to(torch::kFloat);
-          m.vqgan->train();
-        }
-        auto real2d = random_slices(x, slice_idx, t.slice_axis), fake2d = random_slices(rec, slice_idx, t.slice_axis);
         // Hinge loss (Lim & Ye 2017): mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))
         auto hinge = [](const torch::Tensor& r, const torch::Tensor& f) {
           return 0.5 * (torch::relu(1 - r).mean() + torch::relu(1 + f).mean());
         };
-        auto loss_d = hinge(m.disc2d->forward(real2d).first, m.disc2d->forward(fake2d).first) * t.image_gan_weight +
-                      hinge(m.disc3d->forward(x).first, m.disc3d->forward(rec).first) * t.video_gan_weight;
+        auto loss_d = hinge(m.disc2d->forward(real2d).first, m.disc2d->forward(fake2d.detach()).first) * t.image_gan_weight +
+                      hinge(m.disc3d->forward(x).first, m.disc3d->forward(rec.detach()).first) * t.video_gan_weight;
         ld = loss_d.item<double>();
         if (std::isfinite(ld)) {
           opt_d->zero_grad();
