@@ -14,7 +14,7 @@ namespace meddiff::cli {
 int run_phantoms(const Args_t& args) {
   Args a("phantoms",
          "Generate a two-class phantom dataset (images, label maps, manifest.json). Case i has class i % 2: "
-         "MR class 1 has 1-3 lesions, CT class 1 has 1-3 lung nodules.");
+         "MR class 1 has 1-2 tumour-like lesions, CT class 1 has 1-3 lung nodules.");
   a.add()("modality", "mr or ct", cxxopts::value<std::string>()->default_value("mr"))
       ("count", "Number of cases", cxxopts::value<int64_t>()->default_value("8"))
       ("shape", "Volume shape D,H,W (voxels)", cxxopts::value<std::string>()->default_value("32,32,32"))

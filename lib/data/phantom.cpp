@@ -99,8 +99,10 @@ Volume mr_head(const PhantomParams& p, Draw& d, torch::Generator& gen, int64_t c
     double min_axis = std::min({brain[0], brain[1], brain[2]});
     double min_r = 1.5 * std::max({p.spacing[0], p.spacing[1], p.spacing[2]});
     auto allowed = (ellipsoid(g, c, {brain[0] * 0.7, brain[1] * 0.7, brain[2] * 0.7}) <= 1) & ~in_vent;
-    for (const auto& lc : pick_centres(g, allowed, d.integer(1, 3), d)) {
-      double r = std::max(min_r, min_axis * d.uniform(0.10, 0.18));
+    // 1-2 tumour-like lesions of 25-38 % of the brain's smallest semi-axis (a radius of 2.5-4 voxels at
+    // 32^3): large enough to survive the 2x downsampling of the demo's autoencoder.
+    for (const auto& lc : pick_centres(g, allowed, d.integer(1, 2), d)) {
+      double r = std::max(min_r, min_axis * d.uniform(0.25, 0.38));
       auto lesion = (ellipsoid(g, lc, {r, r, r}) <= 1) & in_brain & ~in_vent;
       paint(image, label, lesion, 1050 * d.uniform(0.9, 1.1), L::kLesion);
     }
