@@ -24,20 +24,27 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.vqgan.n_codes = quick ? 128 : 512;
   c.vqgan.disc_channels = 16;
   c.vqgan.disc_layers = 2;
-  c.vqgan_train.steps = quick ? 60 : 1000;
+  c.vqgan_train.steps = quick ? 60 : 800;
   c.vqgan_train.batch_size = 2;
   c.vqgan_train.lr = 5e-4;
+  // The full demo trains the autoencoder without the adversarial terms: within 1000 CPU steps they lowered
+  // the validation PSNR (24.8 -> 23.1 dB) and add texture that the diffusion model then learns. The
+  // quick demo switches them on to exercise the whole stage-1 path; real configs start them late.
   c.vqgan_train.gan_start = quick ? 40 : 800;
   c.vqgan_train.val_every = quick ? 30 : 200;
   c.vqgan_train.ckpt_every = quick ? 60 : 500;
   c.ldm.timesteps = 300;
   c.ldm.latent_norm = "channel_meanstd";
+  // v-prediction: the cosine schedule ends at alpha_bar ~ 0, where an eps-model's x0 estimate
+  // (x_t - sigma eps) / alpha is undefined and DDIM's first step goes astray (Lin et al. 2024).
+  c.ldm.prediction = "v";
+  c.ldm.loss = "l2";
   c.ldm.unet.base_channels = 16;
   c.ldm.unet.channel_mults = {1, 2};
   c.ldm.unet.downsample = {{2, 2, 2}};
   c.ldm.unet.attention_levels = {1};
   c.ldm.unet.attention_heads = 4;
-  c.ldm_train.steps = quick ? 40 : 1500;
+  c.ldm_train.steps = quick ? 40 : 2000;
   c.ldm_train.batch_size = 4;
   c.ldm_train.lr = 1e-3;
   c.ldm_train.warmup = quick ? 5 : 50;
@@ -47,7 +54,9 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.ldm_train.ckpt_every = quick ? 40 : 500;
   c.sample.sampler = "ddim";
   c.sample.steps = quick ? 10 : 50;
-  c.sample.guidance = 2.0;
+  // Plain conditional sampling: on these phantoms guidance 2 amplified the classes' global contrast
+  // and washed the (randomly placed) lesions out (brightest/median voxel 1.45-1.5 instead of 1.9-2.0).
+  c.sample.guidance = 1.0;
   c.sample.batch = 4;
   return c;
 }
