@@ -24,15 +24,15 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.vqgan.n_codes = quick ? 128 : 512;
   c.vqgan.disc_channels = 16;
   c.vqgan.disc_layers = 2;
-  c.vqgan_train.steps = quick ? 60 : 800;
+  c.vqgan_train.steps = quick ? 60 : 600;
   c.vqgan_train.batch_size = 2;
   c.vqgan_train.lr = 5e-4;
   // The full demo trains the autoencoder without the adversarial terms: within 1000 CPU steps they lowered
   // the validation PSNR (24.8 -> 23.1 dB) and add texture that the diffusion model then learns. The
   // quick demo switches them on to exercise the whole stage-1 path; real configs start them late.
-  c.vqgan_train.gan_start = quick ? 40 : 800;
+  c.vqgan_train.gan_start = quick ? 40 : 600;
   c.vqgan_train.val_every = quick ? 30 : 200;
-  c.vqgan_train.ckpt_every = quick ? 60 : 500;
+  c.vqgan_train.ckpt_every = quick ? 60 : 300;
   c.ldm.timesteps = 300;
   c.ldm.latent_norm = "channel_meanstd";
   // v-prediction: the cosine schedule ends at alpha_bar ~ 0, where an eps-model's x0 estimate
