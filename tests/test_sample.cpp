@@ -13,6 +13,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
 using namespace meddiff;
 
 namespace {
@@ -57,7 +64,36 @@ int sample(const fs::path& out, std::vector<std::string> extra) {
   return cli::run_sample(args);
 }
 
+// What `f` writes to stderr (file descriptor 2), via a temporary file.
+std::string stderr_of(const fs::path& file, const std::function<void()>& f) {
+  std::fflush(stderr);
+  int saved = dup(2);
+  int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  REQUIRE(fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  f();
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::ifstream in(file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 }  // namespace
+
+TEST_CASE("sampling: an eps model on a schedule ending at alpha_bar ~ 0 warns for ddim but not for ddpm") {
+  test::ScratchDir dir("sample-eps-warning");
+  // The tiny model predicts eps (the default) on the cosine schedule (alpha_bar(T-1) ~ 1e-5).
+  std::string ddim = stderr_of(dir / "ddim.txt", [&] { CHECK(sample(dir / "ddim", {"-n", "1", "--sampler", "ddim"}) == 0); });
+  CHECK(ddim.find("warning: this model predicts eps") != std::string::npos);
+  CHECK(ddim.find("ldm.prediction = v") != std::string::npos);
+  std::string ddpm = stderr_of(dir / "ddpm.txt", [&] { CHECK(sample(dir / "ddpm", {"-n", "1", "--sampler", "ddpm"}) == 0); });
+  CHECK(ddpm.find("predicts eps") == std::string::npos);
+  CHECK(fs::exists(dir / "ddpm/synth_000000.nii.gz"));
+}
 
 TEST_CASE("sampling: batch 1 and batch 4 give identical volumes for every sampler") {
   test::ScratchDir dir("sample-batch");
