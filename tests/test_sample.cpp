@@ -17,8 +17,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 using namespace meddiff;
 
@@ -76,10 +74,7 @@ std::string stderr_of(const fs::path& file, const std::function<void()>& f) {
   std::fflush(stderr);
   dup2(saved, 2);
   close(saved);
-  std::ifstream in(file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_text(file);
 }
 
 }  // namespace

@@ -125,10 +125,11 @@ int run_sample(const Args_t& args) {
   } catch (const Error& e) {
     usage_fail("{}", e.what());
   }
-  if (ldm.prediction == Prediction::Eps && sp.sampler != "ddpm" && ldm.schedule.alpha_bar(ldm.schedule.T - 1) < 1e-3)
+  const double terminal_alpha_bar = ldm.schedule.alpha_bar(ldm.schedule.T - 1);
+  if (ldm.prediction == Prediction::Eps && sp.sampler != "ddpm" && terminal_alpha_bar < 1e-3)
     log_warn("this model predicts eps and its schedule ends at alpha_bar {:.1e}: the first {} step divides by "
              "sqrt(alpha_bar), so samples may drift; ddpm, or a model trained with ldm.prediction = v, avoids this",
-             ldm.schedule.alpha_bar(ldm.schedule.T - 1), sp.sampler);
+             terminal_alpha_bar, sp.sampler);
   int64_t batch = r.count("batch") ? r["batch"].as<int64_t>() : defaults.batch;
   if (batch < 1) usage_fail("--batch must be at least 1");
   std::optional<int64_t> fixed_class;

@@ -27,8 +27,9 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.vqgan_train.steps = quick ? 60 : 600;
   c.vqgan_train.batch_size = 2;
   c.vqgan_train.lr = 5e-4;
-  // The full demo trains the autoencoder without the adversarial terms: within 1000 CPU steps they lowered
-  // the validation PSNR (24.8 -> 23.1 dB) and add texture that the diffusion model then learns. The
+  // The full demo trains the autoencoder without the adversarial terms: switched on at step 800 of 1000
+  // CPU steps, they lowered the validation PSNR (24.8 -> 23.1 dB) and added texture that the diffusion
+  // model then learned. The
   // quick demo switches them on to exercise the whole stage-1 path; real configs start them late.
   c.vqgan_train.gan_start = quick ? 40 : 600;
   c.vqgan_train.val_every = quick ? 30 : 200;
