@@ -92,12 +92,7 @@ void save_checkpoint(const Checkpoint& c, const std::filesystem::path& path) {
     torch::jit::writeArchiveAndTensors("data", pickled.data(), pickled.size(), pickler.tensorData(), writer);
     writer.writeEndOfFile();
   }
-  write_atomically(path, [&](const std::filesystem::path& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) fail("{}: write failed (disk full?)", path.string());
-  });
+  write_atomically(path, [&](const std::filesystem::path& tmp) { write_file_checked(tmp, bytes.data(), bytes.size(), path.string()); });
 }
 
 Checkpoint load_checkpoint(const std::filesystem::path& path) {
