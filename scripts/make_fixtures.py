@@ -8,6 +8,7 @@ Every fixture has an `*.expected.json` beside it with the LPS index-to-world aff
 (index, world position in mm, value) computed here, so the tests check meddiff against numbers it
 did not compute itself. Deterministic: running it again gives identical voxel data.
 """
+import gzip
 import json
 import math
 import os
@@ -127,6 +128,15 @@ def write_bad_inputs():
     nan = rng.normal(size=(6, 6, 6)).astype(np.float32)
     nan[2, 3, 4] = np.nan
     nib.save(nib.Nifti1Image(nan, np.eye(4)), OUT / "nan_voxel.nii.gz")
+    small = rng.integers(0, 100, size=(5, 6, 7)).astype(np.int16)
+    # NIfTI-2 (540-byte header), which ITK's NIfTI reader does not read.
+    nib.save(nib.Nifti2Image(small, np.eye(4)), OUT / "nifti2.nii.gz")
+    # pixdim 0 and NaN: nibabel keeps pixdim in step with the affine on save, so the header bytes are
+    # patched afterwards (pixdim[i] is the float32 at byte 76 + 4 i of a NIfTI-1 header).
+    for name, axis, value in [("zero_pixdim.nii.gz", 3, 0.0), ("nan_pixdim.nii.gz", 1, float("nan"))]:
+        raw = bytearray(nib.Nifti1Image(small, np.eye(4)).to_bytes())
+        raw[76 + 4 * axis:80 + 4 * axis] = np.float32(value).tobytes()
+        (OUT / name).write_bytes(gzip.compress(bytes(raw), mtime=0))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,15 @@ double direction_orthonormality_error(const std::array<double, 9>& d) {
   return err;
 }
 
+void check_geometry(const Geometry& g, const std::string& what) {
+  for (double s : g.spacing)
+    if (!std::isfinite(s) || s <= 0) fail("{}: voxel spacing {} mm is not a positive number", what, s);
+  for (double o : g.origin)
+    if (!std::isfinite(o)) fail("{}: origin {} is not a finite number", what, o);
+  double err = direction_orthonormality_error(g.direction);
+  if (!(err <= 1e-3)) fail("{}: direction matrix is not orthonormal", what);
+}
+
 void check_volume_tensor(const torch::Tensor& t, const std::string& what) {
   if (!t.defined()) fail("{}: no image data", what);
   if (t.dim() != 3) fail("{}: expected a 3-D volume, got {} dimensions", what, t.dim());

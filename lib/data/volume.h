@@ -45,6 +45,10 @@ struct Volume {
 // Throws naming `what` if `t` is not a 3-D float tensor or holds NaN/Inf.
 void check_volume_tensor(const torch::Tensor& t, const std::string& what);
 
+// Throws naming `what` if a spacing is not a positive finite number, the origin is not finite or the
+// direction is not orthonormal (NaN included).
+void check_geometry(const Geometry& g, const std::string& what);
+
 // Orthonormality error of a direction matrix: max |D^T D - I|.
 double direction_orthonormality_error(const std::array<double, 9>& d);
 

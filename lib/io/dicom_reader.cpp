@@ -1,7 +1,10 @@
 #include "core/error.h"
+#include "core/fs.h"
 #include "io/dicom_series.h"
 #include "io/itk_image.h"
 
+#include <gdcmAttribute.h>
+#include <gdcmReader.h>
 #include <gdcmScanner.h>
 #include <itkGDCMImageIO.h>
 #include <itkGDCMSeriesFileNames.h>
@@ -10,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 namespace meddiff::io {
@@ -45,6 +49,16 @@ std::string value_of(const gdcm::Scanner& s, const std::string& file, const gdcm
   return v ? trim(v) : "";
 }
 
+// Every regular file of `dir` (not recursive), checked to be safe to hand to GDCM.
+std::vector<std::string> guarded_files(const std::filesystem::path& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  check_dicom_parsable(files);
+  return files;
+}
+
 itk::GDCMSeriesFileNames::Pointer series_names(const std::filesystem::path& dir) {
   auto names = itk::GDCMSeriesFileNames::New();
   names->SetUseSeriesDetails(false);
@@ -53,10 +67,72 @@ itk::GDCMSeriesFileNames::Pointer series_names(const std::filesystem::path& dir)
   return names;
 }
 
+// The value of a numeric attribute (US, IS) of `ds`, or `fallback` when absent or empty.
+template <uint16_t G, uint16_t E>
+int64_t attribute_value(const gdcm::DataSet& ds, int64_t fallback) {
+  gdcm::Attribute<G, E> a;
+  if (!ds.FindDataElement(a.GetTag()) || ds.GetDataElement(a.GetTag()).IsEmpty()) return fallback;
+  a.SetFromDataElement(ds.GetDataElement(a.GetTag()));
+  return static_cast<int64_t>(a.GetValue());
+}
+
+// Offset of the first pixel data byte in a DICOM file's bytes: the (7FE0,0010) element header whose
+// length is `declared` (explicit VR OB/OW, or implicit VR; little or big endian); -1 if not found.
+int64_t pixel_data_start(const std::string& bytes, uint32_t declared) {
+  auto u32 = [&](size_t at, bool big) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < 4; ++i) {
+      uint32_t b = static_cast<unsigned char>(bytes[at + (big ? i : 3 - i)]);
+      v = (v << 8) | b;
+    }
+    return v;
+  };
+  for (bool big : {false, true}) {
+    const std::string tag = big ? std::string("\x7f\xe0\x00\x10", 4) : std::string("\xe0\x7f\x10\x00", 4);
+    for (size_t at = bytes.find(tag); at != std::string::npos; at = bytes.find(tag, at + 1)) {
+      bool explicit_vr = at + 12 <= bytes.size() && (bytes.compare(at + 4, 2, "OW") == 0 || bytes.compare(at + 4, 2, "OB") == 0);
+      if (explicit_vr && u32(at + 8, big) == declared) return static_cast<int64_t>(at + 12);
+      if (at + 8 <= bytes.size() && u32(at + 4, big) == declared) return static_cast<int64_t>(at + 8);
+    }
+  }
+  return -1;
+}
+
+// GDCM, and ITK over it, read a slice file that ends early as zeros. Read each file whole here and
+// check that its pixel data is all present.
+void check_slice_complete(const std::string& file) {
+  gdcm::Reader r;
+  r.SetFileName(file.c_str());
+  if (!r.Read()) fail("{}: truncated or corrupt DICOM file (cannot be read to its end)", file);
+  const gdcm::DataSet& ds = r.GetFile().GetDataSet();
+  const gdcm::Tag pixel_tag(0x7fe0, 0x0010);
+  if (!ds.FindDataElement(pixel_tag)) fail("{}: DICOM file has no pixel data", file);
+  const gdcm::DataElement& pixel = ds.GetDataElement(pixel_tag);
+  const gdcm::ByteValue* bv = pixel.GetByteValue();
+  if (!bv) {
+    if (!pixel.GetSequenceOfFragments()) fail("{}: DICOM pixel data is empty", file);
+    return;  // encapsulated (compressed): the reader above has read every fragment
+  }
+  int64_t rows = attribute_value<0x0028, 0x0010>(ds, 0), cols = attribute_value<0x0028, 0x0011>(ds, 0),
+          bits = attribute_value<0x0028, 0x0100>(ds, 16), samples = attribute_value<0x0028, 0x0002>(ds, 1),
+          frames = std::max<int64_t>(1, attribute_value<0x0028, 0x0008>(ds, 1));
+  int64_t expected = rows * cols * samples * frames * ((bits + 7) / 8);
+  int64_t declared = static_cast<int64_t>(bv->GetLength());
+  if (declared < expected) fail("{}: truncated DICOM file: {} of {} pixel bytes present", file, declared, expected);
+  // GDCM zero-fills pixel data cut short by the end of the file ("use file at own risk"): find the
+  // element in the file's bytes and check that its declared length is there.
+  std::string bytes = read_text(file);
+  int64_t start = pixel_data_start(bytes, static_cast<uint32_t>(declared));
+  int64_t present = start < 0 ? declared : std::max<int64_t>(0, static_cast<int64_t>(bytes.size()) - start);
+  if (present < declared) fail("{}: truncated DICOM file: {} of {} pixel bytes present", file, present, declared);
+}
+
 }  // namespace
 
 std::vector<DicomSeriesInfo> list_dicom_series(const std::filesystem::path& dir) {
+  register_io_factories();
   if (!std::filesystem::is_directory(dir)) fail("{}: no such folder", dir.string());
+  guarded_files(dir);
   auto names = series_names(dir);
   std::vector<DicomSeriesInfo> out;
   for (const auto& uid : names->GetSeriesUIDs()) {
@@ -78,11 +154,37 @@ std::vector<DicomSeriesInfo> list_dicom_series(const std::filesystem::path& dir)
   return out;
 }
 
+std::string dicom_folder_foreign_entry(const std::filesystem::path& dir) {
+  register_io_factories();
+  const gdcm::Tag manufacturer(0x0008, 0x0070);
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (!e.is_regular_file()) return fmt::format("'{}' (not a file)", e.path().filename().string());
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  if (std::string bad = first_unparsable_dicom(files); !bad.empty())
+    return fmt::format("'{}' (a corrupt DICOM file)", std::filesystem::path(bad).filename().string());
+  if (files.empty()) return "";
+  gdcm::Scanner s;
+  s.AddTag(kSeriesUid);
+  s.AddTag(manufacturer);
+  s.Scan(files);
+  std::set<std::string> series;
+  for (const auto& f : files) {
+    std::string name = std::filesystem::path(f).filename().string();
+    if (!s.IsKey(f.c_str())) return fmt::format("'{}' (not a DICOM file)", name);
+    if (value_of(s, f, manufacturer) != "meddiff") return fmt::format("'{}' (a DICOM file from another source)", name);
+    series.insert(value_of(s, f, kSeriesUid));
+  }
+  if (series.size() > 1) return fmt::format("files of {} different DICOM series", series.size());
+  return "";
+}
+
 Volume read_dicom_series(const std::filesystem::path& dir, const std::string& series_uid) {
   register_io_factories();
   const std::string name = dir.string();
+  auto series = list_dicom_series(dir);  // checks first that GDCM can parse every file
   auto names = series_names(dir);
-  auto series = list_dicom_series(dir);
   if (series.empty()) fail("{}: no DICOM series in this folder", name);
   std::string uid;
   if (!series_uid.empty()) {
@@ -164,11 +266,15 @@ Volume read_dicom_series(const std::filesystem::path& dir, const std::string& se
   }
 
   std::vector<std::string> ordered;
-  for (const auto& sl : slices) ordered.push_back(sl.file);
+  for (const auto& sl : slices) {
+    check_slice_complete(sl.file);
+    ordered.push_back(sl.file);
+  }
   auto reader = itk::ImageSeriesReader<FloatImage3>::New();
   auto gdcm_io = itk::GDCMImageIO::New();
   reader->SetImageIO(gdcm_io);
   reader->SetFileNames(ordered);
+  CapturedStderr quiet;
   try {
     reader->Update();
   } catch (const std::exception& e) {

@@ -27,17 +27,28 @@ Volume read_dicom_series(const std::filesystem::path& dir, const std::string& se
 
 struct DicomWriteOptions {
   bool synthetic = false;              // a generated volume: ImageType DERIVED\SECONDARY and a comment saying so
-  std::string series_description;      // default: "meddiff conversion" / "meddiff synthetic"
+  std::string series_description;      // default: "meddiff synthetic" / "converted by meddiff"
   std::string image_comments;          // e.g. "SYNTHETIC seed=1 class=0"
-  std::string patient_name = "SYNTHETIC^MEDDIFF";
+  std::string patient_name;             // default: SYNTHETIC^MEDDIFF (synthetic) / ANONYMOUS^MEDDIFF (converted)
   std::string patient_id;              // default: derived from the new Study UID
   std::string body_part;               // BodyPartExamined; default HEAD (MR) / CHEST (CT)
   int series_number = 1;
 };
 
-// Writes the series into `dir` (created; a non-empty `dir` is replaced only with overwrite).
+// Writes the series into `dir` (created). An existing non-empty `dir` is replaced only with
+// `overwrite`, and only when it holds nothing but a DICOM series written by meddiff.
 void write_dicom_series(const Volume& v, const std::filesystem::path& dir, const DicomWriteOptions& options,
                         bool overwrite);
+
+// "" when every entry of `dir` is a DICOM file of one series written by meddiff (Manufacturer
+// "meddiff"), else the first entry that is not, described for an error message.
+std::string dicom_folder_foreign_entry(const std::filesystem::path& dir);
+
+// Throws naming the first of `files` whose element structure GDCM cannot parse without aborting the
+// process (parsed in a child process first; see dicom_guard.cpp).
+void check_dicom_parsable(const std::vector<std::string>& files);
+// The first such file, or "".
+std::string first_unparsable_dicom(const std::vector<std::string>& files);
 
 // DICOM value formatting (exposed for tests): a decimal string (DS) of at most 16 characters that
 // keeps as many significant digits as fit.

@@ -1,12 +1,17 @@
 #include "io/itk_image.h"
 
+#include "core/threads.h"
+
 #include <itkGDCMImageIOFactory.h>
+#include <itkMultiThreaderBase.h>
 #include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIOFactory.h>
 #include <itkPNGImageIOFactory.h>
 
 #include <gdcmTrace.h>
+
+#include <unistd.h>
 
 #include <mutex>
 
@@ -73,11 +78,15 @@ template itk::Image<uint16_t, 3>::Pointer itk_from_tensor<uint16_t>(const torch:
 template itk::Image<uint8_t, 3>::Pointer itk_from_tensor<uint8_t>(const torch::Tensor&, const Geometry&);
 
 void register_io_factories() {
+  if (int n = cpu_threads(); n > 0 && itk::MultiThreaderBase::GetGlobalDefaultNumberOfThreads() != static_cast<itk::ThreadIdType>(n))
+    itk::MultiThreaderBase::SetGlobalDefaultNumberOfThreads(static_cast<itk::ThreadIdType>(n));
   static std::once_flag once;
   std::call_once(once, [] {
     // meddiff reports problems itself, in one line; ITK and GDCM warnings would only add noise.
     itk::Object::GlobalWarningDisplayOff();
     gdcm::Trace::WarningOff();
+    gdcm::Trace::ErrorOff();  // GDCM's multi-line dumps: meddiff reports one line itself
+    gdcm::Trace::DebugOff();
     itk::NiftiImageIOFactory::RegisterOneFactory();
     itk::NrrdImageIOFactory::RegisterOneFactory();
     itk::MetaImageIOFactory::RegisterOneFactory();
@@ -87,15 +96,58 @@ void register_io_factories() {
 }
 
 std::string itk_message(const std::exception& e) {
-  if (auto ie = dynamic_cast<const itk::ExceptionObject*>(&e)) {
-    std::string d = ie->GetDescription();
-    while (!d.empty() && (d.back() == '\n' || d.back() == ' ')) d.pop_back();
-    auto nl = d.find('\n');
-    return nl == std::string::npos ? d : d.substr(0, nl);
+  std::string d = e.what();
+  if (auto ie = dynamic_cast<const itk::ExceptionObject*>(&e)) d = ie->GetDescription();
+  while (!d.empty() && (d.front() == '\n' || d.front() == ' ')) d.erase(d.begin());
+  d = d.substr(0, d.find('\n'));
+  // "ITK ERROR: NrrdImageIO(0x55d0c3a2): Write: ..." -> "Write: ..."
+  if (d.rfind("ITK ERROR: ", 0) == 0) {
+    auto close = d.find("): ");
+    if (close != std::string::npos) d = d.substr(close + 3);
   }
-  std::string w = e.what();
-  auto nl = w.find('\n');
-  return nl == std::string::npos ? w : w.substr(0, nl);
+  while (!d.empty() && (d.back() == ' ' || d.back() == ':')) d.pop_back();
+  return d;
+}
+
+CapturedStderr::CapturedStderr() {
+  std::fflush(stderr);
+  file_ = std::tmpfile();
+  if (!file_) return;
+  saved_ = ::dup(STDERR_FILENO);
+  if (saved_ < 0 || ::dup2(::fileno(file_), STDERR_FILENO) < 0) {
+    if (saved_ >= 0) ::close(saved_);
+    saved_ = -1;
+  }
+}
+
+void CapturedStderr::stop() {
+  if (saved_ < 0) return;
+  std::fflush(stderr);
+  ::dup2(saved_, STDERR_FILENO);
+  ::close(saved_);
+  saved_ = -1;
+  std::rewind(file_);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0 && text_.size() < (1 << 20)) text_.append(buf, n);
+}
+
+std::string CapturedStderr::text() {
+  stop();
+  return text_;
+}
+
+std::string CapturedStderr::first_line() {
+  std::string t = text();
+  auto b = t.find_first_not_of(" \n*");
+  if (b == std::string::npos) return "";
+  t = t.substr(b);
+  return t.substr(0, t.find('\n'));
+}
+
+CapturedStderr::~CapturedStderr() {
+  stop();
+  if (file_) std::fclose(file_);
 }
 
 }  // namespace meddiff::io

@@ -5,6 +5,7 @@
 
 #include <itkImage.h>
 
+#include <cstdio>
 #include <string>
 
 namespace meddiff::io {
@@ -25,7 +26,26 @@ typename itk::Image<TPixel, 3>::Pointer itk_from_tensor(const torch::Tensor& t, 
 // Registers the ImageIO factories meddiff uses (NIfTI, NRRD, Meta, GDCM, PNG), once.
 void register_io_factories();
 
-// First line of an ITK exception's description, without the file/line noise.
+// First line of an ITK exception's description, without the file/line noise and the
+// "ITK ERROR: Class(0x...):" prefix.
 std::string itk_message(const std::exception& e);
+
+// While alive, what ITK's C libraries (nifti1_io, MetaIO, NrrdIO, GDCM) print to stderr goes to a
+// buffer instead: meddiff reports every failure in one line of its own. text() is what was caught.
+class CapturedStderr {
+ public:
+  CapturedStderr();
+  ~CapturedStderr();
+  CapturedStderr(const CapturedStderr&) = delete;
+  CapturedStderr& operator=(const CapturedStderr&) = delete;
+  std::string text();      // stops the capture and returns what was printed
+  std::string first_line();
+
+ private:
+  void stop();
+  int saved_ = -1;
+  std::FILE* file_ = nullptr;
+  std::string text_;
+};
 
 }  // namespace meddiff::io

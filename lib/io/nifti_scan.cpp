@@ -1,4 +1,4 @@
-#include "io/nifti_scan.h"
+#include "io/payload_scan.h"
 
 #include "core/error.h"
 
@@ -36,35 +36,40 @@ class GzFile {
 
 }  // namespace
 
-NiftiScan scan_nifti(const std::filesystem::path& path) {
+PayloadScan scan_nifti(const std::filesystem::path& path) {
   const std::string name = path.string();
   GzFile f(path);
   if (!f.get()) fail("{}: cannot open", name);
-  unsigned char hdr[540];
+  unsigned char hdr[348];
   int n = gzread(f.get(), hdr, sizeof hdr);
-  if (n < 348) fail("{}: not a NIfTI file (header is {} bytes)", name, n < 0 ? 0 : n);
+  if (n < 4) fail("{}: not a NIfTI file (corrupt or wrong format: {} header bytes)", name, n < 0 ? 0 : n);
   // Header version and byte order from sizeof_hdr (348: NIfTI-1, 540: NIfTI-2).
   int32_t size_le = get<int32_t>(hdr, false), size_be = get<int32_t>(hdr, true);
-  bool swap = !(size_le == 348 || size_le == 540);
-  int32_t sizeof_hdr = swap ? size_be : size_le;
-  if (sizeof_hdr != 348 && sizeof_hdr != 540) fail("{}: not a NIfTI file (bad header size)", name);
-  bool v2 = sizeof_hdr == 540;
-  if (v2 && n < 540) fail("{}: truncated NIfTI-2 header", name);
-  int16_t datatype = get<int16_t>(hdr + (v2 ? 12 : 70), swap);
-  int16_t bitpix = get<int16_t>(hdr + (v2 ? 14 : 72), swap);
+  if (size_le == 540 || size_be == 540)
+    fail("{}: is a NIfTI-2 file, which meddiff does not read; save it as NIfTI-1 (e.g. nibabel.Nifti1Image)", name);
+  bool swap = size_le != 348;
+  if ((swap ? size_be : size_le) != 348) fail("{}: not a NIfTI file (corrupt or wrong format: bad header size)", name);
+  if (n < 348) fail("{}: truncated NIfTI header ({} of 348 bytes)", name, n);
+  int16_t datatype = get<int16_t>(hdr + 70, swap);
+  int16_t bitpix = get<int16_t>(hdr + 72, swap);
   int64_t dims[8];
-  for (int i = 0; i < 8; ++i) dims[i] = v2 ? get<int64_t>(hdr + 16 + 8 * i, swap) : get<int16_t>(hdr + 40 + 2 * i, swap);
-  int64_t vox_offset = v2 ? get<int64_t>(hdr + 168, swap) : static_cast<int64_t>(get<float>(hdr + 108, swap));
+  for (int i = 0; i < 8; ++i) dims[i] = get<int16_t>(hdr + 40 + 2 * i, swap);
+  auto vox_offset = static_cast<int64_t>(get<float>(hdr + 108, swap));
   if (dims[0] < 1 || dims[0] > 7) fail("{}: invalid NIfTI dimension count {}", name, dims[0]);
   int64_t voxels = 1;
   for (int i = 1; i <= dims[0]; ++i) {
     if (dims[i] < 1) fail("{}: invalid NIfTI size {} along axis {}", name, dims[i], i);
     voxels *= dims[i];
   }
-  NiftiScan s;
+  // Spacing of the spatial axes (pixdim[1..3]): ITK's reader turns 0 into 1 mm silently.
+  for (int i = 1; i <= std::min<int64_t>(3, dims[0]); ++i) {
+    float pd = get<float>(hdr + 76 + 4 * i, swap);
+    if (!std::isfinite(pd) || pd <= 0) fail("{}: voxel spacing pixdim[{}] = {} is not a positive number", name, i, pd);
+  }
+  PayloadScan s;
   s.expected_bytes = voxels * (bitpix / 8);
   // Skip to the voxels (single-file .nii; a vox_offset of 0 in a .nii means right after the header).
-  int64_t start = std::max<int64_t>(vox_offset, sizeof_hdr);
+  int64_t start = std::max<int64_t>(vox_offset, 348);
   if (gzseek(f.get(), static_cast<z_off_t>(start), SEEK_SET) < 0) fail("{}: truncated before the voxel data", name);
   std::vector<unsigned char> buf(1 << 20);
   const bool is_f32 = datatype == 16, is_f64 = datatype == 64;
@@ -85,6 +90,9 @@ NiftiScan scan_nifti(const std::filesystem::path& path) {
     }
     s.read_bytes += got;
   }
+  // Drive a compressed stream to its end: a missing gzip trailer is a truncated file too.
+  unsigned char extra;
+  if (s.read_bytes >= s.expected_bytes) gzread(f.get(), &extra, 1);
   int err = Z_OK;
   gzerror(f.get(), &err);
   if (err != Z_OK && err != Z_STREAM_END && s.read_bytes >= s.expected_bytes) s.read_bytes = s.expected_bytes - 1;

@@ -6,7 +6,7 @@
 #include "data/manifest.h"
 #include "io/dicom_series.h"
 #include "io/itk_image.h"
-#include "io/nifti_scan.h"
+#include "io/payload_scan.h"
 
 #include <itkImageFileReader.h>
 #include <itkImageIOFactory.h>
@@ -41,6 +41,10 @@ void check_header(const std::filesystem::path& path) {
   const std::string name = path.string();
   if (!std::filesystem::exists(path)) fail("{}: no such file", name);
   if (!std::filesystem::is_regular_file(path)) fail("{}: not a regular file", name);
+  // meddiff's own parse of the header and count of the voxel bytes (ITK's readers zero-fill missing
+  // bytes, NIfTI's replaces NaN/Inf by 0 and pixdim 0 by 1): first, so its errors are the precise ones.
+  PayloadScan payload = scan_payload(path);
+  CapturedStderr quiet;
   auto imageio = itk::ImageIOFactory::CreateImageIO(name.c_str(), itk::IOFileModeEnum::ReadMode);
   if (!imageio) fail("{}: not a readable {} image (corrupt or wrong format)", name, to_string(format_of(path)));
   try {
@@ -59,13 +63,7 @@ void check_header(const std::filesystem::path& path) {
   if (imageio->GetNumberOfComponents() != 1)
     fail("{}: has {} components per voxel; meddiff reads scalar (grey-level) volumes", name,
          imageio->GetNumberOfComponents());
-  if (format_of(path) == Format::Nifti) {
-    // ITK's NIfTI reader zero-fills missing bytes and replaces NaN/Inf by 0: check the bytes first.
-    NiftiScan s = scan_nifti(path);
-    if (s.read_bytes < s.expected_bytes)
-      fail("{}: truncated or corrupt: {} of {} voxel bytes present", name, s.read_bytes, s.expected_bytes);
-    if (s.nonfinite > 0) fail("{}: {} voxel(s) are NaN or infinite", name, s.nonfinite);
-  }
+  require_complete(payload, name);
 }
 
 FloatImage3::Pointer read_itk_file(const std::filesystem::path& path) {
@@ -73,6 +71,7 @@ FloatImage3::Pointer read_itk_file(const std::filesystem::path& path) {
   check_header(path);
   auto reader = itk::ImageFileReader<FloatImage3>::New();
   reader->SetFileName(path.string());
+  CapturedStderr quiet;  // C readers print their complaints; meddiff reports one line
   try {
     reader->Update();
   } catch (const std::exception& e) {
@@ -99,10 +98,7 @@ Volume read_volume(const std::filesystem::path& path, const ReadOptions& options
     v.geometry = geometry_of(image.GetPointer());
   }
   check_volume_tensor(v.image, name);
-  for (double s : v.geometry.spacing)
-    if (!(s > 0)) fail("{}: voxel spacing {} is not positive", name, s);
-  if (direction_orthonormality_error(v.geometry.direction) > 1e-3)
-    fail("{}: direction matrix is not orthonormal", name);
+  check_geometry(v.geometry, name);
   if (options.modality != Modality::Unknown) v.modality = options.modality;
   if (v.modality == Modality::Unknown) {
     v.modality = guess_modality(v.image);
