@@ -5,6 +5,8 @@
 #include "cli/commands.h"
 #include "core/checkpoint.h"
 #include "core/fs.h"
+#include "core/lock.h"
+#include "core/sha256.h"
 #include "data/phantom.h"
 #include "io/volume_reader.h"
 #include "io/volume_writer.h"
@@ -14,9 +16,12 @@
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 using namespace meddiff;
 
@@ -131,7 +136,7 @@ TEST_CASE("sampling: two shards equal one run / a re-run skips finished volumes"
   REQUIRE(sample(dir / "all", {"-n", "5", "--batch", "2"}) == 0);
   CHECK(fs::exists(dir / "all/synth_000003.nii.gz"));
   CHECK(fs::last_write_time(dir / "all/synth_000001.nii.gz") == before);
-  CHECK(count_lines(dir / "all/manifest.jsonl") == 6);
+  CHECK(count_lines(dir / "all/manifest.jsonl") == 5);  // one line per volume, never doubled
   for (const auto& e : fs::directory_iterator(dir / "all")) CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);
 }
 
@@ -174,4 +179,191 @@ TEST_CASE("train-ldm: checkpoint is an ldm and resumes") {
   CHECK(c.tensors.count("ema.conv_out.weight") == 1);
   CHECK(fs::exists(d / "ldm/latents.pt"));
   CHECK(fs::exists(d / "ldm/metrics.jsonl"));
+}
+
+namespace {
+std::vector<nlohmann::json> manifest_lines(const fs::path& dir) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(read_text(dir / "manifest.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+std::vector<int64_t> manifest_indices(const fs::path& dir) {
+  std::vector<int64_t> idx;
+  for (const auto& j : manifest_lines(dir)) idx.push_back(j["index"].get<int64_t>());
+  return idx;
+}
+}  // namespace
+
+TEST_CASE("sampling jobs: a re-run with other settings is refused naming them and --force starts again") {
+  test::ScratchDir dir("sample-settings");
+  auto job = dir / "job";
+  REQUIRE(sample(job, {"-n", "2", "--seed", "1", "--format", "nifti,png"}) == 0);
+  auto first = voxels(job / "synth_000001.nii.gz");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> changes = {
+      {{"--seed", "2"}, "seed"},          {{"--class", "1"}, "class_rule"}, {{"--guidance", "3"}, "guidance"},
+      {{"--sampler", "ddpm"}, "sampler"}, {{"--steps", "4"}, "steps"},      {{"--eta", "0.5"}, "eta"},
+      {{"--format", "nifti"}, "formats"}};
+  for (const auto& [flags, key] : changes) {
+    std::vector<std::string> a = {"-n", "2", "--seed", "1", "--format", "nifti,png"};
+    for (size_t i = 0; i < flags.size(); i += 2) {
+      auto it = std::find(a.begin(), a.end(), flags[i]);
+      if (it != a.end()) *(it + 1) = flags[i + 1];
+      else a.insert(a.end(), {flags[i], flags[i + 1]});
+    }
+    INFO(key);
+    test::check_error([&] { sample(job, a); }, {job.string(), key, "--force"});
+  }
+  CHECK(voxels(job / "synth_000001.nii.gz") == first);  // nothing was touched
+  // the same settings resume (nothing to do); --force with other settings starts the folder afresh
+  REQUIRE(sample(job, {"-n", "2", "--seed", "1", "--format", "nifti,png"}) == 0);
+  REQUIRE(sample(job, {"-n", "1", "--seed", "2", "--force"}) == 0);
+  CHECK(manifest_indices(job) == std::vector<int64_t>{0});
+  CHECK(manifest_lines(job)[0]["seed"] == 2);
+  CHECK_FALSE(fs::exists(job / "synth_000001.nii.gz"));
+  CHECK_FALSE(fs::exists(job / "synth_000000.png"));
+  // a folder with files meddiff did not write is never used
+  write_text_atomically(dir / "mine/notes.txt", "x");
+  test::check_error([&] { sample(dir / "mine", {"-n", "1", "--force"}); }, {"notes.txt", "did not write"});
+  CHECK(read_text(dir / "mine/notes.txt") == "x");
+}
+
+TEST_CASE("sampling jobs: a manifest line lost to a kill comes back and --finalize rebuilds") {
+  test::ScratchDir dir("sample-manifest");
+  auto job = dir / "job";
+  REQUIRE(sample(job, {"-n", "3"}) == 0);
+  CHECK(manifest_indices(job) == std::vector<int64_t>{0, 1, 2});
+  // the state a kill between sidecar and manifest line leaves: index 1's line is missing, and a
+  // half-written line at the end
+  auto lines = manifest_lines(job);
+  write_text_atomically(job / "manifest.jsonl", lines[0].dump() + "\n" + lines[2].dump() + "\n{\"index\": 1, \"fi");
+  REQUIRE(sample(job, {"-n", "3"}) == 0);  // nothing left to sample; the manifest is rebuilt
+  CHECK(manifest_indices(job) == std::vector<int64_t>{0, 1, 2});
+  fs::remove(job / "manifest.jsonl");
+  CHECK(cli::run_sample({"--out", job.string(), "--finalize"}) == 0);
+  CHECK(manifest_indices(job) == std::vector<int64_t>{0, 1, 2});
+  // a volume whose file is gone is not finished: sampled again
+  fs::remove(job / "synth_000002.nii.gz");
+  REQUIRE(sample(job, {"-n", "3"}) == 0);
+  CHECK(fs::exists(job / "synth_000002.nii.gz"));
+  CHECK(manifest_indices(job) == std::vector<int64_t>{0, 1, 2});
+}
+
+TEST_CASE("sampling jobs: a second identical job is refused while the first runs") {
+  test::ScratchDir dir("sample-lock");
+  auto job = dir / "job";
+  fs::create_directories(job);
+  {
+    auto held = FileLock::acquire(job / ".meddiff-shard-1-of-2.lock", "sample --shard 1/2", "test");
+    test::check_error([&] { sample(job, {"-n", "2", "--shard", "1/2"}); }, {job.string(), "in use", "shard 1/2"});
+    REQUIRE(sample(job, {"-n", "2", "--shard", "2/2"}) == 0);  // another shard is fine
+  }
+  REQUIRE(sample(job, {"-n", "2", "--shard", "1/2"}) == 0);
+  CHECK(manifest_indices(job) == std::vector<int64_t>{0, 1});
+}
+
+TEST_CASE("sampling jobs: names and ranges are checked") {
+  test::ScratchDir dir("sample-args");
+  for (const char* name : {"../../x", "a/b", ".hidden", "", "x.y"})
+    CHECK_THROWS_AS(sample(dir / "nn", {"--layout", "nnunet", "--name", name}), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"-n", "1000000000000"}), doctest::Contains("-n"), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"-n", "0"}), doctest::Contains("-n"), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"--shard", "1/2/3"}), doctest::Contains("--shard"), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"--shard", "x/2"}), doctest::Contains("--shard"), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"--steps", "0"}), doctest::Contains("steps"), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"--steps", "100000"}), doctest::Contains("steps"), UsageError);
+  CHECK_FALSE(fs::exists(dir / "a"));
+  CHECK_FALSE(fs::exists(dir / "nn"));
+  CHECK_FALSE(fs::exists(dir.path().parent_path().parent_path() / "x"));
+  // --dry-run reports and writes nothing
+  CHECK(sample(dir / "dry", {"-n", "3", "--dry-run"}) == 0);
+  CHECK_FALSE(fs::exists(dir / "dry"));
+}
+
+TEST_CASE("training: --resume refuses another VQ-GAN or other data, a second trainer, and keeps metrics honest") {
+  auto d = trained();
+  test::ScratchDir dir("train-resume");
+  std::vector<std::string> common = {"--set", "data.manifest=" + (d / "data/manifest.json").string(),
+                                     "--set", "data.modality=\"ct\"", "--set", "data.shape=[16,16,16]",
+                                     "--set", "vqgan.n_hiddens=4", "--set", "vqgan.downsample=[2,2,2]",
+                                     "--set", "vqgan.n_codes=32", "--set", "vqgan.disc_channels=4",
+                                     "--set", "vqgan.disc_layers=2", "--set", "vqgan_train.device=\"cpu\"",
+                                     "--set", "ldm_train.device=\"cpu\"", "--set", "ldm.timesteps=50",
+                                     "--set", "ldm.unet.base_channels=8", "--set", "ldm.unet.channel_mults=[1,2]",
+                                     "--set", "ldm.unet.downsample=[[2,2,2]]", "--set", "ldm.unet.attention_levels=[1]",
+                                     "--set", "ldm.unet.attention_heads=2", "--set", "ldm_train.batch_size=2"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = common;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // Another VQ-GAN (another seed), then an LDM on the first one.
+  REQUIRE(cli::run_train_vqgan(with({"--set", "vqgan_train.steps=2", "--set", "vqgan_train.seed=5", "--out", (dir / "vq2").string()})) == 0);
+  auto ldm = dir / "ldm";
+  REQUIRE(cli::run_train_ldm(with({"--set", "ldm_train.steps=2", "--set", "ldm_train.ckpt_every=1", "--set", "ldm_train.log_every=1",
+                                   "--vqgan", (d / "vqgan/last.pt").string(), "--out", ldm.string()})) == 0);
+  auto sha1 = sha256_file(d / "vqgan/last.pt"), sha2 = sha256_file(dir / "vq2/last.pt");
+  test::check_error([&] {
+    cli::run_train_ldm(with({"--set", "ldm_train.steps=4", "--vqgan", (dir / "vq2/last.pt").string(), "--out", ldm.string(), "--resume"}));
+  }, {"another VQ-GAN", sha1.substr(0, 16), sha2.substr(0, 16)});
+  // other data: the same files with other classes
+  auto m = load_manifest((d / "data/manifest.json").string());
+  for (auto& e : m.entries) e.class_label = 1 - e.class_label;
+  save_manifest_json(m, dir / "swapped.json");
+  test::check_error([&] {
+    cli::run_train_ldm(with({"--set", "ldm_train.steps=4", "--set", "data.manifest=" + (dir / "swapped.json").string(),
+                             "--vqgan", (d / "vqgan/last.pt").string(), "--out", ldm.string(), "--resume"}));
+  }, {"other data", "class"});
+  // a second trainer in the same folder
+  {
+    auto held = FileLock::acquire(ldm / ".meddiff.lock", "train-ldm", "test");
+    test::check_error([&] {
+      cli::run_train_ldm(with({"--set", "ldm_train.steps=4", "--vqgan", (d / "vqgan/last.pt").string(), "--out", ldm.string(), "--resume"}));
+    }, {ldm.string(), "in use"});
+  }
+  // resume from step 1 after a run that reached step 2: metrics keep steps 1..4 once each, and a
+  // temporary a killed save left behind is gone
+  fs::copy_file(ldm / "step-0000001.pt", ldm / "last.pt", fs::copy_options::overwrite_existing);
+  pid_t child = fork();
+  if (child == 0) {
+    TempPath t(ldm / "last.pt");
+    std::ofstream(t.path()) << "half a checkpoint";
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  REQUIRE(cli::run_train_ldm(with({"--set", "ldm_train.steps=4", "--set", "ldm_train.log_every=1", "--vqgan",
+                                   (d / "vqgan/last.pt").string(), "--out", ldm.string(), "--resume"})) == 0);
+  std::vector<int64_t> steps;
+  std::istringstream in(read_text(ldm / "metrics.jsonl"));
+  std::string line;
+  while (std::getline(in, line)) steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
+  CHECK(steps == std::vector<int64_t>{1, 2, 3, 4});
+  for (const auto& e : fs::directory_iterator(ldm)) CHECK_FALSE(is_temp_name(e.path().filename().string()));
+  // a folder of someone else's files is not a training folder
+  write_text_atomically(dir / "notes/thesis.tex", "x");
+  test::check_error([&] { cli::run_train_ldm(with({"--vqgan", (d / "vqgan/last.pt").string(), "--out", (dir / "notes").string()})); },
+                    {"thesis.tex", "did not write"});
+}
+
+TEST_CASE("latent cache: rebuilt when the cases or their classes change") {
+  auto d = trained();
+  test::ScratchDir dir("latent-cache");
+  fs::create_directories(dir / "ldm");
+  fs::copy_file(d / "ldm/latents.pt", dir / "ldm/latents.pt");  // a run that stopped before its first checkpoint
+  auto m = load_manifest((d / "data/manifest.json").string());
+  for (auto& e : m.entries) e.class_label = 0;
+  save_manifest_json(m, dir / "one_class.json");
+  std::vector<std::string> a = {"--set", "data.manifest=" + (dir / "one_class.json").string(), "--set", "data.modality=\"ct\"",
+                                "--set", "data.shape=[16,16,16]", "--set", "ldm_train.device=\"cpu\"", "--set", "ldm.timesteps=50",
+                                "--set", "ldm.unet.base_channels=8", "--set", "ldm.unet.channel_mults=[1,2]",
+                                "--set", "ldm.unet.downsample=[[2,2,2]]", "--set", "ldm.unet.attention_levels=[1]",
+                                "--set", "ldm.unet.attention_heads=2", "--set", "ldm_train.steps=1", "--set", "ldm_train.batch_size=2",
+                                "--vqgan", (d / "vqgan/last.pt").string(), "--out", (dir / "ldm").string()};
+  auto before = load_checkpoint(d / "ldm/latents.pt").tensor("classes");
+  CHECK(before.max().item<int64_t>() == 1);
+  std::string err = stderr_of(dir / "err.txt", [&] { REQUIRE(cli::run_train_ldm(a) == 0); });
+  CHECK(err.find("latents.pt is stale") != std::string::npos);
+  CHECK(load_checkpoint(dir / "ldm/latents.pt").tensor("classes").max().item<int64_t>() == 0);
 }

@@ -1,6 +1,7 @@
 #include "cli/args.h"
 
 #include "core/error.h"
+#include "core/threads.h"
 
 #include <iostream>
 #include <sstream>
@@ -10,7 +11,8 @@ namespace meddiff::cli {
 Args::Args(const std::string& command, const std::string& summary, const std::string& positional_help)
     : command_(command), opts_("meddiff " + command, summary) {
   opts_.positional_help(positional_help).show_positional_help();
-  opts_.add_options()("h,help", "Show this help");
+  opts_.add_options()("h,help", "Show this help")
+      ("threads", "CPU threads (default: every core, or OMP_NUM_THREADS)", cxxopts::value<int>());
 }
 
 cxxopts::ParseResult Args::parse(const std::vector<std::string>& args) {
@@ -23,6 +25,11 @@ cxxopts::ParseResult Args::parse(const std::vector<std::string>& args) {
       throw HelpShown{};
     }
     if (!r.unmatched().empty()) usage_fail("unexpected argument '{}'", r.unmatched().front());
+    if (r.count("threads")) {
+      int n = r["threads"].as<int>();
+      if (n < 1 || n > 4096) usage_fail("--threads must be within 1..4096 (got {})", n);
+      set_cpu_threads(n);
+    }
     return r;
   } catch (const cxxopts::exceptions::exception& e) {
     usage_fail("{}", e.what());

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/output_policy.h"
 #include "core/progress.h"
 #include "data/manifest.h"
 #include "data/phantom.h"
@@ -20,7 +21,8 @@ int run_phantoms(const Args_t& args) {
       ("shape", "Volume shape D,H,W (voxels)", cxxopts::value<std::string>()->default_value("32,32,32"))
       ("spacing", "Voxel spacing z,y,x (mm)", cxxopts::value<std::string>()->default_value("1,1,1"))
       ("seed", "Random seed (same seed, same volumes)", cxxopts::value<uint64_t>()->default_value("0"))
-      ("out", "Output folder", cxxopts::value<std::string>());
+      ("out", "Output folder", cxxopts::value<std::string>())
+      ("force", "Overwrite the phantoms of an earlier run in --out");
   auto r = a.parse(args);
   PhantomParams p;
   p.modality = parse_modality(r["modality"].as<std::string>());
@@ -32,6 +34,13 @@ int run_phantoms(const Args_t& args) {
   if (count < 1) usage_fail("--count must be at least 1");
   p.validate();
   fs::path out = required(r, "out");
+  const bool force = r.count("force") > 0;
+  // Fail before any work if an earlier run's files are there and --force is not given.
+  OutputRules rules;
+  rules.force = force;
+  check_output(out / "manifest.json", rules);
+  for (int64_t i = 0; i < count; ++i)
+    for (const char* sub : {"images", "labels"}) check_output(out / sub / fmt::format("case_{:04d}.nii.gz", i), rules);
   fs::create_directories(out / "images");
   fs::create_directories(out / "labels");
   Manifest m;
@@ -40,8 +49,11 @@ int run_phantoms(const Args_t& args) {
     int64_t cls = i % 2;
     Volume v = make_phantom(p, i, cls);
     std::string name = fmt::format("case_{:04d}.nii.gz", i);
-    io::write_volume(v, out / "images" / name);
-    io::write_label_map(*v.label, v.geometry, out / "labels" / name);
+    io::WriteOptions wo;
+    wo.overwrite = force;
+    wo.description = fmt::format("SYNTHETIC meddiff phantom seed={} case={} class={}", p.seed, i, cls);
+    io::write_volume(v, out / "images" / name, wo);
+    io::write_label_map(*v.label, v.geometry, out / "labels" / name, wo);
     m.entries.push_back({out / "images" / name, cls, out / "labels" / name});
     progress.update(i + 1);
   }

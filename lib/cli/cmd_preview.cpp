@@ -2,7 +2,9 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
+#include "core/output_policy.h"
 #include "data/intensity.h"
 #include "data/preview.h"
 #include "io/png.h"
@@ -16,10 +18,16 @@ int run_preview(const Args_t& args) {
       ("o,output", "PNG file to write", cxxopts::value<std::string>())
       ("window", "Intensity window LO,HI (default: CT -1000,1000; MR 0.5-99.5 percentiles)", cxxopts::value<std::string>())
       ("modality", "ct or mr", cxxopts::value<std::string>()->default_value(""))
-      ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""));
+      ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""))
+      ("force", "Replace an existing PNG");
   a.positional({"input"});
   auto r = a.parse(args);
   std::string in = required(r, "input"), out = required(r, "output");
+  if (full_extension(out) != "png") usage_fail("-o {}: the preview is a PNG file; give a name ending in .png", out);
+  OutputRules rules;
+  rules.inputs = {in};
+  rules.force = r.count("force") > 0;
+  check_output(out, rules);
   IntensityWindow w;
   if (r.count("window")) {
     auto lh = parse_double2(r["window"].as<std::string>(), "--window");
@@ -36,7 +44,7 @@ int run_preview(const Args_t& args) {
     p.ct_hi = 1000;
     w = window_for(v, p);
   }
-  io::write_png(orthogonal_panel(v.image, v.geometry, w), out);
+  io::write_png(orthogonal_panel(v.image, v.geometry, w), out, {{"Description", "meddiff preview of " + in}});
   log_info("{} -> {} (window {}, {})", in, out, w.lo, w.hi);
   return 0;
 }

@@ -25,10 +25,13 @@ int run_reconstruct(const Args_t& args) {
       ("input", "Volume file or DICOM folder", cxxopts::value<std::string>())
       ("output", "Reconstruction (file or DICOM folder)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
-      ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""));
+      ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""))
+      ("force", "Replace an existing output (a DICOM folder only if meddiff wrote it)");
   a.positional({"input", "output"});
   auto r = a.parse(args);
   std::string ckpt = required(r, "vqgan"), in = required(r, "input"), out = required(r, "output");
+  const bool force = r.count("force") > 0;
+  io::check_volume_output(out, {in, ckpt}, force);
   torch::Device device = choose_device(r["device"].as<std::string>());
   LoadedVQGAN vq = load_vqgan(ckpt, device);
   const auto& dp = vq.config.data;
@@ -61,7 +64,12 @@ int run_reconstruct(const Args_t& args) {
   Volume outv = v;
   outv.image = denormalise(rec, w, /*round=*/true);
   outv.label.reset();
-  io::write_volume(outv, out);
+  io::WriteOptions wo;
+  wo.overwrite = force;
+  wo.description = fmt::format("meddiff VQ-GAN reconstruction (step {})", vq.step);
+  wo.dicom.series_description = "meddiff VQ-GAN reconstruction";
+  wo.dicom.image_comments = "reconstruction by a meddiff VQ-GAN of a converted volume; patient identity not copied";
+  io::write_volume(outv, out, wo);
   std::cout << fmt::format("{}: PSNR {:.2f} dB, SSIM {:.4f} (VQ-GAN step {})\n", in, p, s, vq.step);
   return 0;
 }

@@ -2,13 +2,14 @@
 //
 // Volume i (0-based, global) has class --class, or i mod num_classes; its starting noise and every
 // sampler step's noise come from (seed, i) alone, so batch size and sharding never change a volume.
-// A volume is finished when its sidecar JSON exists; re-running into the same folder skips finished
-// volumes. Every file is written under a temporary name and renamed when complete.
+// The job folder's bookkeeping (settings, finished volumes, manifest, locks) is cli/sample_job.h.
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/sample_job.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/output_policy.h"
 #include "core/progress.h"
 #include "core/sha256.h"
 #include "core/version.h"
@@ -21,28 +22,25 @@
 #include "train/ldm_trainer.h"
 
 #include <chrono>
-#include <fcntl.h>
+#include <iostream>
+#include <regex>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 namespace meddiff::cli {
 namespace {
+
+constexpr int64_t kMaxVolumes = 1000000;  // per output folder (file names and manifests stay manageable)
 
 struct Shard {
   int64_t k = 1, n = 1;  // shard k of n, 1-based
 };
 
 Shard parse_shard(const std::string& s) {
-  auto slash = s.find('/');
-  Shard sh;
-  try {
-    if (slash == std::string::npos) throw std::invalid_argument(s);
-    sh.k = std::stoll(s.substr(0, slash));
-    sh.n = std::stoll(s.substr(slash + 1));
-  } catch (const std::exception&) {
-    usage_fail("--shard takes K/N, e.g. 2/8 (got '{}')", s);
-  }
+  static const std::regex re(R"((\d{1,9})/(\d{1,9}))");
+  std::smatch m;
+  if (!std::regex_match(s, m, re)) usage_fail("--shard takes K/N, e.g. 2/8 (got '{}')", s);
+  Shard sh{std::stoll(m[1].str()), std::stoll(m[2].str())};
   if (sh.n < 1 || sh.k < 1 || sh.k > sh.n) usage_fail("--shard K/N needs 1 <= K <= N (got '{}')", s);
   return sh;
 }
@@ -59,14 +57,12 @@ std::set<std::string> parse_formats(const std::string& s) {
   return out;
 }
 
-// One line appended with O_APPEND in a single write: concurrent shards do not interleave lines.
-void append_line(const fs::path& path, const std::string& line) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (fd < 0) fail("{}: cannot open for appending", path.string());
-  std::string l = line + "\n";
-  auto n = ::write(fd, l.data(), l.size());
-  ::close(fd);
-  if (n != static_cast<ssize_t>(l.size())) fail("{}: write failed", path.string());
+// A case name: letters, digits, '-' and '_' (no path separators, no dots), 1-64 characters.
+std::string parse_name(const std::string& s) {
+  static const std::regex re(R"([A-Za-z0-9][A-Za-z0-9_-]{0,63})");
+  if (!std::regex_match(s, re))
+    usage_fail("--name must be a plain name of letters, digits, '-' and '_' (1-64 characters), got '{}'", s);
+  return s;
 }
 
 torch::Tensor noise_for(uint64_t seed, int64_t index, uint64_t stream, const std::array<int64_t, 4>& shape) {
@@ -74,15 +70,19 @@ torch::Tensor noise_for(uint64_t seed, int64_t index, uint64_t stream, const std
   return torch::randn({shape[0], shape[1], shape[2], shape[3]}, gen);
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace
 
 int run_sample(const Args_t& args) {
   Args a("sample",
          "Generate synthetic volumes with a trained latent diffusion model (resumable, shardable batch job). Writes "
-         "NIfTI / DICOM / PNG, one sidecar JSON per volume and OUT/manifest.jsonl.");
+         "NIfTI / DICOM / PNG, one sidecar JSON per volume, job.json (the job's settings) and OUT/manifest.jsonl.");
   a.add()("ldm", "LDM checkpoint (stage 2 last.pt)", cxxopts::value<std::string>())
       ("vqgan", "VQ-GAN checkpoint (default: the one the LDM was trained with)", cxxopts::value<std::string>())
-      ("n", "Number of volumes (global count, across shards)", cxxopts::value<int64_t>()->default_value("1"))
+      ("n", "Number of volumes (global count, across shards; at most 1000000)", cxxopts::value<int64_t>()->default_value("1"))
       ("class", "Class of every volume (default: volume i gets class i mod the number of classes)", cxxopts::value<int64_t>())
       ("guidance", "Classifier-free guidance weight (1 = none; default from the config)", cxxopts::value<double>())
       ("sampler", "ddpm, ddim or dpmpp2m (default from the config)", cxxopts::value<std::string>())
@@ -95,20 +95,47 @@ int run_sample(const Args_t& args) {
       ("format", "Comma-separated: nifti, dicom, png", cxxopts::value<std::string>()->default_value("nifti"))
       ("layout", "flat (synth_NNNNNN.*) or nnunet (imagesTr/<name>_NNNN_0000.nii.gz + dataset.json)",
        cxxopts::value<std::string>()->default_value("flat"))
-      ("name", "Case name prefix for the nnunet layout", cxxopts::value<std::string>()->default_value("meddiff"))
+      ("name", "Case name prefix for the nnunet layout (letters, digits, '-', '_')", cxxopts::value<std::string>()->default_value("meddiff"))
       ("device", "auto, cpu, cuda, cuda:N", cxxopts::value<std::string>()->default_value("auto"))
+      ("force", "When --out was sampled with other settings: discard its volumes and start again")
+      ("dry-run", "Print what would be done (counts, measured time and memory per volume) and write nothing")
+      ("finalize", "Only rebuild OUT/manifest.jsonl (and dataset.json) from the finished volumes' sidecars")
       ("out", "Output folder", cxxopts::value<std::string>());
   auto r = a.parse(args);
   fs::path out = required(r, "out");
+  SampleLayout layout;
+  layout.kind = r["layout"].as<std::string>();
+  if (layout.kind != "flat" && layout.kind != "nnunet") usage_fail("--layout must be flat or nnunet (got '{}')", layout.kind);
+  layout.name = parse_name(r["name"].as<std::string>());
+  SampleFolder folder(out, layout);
+  auto dataset_json = [&](const std::string& modality) {
+    return [&, modality](int64_t count) {
+      return nlohmann::json{{"channel_names", {{"0", modality == "CT" ? "CT" : "MRI"}}},
+                            {"labels", {{"background", 0}}},
+                            {"numTraining", count},
+                            {"file_ending", ".nii.gz"},
+                            {"name", layout.name},
+                            {"description", "SYNTHETIC volumes generated by meddiff; no patient data"}};
+    };
+  };
+  if (r.count("finalize")) {
+    folder.check_usable();
+    auto job = folder.recorded_job();
+    if (!job) fail("{}: no job.json; nothing sampled here to finalize", out.string());
+    int64_t count = folder.rebuild(dataset_json((*job)["info"].value("modality", "MR")));
+    log_info("sample --finalize: {} finished volume(s) in {}", count, (out / "manifest.jsonl").string());
+    return 0;
+  }
   std::string ldm_path = required(r, "ldm");
   int64_t n = r["n"].as<int64_t>();
-  if (n < 1) usage_fail("-n must be at least 1");
+  if (n < 1 || n > kMaxVolumes) usage_fail("-n must be within 1..{} (got {}); split larger jobs over several folders", kMaxVolumes, n);
   Shard shard = parse_shard(r["shard"].as<std::string>());
   auto formats = parse_formats(r["format"].as<std::string>());
-  std::string layout = r["layout"].as<std::string>();
-  if (layout != "flat" && layout != "nnunet") usage_fail("--layout must be flat or nnunet (got '{}')", layout);
-  if (layout == "nnunet" && !formats.count("nifti")) usage_fail("--layout nnunet needs --format nifti");
+  if (layout.kind == "nnunet" && !formats.count("nifti")) usage_fail("--layout nnunet needs --format nifti");
   uint64_t seed = r["seed"].as<uint64_t>();
+  const bool force = r.count("force") > 0, dry_run = r.count("dry-run") > 0;
+  if (is_within(ldm_path, out)) fail("{}: holds the input {}; give another folder for the samples", out.string(), ldm_path);
+  folder.check_usable();
   torch::Device device = choose_device(r["device"].as<std::string>());
 
   LoadedLDM ldm = load_ldm(ldm_path, device);
@@ -144,31 +171,80 @@ int run_sample(const Args_t& args) {
   else vq_path = ldm.vqgan_path;
   if (vq_path.empty() || !fs::exists(vq_path))
     fail("{}: the VQ-GAN checkpoint the LDM was trained with is not at '{}'; pass --vqgan", ldm_path, vq_path.string());
+  if (is_within(vq_path, out)) fail("{}: holds the input {}; give another folder for the samples", out.string(), vq_path.string());
   std::string vq_sha = sha256_file(vq_path), ldm_sha = sha256_file(ldm_path);
   if (!ldm.vqgan_sha256.empty() && vq_sha != ldm.vqgan_sha256)
     fail("{}: is not the VQ-GAN this LDM was trained with (SHA-256 {}..., expected {}...)", vq_path.string(),
          vq_sha.substr(0, 12), ldm.vqgan_sha256.substr(0, 12));
   LoadedVQGAN vq = load_vqgan(vq_path, device);
 
-  fs::create_directories(out);
-  fs::path images = layout == "nnunet" ? out / "imagesTr" : out;
-  fs::path meta = layout == "nnunet" ? out / "meddiff" : out;
-  fs::create_directories(images);
-  fs::create_directories(meta);
-  auto base_name = [&](int64_t i) {
-    return layout == "nnunet" ? fmt::format("{}_{:04d}", r["name"].as<std::string>(), i) : fmt::format("synth_{:06d}", i);
-  };
-  std::vector<int64_t> todo;
-  int64_t mine = 0;
-  for (int64_t i = shard.k - 1; i < n; i += shard.n) {
-    ++mine;
-    if (!fs::exists(meta / (base_name(i) + ".json"))) todo.push_back(i);
+  // Everything that determines the volumes (and the files) of this folder.
+  nlohmann::json formats_json = nlohmann::json::array();
+  for (const auto& f : formats) formats_json.push_back(f);
+  nlohmann::json settings = {
+      {"ldm_sha256", ldm_sha},   {"vqgan_sha256", vq_sha},
+      {"seed", seed},            {"class_rule", fixed_class ? fmt::format("fixed {}", *fixed_class)
+                                                            : fmt::format("index mod {}", std::max<int64_t>(1, ldm.num_classes))},
+      {"sampler", sp.sampler},   {"steps", sp.steps},
+      {"eta", sp.eta},           {"guidance", sp.guidance},
+      {"clip_x0", sp.clip_x0},   {"dynamic_threshold", sp.dynamic_threshold},
+      {"precision", "fp32"},     {"layout", layout.kind},
+      {"formats", formats_json}, {"name", layout.kind == "nnunet" ? layout.name : ""}};
+  nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", config_to_json(ldm.config)}};
+  auto class_of = [&](int64_t i) { return fixed_class ? *fixed_class : (ldm.num_classes > 0 ? i % ldm.num_classes : 0); };
+  auto timesteps = static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size());
+
+  std::vector<int64_t> mine;
+  for (int64_t i = shard.k - 1; i < n; i += shard.n) mine.push_back(i);
+
+  if (dry_run) {
+    auto recorded = folder.recorded_settings();
+    std::string diff = recorded ? settings_difference(*recorded, settings) : "";
+    int64_t finished = 0;
+    if (diff.empty())
+      for (int64_t i : mine) finished += folder.finished(i) ? 1 : 0;
+    // One network evaluation and one decode, measured on this device.
+    torch::NoGradGuard ng;
+    auto x = noise_for(seed, mine.front(), 0, ldm.latent_shape).unsqueeze(0).to(device);
+    auto t = torch::full({1}, ldm.schedule.T - 1, torch::TensorOptions().dtype(torch::kLong).device(device));
+    auto c = torch::full({1}, class_of(mine.front()), torch::TensorOptions().dtype(torch::kLong).device(device));
+    auto t0 = std::chrono::steady_clock::now();
+    ldm.model->forward(x, t, ldm.num_classes > 0 ? c : torch::Tensor());
+    synchronize(device);
+    double t_net = seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    vq.model->decode_latent(ldm.norm.invert(x));
+    synchronize(device);
+    double t_dec = seconds_since(t0);
+    bool guided = ldm.num_classes > 0 && sp.guidance != 1.0;
+    double per_volume = static_cast<double>(timesteps) * t_net * (guided ? 2 : 1) + t_dec;
+    int64_t todo = static_cast<int64_t>(mine.size()) - finished;
+    std::cout << fmt::format(
+        "dry run: {} volume(s) in {} (shard {}/{}: {} of them), {} already finished, {} to do\n"
+        "  model: latent [{}], {} classes, {} {} steps, guidance {}, device {}\n"
+        "  measured: U-Net {:.3f} s per evaluation ({} per volume), decode {:.3f} s: {:.1f} s per volume, about {} for this shard\n"
+        "  peak memory: {:.0f} MiB host{}\n",
+        n, out.string(), shard.k, shard.n, mine.size(), finished, todo, fmt::join(ldm.latent_shape, "x"),
+        ldm.num_classes, sp.sampler, sp.steps, sp.guidance, device.str(), t_net, timesteps * (guided ? 2 : 1), t_dec,
+        per_volume, format_duration(per_volume * static_cast<double>(todo)), peak_rss_mib(),
+        device.is_cuda() ? fmt::format(", {:.0f} MiB CUDA", peak_device_mib(device)) : "");
+    if (!diff.empty())
+      std::cout << fmt::format("  note: {} was sampled with other settings ({}): refused without --force\n", out.string(), diff);
+    return 0;
   }
-  if (static_cast<int64_t>(todo.size()) < mine) log_info("{}: {} of {} volumes already finished, skipped", out.string(), mine - static_cast<int64_t>(todo.size()), mine);
+
+  folder.lock_shard(shard.k, shard.n);
+  folder.open(settings, info, force);
+  auto ds_json = dataset_json(to_string(ldm.modality));
+  folder.rebuild(ds_json);  // repairs a manifest line lost to a kill
+  std::vector<int64_t> todo;
+  for (int64_t i : mine)
+    if (!folder.finished(i)) todo.push_back(i);
+  if (static_cast<int64_t>(todo.size()) < static_cast<int64_t>(mine.size()))
+    log_info("{}: {} of {} volumes already finished, skipped", out.string(), mine.size() - todo.size(), mine.size());
   IntensityParams ip = ldm.config.data.intensity();
   IntensityWindow w = output_window(ldm.modality, ip);
-  int64_t total_steps = static_cast<int64_t>(todo.size()) * static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size());
-  Progress progress(fmt::format("sample ({} {} steps)", sp.sampler, sp.steps), total_steps);
+  Progress progress(fmt::format("sample ({} {} steps)", sp.sampler, sp.steps), static_cast<int64_t>(todo.size()) * timesteps);
   int64_t steps_done = 0;
   for (size_t b0 = 0; b0 < todo.size(); b0 += static_cast<size_t>(batch)) {
     auto t0 = std::chrono::steady_clock::now();
@@ -178,7 +254,7 @@ int run_sample(const Args_t& args) {
     std::vector<int64_t> cls;
     for (int64_t i : idx) {
       x_T.push_back(noise_for(seed, i, 0, ldm.latent_shape));
-      cls.push_back(fixed_class ? *fixed_class : (ldm.num_classes > 0 ? i % ldm.num_classes : 0));
+      cls.push_back(class_of(i));
     }
     auto classes = torch::tensor(cls, torch::kLong).to(device);
     auto step_noise = [&](int64_t step) {
@@ -190,60 +266,52 @@ int run_sample(const Args_t& args) {
     auto vols = generate_volumes(ldm, vq.model, torch::stack(x_T).to(device), classes, sp, step_noise,
                                  [&](int64_t s, int64_t) { progress.update(base_steps + s * static_cast<int64_t>(idx.size())); })
                     .to(torch::kCPU, torch::kFloat);
-    steps_done = base_steps + static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size()) * static_cast<int64_t>(idx.size());
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(idx.size());
+    steps_done = base_steps + timesteps * static_cast<int64_t>(idx.size());
+    double seconds = seconds_since(t0) / static_cast<double>(idx.size());
     for (size_t j = 0; j < idx.size(); ++j) {
       int64_t i = idx[j];
       Volume v;
       v.image = denormalise(vols[static_cast<int64_t>(j)][0], w, true);
       v.geometry = ldm.geometry;
       v.modality = ldm.modality;
-      std::string name = base_name(i);
+      std::string name = layout.base_name(i);
+      std::string what = fmt::format("seed={} index={} class={}", seed, i, cls[j]);
       nlohmann::json files = nlohmann::json::array();
+      // The folder is this job's: a file of an unfinished volume (a killed run) is replaced.
+      io::WriteOptions wo;
+      wo.overwrite = true;
+      wo.description = "SYNTHETIC meddiff " + version() + " " + what;
       if (formats.count("nifti")) {
-        std::string f = layout == "nnunet" ? name + "_0000.nii.gz" : name + ".nii.gz";
-        io::write_volume(v, images / f);
-        files.push_back(fs::relative(images / f, out).string());
+        fs::path f = folder.images_dir() / (layout.kind == "nnunet" ? name + "_0000.nii.gz" : name + ".nii.gz");
+        io::write_volume(v, f, wo);
+        files.push_back(fs::relative(f, folder.out()).string());
       }
       if (formats.count("dicom")) {
-        io::WriteOptions wo;
         wo.dicom.synthetic = true;
         wo.dicom.series_description = fmt::format("meddiff synthetic seed={} class={}", seed, cls[j]);
         wo.dicom.image_comments = fmt::format("SYNTHETIC volume generated by meddiff {}; index={} seed={} class={} sampler={} steps={} guidance={}; no patient data",
                                               version(), i, seed, cls[j], sp.sampler, sp.steps, sp.guidance);
         wo.dicom.series_number = static_cast<int>(i % 100000) + 1;
-        io::write_volume(v, meta / (name + "_dicom"), wo);
-        files.push_back(fs::relative(meta / (name + "_dicom"), out).string());
+        fs::path f = folder.meta_dir() / (name + "_dicom");
+        io::write_volume(v, f, wo);
+        files.push_back(fs::relative(f, folder.out()).string());
       }
       if (formats.count("png")) {
-        io::write_png(orthogonal_panel(v.image, v.geometry, ldm.modality == Modality::CT ? IntensityWindow{-1000, 1000} : w),
-                      meta / (name + ".png"));
-        files.push_back(fs::relative(meta / (name + ".png"), out).string());
+        fs::path f = folder.meta_dir() / (name + ".png");
+        io::write_png(orthogonal_panel(v.image, v.geometry, ldm.modality == Modality::CT ? IntensityWindow{-1000, 1000} : w), f,
+                      {{"Description", "SYNTHETIC volume generated by meddiff " + version() + "; " + what + "; no patient data"},
+                       {"Software", "meddiff " + version()}});
+        files.push_back(fs::relative(f, folder.out()).string());
       }
-      nlohmann::json rec = {{"files", files}, {"index", i}, {"seed", seed}, {"class", cls[j]}, {"sampler", sp.sampler},
-                            {"steps", sp.steps}, {"eta", sp.eta}, {"guidance", sp.guidance},
-                            {"dynamic_threshold", sp.dynamic_threshold}, {"synthetic", true},
-                            {"ldm_sha256", ldm_sha}, {"vqgan_sha256", vq_sha}, {"ldm_step", ldm.step},
-                            {"meddiff_version", version() + "+" + git_hash()}, {"seconds", seconds},
-                            {"modality", to_string(ldm.modality)}, {"config", config_to_json(ldm.config)}};
-      write_text_atomically(meta / (name + ".json"), rec.dump(2) + "\n");  // marks the volume finished
-      append_line(out / "manifest.jsonl", rec.dump());
+      nlohmann::json rec = settings;
+      rec.update({{"index", i}, {"class", cls[j]}, {"files", files}, {"synthetic", true}, {"modality", to_string(ldm.modality)},
+                  {"ldm_step", ldm.step}, {"meddiff_version", version() + "+" + git_hash()}, {"seconds", seconds}});
+      folder.commit(i, rec);  // marks the volume finished
     }
   }
   progress.finish();
-  if (layout == "nnunet") {
-    int64_t count = 0;
-    for (const auto& e : fs::directory_iterator(images))
-      if (e.path().filename().string().find("_0000.nii.gz") != std::string::npos && e.path().filename().string()[0] != '.') ++count;
-    nlohmann::json ds = {{"channel_names", {{"0", ldm.modality == Modality::CT ? "CT" : "MRI"}}},
-                         {"labels", {{"background", 0}}},
-                         {"numTraining", count},
-                         {"file_ending", ".nii.gz"},
-                         {"name", r["name"].as<std::string>()},
-                         {"description", "SYNTHETIC volumes generated by meddiff; no patient data"}};
-    write_text_atomically(out / "dataset.json", ds.dump(2) + "\n");
-  }
-  log_info("sample: {} volume(s) written to {}", todo.size(), out.string());
+  int64_t finished = folder.rebuild(ds_json);
+  log_info("sample: {} volume(s) written to {} ({} finished in the folder)", todo.size(), out.string(), finished);
   return 0;
 }
 

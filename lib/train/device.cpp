@@ -6,6 +6,10 @@
 
 #include <fstream>
 
+#ifdef MEDDIFF_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace meddiff {
 
 torch::Device choose_device(const std::string& spec) {
@@ -32,6 +36,29 @@ AutocastGuard::~AutocastGuard() {
   if (!enabled_) return;
   at::autocast::set_autocast_enabled(at::kCUDA, prev_);
   at::autocast::clear_cache();
+}
+
+void synchronize(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize(d.index());
+}
+
+double peak_device_mib(const torch::Device& d) {
+#ifdef MEDDIFF_HAVE_CUDA
+  if (d.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index() < 0 ? 0 : d.index());
+    return static_cast<double>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak) /
+           (1024.0 * 1024.0);
+  }
+#endif
+  (void)d;
+  return 0;
+}
+
+void reset_peak_device_memory(const torch::Device& d) {
+#ifdef MEDDIFF_HAVE_CUDA
+  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index() < 0 ? 0 : d.index());
+#endif
+  (void)d;
 }
 
 double peak_rss_mib() {

@@ -21,6 +21,13 @@ class AutocastGuard {
   bool enabled_, prev_ = false;
 };
 
+// Waits for the work queued on `d` (no-op on the CPU): for timings.
+void synchronize(const torch::Device& d);
+// Peak memory allocated by the CUDA caching allocator on `d` since the start or the last reset (MiB);
+// 0 on the CPU.
+double peak_device_mib(const torch::Device& d);
+void reset_peak_device_memory(const torch::Device& d);
+
 // Peak resident memory of this process (MiB), from /proc/self/status VmHWM.
 double peak_rss_mib();
 

@@ -8,6 +8,7 @@
 #include "data/preview.h"
 #include "train/device.h"
 #include "train/ema.h"
+#include "train/run_folder.h"
 
 #include <cmath>
 
@@ -89,29 +90,51 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
                          bool resume, const TrainHooks& hooks) {
   const auto& t = cfg.ldm_train;
   if (train.empty()) fail("no training volumes");
+  RunFolder folder(out_dir, "train-ldm", resume);
   torch::Device device = choose_device(t.device);
   bool bf16 = use_bf16(t.precision, device);
-  fs::create_directories(out_dir / "previews");
-  fs::path last = out_dir / "last.pt";
-  if (!resume && fs::exists(last))
-    fail("{}: a training run is already here; use --resume to continue it or another --out", out_dir.string());
-  if (resume && !fs::exists(last)) fail("{}: nothing to resume (no last.pt)", out_dir.string());
+  fs::path last = folder.last();
+  const nlohmann::json data_fp = data_fingerprint(cfg.data, train);
+  // A resume continues on the same VQ-GAN and data: checked before anything is encoded.
+  std::optional<Checkpoint> resumed;
+  if (resume) {
+    resumed = load_checkpoint(last);
+    if (resumed->kind != "ldm") fail("{}: is a '{}' checkpoint, not a latent diffusion model", last.string(), resumed->kind);
+    std::string was = resumed->extra.value("vqgan_sha256", "");
+    if (!was.empty() && was != vqgan_sha256)
+      fail("{}: was trained on the latents of another VQ-GAN (SHA-256 {}, {}); --vqgan {} has SHA-256 {}: resume with "
+           "the same VQ-GAN or start a new --out",
+           last.string(), was.substr(0, 16), resumed->extra.value("vqgan_path", "?"), vqgan_path, vqgan_sha256.substr(0, 16));
+    std::string diff = data_difference(resumed->extra.value("data", nlohmann::json()), data_fp);
+    if (!diff.empty())
+      fail("{}: was trained on other data ({}); resume with the same data or start a new --out", last.string(), diff);
+  }
   vq.model->to(device);
 
-  // Latents: encoded once, cached next to the checkpoints, reused while the VQ-GAN is the same.
+  // Latents: encoded once and cached next to the checkpoints; the cache is used only while the
+  // VQ-GAN, the data settings and the cases (files, classes) are the same.
   fs::path cache = out_dir / "latents.pt";
+  nlohmann::json cache_key = {{"vqgan_sha256", vqgan_sha256}, {"data", data_fp}};
   LatentSet lat;
   std::optional<Checkpoint> cached;
-  if (fs::exists(cache)) cached = load_checkpoint(cache);
-  if (cached && cached->extra.value("vqgan_sha256", "") == vqgan_sha256) {
+  std::string stale;
+  if (fs::exists(cache)) {
+    cached = load_checkpoint(cache);
+    const auto& k = cached->extra.value("key", nlohmann::json());
+    if (k.value("vqgan_sha256", "") != vqgan_sha256) stale = "another VQ-GAN";
+    else if (std::string d = data_difference(k.value("data", nlohmann::json()), data_fp); !d.empty() || !k.contains("data"))
+      stale = d.empty() ? "no record of its data" : d;
+  }
+  if (cached && stale.empty()) {
     lat = {cached->tensor("latents"), cached->tensor("classes")};
     log_info("latents: {} cached in {}", lat.latents.size(0), cache.string());
   } else {
+    if (cached) log_info("latents: {} is stale ({}); encoding again", cache.string(), stale);
     lat = encode_latents(vq.model, train, device);
     Checkpoint c;
     c.kind = "latents";
     c.tensors = {{"latents", lat.latents}, {"classes", lat.classes}};
-    c.extra = {{"vqgan_sha256", vqgan_sha256}};
+    c.extra = {{"key", cache_key}};
     save_checkpoint(c, cache);
   }
   LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, vq.model, lat.latents);
@@ -128,24 +151,25 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   ema->eval();
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(t.lr).betas({t.betas[0], t.betas[1]}).weight_decay(t.weight_decay));
   int64_t start = 0;
-  if (resume) {
-    Checkpoint c = load_checkpoint(last);
-    if (c.kind != "ldm") fail("{}: is a '{}' checkpoint, not a latent diffusion model", last.string(), c.kind);
-    c.load_module("model", *model);
-    c.load_module("ema", *ema);
-    c.load_optimizer("adamw", opt, device);
-    start = c.step;
+  if (resumed) {
+    resumed->load_module("model", *model);
+    resumed->load_module("ema", *ema);
+    resumed->load_optimizer("adamw", opt, device);
+    start = resumed->step;
+    resumed.reset();
     log_info("resuming {} at step {}", last.string(), start);
   }
   NoiseSchedule schedule = make_schedule(cfg.ldm.schedule, cfg.ldm.timesteps, cfg.ldm.cosine_s);
   Prediction prediction = parse_prediction(cfg.ldm.prediction);
   auto ab_all = schedule.alphas_cumprod.to(torch::kFloat).to(device);
   write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
-  JsonlWriter metrics((out_dir / "metrics.jsonl").string(), resume);
+  auto metrics_log = folder.metrics(start, resume);
+  JsonlWriter& metrics = *metrics_log;
   nlohmann::json extra = {{"num_classes", num_classes}, {"latent_shape", latent_shape}, {"latent_norm", norm.to_json()},
                           {"geometry", geometry_json(output_geometry(train.front()))},
                           {"modality", to_string(cfg.data.modality_enum())}, {"vqgan_sha256", vqgan_sha256},
-                          {"vqgan_path", fs::absolute(vqgan_path).string()}, {"vqgan_config", config_to_json(vq.config)}};
+                          {"vqgan_path", fs::absolute(vqgan_path).string()}, {"vqgan_config", config_to_json(vq.config)},
+                          {"data", data_fp}};
   auto save = [&](int64_t step) {
     Checkpoint c;
     c.kind = "ldm";

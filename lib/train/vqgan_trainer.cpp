@@ -9,6 +9,7 @@
 #include "data/preview.h"
 #include "train/device.h"
 #include "train/perceptual.h"
+#include "train/run_folder.h"
 
 #include <cmath>
 
@@ -124,9 +125,12 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
                              const TrainHooks& hooks) {
   const auto& t = cfg.vqgan_train;
   if (train.empty()) fail("no training volumes");
+  RunFolder folder(out_dir, "train-vqgan", resume);
   torch::Device device = choose_device(t.device);
   bool bf16 = use_bf16(t.precision, device);
-  fs::create_directories(out_dir / "previews");
+  std::vector<TrainingVolume> all_cases = train;
+  all_cases.insert(all_cases.end(), val.begin(), val.end());
+  const nlohmann::json data_fp = data_fingerprint(cfg.data, all_cases);
   Models m = build_models(cfg);
   m.vqgan->to(device);
   m.disc2d->to(device);
@@ -137,11 +141,13 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   auto opt_g = make_optimizer(t, gen_params);
   auto opt_d = make_optimizer(t, disc_params);
   int64_t start = 0;
-  fs::path last = out_dir / "last.pt";
+  fs::path last = folder.last();
   if (resume) {
-    if (!fs::exists(last)) fail("{}: nothing to resume (no last.pt)", out_dir.string());
     Checkpoint c = load_checkpoint(last);
     if (c.kind != "vqgan") fail("{}: is a '{}' checkpoint, not a VQ-GAN", last.string(), c.kind);
+    std::string diff = data_difference(c.extra.value("data", nlohmann::json()), data_fp);
+    if (!diff.empty())
+      fail("{}: was trained on other data ({}); resume with the same data or start a new --out", last.string(), diff);
     c.load_module("model", *m.vqgan);
     c.load_module("disc2d", *m.disc2d);
     c.load_module("disc3d", *m.disc3d);
@@ -149,14 +155,13 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     c.load_optimizer("discriminator", *opt_d, device);
     start = c.step;
     log_info("resuming {} at step {}", last.string(), start);
-  } else if (fs::exists(last)) {
-    fail("{}: a training run is already here; use --resume to continue it or another --out", out_dir.string());
   }
   m.vqgan->train();
   m.disc2d->train();
   m.disc3d->train();
   write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
-  JsonlWriter metrics((out_dir / "metrics.jsonl").string(), resume);
+  auto metrics_log = folder.metrics(start, resume);
+  JsonlWriter& metrics = *metrics_log;
   std::unique_ptr<PerceptualLoss> perceptual;
   if (t.perceptual_weight > 0) perceptual = std::make_unique<PerceptualLoss>(t.perceptual_model, device);
 
@@ -165,6 +170,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     c.kind = "vqgan";
     c.step = step;
     c.config = config_to_json(cfg);
+    c.extra = {{"data", data_fp}};
     c.put_module("model", *m.vqgan);
     c.put_module("disc2d", *m.disc2d);
     c.put_module("disc3d", *m.disc3d);

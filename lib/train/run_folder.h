@@ -1,0 +1,43 @@
+#pragma once
+// The folder of a training run (`train-vqgan --out`, `train-ldm --out`): what may be in it, who
+// writes it, and what a resume must match.
+//   - It is new, empty, or holds only what a meddiff trainer writes there (last.pt, step-*.pt,
+//     config.json, metrics.jsonl, previews/, latents.pt); anything else is an error naming it.
+//   - A lock (flock on .meddiff.lock, released by the kernel when the process ends) refuses a second
+//     trainer in the same folder; temporaries of a killed run are removed.
+//   - Without --resume an existing last.pt is an error; with --resume a missing one is.
+//   - metrics.jsonl is cut back to the resumed step, so a resumed run never repeats steps.
+//   - The data a checkpoint was trained on is fingerprinted (data settings and, per case, file name,
+//     size and class); a resume on other data is refused naming the difference.
+#include "core/lock.h"
+#include "core/log.h"
+#include "data/preprocess.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+namespace meddiff {
+
+class RunFolder {
+ public:
+  RunFolder(const std::filesystem::path& out, const std::string& command, bool resume);
+  const std::filesystem::path& dir() const { return out_; }
+  std::filesystem::path last() const { return out_ / "last.pt"; }
+  // metrics.jsonl for appending: kept up to `start_step` on a resume, emptied on a fresh start.
+  std::unique_ptr<JsonlWriter> metrics(int64_t start_step, bool resume) const;
+
+ private:
+  std::filesystem::path out_;
+  std::optional<FileLock> lock_;
+};
+
+// What the run trains on: the data settings (without the manifest's location) and each case's file
+// name, size and class.
+nlohmann::json data_fingerprint(const DataParams& p, const std::vector<TrainingVolume>& cases);
+// "" when the two fingerprints agree, else what differs (for an error message).
+std::string data_difference(const nlohmann::json& recorded, const nlohmann::json& now);
+
+}  // namespace meddiff
