@@ -58,8 +58,9 @@ int run_demo(const Args_t& args) {
     std::cout << config_to_json(demo_config(modality, quick)).dump(2) << "\n";
     return 0;
   }
-  if (fs::exists(out / "vqgan/last.pt") || fs::exists(out / "ldm/last.pt"))
-    fail("{}: holds an earlier demo; choose another --out or remove it", out.string());
+  // The demo writes several folders and files: only into a new or empty folder, never beside other files.
+  if (fs::exists(out) && (!fs::is_directory(out) || !fs::is_empty(out)))
+    fail("{}: is not empty (an earlier demo?); the demo needs a new or empty --out", out.string());
   fs::create_directories(out);
   auto t_all = std::chrono::steady_clock::now();
   std::string mod = modality == Modality::CT ? "ct" : "mr";
