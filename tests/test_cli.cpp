@@ -69,3 +69,11 @@ TEST_CASE("preview writes three views") {
   CHECK(png.max().item<int>() > 0);
   CHECK_THROWS_AS(cli::run_preview({test::fixture("ct_oblique.nii.gz").string(), "-o", (dir / "q.png").string(), "--window", "5,1"}), UsageError);
 }
+
+TEST_CASE("--threads sets the CPU threads of every command and is range-checked") {
+  CHECK(call({"info", test::fixture("ct_oblique.nii.gz").string(), "--threads", "1"}) == 0);
+  CHECK(at::get_num_threads() == 1);
+  CHECK(call({"info", test::fixture("ct_oblique.nii.gz").string(), "--threads", "2"}) == 0);
+  CHECK(at::get_num_threads() == 2);
+  CHECK(call({"info", test::fixture("ct_oblique.nii.gz").string(), "--threads", "0"}) == 2);
+}

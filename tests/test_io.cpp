@@ -7,10 +7,9 @@
 #include "io/png.h"
 #include "io/volume_reader.h"
 #include "io/volume_writer.h"
+#include "test_dicom.h"
 #include "test_support.h"
 
-#include <gdcmReader.h>
-#include <gdcmStringFilter.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -60,17 +59,6 @@ void check_same_by_world(const Volume& a, const Volume& b) {
       }
   CHECK(off_grid == 0);
   CHECK(mismatches == 0);
-}
-
-std::string tag(const fs::path& file, uint16_t group, uint16_t element) {
-  gdcm::Reader r;
-  r.SetFileName(file.string().c_str());
-  REQUIRE(r.Read());
-  gdcm::StringFilter sf;
-  sf.SetFile(r.GetFile());
-  std::string v = sf.ToString(gdcm::Tag(group, element));
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\0')) v.pop_back();
-  return v;
 }
 
 std::vector<fs::path> dicom_files(const fs::path& dir) {
@@ -149,8 +137,8 @@ TEST_CASE("MR phantom through DICOM: integers kept exactly / MR Image Storage wi
   check_same_by_world(v, back);
   auto files = dicom_files(dir / "mr");
   REQUIRE(files.size() == 12);
-  CHECK(tag(files[0], 0x0008, 0x0016) == "1.2.840.10008.5.1.4.1.1.4");
-  CHECK(tag(files[0], 0x0028, 0x1053).empty());
+  CHECK(test::dicom_tag(files[0], 0x0008, 0x0016) == "1.2.840.10008.5.1.4.1.1.4");
+  CHECK(test::dicom_tag(files[0], 0x0028, 0x1053).empty());
 }
 
 TEST_CASE("written DICOM: fresh UIDs / per-slice geometry / CT in HU / no source identity / marked derived") {
@@ -166,25 +154,25 @@ TEST_CASE("written DICOM: fresh UIDs / per-slice geometry / CT in HU / no source
   auto f1 = dicom_files(dir / "s1"), f2 = dicom_files(dir / "s2");
   REQUIRE(f1.size() == 8);
   std::set<std::string> sops;
-  for (const auto& f : f1) sops.insert(tag(f, 0x0008, 0x0018));
+  for (const auto& f : f1) sops.insert(test::dicom_tag(f, 0x0008, 0x0018));
   CHECK(sops.size() == 8);
-  CHECK(tag(f1[0], 0x0020, 0x000e) == tag(f1[7], 0x0020, 0x000e));
-  CHECK(tag(f1[0], 0x0020, 0x000e) != tag(f2[0], 0x0020, 0x000e));
-  CHECK(tag(f1[0], 0x0020, 0x000d) != tag(f2[0], 0x0020, 0x000d));
-  CHECK(tag(f1[0], 0x0020, 0x0052) != tag(f2[0], 0x0020, 0x0052));
-  CHECK(tag(f1[0], 0x0008, 0x0016) == "1.2.840.10008.5.1.4.1.1.2");
-  CHECK(tag(f1[0], 0x0008, 0x0008) == "DERIVED\\SECONDARY\\AXIAL");
-  CHECK(tag(f1[0], 0x0028, 0x1053) == "1");
-  CHECK(tag(f1[0], 0x0028, 0x1052) == "0");
-  CHECK(tag(f1[0], 0x0028, 0x1054) == "HU");
-  CHECK(tag(f1[0], 0x0028, 0x0103) == "1");  // signed int16
-  CHECK(tag(f1[0], 0x0020, 0x4000) == "SYNTHETIC seed=3 class=1");
-  CHECK(tag(f1[0], 0x0010, 0x0010) != "FIXTURE^PYDICOM");
-  CHECK(tag(f1[0], 0x0010, 0x0020) != "FIXTURE-001");
+  CHECK(test::dicom_tag(f1[0], 0x0020, 0x000e) == test::dicom_tag(f1[7], 0x0020, 0x000e));
+  CHECK(test::dicom_tag(f1[0], 0x0020, 0x000e) != test::dicom_tag(f2[0], 0x0020, 0x000e));
+  CHECK(test::dicom_tag(f1[0], 0x0020, 0x000d) != test::dicom_tag(f2[0], 0x0020, 0x000d));
+  CHECK(test::dicom_tag(f1[0], 0x0020, 0x0052) != test::dicom_tag(f2[0], 0x0020, 0x0052));
+  CHECK(test::dicom_tag(f1[0], 0x0008, 0x0016) == "1.2.840.10008.5.1.4.1.1.2");
+  CHECK(test::dicom_tag(f1[0], 0x0008, 0x0008) == "DERIVED\\SECONDARY\\AXIAL");
+  CHECK(test::dicom_tag(f1[0], 0x0028, 0x1053) == "1");
+  CHECK(test::dicom_tag(f1[0], 0x0028, 0x1052) == "0");
+  CHECK(test::dicom_tag(f1[0], 0x0028, 0x1054) == "HU");
+  CHECK(test::dicom_tag(f1[0], 0x0028, 0x0103) == "1");  // signed int16
+  CHECK(test::dicom_tag(f1[0], 0x0020, 0x4000) == "SYNTHETIC seed=3 class=1");
+  CHECK(test::dicom_tag(f1[0], 0x0010, 0x0010) != "FIXTURE^PYDICOM");
+  CHECK(test::dicom_tag(f1[0], 0x0010, 0x0020) != "FIXTURE-001");
   auto e = expected("ct_oblique_dicom.expected.json");
   for (size_t k = 0; k < f1.size(); ++k) {
-    CHECK(tag(f1[k], 0x0020, 0x0013) == std::to_string(k + 1));
-    for (const auto& value : {tag(f1[k], 0x0020, 0x0032), tag(f1[k], 0x0020, 0x0037), tag(f1[k], 0x0028, 0x0030)}) {
+    CHECK(test::dicom_tag(f1[k], 0x0020, 0x0013) == std::to_string(k + 1));
+    for (const auto& value : {test::dicom_tag(f1[k], 0x0020, 0x0032), test::dicom_tag(f1[k], 0x0020, 0x0037), test::dicom_tag(f1[k], 0x0028, 0x0030)}) {
       std::stringstream ss(value);
       std::string item;
       while (std::getline(ss, item, '\\')) CHECK(item.size() <= 16);
@@ -192,7 +180,7 @@ TEST_CASE("written DICOM: fresh UIDs / per-slice geometry / CT in HU / no source
   }
   // ImagePositionPatient of slice 4 (k = 3) equals the affine applied to (0, 0, 3).
   auto affine = e["affine_lps"];
-  std::stringstream ss(tag(f1[3], 0x0020, 0x0032));
+  std::stringstream ss(test::dicom_tag(f1[3], 0x0020, 0x0032));
   for (int r = 0; r < 3; ++r) {
     std::string item;
     std::getline(ss, item, '\\');

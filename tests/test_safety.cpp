@@ -12,10 +12,9 @@
 #include "io/png.h"
 #include "io/volume_reader.h"
 #include "io/volume_writer.h"
+#include "test_dicom.h"
 #include "test_support.h"
 
-#include <gdcmReader.h>
-#include <gdcmStringFilter.h>
 #include <zlib.h>
 
 #include <sys/mount.h>
@@ -85,17 +84,6 @@ Volume noise_volume(Modality m) {
   if (m == Modality::CT) v.image -= 1000;
   v.modality = m;
   v.geometry.spacing = {0.9, 0.9, 2.5};
-  return v;
-}
-
-std::string dicom_tag(const fs::path& file, uint16_t group, uint16_t element) {
-  gdcm::Reader r;
-  r.SetFileName(file.string().c_str());
-  REQUIRE(r.Read());
-  gdcm::StringFilter sf;
-  sf.SetFile(r.GetFile());
-  std::string v = sf.ToString(gdcm::Tag(group, element));
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\0')) v.pop_back();
   return v;
 }
 
@@ -184,10 +172,10 @@ TEST_CASE("convert never deletes the current folder or overwrites without --forc
   CHECK(read_text(dir / "r/thesis.tex") == "years of work");
   // a DICOM series meddiff wrote is replaced with --force only
   CHECK(call({"convert", (dir / "scan.nii.gz").string(), (dir / "series").string()}) == 0);
-  auto uid = dicom_tag(first_file(dir / "series"), 0x0020, 0x000e);
+  auto uid = test::dicom_tag(first_file(dir / "series"), 0x0020, 0x000e);
   CHECK(call({"convert", (dir / "scan.nii.gz").string(), (dir / "series").string()}) == 1);
   CHECK(call({"convert", (dir / "scan.nii.gz").string(), (dir / "series").string(), "--force"}) == 0);
-  CHECK(dicom_tag(first_file(dir / "series"), 0x0020, 0x000e) != uid);
+  CHECK(test::dicom_tag(first_file(dir / "series"), 0x0020, 0x000e) != uid);
   // ... but not a series of another source (the pydicom fixture), and never the input series itself
   fs::copy(fixture("ct_oblique_dicom"), dir / "scanner");
   CHECK(call({"convert", (dir / "scan.nii.gz").string(), (dir / "scanner").string(), "--force"}) == 1);
@@ -290,9 +278,9 @@ TEST_CASE("DICOM: SliceThickness and SpacingBetweenSlices are the slice distance
     fs::path out = dir / (m == Modality::MR ? "mr" : "ct");
     io::write_volume(v, out);
     auto f = first_file(out);
-    CHECK(dicom_tag(f, 0x0018, 0x0088) == "3.3");
-    CHECK(dicom_tag(f, 0x0018, 0x0050) == "3.3");
-    CHECK(dicom_tag(f, 0x0028, 0x0030) == "0.8\\0.7");
+    CHECK(test::dicom_tag(f, 0x0018, 0x0088) == "3.3");
+    CHECK(test::dicom_tag(f, 0x0018, 0x0050) == "3.3");
+    CHECK(test::dicom_tag(f, 0x0028, 0x0030) == "0.8\\0.7");
     CHECK(io::read_volume(out).geometry.spacing[2] == doctest::Approx(3.3));
   }
 }
@@ -301,12 +289,12 @@ TEST_CASE("marking: converted scans are anonymous, never synthetic and synthetic
   test::ScratchDir dir("marking");
   CHECK(call({"convert", fixture("ct_oblique_dicom").string(), (dir / "conv").string()}) == 0);
   auto f = first_file(dir / "conv");
-  CHECK(dicom_tag(f, 0x0010, 0x0010) == "ANONYMOUS^MEDDIFF");
-  CHECK(dicom_tag(f, 0x0010, 0x0020) != "FIXTURE-001");
-  CHECK(dicom_tag(f, 0x0008, 0x0008).find("DERIVED\\SECONDARY") == 0);
-  CHECK(dicom_tag(f, 0x0008, 0x103e) == "converted by meddiff");
+  CHECK(test::dicom_tag(f, 0x0010, 0x0010) == "ANONYMOUS^MEDDIFF");
+  CHECK(test::dicom_tag(f, 0x0010, 0x0020) != "FIXTURE-001");
+  CHECK(test::dicom_tag(f, 0x0008, 0x0008).find("DERIVED\\SECONDARY") == 0);
+  CHECK(test::dicom_tag(f, 0x0008, 0x103e) == "converted by meddiff");
   for (auto tag : {std::pair<uint16_t, uint16_t>{0x0008, 0x103e}, {0x0020, 0x4000}, {0x0010, 0x0010}, {0x0008, 0x1030}})
-    CHECK(dicom_tag(f, tag.first, tag.second).find("SYNTHETIC") == std::string::npos);
+    CHECK(test::dicom_tag(f, tag.first, tag.second).find("SYNTHETIC") == std::string::npos);
   io::WriteOptions wo;
   wo.description = "SYNTHETIC meddiff test seed=1 index=2 class=0";
   Volume v = noise_volume(Modality::MR);
@@ -342,14 +330,7 @@ TEST_CASE("temporaries: names carry host and pid and only those of dead processe
   { std::ofstream(live.path()) << "partial"; }
   CHECK(is_temp_name(live.path().filename().string()));
   std::ofstream(dir / ".last.tmp-otherhost-1-0.pt") << "x";
-  pid_t child = fork();  // a process that leaves a temporary behind and ends
-  if (child == 0) {
-    TempPath t(dir / "last.pt");
-    std::ofstream(t.path()) << "x";
-    _exit(0);
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
+  test::leave_stale_temp(dir / "last.pt");
   CHECK(entries(dir.path()).size() == 4);
   CHECK(remove_stale_temps(dir.path()) == 1);  // this host, dead pid
   CHECK(fs::exists(live.path()));

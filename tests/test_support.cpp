@@ -1,6 +1,11 @@
 #include "test_support.h"
 
+#include "core/fs.h"
+
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <fstream>
 
 namespace meddiff::test {
 
@@ -13,6 +18,17 @@ ScratchDir::ScratchDir(const std::string& name)
 ScratchDir::~ScratchDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+void leave_stale_temp(const std::filesystem::path& target) {
+  pid_t child = fork();
+  if (child == 0) {
+    meddiff::TempPath t(target);
+    std::ofstream(t.path()) << "half a file";
+    _exit(0);  // no destructors: the temporary stays, its process is gone
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
 }
 
 std::filesystem::path fixture(const std::string& name) {

@@ -19,6 +19,9 @@ class ScratchDir {
 
 std::filesystem::path fixture(const std::string& name);  // tests/fixtures/<name>
 
+// Leaves the temporary a killed writer of `target` would: a child process creates it and ends.
+void leave_stale_temp(const std::filesystem::path& target);
+
 }  // namespace meddiff::test
 
 #include <doctest/doctest.h>

@@ -12,15 +12,8 @@
 
 namespace meddiff::io {
 namespace {
-
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
+using detail::lower;
+using detail::trim;
 
 int64_t type_bytes(const std::string& type_in, const std::string& name) {
   std::string t = lower(type_in);
