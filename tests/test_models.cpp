@@ -4,6 +4,7 @@
 #include "core/fs.h"
 #include "models/patch_discriminator.h"
 #include "models/vqgan.h"
+#include "ops/nearest_code.h"
 #include "test_support.h"
 
 using namespace meddiff;
@@ -67,15 +68,16 @@ TEST_CASE("quantiser EMA update matches hand-computed values") {
   // smoothed counts (n = 2.5): (cs + eps) / (n + 2 eps) * n ~= cs -> embeddings [1.0, 9.5]
   CHECK(q->embeddings[0][0].item<float>() == doctest::Approx(1.0).epsilon(1e-5));
   CHECK(q->embeddings[1][0].item<float>() == doctest::Approx(9.5).epsilon(1e-5));
-  CHECK(out.restarted == 0);
-  // commitment = 0.25 * mean((z - e)^2) with e = [1, 1, 9.5] after the update
-  CHECK(out.commitment.item<float>() == doctest::Approx(0.25 * (0 + 1 + 0.25) / 3).epsilon(1e-5));
-  CHECK(out.usage == doctest::Approx(1.0));
+  CHECK(out.restarted.item<int64_t>() == 0);
+  // commitment = 0.25 * mean((z - e)^2) with e = [0, 0, 10]: codes are looked up before the update
+  CHECK(out.commitment.item<float>() == doctest::Approx(0.25 * (1 + 4 + 1) / 3.0).epsilon(1e-5));
+  CHECK((out.quantized.flatten() == torch::tensor({0.0f, 0.0f, 10.0f})).all().item<bool>());
+  CHECK(out.usage.item<double>() == doctest::Approx(1.0));
   // perplexity of the code histogram [2/3, 1/3]
-  CHECK(out.perplexity == doctest::Approx(std::exp(-(2.0 / 3 * std::log(2.0 / 3) + 1.0 / 3 * std::log(1.0 / 3)))).epsilon(1e-4));
+  CHECK(out.perplexity.item<double>() == doctest::Approx(std::exp(-(2.0 / 3 * std::log(2.0 / 3) + 1.0 / 3 * std::log(1.0 / 3)))).epsilon(1e-4));
 }
 
-TEST_CASE("dead codes restart from encoder outputs") {
+TEST_CASE("dead codes restart from encoder outputs and start at the threshold count") {
   VQGANParams p = small({2, 2, 2});
   p.embedding_dim = 1;
   p.n_codes = 3;
@@ -90,12 +92,64 @@ TEST_CASE("dead codes restart from encoder outputs") {
   auto z = torch::tensor({1.0f, 2.0f, 9.0f, 11.0f}).view({1, 1, 1, 1, 4});
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   auto out = q->forward(z, gen);
-  // code 2 got nothing: cluster_size 0.5 < 0.9 -> restarted to one of the encoder outputs, count reset to 1
-  CHECK(out.restarted == 1);
+  // code 2 got nothing: cluster_size 0.5 < 0.9 -> restarted to one of the encoder outputs, its count
+  // set to the threshold and its EMA sum to threshold x vector (so the next update keeps the vector)
+  CHECK(out.restarted.item<int64_t>() == 1);
   float e2 = q->embeddings[2][0].item<float>();
   CHECK((e2 == 1.0f || e2 == 2.0f || e2 == 9.0f || e2 == 11.0f));
-  CHECK(q->cluster_size[2].item<float>() == doctest::Approx(1.0));
+  CHECK(q->cluster_size[2].item<float>() == doctest::Approx(0.9));
+  CHECK(q->embed_avg[2][0].item<float>() == doctest::Approx(0.9 * e2));
   CHECK(q->embeddings[0][0].item<float>() == doctest::Approx(1.0).epsilon(1e-4));  // (0.5*0 + 0.5*3) / 1.5
+}
+
+TEST_CASE("a code used in this batch but restarted keeps its pre-step vector for the batch's output") {
+  // Code 1 is the nearest for every position, but its EMA count stays under the threshold after
+  // this step (0.5 * 0 + 0.5 * 1 = 0.5 < 1): it is restarted. The batch's output must still be the
+  // vector it was assigned (the reference looks codes up before the update), not the restart.
+  VQGANParams p = small({2, 2, 2});
+  p.embedding_dim = 1;
+  p.n_codes = 2;
+  p.ema_decay = 0.5;
+  p.restart_threshold = 1.0;
+  VectorQuantizer q(p);
+  q->train();
+  q->embeddings.copy_(torch::tensor({{-50.0f}, {5.0f}}));
+  q->embed_avg.copy_(torch::zeros({2, 1}));
+  q->cluster_size.copy_(torch::tensor({2.0f, 0.0f}));
+  q->initialized.fill_(1.0);
+  auto z = torch::tensor({4.0f}).view({1, 1, 1, 1, 1});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  auto out = q->forward(z, gen);
+  CHECK(out.codes.item<int64_t>() == 1);
+  CHECK(out.restarted.item<int64_t>() >= 1);
+  CHECK(out.quantized.item<float>() == doctest::Approx(5.0));  // the pre-step code 1, not a restarted vector
+  CHECK(out.commitment.item<float>() == doctest::Approx(0.25 * 1.0));
+}
+
+TEST_CASE("nearest code: chunked fp32 search equals float64 brute force and ignores bf16 inputs' rounding") {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  auto codebook = torch::randn({300, 8}, gen);
+  auto z = torch::randn({2000, 8}, gen);
+  auto ref = ops::nearest_code_reference(z, codebook);
+  for (int64_t chunk : {int64_t{4} << 10, int64_t{64} << 20}) {  // 4 KiB: many chunks; 64 MiB: one
+    auto got = ops::nearest_code(z, codebook, chunk);
+    CHECK(torch::equal(got.index, ref.index));
+    CHECK(torch::allclose(got.distance, ref.distance, 1e-4, 1e-4));
+  }
+  // bf16 encoder outputs (bf16 training): codes are those of the bf16 values searched in fp32, the
+  // same that fp32 inference assigns; a bf16 search would misassign close codes.
+  auto zb = z.to(torch::kBFloat16);
+  auto exact = ops::nearest_code_reference(zb.to(torch::kDouble), codebook);
+  CHECK(torch::equal(ops::nearest_code(zb, codebook).index, exact.index));
+  auto bf16_search = ((zb.unsqueeze(1) - codebook.to(torch::kBFloat16).unsqueeze(0)).pow(2).sum(2)).argmin(1);
+  CHECK_FALSE(torch::equal(bf16_search, exact.index));  // the bug this guards against is real on this data
+  VQGANParams p = small({2, 2, 2});
+  p.embedding_dim = 8;
+  p.n_codes = 300;
+  VectorQuantizer q(p);
+  q->embeddings.copy_(codebook);
+  q->chunk_bytes = 4 << 10;
+  CHECK(torch::equal(q->nearest(zb), exact.index));
 }
 
 TEST_CASE("codebook initialises from the first batch") {

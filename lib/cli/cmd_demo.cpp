@@ -7,7 +7,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/version.h"
-#include "train/device.h"
+#include "pipeline/device.h"
 
 #include <chrono>
 #include <fstream>

@@ -8,8 +8,9 @@
 #include "data/spatial.h"
 #include "io/volume_reader.h"
 #include "io/volume_writer.h"
-#include "train/device.h"
-#include "train/vqgan_trainer.h"
+#include "pipeline/device.h"
+#include "pipeline/autoencoder.h"
+#include "pipeline/loaded_models.h"
 
 #include <cmath>
 #include <iostream>
@@ -26,6 +27,9 @@ int run_reconstruct(const Args_t& args) {
       ("output", "Reconstruction (file or DICOM folder)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
       ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""))
+      ("max-memory", "Memory budget of the autoencoder in GiB (default: sample.max_memory_gib of the checkpoint, else "
+                     "automatic: min(6 GiB, 40 % of RAM) on the CPU, min(16 GiB, half the GPU)); larger volumes run in slabs",
+       cxxopts::value<double>())
       ("force", "Replace an existing output (a DICOM folder only if meddiff wrote it)");
   a.positional({"input", "output"});
   auto r = a.parse(args);
@@ -34,7 +38,11 @@ int run_reconstruct(const Args_t& args) {
   io::check_volume_output(out, {in, ckpt}, force);
   torch::Device device = choose_device(r["device"].as<std::string>());
   LoadedVQGAN vq = load_vqgan(ckpt, device);
-  const auto& dp = vq.config.data;
+  const auto& dp = vq.data;
+  double gib = r.count("max-memory") ? r["max-memory"].as<double>() : vq.sample.max_memory_gib;
+  if (!(gib >= 0)) usage_fail("--max-memory must be a positive number of GiB (got {})", gib);
+  AutoencoderRun run;
+  run.budget_bytes = memory_budget_bytes(gib, device);
   io::ReadOptions ro;
   ro.modality = dp.modality_enum();
   ro.series_uid = r["series"].as<std::string>();
@@ -44,19 +52,25 @@ int run_reconstruct(const Args_t& args) {
       log_warn("{}: spacing {} mm differs from the training spacing {} mm", in, v.geometry.spacing[a2], dp.spacing[a2]);
   IntensityWindow w = window_for(v, dp.intensity());
   auto x = normalise(v.image, w);  // [D, H, W]
+  v.image = torch::Tensor();       // the scanner values are no longer needed
   // Pad every axis to a multiple of its downsampling factor (at -1), run, crop back.
   std::array<int64_t, 3> padded{};
   for (size_t a2 = 0; a2 < 3; ++a2) {
-    int64_t f = vq.config.vqgan.downsample[a2];
+    int64_t f = vq.vqgan.downsample[a2];
     padded[a2] = (x.size(static_cast<int64_t>(a2)) + f - 1) / f * f;
   }
   Volume nv;
   nv.image = x;
-  Volume pv = extract_window(nv, {0, 0, 0}, padded, -1.0);
   torch::Tensor rec;
   {
-    torch::NoGradGuard ng;
-    rec = vq.model->forward(pv.image.unsqueeze(0).unsqueeze(0).to(device)).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat);
+    auto input = extract_window(nv, {0, 0, 0}, padded, -1.0).image.unsqueeze(0).unsqueeze(0).to(device);  // [1, 1, D', H', W']
+    std::array<int64_t, 3> lat{padded[0] / vq.vqgan.downsample[0], padded[1] / vq.vqgan.downsample[1], padded[2] / vq.vqgan.downsample[2]};
+    if (decode_splits(vq.model, lat, 1, run, device))
+      log_info("{}: {} x {} x {} runs through the autoencoder in slabs (budget {:.1f} GiB)", in, padded[0], padded[1], padded[2],
+               static_cast<double>(run.budget_bytes) / (1 << 30));
+    auto z = encode_volume(vq.model, input, run);
+    input = torch::Tensor();
+    rec = decode_latent(vq.model, z, run).clamp(-1, 1).to(torch::kCPU, torch::kFloat);
   }
   using torch::indexing::Slice;
   rec = rec[0][0].index({Slice(0, x.size(0)), Slice(0, x.size(1)), Slice(0, x.size(2))}).contiguous();

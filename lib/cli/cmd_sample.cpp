@@ -18,8 +18,8 @@
 #include "data/preview.h"
 #include "io/png.h"
 #include "io/volume_writer.h"
-#include "train/device.h"
-#include "train/ldm_trainer.h"
+#include "pipeline/device.h"
+#include "pipeline/generate.h"
 
 #include <chrono>
 #include <iostream>
@@ -139,7 +139,7 @@ int run_sample(const Args_t& args) {
   torch::Device device = choose_device(r["device"].as<std::string>());
 
   LoadedLDM ldm = load_ldm(ldm_path, device);
-  const auto& defaults = ldm.config.sample;
+  const auto& defaults = ldm.sample;
   SamplerParams sp;
   sp.sampler = r.count("sampler") ? r["sampler"].as<std::string>() : defaults.sampler;
   sp.steps = r.count("steps") ? r["steps"].as<int64_t>() : defaults.steps;
@@ -190,7 +190,7 @@ int run_sample(const Args_t& args) {
       {"clip_x0", sp.clip_x0},   {"dynamic_threshold", sp.dynamic_threshold},
       {"precision", "fp32"},     {"layout", layout.kind},
       {"formats", formats_json}, {"name", layout.kind == "nnunet" ? layout.name : ""}};
-  nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", config_to_json(ldm.config)}};
+  nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", ldm.config}};
   auto class_of = [&](int64_t i) { return fixed_class ? *fixed_class : (ldm.num_classes > 0 ? i % ldm.num_classes : 0); };
   auto timesteps = static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size());
 
@@ -242,7 +242,7 @@ int run_sample(const Args_t& args) {
     if (!folder.finished(i)) todo.push_back(i);
   if (static_cast<int64_t>(todo.size()) < static_cast<int64_t>(mine.size()))
     log_info("{}: {} of {} volumes already finished, skipped", out.string(), mine.size() - todo.size(), mine.size());
-  IntensityParams ip = ldm.config.data.intensity();
+  IntensityParams ip = ldm.data.intensity();
   IntensityWindow w = output_window(ldm.modality, ip);
   Progress progress(fmt::format("sample ({} {} steps)", sp.sampler, sp.steps), static_cast<int64_t>(todo.size()) * timesteps);
   int64_t steps_done = 0;

@@ -9,6 +9,7 @@
 #include "models/unet3d.h"
 #include "models/vqgan.h"
 #include "train/ldm_trainer.h"
+#include "train/memory_probe.h"
 
 #include <iostream>
 
@@ -27,23 +28,29 @@ int run_train_ldm(const Args_t& args) {
   if (r.count("dry-run")) {
     // The VQ-GAN is checked when given; otherwise the config's vqgan section describes it.
     VQGANParams vp = cfg.vqgan;
-    if (r.count("vqgan")) vp = load_vqgan(r["vqgan"].as<std::string>()).config.vqgan;
+    if (r.count("vqgan")) vp = load_vqgan(r["vqgan"].as<std::string>()).vqgan;
     auto lat = latent_shape(vp, cfg.data.shape, "data.shape");
-    UNet3d unet(cfg.ldm.unet, lat[0], 2);
+    cfg.vqgan = vp;
+    CaseCount cc = count_cases(cfg.data);
+    UNet3d unet(cfg.ldm.unet, lat[0], cc.classes);
     int64_t n = 0;
     for (const auto& p : unet->parameters()) n += p.numel();
     std::cout << config_to_json(cfg).dump(2) << "\n";
     std::cout << fmt::format("dry run: config valid\n  latent [{}, {}, {}, {}], {} timesteps, {} schedule, {} prediction\n"
-                             "  U-Net parameters: {} (2 classes)\n",
-                             lat[0], lat[1], lat[2], lat[3], cfg.ldm.timesteps, cfg.ldm.schedule, cfg.ldm.prediction, n);
+                             "  U-Net parameters: {} ({} classes)\n  effective batch {} (micro-batch {} x {} accumulated), "
+                             "activation checkpointing {}\n  training memory, measured ({} cases):\n",
+                             lat[0], lat[1], lat[2], lat[3], cfg.ldm.timesteps, cfg.ldm.schedule, cfg.ldm.prediction, n, cc.classes,
+                             cfg.ldm_train.batch_size * cfg.ldm_train.grad_accum, cfg.ldm_train.batch_size, cfg.ldm_train.grad_accum,
+                             cfg.ldm_train.checkpointing ? "on" : "off", cc.cases)
+              << std::flush;
+    std::cout << format_probe(probe_ldm_memory(cfg, cc.cases, cc.classes), cfg.ldm_train.batch_size) << "\n";
     return 0;
   }
   std::string vq_path = required(r, "vqgan");
   LoadedVQGAN vq = load_vqgan(vq_path);
   // The data must be prepared as the VQ-GAN saw it.
-  if (config_to_json(vq.config.vqgan) != config_to_json(cfg.vqgan))
-    log_info("using the VQ-GAN architecture stored in {}", vq_path);
-  cfg.vqgan = vq.config.vqgan;
+  if (config_to_json(vq.vqgan) != config_to_json(cfg.vqgan)) log_info("using the VQ-GAN architecture stored in {}", vq_path);
+  cfg.vqgan = vq.vqgan;
   cfg.validate();
   TrainingSet data = load_training_set(cfg.data);
   std::vector<TrainingVolume> all = data.train;

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "io/png.h"
 #include "models/vqgan.h"
+#include "train/memory_probe.h"
 #include "train/vqgan_trainer.h"
 
 #include <iostream>
@@ -30,10 +31,14 @@ int run_train_vqgan(const Args_t& args) {
     std::cout << config_to_json(cfg).dump(2) << "\n";
     std::cout << fmt::format(
         "dry run: config valid\n  input [1, {}, {}, {}] -> latent [{}, {}, {}, {}]\n  parameters: encoder {}, decoder {}, "
-        "codebook {} x {}\n  estimated training memory per batch of {}: {:.2f} GiB\n",
+        "codebook {} x {}\n  effective batch {} (micro-batch {} x {} accumulated), activation checkpointing {}\n",
         cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2], lat[0], lat[1], lat[2], lat[3], enc, dec,
-        cfg.vqgan.n_codes, cfg.vqgan.embedding_dim, cfg.vqgan_train.batch_size,
-        estimate_vqgan_memory_bytes(cfg) / (1024.0 * 1024 * 1024));
+        cfg.vqgan.n_codes, cfg.vqgan.embedding_dim, cfg.vqgan_train.batch_size * cfg.vqgan_train.grad_accum,
+        cfg.vqgan_train.batch_size, cfg.vqgan_train.grad_accum, cfg.vqgan_train.checkpointing ? "on" : "off");
+    std::cout << std::flush;
+    CaseCount cc = count_cases(cfg.data);
+    std::cout << fmt::format("  training memory, measured ({} cases):\n", cc.cases);
+    for (const auto& p : probe_vqgan_memory(cfg, cc.cases)) std::cout << format_probe(p, cfg.vqgan_train.batch_size) << "\n";
     return 0;
   }
   TrainingSet data = load_training_set(cfg.data);

@@ -49,4 +49,14 @@ TrainingSet load_training_set(const DataParams& p) {
   return s;
 }
 
+CaseCount count_cases(const DataParams& p) {
+  try {
+    Manifest m = load_manifest(p.manifest);
+    return {static_cast<int64_t>(m.entries.size()), std::max<int64_t>(1, m.num_classes())};
+  } catch (const Error& e) {
+    log_info("dry run: the data is not readable yet ({}); the estimate leaves the training set out", e.what());
+    return {};
+  }
+}
+
 }  // namespace meddiff::cli

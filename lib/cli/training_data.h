@@ -14,4 +14,11 @@ struct TrainingSet {
 
 TrainingSet load_training_set(const DataParams& p);
 
+// Cases and classes in the manifest without reading the volumes (for --dry-run); {0, 2} with a note
+// when the manifest cannot be read yet.
+struct CaseCount {
+  int64_t cases = 0, classes = 2;
+};
+CaseCount count_cases(const DataParams& p);
+
 }  // namespace meddiff::cli

@@ -116,4 +116,10 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   return c;
 }
 
+Checkpoint load_checkpoint_of_kind(const std::filesystem::path& path, const std::string& kind, const std::string& what) {
+  Checkpoint c = load_checkpoint(path);
+  if (c.kind != kind) fail("{}: is a '{}' checkpoint, not {}", path.string(), c.kind, what);
+  return c;
+}
+
 }  // namespace meddiff

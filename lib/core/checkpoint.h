@@ -33,5 +33,7 @@ struct Checkpoint {
 
 void save_checkpoint(const Checkpoint& c, const std::filesystem::path& path);
 Checkpoint load_checkpoint(const std::filesystem::path& path);
+// The same, refusing another kind: "PATH: is a 'ldm' checkpoint, not <what>".
+Checkpoint load_checkpoint_of_kind(const std::filesystem::path& path, const std::string& kind, const std::string& what);
 
 }  // namespace meddiff

@@ -30,13 +30,16 @@ double Progress::rate() const {
   return e > 0 ? static_cast<double>(done_ - start_) / e : 0.0;
 }
 
+bool Progress::due() const {
+  double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_print_).count();
+  return since >= (tty_ ? 0.2 : interval_s_);
+}
+
 void Progress::update(int64_t done, const std::string& fields) {
   done_ = done;
-  fields_ = fields;
-  auto now = std::chrono::steady_clock::now();
-  double since = std::chrono::duration<double>(now - last_print_).count();
-  if (since >= (tty_ ? 0.2 : interval_s_)) {
-    last_print_ = now;
+  if (!fields.empty()) fields_ = fields;
+  if (due()) {
+    last_print_ = std::chrono::steady_clock::now();
     print(false);
   }
 }

@@ -13,6 +13,8 @@ class Progress {
   // Advance to `done` units; `fields` is appended to the line (e.g. "loss 0.123").
   void update(int64_t done, const std::string& fields = "");
   void finish(const std::string& fields = "");
+  // Whether the next update() prints: callers build costly fields (values read from a GPU) only then.
+  bool due() const;
   double rate() const;         // units per second since construction
   double elapsed_s() const;
 

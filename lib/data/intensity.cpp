@@ -21,15 +21,18 @@ void IntensityParams::validate() const {
 }
 
 double percentile(const torch::Tensor& x, double p) {
-  auto flat = std::get<0>(x.flatten().to(torch::kDouble).sort());
+  // Linear interpolation between the order statistics around p (as numpy's default), each found by
+  // selection rather than a full sort: memory stays one copy of the volume.
+  auto flat = x.flatten();
   int64_t n = flat.numel();
   if (n == 0) fail("percentile of an empty tensor");
   double pos = p / 100.0 * static_cast<double>(n - 1);
   auto lo = static_cast<int64_t>(std::floor(pos));
   int64_t hi = std::min(lo + 1, n - 1);
   double f = pos - static_cast<double>(lo);
-  auto acc = flat.accessor<double, 1>();
-  return acc[lo] + f * (acc[hi] - acc[lo]);
+  double vlo = std::get<0>(torch::kthvalue(flat, lo + 1)).item<double>();
+  double vhi = hi == lo ? vlo : std::get<0>(torch::kthvalue(flat, hi + 1)).item<double>();
+  return vlo + f * (vhi - vlo);
 }
 
 IntensityWindow window_for(const Volume& v, const IntensityParams& p) {

@@ -30,9 +30,14 @@ ResBlock3dImpl::ResBlock3dImpl(int64_t in, int64_t out) {
   norm2 = register_module("norm2", group_norm(out));
   conv2 = register_module("conv2", SamePadConv3d(out, out, Int3{3, 3, 3}, Int3{1, 1, 1}));
   if (in != out) skip = register_module("skip", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 1)));
+  fn = [this](const std::vector<torch::Tensor>& in) { return forward_impl(in[0]); };
 }
 
 torch::Tensor ResBlock3dImpl::forward(const torch::Tensor& x) {
+  return checkpointing && is_training() ? recompute(fn, {x}) : forward_impl(x);
+}
+
+torch::Tensor ResBlock3dImpl::forward_impl(const torch::Tensor& x) {
   auto h = conv1(torch::silu(norm1(x)));   // [B, out, D, H, W]
   h = conv2(torch::silu(norm2(h)));
   return h + (skip ? skip(x) : x);

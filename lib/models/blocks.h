@@ -1,5 +1,7 @@
 #pragma once
 // Building blocks shared by the VQ-GAN and the U-Net.
+#include "models/recompute.h"
+
 #include <torch/torch.h>
 
 #include <array>
@@ -22,9 +24,11 @@ struct SamePadConv3dImpl : torch::nn::Module {
 TORCH_MODULE(SamePadConv3d);
 
 // GN -> SiLU -> conv3 -> GN -> SiLU -> conv3, plus the input (1x1x1 projection when channels change).
-struct ResBlock3dImpl : torch::nn::Module {
+struct ResBlock3dImpl : torch::nn::Module, Recomputable {
   ResBlock3dImpl(int64_t in, int64_t out);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x);  // checkpointed when `checkpointing` (training)
+  torch::Tensor forward_impl(const torch::Tensor& x);
+  BlockFn fn;
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   SamePadConv3d conv1{nullptr}, conv2{nullptr};
   torch::nn::Conv3d skip{nullptr};

@@ -52,9 +52,14 @@ FiLMResBlockImpl::FiLMResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, dou
   conv2->weight.zero_();  // each block starts as the identity
   conv2->bias.zero_();
   if (in != out) skip = register_module("skip", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 1)));
+  fn = [this](const std::vector<torch::Tensor>& in) { return forward_impl(in[0], in[1]); };
 }
 
 torch::Tensor FiLMResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {
+  return checkpointing && is_training() ? recompute(fn, {x, emb}) : forward_impl(x, emb);
+}
+
+torch::Tensor FiLMResBlockImpl::forward_impl(const torch::Tensor& x, const torch::Tensor& emb) {
   auto h = conv1(torch::silu(norm1(x)));                               // [B, out, d, h, w]
   auto ss = film(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1).unsqueeze(-1);  // [B, 2*out, 1, 1, 1]
   auto scale = ss.slice(1, 0, h.size(1)), shift = ss.slice(1, h.size(1));
@@ -70,9 +75,14 @@ AttentionBlock3dImpl::AttentionBlock3dImpl(int64_t c, int64_t h, int64_t max_tok
   torch::NoGradGuard ng;
   proj->weight.zero_();
   proj->bias.zero_();
+  fn = [this](const std::vector<torch::Tensor>& in) { return forward_impl(in[0]); };
 }
 
 torch::Tensor AttentionBlock3dImpl::forward(const torch::Tensor& x) {
+  return checkpointing && is_training() ? recompute(fn, {x}) : forward_impl(x);
+}
+
+torch::Tensor AttentionBlock3dImpl::forward_impl(const torch::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), D = x.size(2), H = x.size(3), W = x.size(4), dh = C / heads;
   auto qkv5 = qkv(norm(x)).view({B, 3, heads, dh, D, H, W});  // [B, 3, heads, dh, D, H, W]
   torch::Tensor out;

@@ -11,9 +11,11 @@ namespace meddiff {
 // Ref: Vaswani et al. 2017, sec. 3.5 (sinusoidal embedding), as in Ho et al. 2020.
 torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim);
 
-struct FiLMResBlockImpl : torch::nn::Module {
+struct FiLMResBlockImpl : torch::nn::Module, Recomputable {
   FiLMResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, double dropout);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb);  // checkpointed when `checkpointing`
+  torch::Tensor forward_impl(const torch::Tensor& x, const torch::Tensor& emb);
+  BlockFn fn;
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv3d conv1{nullptr}, conv2{nullptr}, skip{nullptr};
   torch::nn::Linear film{nullptr};
@@ -21,9 +23,11 @@ struct FiLMResBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(FiLMResBlock);
 
-struct AttentionBlock3dImpl : torch::nn::Module {
+struct AttentionBlock3dImpl : torch::nn::Module, Recomputable {
   AttentionBlock3dImpl(int64_t channels, int64_t heads, int64_t max_full_tokens);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x);  // checkpointed when `checkpointing`
+  torch::Tensor forward_impl(const torch::Tensor& x);
+  BlockFn fn;
   int64_t heads, max_full_tokens;
   torch::nn::GroupNorm norm{nullptr};
   torch::nn::Conv3d qkv{nullptr}, proj{nullptr};

@@ -20,11 +20,7 @@ VQGANOutput VQGANImpl::forward(const torch::Tensor& x, std::optional<at::Generat
 
 torch::Tensor VQGANImpl::encode(const torch::Tensor& x) { return encoder(x); }
 
-torch::Tensor VQGANImpl::decode_latent(const torch::Tensor& z) {
-  auto flat = z.permute({0, 2, 3, 4, 1}).reshape({-1, params.embedding_dim});
-  auto codes = quantizer->nearest(flat.to(torch::kFloat)).reshape({z.size(0), z.size(2), z.size(3), z.size(4)});
-  return decoder(quantizer->lookup(codes));
-}
+torch::Tensor VQGANImpl::decode_latent(const torch::Tensor& z) { return decoder(quantizer->lookup(quantizer->quantize_codes(z))); }
 
 std::array<int64_t, 4> latent_shape(const VQGANParams& p, const std::array<int64_t, 3>& shape, const std::string& where) {
   std::array<int64_t, 4> out{p.embedding_dim, 0, 0, 0};

@@ -5,7 +5,7 @@
 namespace meddiff::ops {
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  return at::scaled_dot_product_attention(q, k, v);
+  return at::scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous());
 }
 
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {

@@ -1,8 +1,10 @@
 #pragma once
 // Multi-head attention over token sequences: softmax(q k^T / sqrt(d)) v for q, k, v [B, heads, N, d].
-// CPU: LibTorch's scaled_dot_product_attention (the reference path); CUDA: the same entry point, which
-// dispatches to fused flash / memory-efficient kernels. A meddiff kernel in kernels/ can replace the
-// CUDA branch without touching the models.
+// LibTorch's scaled_dot_product_attention, which picks a fused kernel (flash attention on the CPU and
+// on CUDA, or memory-efficient attention) only for inputs whose last dimension is contiguous; others
+// fall back to the math path that builds the whole [B*heads, N, N] matrix. q, k and v are therefore
+// made contiguous here (the models' permuted views are not). A meddiff kernel in kernels/ can replace
+// the CUDA branch without touching the models.
 #include <torch/torch.h>
 
 namespace meddiff::ops {

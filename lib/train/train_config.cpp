@@ -22,6 +22,7 @@ void validate_run_settings(const std::string& w, const std::string& precision, c
 void VQGANTrainParams::validate(const std::string& w) const {
   if (steps < 1) fail("config: '{}.steps' must be positive (got {})", w, steps);
   if (batch_size < 1) fail("config: '{}.batch_size' must be positive (got {})", w, batch_size);
+  if (grad_accum < 1) fail("config: '{}.grad_accum' must be positive (got {})", w, grad_accum);
   if (optimizer != "adam" && optimizer != "adamw") fail("config: '{}.optimizer' must be adam or adamw (got '{}')", w, optimizer);
   if (!(lr > 0)) fail("config: '{}.lr' must be positive (got {})", w, lr);
   for (size_t i = 0; i < 2; ++i)
@@ -33,39 +34,16 @@ void VQGANTrainParams::validate(const std::string& w) const {
   validate_run_settings(w, precision, device, log_every, val_every, ckpt_every, nan_abort);
 }
 
-void LDMParams::validate(const std::string& w) const {
-  if (schedule != "linear" && schedule != "cosine" && schedule != "scaled_linear")
-    fail("config: '{}.schedule' must be linear, cosine or scaled_linear (got '{}')", w, schedule);
-  if (timesteps < 2 || timesteps > 100000) fail("config: '{}.timesteps' must be within 2..100000 (got {})", w, timesteps);
-  if (!(cosine_s > 0 && cosine_s < 1)) fail("config: '{}.cosine_s' must be within (0, 1)", w);
-  if (prediction != "eps" && prediction != "v" && prediction != "x0")
-    fail("config: '{}.prediction' must be eps, v or x0 (got '{}')", w, prediction);
-  if (loss != "l1" && loss != "l2") fail("config: '{}.loss' must be l1 or l2 (got '{}')", w, loss);
-  if (latent_norm != "codebook_minmax" && latent_norm != "channel_meanstd")
-    fail("config: '{}.latent_norm' must be codebook_minmax or channel_meanstd (got '{}')", w, latent_norm);
-  unet.validate(w + ".unet");
-}
-
 void LDMTrainParams::validate(const std::string& w) const {
   if (steps < 1) fail("config: '{}.steps' must be positive (got {})", w, steps);
   if (batch_size < 1) fail("config: '{}.batch_size' must be positive (got {})", w, batch_size);
+  if (grad_accum < 1) fail("config: '{}.grad_accum' must be positive (got {})", w, grad_accum);
   if (!(lr > 0)) fail("config: '{}.lr' must be positive (got {})", w, lr);
   if (warmup < 0) fail("config: '{}.warmup' must not be negative", w);
   for (size_t i = 0; i < 2; ++i)
     if (!(betas[i] >= 0 && betas[i] < 1)) fail("config: '{}.betas[{}]' must be within [0, 1)", w, i);
   if (!(ema_decay >= 0 && ema_decay < 1)) fail("config: '{}.ema_decay' must be within [0, 1) (got {})", w, ema_decay);
   validate_run_settings(w, precision, device, log_every, val_every, ckpt_every, nan_abort);
-}
-
-void SampleDefaults::validate(const std::string& w) const {
-  if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m")
-    fail("config: '{}.sampler' must be ddpm, ddim or dpmpp2m (got '{}')", w, sampler);
-  if (steps < 1) fail("config: '{}.steps' must be positive", w);
-  if (!(eta >= 0)) fail("config: '{}.eta' must not be negative", w);
-  if (!(guidance >= 0)) fail("config: '{}.guidance' must not be negative", w);
-  if (!(dynamic_threshold == 0 || (dynamic_threshold > 0.5 && dynamic_threshold < 1)))
-    fail("config: '{}.dynamic_threshold' must be 0 or within (0.5, 1)", w);
-  if (batch < 1) fail("config: '{}.batch' must be positive", w);
 }
 
 void RunConfig::validate() const {

@@ -2,14 +2,16 @@
 // The config file of a training run: one JSON with a section per concern. Unknown keys, wrong types
 // and impossible settings fail before any work starts, naming the key.
 #include "data/preprocess.h"
-#include "models/unet_params.h"
 #include "models/vqgan_params.h"
+#include "pipeline/model_config.h"
 
 namespace meddiff {
 
 struct VQGANTrainParams {
   int64_t steps = 2000;                  // optimisation steps
-  int64_t batch_size = 2;
+  int64_t batch_size = 2;                // volumes per micro-batch (what must fit in memory)
+  int64_t grad_accum = 1;                // micro-batches per optimisation step (effective batch: batch_size x grad_accum)
+  bool checkpointing = false;            // recompute residual-block activations in backward (less memory, ~30 % more time)
   std::string optimizer = "adam";        // adam or adamw
   double lr = 3e-4;
   std::array<double, 2> betas{0.5, 0.9};
@@ -34,7 +36,9 @@ struct VQGANTrainParams {
   template <typename V>
   void visit(V& v) {
     v("steps", steps, "optimisation steps");
-    v("batch_size", batch_size, "volumes per step");
+    v("batch_size", batch_size, "volumes per micro-batch (per device)");
+    v("grad_accum", grad_accum, "micro-batches accumulated per optimisation step (effective batch = batch_size x grad_accum)");
+    v("checkpointing", checkpointing, "activation checkpointing of the residual blocks: less memory, one more forward");
     v("optimizer", optimizer, "adam or adamw");
     v("lr", lr, "learning rate (generator and discriminators)");
     v("betas", betas, "Adam betas");
@@ -59,32 +63,11 @@ struct VQGANTrainParams {
   void validate(const std::string& where = "vqgan_train") const;
 };
 
-// The latent diffusion model: noise schedule, objective, latent normalisation and the U-Net.
-struct LDMParams {
-  std::string schedule = "cosine";        // linear, cosine, scaled_linear
-  int64_t timesteps = 300;                // T (reference: 300)
-  double cosine_s = 0.008;
-  std::string prediction = "eps";         // eps, v, x0
-  std::string loss = "l1";                // l1 (reference) or l2
-  std::string latent_norm = "codebook_minmax";  // codebook_minmax (reference) or channel_meanstd
-  UNetParams unet;
-
-  template <typename V>
-  void visit(V& v) {
-    v("schedule", schedule, "noise schedule: linear, cosine or scaled_linear");
-    v("timesteps", timesteps, "diffusion steps T");
-    v("cosine_s", cosine_s, "offset s of the cosine schedule");
-    v("prediction", prediction, "network target: eps, v or x0");
-    v("loss", loss, "l1 or l2");
-    v("latent_norm", latent_norm, "latent scaling to about [-1,1]: codebook_minmax or channel_meanstd");
-    v("unet", unet);
-  }
-  void validate(const std::string& where = "ldm") const;
-};
-
 struct LDMTrainParams {
   int64_t steps = 2000;
-  int64_t batch_size = 4;
+  int64_t batch_size = 4;                 // latents per micro-batch
+  int64_t grad_accum = 1;                 // micro-batches per optimisation step
+  bool checkpointing = false;             // recompute U-Net block activations in backward
   double lr = 1e-4;
   int64_t warmup = 100;                   // linear learning-rate warm-up steps
   double weight_decay = 0.0;              // AdamW
@@ -103,7 +86,9 @@ struct LDMTrainParams {
   template <typename V>
   void visit(V& v) {
     v("steps", steps, "optimisation steps");
-    v("batch_size", batch_size, "latents per step");
+    v("batch_size", batch_size, "latents per micro-batch (per device)");
+    v("grad_accum", grad_accum, "micro-batches accumulated per optimisation step (effective batch = batch_size x grad_accum)");
+    v("checkpointing", checkpointing, "activation checkpointing of the U-Net blocks: less memory, one more forward");
     v("lr", lr, "AdamW learning rate");
     v("warmup", warmup, "linear warm-up steps");
     v("weight_decay", weight_decay, "AdamW weight decay");
@@ -120,29 +105,6 @@ struct LDMTrainParams {
     v("seed", seed, "seed of initialisation and per-step randomness");
   }
   void validate(const std::string& where = "ldm_train") const;
-};
-
-// Defaults of `meddiff sample` (flags override them).
-struct SampleDefaults {
-  std::string sampler = "ddim";
-  int64_t steps = 50;
-  double eta = 0.0;
-  double guidance = 1.5;
-  bool clip_x0 = true;
-  double dynamic_threshold = 0.0;
-  int64_t batch = 4;
-
-  template <typename V>
-  void visit(V& v) {
-    v("sampler", sampler, "ddpm, ddim or dpmpp2m");
-    v("steps", steps, "sampler steps");
-    v("eta", eta, "DDIM eta");
-    v("guidance", guidance, "classifier-free guidance weight (1 = none)");
-    v("clip_x0", clip_x0, "clamp predicted latents to the range of the training latents");
-    v("dynamic_threshold", dynamic_threshold, "dynamic thresholding percentile (0 = off)");
-    v("batch", batch, "volumes per batch");
-  }
-  void validate(const std::string& where = "sample") const;
 };
 
 // A meddiff config file: one section per stage, all optional (defaults fill the rest).

@@ -8,6 +8,7 @@
 #include "data/preprocess.h"
 #include "models/patch_discriminator.h"
 #include "models/vqgan.h"
+#include "pipeline/loaded_models.h"
 #include "train/train_config.h"
 
 #include <filesystem>
@@ -36,19 +37,8 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir,
                              bool resume, const TrainHooks& hooks);
 
-// Rebuilds a VQ-GAN from a checkpoint (kind "vqgan"), in eval mode on `device`.
-struct LoadedVQGAN {
-  RunConfig config;
-  VQGAN model{nullptr};
-  int64_t step = 0;
-};
-LoadedVQGAN load_vqgan(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
-
 // Reconstruction quality of `model` on volumes: mean PSNR and SSIM, plus the PSNR of predicting `mean_volume`.
 ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<TrainingVolume>& val,
                                          const torch::Tensor& mean_volume, const torch::Device& device);
-
-// Estimated training memory (bytes) for one batch: weights, gradients, Adam moments and activations.
-double estimate_vqgan_memory_bytes(const RunConfig& cfg);
 
 }  // namespace meddiff

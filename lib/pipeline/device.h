@@ -30,5 +30,11 @@ void reset_peak_device_memory(const torch::Device& d);
 
 // Peak resident memory of this process (MiB), from /proc/self/status VmHWM.
 double peak_rss_mib();
+// Resident memory now (MiB), VmRSS.
+double current_rss_mib();
+// Starts a new peak: returns freed heap memory to the system (malloc_trim) and resets VmHWM through
+// /proc/self/clear_refs. False where the kernel does not allow the reset (the peak then stays the
+// process's peak so far).
+bool reset_peak_rss();
 
 }  // namespace meddiff

@@ -1,8 +1,10 @@
-#include "train/device.h"
+#include "pipeline/device.h"
 
 #include "core/error.h"
 
 #include <ATen/autocast_mode.h>
+
+#include <malloc.h>
 
 #include <fstream>
 
@@ -61,12 +63,26 @@ void reset_peak_device_memory(const torch::Device& d) {
   (void)d;
 }
 
-double peak_rss_mib() {
+namespace {
+double status_mib(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
+  const std::string k(key);
   while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(k, 0) == 0) return std::stod(line.substr(k.size())) / 1024.0;
   return 0;
+}
+}  // namespace
+
+double peak_rss_mib() { return status_mib("VmHWM:"); }
+double current_rss_mib() { return status_mib("VmRSS:"); }
+
+bool reset_peak_rss() {
+  malloc_trim(0);
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.close();
+  return static_cast<bool>(f);
 }
 
 }  // namespace meddiff

@@ -1,0 +1,66 @@
+#include "pipeline/loaded_models.h"
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+
+namespace meddiff {
+namespace {
+template <typename T>
+T section(const nlohmann::json& config, const char* key) {
+  return config_from_json<T>(config.contains(key) ? config.at(key) : nlohmann::json::object(), key);
+}
+}  // namespace
+
+nlohmann::json geometry_json(const Geometry& g) {
+  return {{"spacing", g.spacing}, {"origin", g.origin}, {"direction", g.direction}};
+}
+
+Geometry geometry_from_json(const nlohmann::json& j) {
+  Geometry g;
+  g.spacing = j.at("spacing").get<std::array<double, 3>>();
+  g.origin = j.at("origin").get<std::array<double, 3>>();
+  g.direction = j.at("direction").get<std::array<double, 9>>();
+  return g;
+}
+
+LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& device) {
+  Checkpoint c = load_checkpoint_of_kind(path, "vqgan", "a VQ-GAN");
+  LoadedVQGAN out;
+  out.config = c.config;
+  out.data = section<DataParams>(c.config, "data");
+  out.vqgan = section<VQGANParams>(c.config, "vqgan");
+  out.sample = section<SampleDefaults>(c.config, "sample");
+  out.model = VQGAN(out.vqgan);
+  c.load_module("model", *out.model);
+  out.model->to(device);
+  out.model->eval();
+  out.step = c.step;
+  return out;
+}
+
+LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& device) {
+  Checkpoint c = load_checkpoint_of_kind(path, "ldm", "a latent diffusion model");
+  LoadedLDM l;
+  l.config = c.config;
+  l.data = section<DataParams>(c.config, "data");
+  l.ldm = section<LDMParams>(c.config, "ldm");
+  l.sample = section<SampleDefaults>(c.config, "sample");
+  const auto& x = c.extra;
+  l.num_classes = x.at("num_classes").get<int64_t>();
+  l.latent_shape = x.at("latent_shape").get<std::array<int64_t, 4>>();
+  l.norm = LatentNorm::from_json(x.at("latent_norm"));
+  l.geometry = geometry_from_json(x.at("geometry"));
+  l.modality = parse_modality(x.at("modality").get<std::string>());
+  l.vqgan_sha256 = x.value("vqgan_sha256", "");
+  l.vqgan_path = x.value("vqgan_path", "");
+  l.model = UNet3d(l.ldm.unet, l.latent_shape[0], l.num_classes);
+  c.load_module("ema", *l.model);
+  l.model->to(device);
+  l.model->eval();
+  l.schedule = make_schedule(l.ldm.schedule, l.ldm.timesteps, l.ldm.cosine_s);
+  l.prediction = parse_prediction(l.ldm.prediction);
+  l.step = c.step;
+  return l;
+}
+
+}  // namespace meddiff

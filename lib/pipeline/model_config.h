@@ -1,0 +1,60 @@
+#pragma once
+// The settings that define a trained model for inference: the latent diffusion model (schedule,
+// objective, latent normalisation, U-Net) and the defaults of sampling. Stored in every checkpoint
+// as part of the run's config; the trainers' own settings are in train/train_config.h.
+#include "core/config.h"
+#include "models/unet_params.h"
+
+#include <string>
+
+namespace meddiff {
+
+// The latent diffusion model: noise schedule, objective, latent normalisation and the U-Net.
+struct LDMParams {
+  std::string schedule = "cosine";        // linear, cosine, scaled_linear
+  int64_t timesteps = 300;                // T (reference: 300)
+  double cosine_s = 0.008;
+  std::string prediction = "eps";         // eps, v, x0
+  std::string loss = "l1";                // l1 (reference) or l2
+  std::string latent_norm = "codebook_minmax";  // codebook_minmax (reference) or channel_meanstd
+  UNetParams unet;
+
+  template <typename V>
+  void visit(V& v) {
+    v("schedule", schedule, "noise schedule: linear, cosine or scaled_linear");
+    v("timesteps", timesteps, "diffusion steps T");
+    v("cosine_s", cosine_s, "offset s of the cosine schedule");
+    v("prediction", prediction, "network target: eps, v or x0");
+    v("loss", loss, "l1 or l2");
+    v("latent_norm", latent_norm, "latent scaling to about [-1,1]: codebook_minmax or channel_meanstd");
+    v("unet", unet);
+  }
+  void validate(const std::string& where = "ldm") const;
+};
+
+// Defaults of `meddiff sample` (flags override them).
+struct SampleDefaults {
+  std::string sampler = "ddim";
+  int64_t steps = 50;
+  double eta = 0.0;
+  double guidance = 1.5;
+  bool clip_x0 = true;
+  double dynamic_threshold = 0.0;
+  int64_t batch = 4;
+  double max_memory_gib = 0;             // autoencoder memory budget of sample/reconstruct; 0 = automatic
+
+  template <typename V>
+  void visit(V& v) {
+    v("sampler", sampler, "ddpm, ddim or dpmpp2m");
+    v("steps", steps, "sampler steps");
+    v("eta", eta, "DDIM eta");
+    v("guidance", guidance, "classifier-free guidance weight (1 = none)");
+    v("clip_x0", clip_x0, "clamp predicted latents to the range of the training latents");
+    v("dynamic_threshold", dynamic_threshold, "dynamic thresholding percentile (0 = off)");
+    v("batch", batch, "volumes per batch");
+    v("max_memory_gib", max_memory_gib, "memory budget (GiB) for decoding/encoding in sample and reconstruct; 0 = automatic (see --max-memory)");
+  }
+  void validate(const std::string& where = "sample") const;
+};
+
+}  // namespace meddiff

@@ -1,0 +1,72 @@
+#include "train/ldm_step.h"
+
+#include "pipeline/device.h"
+#include "train/ema.h"
+
+#include <cmath>
+
+namespace meddiff {
+
+LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d)
+    : cfg(c), device(d), num_classes(n_classes) {
+  const auto& t = cfg.ldm_train;
+  bf16 = use_bf16(t.precision, device);
+  torch::manual_seed(static_cast<uint64_t>(t.seed));
+  model = UNet3d(cfg.ldm.unet, channels, num_classes);
+  torch::manual_seed(static_cast<uint64_t>(t.seed));
+  ema = UNet3d(cfg.ldm.unet, channels, num_classes);
+  set_checkpointing(*model, t.checkpointing);
+  model->to(device);
+  ema->to(device);
+  ema_update(*ema, *model, 0.0);
+  ema->eval();
+  model->train();
+  opt = std::make_unique<torch::optim::AdamW>(
+      model->parameters(), torch::optim::AdamWOptions(t.lr).betas({t.betas[0], t.betas[1]}).weight_decay(t.weight_decay));
+  schedule = make_schedule(cfg.ldm.schedule, cfg.ldm.timesteps, cfg.ldm.cosine_s);
+  prediction = parse_prediction(cfg.ldm.prediction);
+  alphas_cumprod = schedule.alphas_cumprod.to(torch::kFloat).to(device);
+}
+
+LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>& next_batch) {
+  const auto& t = cfg.ldm_train;
+  const double scale = 1.0 / static_cast<double>(t.grad_accum);
+  LDMStepStats st;
+  st.lr = t.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, t.warmup)));
+  for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(st.lr);
+  opt->zero_grad();
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
+  for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
+    Batch b = next_batch(micro);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(step_seed(static_cast<uint64_t>(t.seed), step * t.grad_accum + micro, 2));
+    const int64_t B = b.x.size(0);
+    auto tt = torch::randint(0, schedule.T, {B}, gen, torch::kLong).to(device);
+    auto eps = torch::randn(b.x.sizes(), gen).to(device);
+    auto drop = torch::rand({B}, gen) < cfg.ldm.unet.class_dropout;
+    auto cls = torch::where(drop, torch::full({B}, num_classes, torch::kLong), b.labels).to(device);
+    auto x0 = b.x.to(device);
+    auto ab = alphas_cumprod.index_select(0, tt);
+    auto x_t = q_sample(x0, eps, ab);
+    auto target = prediction_target(prediction, x0, eps, ab);
+    torch::Tensor loss;
+    {
+      AutocastGuard ac(bf16);
+      auto out = model->forward(x_t, tt, num_classes > 0 ? cls : torch::Tensor()).to(torch::kFloat);
+      loss = cfg.ldm.loss == "l1" ? torch::l1_loss(out, target) : torch::mse_loss(out, target);
+    }
+    (loss * scale).backward();
+    loss_sum = loss_sum + loss.detach();
+  }
+  st.loss = loss_sum.item<double>() * scale;  // the one read from the device per step
+  st.finite = std::isfinite(st.loss);
+  if (!st.finite) {
+    opt->zero_grad();
+    return st;
+  }
+  if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), t.grad_clip);
+  opt->step();
+  ema_update(*ema, *model, step + 1 < t.ema_start ? 0.0 : t.ema_decay);
+  return st;
+}
+
+}  // namespace meddiff

@@ -1,0 +1,38 @@
+#pragma once
+// One optimisation step of stage 2 (the U-Net, its EMA copy, AdamW with warm-up, the diffusion loss),
+// shared by the trainer and by `--dry-run`, which runs real steps to measure memory. Gradient
+// accumulation over `grad_accum` micro-batches, activation checkpointing of the U-Net blocks
+// (ldm_train.checkpointing); the random draws of micro-batch m of step s come from
+// (seed, s * grad_accum + m) on the CPU and move to the device.
+#include "data/batches.h"
+#include "diffusion/objective.h"
+#include "diffusion/schedule.h"
+#include "models/unet3d.h"
+#include "train/train_config.h"
+
+#include <functional>
+
+namespace meddiff {
+
+struct LDMStepStats {
+  double loss = 0, lr = 0;
+  bool finite = true;
+};
+
+class LDMStepper {
+ public:
+  LDMStepper(const RunConfig& cfg, int64_t channels, int64_t num_classes, const torch::Device& device);
+  LDMStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
+
+  const RunConfig& cfg;
+  torch::Device device;
+  bool bf16 = false;
+  int64_t num_classes;
+  UNet3d model{nullptr}, ema{nullptr};
+  std::unique_ptr<torch::optim::AdamW> opt;
+  NoiseSchedule schedule;
+  Prediction prediction;
+  torch::Tensor alphas_cumprod;  // float on the device
+};
+
+}  // namespace meddiff

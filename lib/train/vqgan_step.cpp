@@ -1,0 +1,149 @@
+#include "train/vqgan_step.h"
+
+#include "pipeline/device.h"
+
+#include <cmath>
+
+namespace meddiff {
+namespace {
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const VQGANTrainParams& t, std::vector<torch::Tensor> params) {
+  if (t.optimizer == "adamw")
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(t.lr).betas({t.betas[0], t.betas[1]}).weight_decay(t.weight_decay));
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(t.lr).betas({t.betas[0], t.betas[1]}).weight_decay(t.weight_decay));
+}
+
+// One random slice per sample along `axis` (0 = D) of [B, 1, D, H, W] -> [B, 1, *, *]; `index` is on the CPU.
+torch::Tensor random_slices(const torch::Tensor& x, const torch::Tensor& index, int64_t axis) {
+  std::vector<torch::Tensor> out;
+  auto idx = index.accessor<int64_t, 1>();
+  for (int64_t b = 0; b < x.size(0); ++b) out.push_back(x[b].select(1 + axis, idx[b]));
+  return torch::stack(out);  // [B, 1, ., .]
+}
+
+torch::Tensor feature_matching(const std::vector<torch::Tensor>& fake, const std::vector<torch::Tensor>& real) {
+  torch::Tensor l = torch::zeros({}, fake.front().options());
+  for (size_t i = 0; i < fake.size(); ++i) l = l + torch::l1_loss(fake[i], real[i].detach());
+  return l / static_cast<double>(fake.size());
+}
+
+void set_requires_grad(const std::vector<torch::Tensor>& params, bool on) {
+  for (auto p : params) p.requires_grad_(on);
+}
+
+}  // namespace
+
+VQGANStepper::VQGANStepper(const RunConfig& c, const torch::Device& d) : cfg(c), device(d) {
+  const auto& t = cfg.vqgan_train;
+  bf16 = use_bf16(t.precision, device);
+  torch::manual_seed(static_cast<uint64_t>(t.seed));
+  vqgan = VQGAN(cfg.vqgan);
+  disc2d = PatchDiscriminator(2, 1, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
+  disc3d = PatchDiscriminator(3, 1, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
+  set_checkpointing(*vqgan, t.checkpointing);
+  vqgan->to(device);
+  disc2d->to(device);
+  disc3d->to(device);
+  gen_params = vqgan->parameters();
+  disc_params = disc2d->parameters();
+  for (const auto& p : disc3d->parameters()) disc_params.push_back(p);
+  opt_g = make_optimizer(t, gen_params);
+  opt_d = make_optimizer(t, disc_params);
+  if (t.perceptual_weight > 0) perceptual = std::make_unique<PerceptualLoss>(t.perceptual_model, device);
+  vqgan->train();
+  disc2d->train();
+  disc3d->train();
+}
+
+VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_t)>& next_batch) {
+  const auto& t = cfg.vqgan_train;
+  const bool gan = step >= t.gan_start;
+  const double scale = 1.0 / static_cast<double>(t.grad_accum);
+  opt_g->zero_grad();
+  opt_d->zero_grad();
+  // Scalars summed over the micro-batches on the device; read once at the end.
+  auto zero = torch::zeros({}, torch::TensorOptions().device(device));
+  torch::Tensor s_loss = zero, s_l1 = zero, s_commit = zero, s_perp = zero, s_usage = zero, s_restart = zero, s_adv = zero,
+                s_fm = zero, s_perc = zero, s_d = zero;
+  for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
+    Batch batch = next_batch(micro);
+    auto x = batch.x.to(device);  // [B, 1, D, H, W]
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(step_seed(static_cast<uint64_t>(t.seed), step * t.grad_accum + micro, 1));
+    auto slice_idx = torch::randint(0, x.size(2 + t.slice_axis), {x.size(0)}, gen, torch::kLong);
+    torch::Tensor loss_g, rec, real2d, fake2d;
+    VQOutput vq;
+    set_requires_grad(disc_params, false);  // the generator's adversarial terms train the generator only
+    {
+      AutocastGuard ac(bf16);
+      auto out = vqgan->forward(x, gen);
+      vq = out.vq;
+      rec = out.reconstruction.to(torch::kFloat);
+      auto l1 = torch::l1_loss(rec, x) * t.l1_weight;
+      loss_g = l1 + vq.commitment;
+      s_l1 = s_l1 + l1.detach();
+      real2d = random_slices(x, slice_idx, t.slice_axis);
+      fake2d = random_slices(rec, slice_idx, t.slice_axis);
+      if (perceptual) {
+        auto perc = (*perceptual)(real2d, fake2d) * t.perceptual_weight;
+        loss_g = loss_g + perc;
+        s_perc = s_perc + perc.detach();
+      }
+      if (gan) {
+        auto [logit2d, feat2d] = disc2d->forward(fake2d);
+        auto [logit3d, feat3d] = disc3d->forward(rec);
+        auto adv = -logit2d.mean() * t.image_gan_weight - logit3d.mean() * t.video_gan_weight;
+        std::vector<torch::Tensor> rf2d, rf3d;
+        {
+          torch::NoGradGuard ng;
+          rf2d = disc2d->forward(real2d).second;
+          rf3d = disc3d->forward(x).second;
+        }
+        auto fm = (feature_matching(feat2d, rf2d) * t.image_gan_weight + feature_matching(feat3d, rf3d) * t.video_gan_weight) *
+                  t.feature_matching_weight;
+        loss_g = loss_g + adv + fm;
+        s_adv = s_adv + adv.detach();
+        s_fm = s_fm + fm.detach();
+      }
+    }
+    (loss_g * scale).backward();
+    set_requires_grad(disc_params, true);
+    s_loss = s_loss + loss_g.detach();
+    s_commit = s_commit + vq.commitment.detach();
+    s_perp = s_perp + vq.perplexity;
+    s_usage = s_usage + vq.usage;
+    s_restart = s_restart + vq.restarted.to(torch::kFloat);
+    if (gan) {
+      // The discriminators judge this micro-batch's reconstruction (detached), as the reference does.
+      AutocastGuard ac(bf16);
+      // Hinge loss (Lim & Ye 2017): mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))
+      auto hinge = [](const torch::Tensor& r, const torch::Tensor& f) {
+        return 0.5 * (torch::relu(1 - r).mean() + torch::relu(1 + f).mean());
+      };
+      auto loss_d = hinge(disc2d->forward(real2d).first, disc2d->forward(fake2d.detach()).first) * t.image_gan_weight +
+                    hinge(disc3d->forward(x).first, disc3d->forward(rec.detach()).first) * t.video_gan_weight;
+      (loss_d.to(torch::kFloat) * scale).backward();
+      s_d = s_d + loss_d.detach().to(torch::kFloat);
+    }
+  }
+  auto v = torch::stack({s_loss, s_l1, s_commit, s_perp, s_usage, s_restart, s_adv, s_fm, s_perc, s_d}).to(torch::kCPU, torch::kDouble) *
+           scale;  // the one read from the device per step
+  auto a = v.accessor<double, 1>();
+  VQGANStepStats st{a[0], a[1], a[2], a[3], a[4], a[5] / scale, a[6], a[7], a[8], a[9], gan, true};
+  st.finite = std::isfinite(st.loss) && std::isfinite(st.d_loss);
+  if (!st.finite) {
+    opt_g->zero_grad();
+    opt_d->zero_grad();
+    return st;
+  }
+  if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(gen_params, t.grad_clip);
+  opt_g->step();
+  if (gan) {
+    if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(disc_params, t.grad_clip);
+    opt_d->step();
+  }
+  return st;
+}
+
+}  // namespace meddiff

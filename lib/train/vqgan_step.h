@@ -1,0 +1,42 @@
+#pragma once
+// One optimisation step of stage 1 (the models, optimisers and the losses of a step), shared by the
+// trainer and by `--dry-run`, which runs real steps to measure memory.
+//   - gradient accumulation: `grad_accum` micro-batches per step, each loss scaled by 1/grad_accum;
+//   - activation checkpointing of the encoder/decoder residual blocks (vqgan_train.checkpointing);
+//   - random choices of micro-batch m of step s from (seed, s * grad_accum + m), drawn on the CPU;
+//   - the scalars of a step are read from the device once, together (the NaN guard needs them).
+#include "data/batches.h"
+#include "models/patch_discriminator.h"
+#include "models/vqgan.h"
+#include "train/perceptual.h"
+#include "train/train_config.h"
+
+#include <functional>
+#include <memory>
+
+namespace meddiff {
+
+struct VQGANStepStats {
+  double loss = 0, l1 = 0, commitment = 0, perplexity = 0, usage = 0, restarted = 0;
+  double adv = 0, feature_matching = 0, perceptual = 0, d_loss = 0;
+  bool gan = false, finite = true;
+};
+
+class VQGANStepper {
+ public:
+  VQGANStepper(const RunConfig& cfg, const torch::Device& device);
+  // Step `step` (0-based) on the micro-batches next_batch(0..grad_accum-1); the optimisers step unless
+  // a loss is not finite.
+  VQGANStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
+
+  const RunConfig& cfg;
+  torch::Device device;
+  bool bf16 = false;
+  VQGAN vqgan{nullptr};
+  PatchDiscriminator disc2d{nullptr}, disc3d{nullptr};
+  std::vector<torch::Tensor> gen_params, disc_params;
+  std::unique_ptr<torch::optim::Optimizer> opt_g, opt_d;
+  std::unique_ptr<PerceptualLoss> perceptual;
+};
+
+}  // namespace meddiff
