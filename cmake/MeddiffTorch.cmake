@@ -14,9 +14,9 @@ endif()
 if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
   set(CUDAToolkit_ROOT /usr/local/cuda CACHE PATH "")
 endif()
-# Only the architectures meddiff targets (default: Hopper), not every one LibTorch was built for.
+# The architectures meddiff's kernels target (see MeddiffCuda.cmake), not every one LibTorch was built for.
 if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST} AND NOT TORCH_CUDA_ARCH_LIST)
-  set(TORCH_CUDA_ARCH_LIST "9.0")
+  set(TORCH_CUDA_ARCH_LIST "8.0;8.6;8.9;9.0+PTX")
 endif()
 find_package(Torch REQUIRED)
 message(STATUS "meddiff: LibTorch ${Torch_VERSION} from ${Torch_DIR}")

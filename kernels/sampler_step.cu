@@ -23,6 +23,13 @@ __global__ void sampler_step_kernel(const float* __restrict__ x, const float* __
 
 }  // namespace
 
+bool sampler_step_available() {
+  cudaFuncAttributes attributes;
+  cudaError_t err = cudaFuncGetAttributes(&attributes, sampler_step_kernel);
+  if (err != cudaSuccess) cudaGetLastError();  // clear it: not having the kernel is not an error state
+  return err == cudaSuccess;
+}
+
 void launch_sampler_step(const float* x, const float* y, const float* z, float* out, int64_t n, float a, float b,
                          float c, cudaStream_t stream) {
   if (n == 0) return;

@@ -7,6 +7,10 @@
 
 namespace meddiff::kernels {
 
+// Whether this build holds code for the current device (machine code for its architecture, or PTX
+// it can compile): false on GPUs the kernels were not built for.
+bool sampler_step_available();
+
 void launch_sampler_step(const float* x, const float* y, const float* z, float* out, int64_t n, float a, float b,
                          float c, cudaStream_t stream);
 

@@ -5,6 +5,7 @@
 #include "data/metrics.h"
 #include "data/phantom.h"
 #include "train/train_config.h"
+#include "train/vqgan_step.h"
 #include "train/vqgan_trainer.h"
 #include "test_support.h"
 
@@ -69,10 +70,14 @@ TEST_CASE("metrics: PSNR and SSIM against closed forms") {
 }
 
 TEST_CASE("a run stopped after N steps and resumed equals an uninterrupted run") {
-  test::ScratchDir dir("resume");
+  for (int64_t accum : {int64_t{1}, int64_t{2}}) {
+  INFO("grad_accum " << accum);
+  test::ScratchDir dir("resume-" + std::to_string(accum));
   auto data = phantoms(4);
   std::vector<TrainingVolume> train(data.begin(), data.begin() + 3), val(data.begin() + 3, data.end());
   auto cfg = tiny_config();
+  cfg.vqgan_train.grad_accum = accum;
+  cfg.vqgan_train.batch_size = 2 / accum;  // the same effective batch
   TrainHooks hooks;
   auto full = train_vqgan(cfg, train, val, dir / "full", false, hooks);
   CHECK(full.final_step == 6);
@@ -98,4 +103,23 @@ TEST_CASE("a run stopped after N steps and resumed equals an uninterrupted run")
   // metrics.jsonl: one line per step and per validation, appended across the resume
   std::string m = read_text(dir / "split/metrics.jsonl");
   CHECK(std::count(m.begin(), m.end(), '\n') == 6 + 2);
+  }
+}
+
+TEST_CASE("gradient accumulation: each step takes grad_accum micro-batches, in order, then updates") {
+  auto cfg = tiny_config();
+  cfg.vqgan_train.grad_accum = 3;
+  cfg.vqgan_train.batch_size = 1;
+  VQGANStepper st(cfg, torch::kCPU);
+  auto data = phantoms(3);
+  std::vector<int64_t> seen;
+  auto batch = [&](int64_t micro) {
+    seen.push_back(micro);
+    return Batch{0, data[static_cast<size_t>(micro)].x.unsqueeze(0), torch::zeros({1}, torch::kLong)};
+  };
+  auto before = st.vqgan->decoder->conv_last->conv->weight.clone();
+  auto s = st.step(0, batch);
+  CHECK(seen == std::vector<int64_t>{0, 1, 2});
+  CHECK(s.finite);
+  CHECK_FALSE(torch::equal(before, st.vqgan->decoder->conv_last->conv->weight));
 }

@@ -97,6 +97,8 @@ int run_sample(const Args_t& args) {
        cxxopts::value<std::string>()->default_value("flat"))
       ("name", "Case name prefix for the nnunet layout (letters, digits, '-', '_')", cxxopts::value<std::string>()->default_value("meddiff"))
       ("device", "auto, cpu, cuda, cuda:N", cxxopts::value<std::string>()->default_value("auto"))
+      ("max-memory", "Memory budget of the decoder in GiB (default: the config's sample.max_memory_gib, else automatic); "
+                     "volumes larger than it decode in slabs, with the same result", cxxopts::value<double>())
       ("force", "When --out was sampled with other settings: discard its volumes and start again")
       ("dry-run", "Print what would be done (counts, measured time and memory per volume) and write nothing")
       ("finalize", "Only rebuild OUT/manifest.jsonl (and dataset.json) from the finished volumes' sidecars")
@@ -177,6 +179,10 @@ int run_sample(const Args_t& args) {
     fail("{}: is not the VQ-GAN this LDM was trained with (SHA-256 {}..., expected {}...)", vq_path.string(),
          vq_sha.substr(0, 12), ldm.vqgan_sha256.substr(0, 12));
   LoadedVQGAN vq = load_vqgan(vq_path, device);
+  double gib = r.count("max-memory") ? r["max-memory"].as<double>() : defaults.max_memory_gib;
+  if (!(gib >= 0)) usage_fail("--max-memory must be a positive number of GiB (got {})", gib);
+  AutoencoderRun decode;
+  decode.budget_bytes = memory_budget_bytes(gib, device);
 
   // Everything that determines the volumes (and the files) of this folder.
   nlohmann::json formats_json = nlohmann::json::array();
@@ -213,7 +219,7 @@ int run_sample(const Args_t& args) {
     synchronize(device);
     double t_net = seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
-    vq.model->decode_latent(ldm.norm.invert(x));
+    decode_latent(vq.model, ldm.norm.invert(x), decode);
     synchronize(device);
     double t_dec = seconds_since(t0);
     bool guided = ldm.num_classes > 0 && sp.guidance != 1.0;
@@ -264,7 +270,8 @@ int run_sample(const Args_t& args) {
     };
     int64_t base_steps = steps_done;
     auto vols = generate_volumes(ldm, vq.model, torch::stack(x_T).to(device), classes, sp, step_noise,
-                                 [&](int64_t s, int64_t) { progress.update(base_steps + s * static_cast<int64_t>(idx.size())); })
+                                 [&](int64_t s, int64_t) { progress.update(base_steps + s * static_cast<int64_t>(idx.size())); },
+                                 decode)
                     .to(torch::kCPU, torch::kFloat);
     steps_done = base_steps + timesteps * static_cast<int64_t>(idx.size());
     double seconds = seconds_since(t0) / static_cast<double>(idx.size());

@@ -1,6 +1,7 @@
 #include "ops/sampler_step.h"
 
 #include "core/error.h"
+#include "ops/kernel_support.h"
 
 #ifdef MEDDIFF_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -20,7 +21,8 @@ torch::Tensor sampler_step_reference(const torch::Tensor& x, double a, const tor
 
 bool sampler_step_uses_kernel(const torch::Tensor& x) {
 #ifdef MEDDIFF_HAVE_CUDA
-  return x.is_cuda() && x.scalar_type() == torch::kFloat;
+  if (!x.is_cuda() || x.scalar_type() != torch::kFloat) return false;
+  return kernel_built_for(x.device(), "sampler_step", [] { return kernels::sampler_step_available(); });
 #else
   (void)x;
   return false;
