@@ -52,6 +52,14 @@ TrainingSet load_training_set(const DataParams& p) {
 CaseCount count_cases(const DataParams& p) {
   try {
     Manifest m = load_manifest(p.manifest);
+    if (!m.entries.empty()) {
+      io::ReadOptions ro;
+      ro.modality = p.modality_enum();
+      const auto& e = m.entries.front();
+      Volume v = io::read_volume(e.image, ro);
+      if (e.mask) v.label = io::read_label_map(*e.mask, v);
+      preprocess(v, p, e.class_label, e.image.string());
+    }
     return {static_cast<int64_t>(m.entries.size()), std::max<int64_t>(1, m.num_classes())};
   } catch (const Error& e) {
     log_info("dry run: the data is not readable yet ({}); the estimate leaves the training set out", e.what());

@@ -14,8 +14,9 @@ struct TrainingSet {
 
 TrainingSet load_training_set(const DataParams& p);
 
-// Cases and classes in the manifest without reading the volumes (for --dry-run); {0, 2} with a note
-// when the manifest cannot be read yet.
+// Cases and classes in the manifest (for --dry-run), reading only the first case, as the trainer will
+// (so the memory the I/O libraries take is part of what --dry-run measures); {0, 2} with a note when
+// the data cannot be read yet.
 struct CaseCount {
   int64_t cases = 0, classes = 2;
 };

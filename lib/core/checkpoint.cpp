@@ -15,8 +15,10 @@
 namespace meddiff {
 
 void Checkpoint::put_module(const std::string& prefix, const torch::nn::Module& m) {
-  for (const auto& p : m.named_parameters(true)) tensors[prefix + "." + p.key()] = p.value().detach().cpu().clone();
-  for (const auto& b : m.named_buffers(true)) tensors[prefix + "." + b.key()] = b.value().detach().cpu().clone();
+  // CPU tensors are referenced, not copied (a checkpoint is saved before the module changes again):
+  // a saved checkpoint costs no second copy of the weights in memory.
+  for (const auto& p : m.named_parameters(true)) tensors[prefix + "." + p.key()] = p.value().detach().to(torch::kCPU);
+  for (const auto& b : m.named_buffers(true)) tensors[prefix + "." + b.key()] = b.value().detach().to(torch::kCPU);
 }
 
 void Checkpoint::load_module(const std::string& prefix, torch::nn::Module& m) const {
@@ -33,23 +35,69 @@ void Checkpoint::load_module(const std::string& prefix, torch::nn::Module& m) co
   for (auto& b : m.named_buffers(true)) copy(b.key(), b.value());
 }
 
+namespace {
+// Adam and AdamW keep the same per-parameter state (step, first and second moments).
+template <typename State>
+void put_adam_state(std::map<std::string, torch::Tensor>& tensors, const std::string& key, const State& st) {
+  tensors[key + "step"] = torch::tensor(st.step(), torch::kLong);
+  tensors[key + "exp_avg"] = st.exp_avg().detach().to(torch::kCPU);
+  tensors[key + "exp_avg_sq"] = st.exp_avg_sq().detach().to(torch::kCPU);
+  if (st.max_exp_avg_sq().defined()) tensors[key + "max_exp_avg_sq"] = st.max_exp_avg_sq().detach().to(torch::kCPU);
+}
+
+template <typename State>
+std::unique_ptr<torch::optim::OptimizerParamState> get_adam_state(const Checkpoint& c, const std::string& key,
+                                                                  const torch::Tensor& param) {
+  auto st = std::make_unique<State>();
+  st->step(c.tensor(key + "step").item<int64_t>());
+  auto moment = [&](const std::string& n) {
+    const auto& t = c.tensor(key + n);
+    if (t.sizes() != param.sizes())
+      fail("checkpoint: '{}{}' has shape [{}], the parameter [{}]", key, n, fmt::join(t.sizes(), ","), fmt::join(param.sizes(), ","));
+    return t.to(param.device(), param.scalar_type()).clone();
+  };
+  st->exp_avg(moment("exp_avg"));
+  st->exp_avg_sq(moment("exp_avg_sq"));
+  if (c.tensors.count(key + "max_exp_avg_sq")) st->max_exp_avg_sq(moment("max_exp_avg_sq"));
+  return st;
+}
+}  // namespace
+
 void Checkpoint::put_optimizer(const std::string& name, const torch::optim::Optimizer& opt) {
-  torch::serialize::OutputArchive ar;
-  opt.save(ar);
-  std::ostringstream os;
-  ar.save_to(os);
-  std::string bytes = os.str();
-  auto t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
-  std::memcpy(t.data_ptr<uint8_t>(), bytes.data(), bytes.size());
-  tensors["optim." + name] = t;
+  // Adam / AdamW: the state of parameter i (in optimiser order) as "optim.<name>.<i>.exp_avg" etc.,
+  // referenced like the weights (no serialised copy), readable from Python.
+  int64_t i = 0;
+  for (const auto& group : opt.param_groups())
+    for (const auto& p : group.params()) {
+      const std::string key = fmt::format("optim.{}.{}.", name, i++);
+      auto it = opt.state().find(p.unsafeGetTensorImpl());
+      if (it == opt.state().end()) continue;  // never stepped
+      if (auto* a = dynamic_cast<const torch::optim::AdamParamState*>(it->second.get())) put_adam_state(tensors, key, *a);
+      else if (auto* w = dynamic_cast<const torch::optim::AdamWParamState*>(it->second.get())) put_adam_state(tensors, key, *w);
+      else fail("checkpoint: optimiser '{}' is not Adam or AdamW", name);
+    }
+  tensors["optim." + name + ".params"] = torch::tensor(i, torch::kLong);
 }
 
 void Checkpoint::load_optimizer(const std::string& name, torch::optim::Optimizer& opt, const torch::Device& device) const {
-  const auto& t = tensor("optim." + name);
-  torch::serialize::InputArchive ar;
-  auto c = t.contiguous();
-  ar.load_from(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()), device);
-  opt.load(ar);
+  if (tensors.count("optim." + name)) {  // meddiff 0.1 checkpoints: LibTorch's archive as bytes
+    const auto& t = tensor("optim." + name);
+    torch::serialize::InputArchive ar;
+    auto c = t.contiguous();
+    ar.load_from(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), static_cast<size_t>(c.numel()), device);
+    opt.load(ar);
+    return;
+  }
+  int64_t saved = tensor("optim." + name + ".params").item<int64_t>(), i = 0;
+  const bool adamw = dynamic_cast<torch::optim::AdamW*>(&opt) != nullptr;
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params()) {
+      const std::string key = fmt::format("optim.{}.{}.", name, i++);
+      if (!tensors.count(key + "step")) continue;
+      opt.state()[p.unsafeGetTensorImpl()] = adamw ? get_adam_state<torch::optim::AdamWParamState>(*this, key, p)
+                                                   : get_adam_state<torch::optim::AdamParamState>(*this, key, p);
+    }
+  if (i != saved) fail("checkpoint: optimiser '{}' has {} parameters, the checkpoint {}", name, i, saved);
 }
 
 const torch::Tensor& Checkpoint::tensor(const std::string& name) const {
@@ -83,23 +131,43 @@ void save_checkpoint(const Checkpoint& c, const std::filesystem::path& path) {
   pickler.protocol();
   pickler.pushIValue(top);
   pickler.stop();
-  std::vector<char> bytes;
-  {
-    caffe2::serialize::PyTorchStreamWriter writer([&](const void* b, size_t n) {
-      bytes.insert(bytes.end(), static_cast<const char*>(b), static_cast<const char*>(b) + n);
-      return n;
-    });
-    torch::jit::writeArchiveAndTensors("data", pickled.data(), pickled.size(), pickler.tensorData(), writer);
-    writer.writeEndOfFile();
-  }
-  write_atomically(path, [&](const std::filesystem::path& tmp) { write_file_checked(tmp, bytes.data(), bytes.size(), path.string()); });
+  // The archive streams into the file as it is made (no copy of the tensors in memory). The write
+  // callback never throws (the zip writer's destructor would call it again and terminate): it keeps
+  // the first error and the error is raised once the writer is done.
+  write_atomically(path, [&](const std::filesystem::path& tmp) {
+    CheckedFile file(tmp, path.string());
+    std::string error;
+    {
+      caffe2::serialize::PyTorchStreamWriter writer([&](const void* b, size_t n) -> size_t {
+        if (error.empty()) {
+          try {
+            file.write(b, n);
+          } catch (const std::exception& e) {
+            error = e.what();
+          }
+        }
+        return n;
+      });
+      torch::jit::writeArchiveAndTensors("data", pickled.data(), pickled.size(), pickler.tensorData(), writer);
+      writer.writeEndOfFile();
+    }
+    if (!error.empty()) throw Error(error);
+    file.finish();
+  });
 }
 
 Checkpoint load_checkpoint(const std::filesystem::path& path) {
-  std::string bytes = read_text(path);
+  std::vector<char> bytes;
+  {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) fail("{}: cannot open: {}", path.string(), std::filesystem::exists(path) ? "permission denied" : "no such file");
+    bytes.resize(static_cast<size_t>(in.tellg()));
+    in.seekg(0);
+    if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) fail("{}: read error", path.string());
+  }
   c10::IValue v;
   try {
-    v = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+    v = torch::pickle_load(bytes);
   } catch (const std::exception& e) {
     fail("{}: not a meddiff checkpoint (cannot unpickle)", path.string());
   }

@@ -165,27 +165,37 @@ void sync_path(const fs::path& path) {
   }
 }
 
-void write_file_checked(const fs::path& path, const char* data, size_t size, const std::string& what) {
-  const std::string name = what.empty() ? path.string() : what;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("{}: cannot create: {}", name, std::strerror(errno));
+CheckedFile::CheckedFile(const fs::path& path, const std::string& what) : what_(what.empty() ? path.string() : what) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("{}: cannot create: {}", what_, std::strerror(errno));
+}
+
+CheckedFile::~CheckedFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void CheckedFile::write(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::write(fd, data + done, size - done);
+    ssize_t n = ::write(fd_, p + done, size - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : ENOSPC;
-      ::close(fd);
-      fail("{}: write failed: {}", name, std::strerror(err));
-    }
+    if (n <= 0) fail("{}: write failed: {}", what_, std::strerror(n < 0 ? errno : ENOSPC));
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail("{}: write failed: {}", name, std::strerror(err));
-  }
-  if (::close(fd) != 0) fail("{}: write failed: {}", name, std::strerror(errno));
+}
+
+void CheckedFile::finish() {
+  if (::fsync(fd_) != 0) fail("{}: write failed: {}", what_, std::strerror(errno));
+  int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) fail("{}: write failed: {}", what_, std::strerror(errno));
+}
+
+void write_file_checked(const fs::path& path, const char* data, size_t size, const std::string& what) {
+  CheckedFile f(path, what);
+  f.write(data, size);
+  f.finish();
 }
 
 void write_atomically(const fs::path& target, const std::function<void(const fs::path&)>& write,

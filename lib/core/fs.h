@@ -42,8 +42,23 @@ void write_atomically(const fs::path& target, const std::function<void(const fs:
                       const std::function<void(const fs::path&)>& verify = nullptr);
 void write_text_atomically(const fs::path& target, const std::string& text);
 
-// Writes all of `bytes` to `path` with checked POSIX writes, then fsync: ENOSPC, EIO and short
-// writes are errors naming `what` (default: path).
+// A file written with checked POSIX writes: ENOSPC, EIO and short writes are errors naming `what`
+// (default: the path). finish() flushes (fsync) and closes; the destructor closes without flushing.
+class CheckedFile {
+ public:
+  explicit CheckedFile(const fs::path& path, const std::string& what = "");
+  ~CheckedFile();
+  CheckedFile(const CheckedFile&) = delete;
+  CheckedFile& operator=(const CheckedFile&) = delete;
+  void write(const void* data, size_t size);
+  void finish();
+
+ private:
+  int fd_ = -1;
+  std::string what_;
+};
+
+// Writes all of `bytes` to `path` (a CheckedFile), then fsync.
 void write_file_checked(const fs::path& path, const char* data, size_t size, const std::string& what = "");
 inline void write_file_checked(const fs::path& path, const std::string& bytes, const std::string& what = "") {
   write_file_checked(path, bytes.data(), bytes.size(), what);

@@ -2,9 +2,9 @@
 // What `train-vqgan --dry-run` and `train-ldm --dry-run` report as memory: measured, not modelled.
 // The probe builds the models and optimisers of the config on its device and runs two real
 // optimisation steps on random data of the config's shape, at micro-batch 1 and (when the config's
-// batch is larger) 2, reading the process's peak resident memory (CPU) or the CUDA allocator's
-// peak. The config's batch is extrapolated linearly from the two; the training set the trainer keeps
-// in memory (cases x shape x 4 bytes) is added by arithmetic.
+// batch is larger) min(4, batch), reading the process's peak resident memory (CPU) or the CUDA
+// allocator's peak. A larger batch is extrapolated linearly from the two; the training set the
+// trainer keeps in memory (cases x shape x 4 bytes) is added by arithmetic.
 #include "train/train_config.h"
 
 #include <string>
@@ -17,7 +17,8 @@ struct MemoryProbe {
   std::string device;
   double base_mib = 0;           // the process before the models (libraries)
   double step_mib_batch1 = 0;    // peak growth of a step at micro-batch 1 (models, optimiser, activations)
-  double step_mib_batch2 = 0;    // ... at micro-batch 2 (0 when not measured)
+  double step_mib_batch2 = 0;    // ... at micro-batch `second_batch` (0 when not measured)
+  int64_t second_batch = 0;
   double data_mib = 0;           // training data held in memory
   double total_mib = 0;          // the estimate at the config's micro-batch
   double seconds_per_step = 0;   // of the measured step at micro-batch 1 (the second step)
