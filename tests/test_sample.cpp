@@ -350,3 +350,33 @@ TEST_CASE("latent cache: rebuilt when the cases or their classes change") {
   CHECK(err.find("latents.pt is stale") != std::string::npos);
   CHECK(load_checkpoint(dir / "ldm/latents.pt").tensor("classes").max().item<int64_t>() == 0);
 }
+
+TEST_CASE("reconstruct: never replaces a folder of the user's files or its input and needs --force for an existing file") {
+  auto d = trained();
+  test::ScratchDir dir("reconstruct-safety");
+  const std::string vq = (d / "vqgan/last.pt").string();
+  fs::copy_file(load_manifest((d / "data/manifest.json").string()).entries.front().image, dir / "scan.nii.gz");
+  const std::string in = (dir / "scan.nii.gz").string();
+  const auto before = read_text(dir / "scan.nii.gz");
+  // r/ holds the user's files: an output without an image extension is a DICOM folder, never replaced
+  fs::create_directories(dir / "r");
+  write_text_atomically(dir / "r/thesis.tex", "years of work");
+  for (bool force : {false, true}) {
+    std::vector<std::string> a{"--vqgan", vq, in, (dir / "r").string()};
+    if (force) a.push_back("--force");
+    CHECK_THROWS_WITH(cli::run_reconstruct(a), doctest::Contains("thesis.tex"));
+  }
+  CHECK(read_text(dir / "r/thesis.tex") == "years of work");
+  // OUT == IN, also with --force
+  CHECK_THROWS_WITH(cli::run_reconstruct({"--vqgan", vq, in, in, "--force"}), doctest::Contains("the same as the input"));
+  CHECK(read_text(dir / "scan.nii.gz") == before);
+  // an existing file needs --force; a DICOM input series is never the output
+  write_text_atomically(dir / "out.nii.gz", "precious");
+  CHECK_THROWS_WITH(cli::run_reconstruct({"--vqgan", vq, in, (dir / "out.nii.gz").string()}), doctest::Contains("--force"));
+  CHECK(read_text(dir / "out.nii.gz") == "precious");
+  CHECK(cli::run_reconstruct({"--vqgan", vq, in, (dir / "series").string()}) == 0);
+  CHECK_THROWS(cli::run_reconstruct({"--vqgan", vq, (dir / "series").string(), (dir / "series").string(), "--force"}));
+  CHECK(io::read_volume(dir / "series").image.sizes() == io::read_volume(dir / "scan.nii.gz").image.sizes());
+  CHECK(cli::run_reconstruct({"--vqgan", vq, in, (dir / "out.nii.gz").string(), "--force"}) == 0);
+  CHECK(io::read_volume(dir / "out.nii.gz").geometry.spacing == io::read_volume(dir / "scan.nii.gz").geometry.spacing);
+}
