@@ -168,7 +168,16 @@ TEST_CASE("manifest: CSV / JSON / folder and glob - all bad entries reported at 
   save_manifest_json(out, dir / "saved.json");
   auto back = load_manifest((dir / "saved.json").string());
   CHECK(back.entries[0].class_label == 1);
-  CHECK(back.entries[0].mask.has_value());
+  REQUIRE(back.entries[0].label.has_value());
+  CHECK(back.entries[0].label->filename() == "b.nii.gz");
+  CHECK(read_text(dir / "saved.json").find("\"label\"") != std::string::npos);
+  // the label map column: "label" (and "mask", its older name) in CSV and JSON; a class is never read from it
+  write_text_atomically(dir / "labels.csv", "image,class,label\na.nii.gz,0,b.nii.gz\n");
+  CHECK(load_manifest((dir / "labels.csv").string()).entries[0].label->filename() == "b.nii.gz");
+  write_text_atomically(dir / "masks.json", R"({"cases": [{"image": "a.nii.gz", "class": 0, "mask": "b.nii.gz"}]})");
+  CHECK(load_manifest((dir / "masks.json").string()).entries[0].label->filename() == "b.nii.gz");
+  write_text_atomically(dir / "nolabel.csv", "image,label\na.nii.gz,1\n");
+  CHECK_THROWS_WITH_AS(load_manifest((dir / "nolabel.csv").string()), doctest::Contains("no such file"), Error);
 }
 
 TEST_CASE("phantoms are deterministic / labelled and class 1 alone has lesions") {

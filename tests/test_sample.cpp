@@ -27,16 +27,6 @@ using namespace meddiff;
 
 namespace {
 
-// --set arguments of the tiny models every test here trains (CT phantoms 16^3, a few steps on the CPU).
-std::vector<std::string> tiny_model_args(const fs::path& manifest) {
-  return {"--set", "data.manifest=" + manifest.string(), "--set", "data.modality=\"ct\"", "--set", "data.shape=[16,16,16]",
-          "--set", "vqgan.n_hiddens=4", "--set", "vqgan.downsample=[2,2,2]", "--set", "vqgan.n_codes=32",
-          "--set", "vqgan.disc_channels=4", "--set", "vqgan.disc_layers=2", "--set", "vqgan_train.device=\"cpu\"",
-          "--set", "ldm_train.device=\"cpu\"", "--set", "ldm.timesteps=50", "--set", "ldm.unet.base_channels=8",
-          "--set", "ldm.unet.channel_mults=[1,2]", "--set", "ldm.unet.downsample=[[2,2,2]]",
-          "--set", "ldm.unet.attention_levels=[1]", "--set", "ldm.unet.attention_heads=2", "--set", "ldm_train.batch_size=2"};
-}
-
 // Trains once per test binary run: folder with data/, vqgan/last.pt, ldm/last.pt.
 const fs::path& trained() {
   static test::ScratchDir* dir = nullptr;
@@ -45,7 +35,7 @@ const fs::path& trained() {
     auto d = dir->path();
     REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "4", "--shape", "16,16,16", "--spacing", "2,1.5,1.5",
                                "--out", (d / "data").string()}) == 0);
-    auto common = tiny_model_args(d / "data/manifest.json");
+    auto common = test::tiny_model_args(d / "data/manifest.json");
     common.insert(common.end(), {"--set", "vqgan_train.steps=2", "--set", "ldm_train.steps=3", "--set", "sample.steps=5"});
     auto vq = common;
     vq.insert(vq.end(), {"--out", (d / "vqgan").string()});
@@ -286,7 +276,7 @@ TEST_CASE("sampling jobs: names and ranges are checked") {
 TEST_CASE("training: --resume refuses another VQ-GAN or other data, a second trainer, and keeps metrics honest") {
   auto d = trained();
   test::ScratchDir dir("train-resume");
-  auto common = tiny_model_args(d / "data/manifest.json");
+  auto common = test::tiny_model_args(d / "data/manifest.json");
   auto with = [&](std::vector<std::string> extra) {
     auto a = common;
     a.insert(a.end(), extra.begin(), extra.end());
@@ -342,7 +332,7 @@ TEST_CASE("latent cache: rebuilt when the cases or their classes change") {
   auto m = load_manifest((d / "data/manifest.json").string());
   for (auto& e : m.entries) e.class_label = 0;
   save_manifest_json(m, dir / "one_class.json");
-  auto a = tiny_model_args(dir / "one_class.json");
+  auto a = test::tiny_model_args(dir / "one_class.json");
   a.insert(a.end(), {"--set", "ldm_train.steps=1", "--vqgan", (d / "vqgan/last.pt").string(), "--out", (dir / "ldm").string()});
   auto before = load_checkpoint(d / "ldm/latents.pt").tensor("classes");
   CHECK(before.max().item<int64_t>() == 1);

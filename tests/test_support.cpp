@@ -35,4 +35,13 @@ std::filesystem::path fixture(const std::string& name) {
   return std::filesystem::path(MEDDIFF_SOURCE_DIR) / "tests" / "fixtures" / name;
 }
 
+std::vector<std::string> tiny_model_args(const std::filesystem::path& manifest) {
+  return {"--set", "data.manifest=" + manifest.string(), "--set", "data.modality=\"ct\"", "--set", "data.shape=[16,16,16]",
+          "--set", "vqgan.n_hiddens=4", "--set", "vqgan.downsample=[2,2,2]", "--set", "vqgan.n_codes=32",
+          "--set", "vqgan.disc_channels=4", "--set", "vqgan.disc_layers=2", "--set", "vqgan_train.device=\"cpu\"",
+          "--set", "ldm_train.device=\"cpu\"", "--set", "ldm.timesteps=50", "--set", "ldm.unet.base_channels=8",
+          "--set", "ldm.unet.channel_mults=[1,2]", "--set", "ldm.unet.downsample=[[2,2,2]]",
+          "--set", "ldm.unet.attention_levels=[1]", "--set", "ldm.unet.attention_heads=2", "--set", "ldm_train.batch_size=2"};
+}
+
 }  // namespace meddiff::test

@@ -2,6 +2,7 @@
 // Helpers for the tests: a fresh scratch folder per test case, fixture paths.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace meddiff::test {
 
@@ -21,6 +22,9 @@ std::filesystem::path fixture(const std::string& name);  // tests/fixtures/<name
 
 // Leaves the temporary a killed writer of `target` would: a child process creates it and ends.
 void leave_stale_temp(const std::filesystem::path& target);
+
+// --set arguments of the tiny models the end-to-end tests train (CT phantoms 16^3, a few steps on the CPU).
+std::vector<std::string> tiny_model_args(const std::filesystem::path& manifest);
 
 }  // namespace meddiff::test
 

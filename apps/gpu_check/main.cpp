@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
     auto x_T = torch::randn({2, zn.size(1), zn.size(2), zn.size(3), zn.size(4)}, gen);
     reset_peak_device_memory(dev);
     auto t0 = std::chrono::steady_clock::now();
-    vols.push_back(generate_volumes(l, v, x_T.to(dev), torch::tensor({0, 1}, torch::kLong).to(dev), sp,
+    vols.push_back(generate_volumes(l, v, x_T.to(dev), torch::tensor({0, 1}, torch::kLong).to(dev), torch::Tensor(), sp,
                                     [&](int64_t) { return torch::zeros_like(x_T).to(dev); })
                        .cpu());
     synchronize(dev);

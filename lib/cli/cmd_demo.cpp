@@ -9,7 +9,9 @@
 #include "core/version.h"
 #include "pipeline/device.h"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <fstream>
 #include <iostream>
 
@@ -30,6 +32,61 @@ double last_metric(const fs::path& path, const std::string& key) {
     if (j.is_object() && j.contains(key)) v = j[key].get<double>();
   }
   return v;
+}
+
+// The per-label check of a sample folder's pairs, as a Markdown section: per label the training
+// range, the synthetic medians and how many pairs pass; and the phantoms' expected contrasts.
+std::string pair_check_report(const fs::path& manifest, const std::string& title, Modality modality) {
+  struct Row {
+    std::vector<double> medians;
+    int64_t passed = 0;
+    std::vector<double> range;
+  };
+  std::map<int64_t, std::pair<std::string, Row>> rows;
+  int64_t pairs = 0, all_passed = 0, contrast_ok = 0, contrast_n = 0;
+  std::ifstream in(manifest);
+  std::string line;
+  const bool ct = modality == Modality::CT;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("qc")) continue;
+    ++pairs;
+    all_passed += j["qc"].value("passed", false) ? 1 : 0;
+    std::map<std::string, double> med;
+    for (const auto& l : j["qc"]["labels"]) {
+      auto& [name, row] = rows[l.value("label", int64_t{0})];
+      name = l.value("name", "");
+      row.medians.push_back(l.value("median", 0.0));
+      row.passed += l.value("passed", false) ? 1 : 0;
+      row.range = l.value("range", std::vector<double>{});
+      med[name] = l.value("median", 0.0);
+    }
+    // the phantoms' contrasts: MR lesions brighter than brain; CT lung < -600 HU, bone > 300 HU, nodules > -300 HU
+    if (!ct && med.count("lesion") && med.count("brain")) {
+      ++contrast_n;
+      contrast_ok += med["lesion"] > med["brain"] ? 1 : 0;
+    }
+    if (ct && med.count("lung") && med.count("bone")) {
+      ++contrast_n;
+      contrast_ok += med["lung"] < -600 && med["bone"] > 300 && (!med.count("nodule") || med["nodule"] > -300) ? 1 : 0;
+    }
+  }
+  std::string s = fmt::format("## Per-label check: `{}`\n\n{} of {} pairs pass (inside every label with at least 8 voxels, the "
+                              "synthetic median lies in the training range for that label; {}).\n\n"
+                              "| label | training range | synthetic medians (min / median / max) | pairs passing |\n|---|---|---|---|\n",
+                              title, all_passed, pairs, ct ? "HU" : "MR output units 0-1000");
+  for (auto& [label, nr] : rows) {
+    auto& [name, row] = nr;
+    std::sort(row.medians.begin(), row.medians.end());
+    s += fmt::format("| {} ({}) | [{:.0f}, {:.0f}] | {:.0f} / {:.0f} / {:.0f} | {} of {} |\n", name, label,
+                     row.range.size() == 2 ? row.range[0] : 0.0, row.range.size() == 2 ? row.range[1] : 0.0, row.medians.front(),
+                     row.medians[row.medians.size() / 2], row.medians.back(), row.passed, row.medians.size());
+  }
+  if (contrast_n > 0)
+    s += fmt::format("\n{}: {} of {} pairs.\n", ct ? "Lung median below -600 HU, bone above 300 HU and nodules above -300 HU"
+                                                 : "Lesion median brighter than the brain's",
+                     contrast_ok, contrast_n);
+  return s + "\n";
 }
 
 }  // namespace
@@ -68,10 +125,13 @@ int run_demo(const Args_t& args) {
   std::string shape = quick ? "16,16,16" : "32,32,32";
   std::string spacing = modality == Modality::CT ? (quick ? "4,3,3" : "2.5,1.5,1.5") : (quick ? "2,2,2" : "1.2,1,1");
 
-  log_info("demo 1/4: phantoms ({} {} cases)", n, mod);
+  log_info("demo 1/4: phantoms ({} {} cases, and {} held-out label maps)", n, mod, n / 3);
   auto t0 = std::chrono::steady_clock::now();
   run_phantoms({"--modality", mod, "--count", std::to_string(n), "--shape", shape, "--spacing", spacing, "--seed", "1",
                 "--out", (out / "data").string()});
+  // Held-out cases (another seed): their label maps drive paired sampling of unseen anatomy.
+  run_phantoms({"--modality", mod, "--count", std::to_string(n / 3), "--shape", shape, "--spacing", spacing, "--seed", "2",
+                "--out", (out / "heldout").string()});
   double t_data = seconds_since(t0);
   cfg.data.manifest = fs::absolute(out / "data/manifest.json").string();
   cfg.validate();
@@ -88,10 +148,13 @@ int run_demo(const Args_t& args) {
   run_train_ldm({"--config", config, "--vqgan", (out / "vqgan/last.pt").string(), "--out", (out / "ldm").string()});
   double t_ldm = seconds_since(t0);
 
-  log_info("demo 4/4: sampling 4 volumes per class with DDIM {} steps, guidance {}", cfg.sample.steps, cfg.sample.guidance);
+  log_info("demo 4/4: sampling 8 image + label pairs from the mask bank and {} from the held-out label maps, DDIM {} steps, "
+           "guidance {}", n / 3, cfg.sample.steps, cfg.sample.guidance);
   t0 = std::chrono::steady_clock::now();
   run_sample({"--ldm", (out / "ldm/last.pt").string(), "-n", "8", "--format", "nifti,dicom,png", "--seed", "1",
               "--device", device, "--out", (out / "samples").string()});
+  run_sample({"--ldm", (out / "ldm/last.pt").string(), "-n", std::to_string(n / 3), "--format", "nifti,png", "--seed", "1",
+              "--labels", (out / "heldout/manifest.json").string(), "--device", device, "--out", (out / "samples_heldout").string()});
   double t_sample = seconds_since(t0);
 
   double psnr = last_metric(out / "vqgan/metrics.jsonl", "val_psnr");
@@ -106,17 +169,22 @@ int run_demo(const Args_t& args) {
       "| phantoms | {} {} cases, classes 0/1 alternating: `data/` | {:.0f} s |\n"
       "| VQ-GAN | {} steps; weighted L1 {:.4f}; validation PSNR {:.2f} dB (mean-volume baseline {:.2f} dB), SSIM {:.4f}: `vqgan/last.pt` | {:.0f} s |\n"
       "| latent diffusion | {} steps; loss {:.4f}: `ldm/last.pt` | {:.0f} s |\n"
-      "| sampling | 8 volumes (4 per class), DDIM {} steps, guidance {}: `samples/` | {:.0f} s |\n"
+      "| sampling | 8 image + label pairs from the mask bank (`samples/`) and {} from held-out label maps (`samples_heldout/`), DDIM {} steps, guidance {} | {:.0f} s |\n"
       "| total | | {:.0f} s |\n\n"
       "## Files\n\n"
-      "- `samples/synth_NNNNNN.nii.gz`: NIfTI; `samples/synth_NNNNNN_dicom/`: DICOM series (DERIVED\\SECONDARY, synthetic "
-      "identity); `samples/synth_NNNNNN.png`: axial | coronal | sagittal preview; `samples/manifest.jsonl`: one line per volume "
-      "(seed, class, sampler, checkpoint SHA-256s). Even indices are class 0, odd indices class 1 ({}).\n"
+      "- `samples/synth_NNNNNN.nii.gz` + `synth_NNNNNN_label.nii.gz`: the synthetic image and the label map it was generated "
+      "for (a training label map, randomly flipped, rotated, scaled and deformed); `samples/synth_NNNNNN_dicom/` and "
+      "`_label_dicom/`: DICOM series of both (DERIVED\\SECONDARY, synthetic identity); `samples/synth_NNNNNN.png`: axial | "
+      "coronal | sagittal with the label outlines in white; `samples/manifest.jsonl`: one line per pair (seed, class, "
+      "sampler, checkpoint SHA-256s, the per-label check). Each pair has its label map's class ({}).\n"
+      "- `samples_heldout/`: the same for label maps of phantoms the models never saw (`heldout/`).\n"
       "- `vqgan/previews/`: validation input / reconstruction / |difference|; `ldm/previews/`: one sample per class during training.\n"
       "- `vqgan/metrics.jsonl`, `ldm/metrics.jsonl`: training curves; `config.json`: the resolved config.\n",
       mod, quick ? ", --quick" : "", version(), git_hash(), torch_version(), device, n, mod, t_data, cfg.vqgan_train.steps,
-      vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, cfg.sample.steps, cfg.sample.guidance,
+      vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, n / 3, cfg.sample.steps, cfg.sample.guidance,
       t_sample, seconds_since(t_all), modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
+  report += "\n" + pair_check_report(out / "samples/manifest.jsonl", "samples/", modality) +
+            pair_check_report(out / "samples_heldout/manifest.jsonl", "samples_heldout/", modality);
   write_text_atomically(out / "report.md", report);
   log_info("demo: done in {:.0f} s; report {}", seconds_since(t_all), (out / "report.md").string());
   return 0;

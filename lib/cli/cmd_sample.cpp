@@ -6,6 +6,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/sample_job.h"
+#include "cli/sample_labels.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -15,6 +16,8 @@
 #include "core/version.h"
 #include "data/batches.h"
 #include "data/intensity.h"
+#include "data/label_check.h"
+#include "data/label_maps.h"
 #include "data/preview.h"
 #include "io/png.h"
 #include "io/volume_writer.h"
@@ -99,6 +102,16 @@ int run_sample(const Args_t& args) {
       ("device", "auto, cpu, cuda, cuda:N", cxxopts::value<std::string>()->default_value("auto"))
       ("max-memory", "Memory budget of the decoder in GiB (default: the config's sample.max_memory_gib, else automatic); "
                      "volumes larger than it decode in slabs, with the same result", cxxopts::value<double>())
+      ("labels", "Label-conditioned models: the label maps to generate images for (a folder of label files or a manifest "
+                 "with a label column); volume i takes map i mod their count", cxxopts::value<std::string>())
+      ("mask-bank", "Label-conditioned models: the bank of training label maps (default: mask_bank.pt beside --ldm)",
+       cxxopts::value<std::string>())
+      ("augment-labels", "on or off: random flips, rotations, scalings and elastic deformation of each label map "
+                         "(default: on for the mask bank, off for --labels)", cxxopts::value<std::string>())
+      ("remove-label", "Comma-separated labels to remove from every map (e.g. 4: no lesion)", cxxopts::value<std::string>()->default_value(""))
+      ("scale-label", "LABEL=FACTOR[,...]: scale a label's region about its centre (e.g. 4=1.5)", cxxopts::value<std::string>()->default_value(""))
+      ("qc-retries", "Label-conditioned models: regenerate a pair whose per-label intensities fall outside the training "
+                     "ranges up to this many times (next seeds), then keep it marked as failed", cxxopts::value<int64_t>()->default_value("3"))
       ("force", "When --out was sampled with other settings: discard its volumes and start again")
       ("dry-run", "Print what would be done (counts, measured time and memory per volume) and write nothing")
       ("finalize", "Only rebuild OUT/manifest.jsonl (and dataset.json) from the finished volumes' sidecars")
@@ -110,10 +123,12 @@ int run_sample(const Args_t& args) {
   if (layout.kind != "flat" && layout.kind != "nnunet") usage_fail("--layout must be flat or nnunet (got '{}')", layout.kind);
   layout.name = parse_name(r["name"].as<std::string>());
   SampleFolder folder(out, layout);
-  auto dataset_json = [&](const std::string& modality) {
-    return [&, modality](int64_t count) {
+  auto dataset_json = [&](const std::string& modality, const std::vector<std::string>& names) {
+    nlohmann::json labels = {{"background", 0}};
+    for (size_t l = 1; l < names.size(); ++l) labels[names[l]] = l;
+    return [&, modality, labels](int64_t count) {
       return nlohmann::json{{"channel_names", {{"0", modality == "CT" ? "CT" : "MRI"}}},
-                            {"labels", {{"background", 0}}},
+                            {"labels", labels},
                             {"numTraining", count},
                             {"file_ending", ".nii.gz"},
                             {"name", layout.name},
@@ -124,7 +139,8 @@ int run_sample(const Args_t& args) {
     folder.check_usable();
     auto job = folder.recorded_job();
     if (!job) fail("{}: no job.json; nothing sampled here to finalize", out.string());
-    int64_t count = folder.rebuild(dataset_json((*job)["info"].value("modality", "MR")));
+    int64_t count = folder.rebuild(dataset_json((*job)["info"].value("modality", "MR"),
+                                                (*job)["info"].value("label_names", std::vector<std::string>{})));
     log_info("sample --finalize: {} finished volume(s) in {}", count, (out / "manifest.jsonl").string());
     return 0;
   }
@@ -184,6 +200,30 @@ int run_sample(const Args_t& args) {
   AutoencoderRun decode;
   decode.budget_bytes = memory_budget_bytes(gib, device);
 
+  // Paired sampling: a label map per volume, and the per-pair check.
+  const bool paired = ldm.num_labels > 0;
+  std::optional<LabelSource> label_source;
+  const int64_t qc_retries = r["qc-retries"].as<int64_t>();
+  if (qc_retries < 0 || qc_retries > 100) usage_fail("--qc-retries must be within 0..100 (got {})", qc_retries);
+  if (paired) {
+    std::optional<bool> augment;
+    if (r.count("augment-labels")) {
+      auto v = r["augment-labels"].as<std::string>();
+      if (v != "on" && v != "off") usage_fail("--augment-labels must be on or off (got '{}')", v);
+      augment = v == "on";
+    }
+    auto edits = parse_label_edits(r["remove-label"].as<std::string>(), r["scale-label"].as<std::string>(), ldm.num_labels);
+    std::string user = r.count("labels") ? r["labels"].as<std::string>() : "";
+    fs::path bank = r.count("mask-bank") ? fs::path(r["mask-bank"].as<std::string>()) : ldm.mask_bank;
+    if (!user.empty() && is_within(user, out)) fail("{}: holds the input {}; give another folder for the samples", out.string(), user);
+    label_source.emplace(ldm, user, bank, augment, edits);
+  } else {
+    for (const char* o : {"labels", "mask-bank", "augment-labels"})
+      if (r.count(o)) usage_fail("--{}: this model is not conditioned on label maps (train it with data.labels = condition)", o);
+    if (!r["remove-label"].as<std::string>().empty() || !r["scale-label"].as<std::string>().empty())
+      usage_fail("--remove-label / --scale-label: this model is not conditioned on label maps");
+  }
+
   // Everything that determines the volumes (and the files) of this folder.
   nlohmann::json formats_json = nlohmann::json::array();
   for (const auto& f : formats) formats_json.push_back(f);
@@ -196,7 +236,13 @@ int run_sample(const Args_t& args) {
       {"clip_x0", sp.clip_x0},   {"dynamic_threshold", sp.dynamic_threshold},
       {"precision", "fp32"},     {"layout", layout.kind},
       {"formats", formats_json}, {"name", layout.kind == "nnunet" ? layout.name : ""}};
-  nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", ldm.config}};
+  if (paired) {
+    settings["labels"] = label_source->settings();
+    if (!fixed_class) settings["class_rule"] = fmt::format("the label map's class, else index mod {}", std::max<int64_t>(1, ldm.num_classes));
+    settings["qc_retries"] = qc_retries;
+  }
+  nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", ldm.config},
+                         {"label_names", ldm.label_names}};
   auto class_of = [&](int64_t i) { return fixed_class ? *fixed_class : (ldm.num_classes > 0 ? i % ldm.num_classes : 0); };
   auto timesteps = static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size());
 
@@ -241,7 +287,7 @@ int run_sample(const Args_t& args) {
 
   folder.lock_shard(shard.k, shard.n);
   folder.open(settings, info, force);
-  auto ds_json = dataset_json(to_string(ldm.modality));
+  auto ds_json = dataset_json(to_string(ldm.modality), ldm.label_names);
   folder.rebuild(ds_json);  // repairs a manifest line lost to a kill
   std::vector<int64_t> todo;
   for (int64_t i : mine)
@@ -251,38 +297,77 @@ int run_sample(const Args_t& args) {
   IntensityParams ip = ldm.data.intensity();
   IntensityWindow w = output_window(ldm.modality, ip);
   Progress progress(fmt::format("sample ({} {} steps)", sp.sampler, sp.steps), static_cast<int64_t>(todo.size()) * timesteps);
-  int64_t steps_done = 0;
+  int64_t steps_done = 0, qc_failed = 0, qc_regenerated = 0;
   for (size_t b0 = 0; b0 < todo.size(); b0 += static_cast<size_t>(batch)) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int64_t> idx(todo.begin() + static_cast<std::ptrdiff_t>(b0),
                              todo.begin() + static_cast<std::ptrdiff_t>(std::min(todo.size(), b0 + static_cast<size_t>(batch))));
-    std::vector<torch::Tensor> x_T;
     std::vector<int64_t> cls;
+    std::vector<PairLabel> pairs;
     for (int64_t i : idx) {
-      x_T.push_back(noise_for(seed, i, 0, ldm.latent_shape));
       cls.push_back(class_of(i));
+      if (!paired) continue;
+      pairs.push_back(label_source->for_volume(seed, i));
+      const auto& map_class = pairs.back().class_label;
+      if (!fixed_class && ldm.num_classes > 0 && map_class && *map_class >= 0 && *map_class < ldm.num_classes) cls.back() = *map_class;
     }
-    auto classes = torch::tensor(cls, torch::kLong).to(device);
-    auto step_noise = [&](int64_t step) {
-      std::vector<torch::Tensor> z;
-      for (int64_t i : idx) z.push_back(noise_for(seed, i, static_cast<uint64_t>(step + 1), ldm.latent_shape));
-      return torch::stack(z).to(device);
-    };
-    int64_t base_steps = steps_done;
-    auto vols = generate_volumes(ldm, vq.model, torch::stack(x_T).to(device), classes, sp, step_noise,
-                                 [&](int64_t s, int64_t) { progress.update(base_steps + s * static_cast<int64_t>(idx.size())); },
-                                 decode)
-                    .to(torch::kCPU, torch::kFloat);
-    steps_done = base_steps + timesteps * static_cast<int64_t>(idx.size());
+    // Attempt 0 of volume i is (seed, i); a pair that fails the check is generated again from the next
+    // attempt's noise (same label map), up to --qc-retries times.
+    std::vector<torch::Tensor> images(idx.size());
+    std::vector<int64_t> attempts(idx.size(), 0);
+    std::vector<PairCheck> checks(idx.size());
+    std::vector<size_t> pending(idx.size());
+    for (size_t j = 0; j < idx.size(); ++j) pending[j] = j;
+    for (int64_t attempt = 0; !pending.empty(); ++attempt) {
+      const uint64_t s_att = attempt == 0 ? seed : step_seed(seed, -attempt, 0x7163ULL);
+      std::vector<torch::Tensor> x_T, conds;
+      std::vector<int64_t> c;
+      for (size_t j : pending) {
+        x_T.push_back(noise_for(s_att, idx[j], 0, ldm.latent_shape));
+        c.push_back(cls[j]);
+        if (paired)
+          conds.push_back(label_fractions(pairs[j].label, ldm.num_labels, {ldm.latent_shape[1], ldm.latent_shape[2], ldm.latent_shape[3]}));
+      }
+      auto classes = torch::tensor(c, torch::kLong).to(device);
+      auto cond = paired ? torch::stack(conds).to(device) : torch::Tensor();
+      auto step_noise = [&](int64_t step) {
+        std::vector<torch::Tensor> z;
+        for (size_t j : pending) z.push_back(noise_for(s_att, idx[j], static_cast<uint64_t>(step + 1), ldm.latent_shape));
+        return torch::stack(z).to(device);
+      };
+      int64_t base_steps = steps_done;
+      const auto n_pending = static_cast<int64_t>(pending.size());
+      auto vols = generate_volumes(ldm, vq.model, torch::stack(x_T).to(device), classes, cond, sp, step_noise,
+                                   [&](int64_t s, int64_t) { if (attempt == 0) progress.update(base_steps + s * n_pending); },
+                                   decode)
+                      .to(torch::kCPU, torch::kFloat);
+      if (attempt == 0) steps_done = base_steps + timesteps * n_pending;
+      std::vector<size_t> again;
+      for (size_t k = 0; k < pending.size(); ++k) {
+        const size_t j = pending[k];
+        images[j] = vols[static_cast<int64_t>(k)][0];
+        attempts[j] = attempt;
+        if (!paired) continue;
+        checks[j] = check_pair(images[j], pairs[j].label, ldm.label_ranges, ldm.label_names, w);
+        if (!checks[j].passed && attempt < qc_retries) again.push_back(j);
+      }
+      if (!again.empty()) {
+        qc_regenerated += static_cast<int64_t>(again.size());
+        log_info("{} pair(s) outside the training intensity ranges; generating again (attempt {} of {})", again.size(), attempt + 2,
+                 qc_retries + 1);
+      }
+      pending = again;
+    }
     double seconds = seconds_since(t0) / static_cast<double>(idx.size());
     for (size_t j = 0; j < idx.size(); ++j) {
       int64_t i = idx[j];
       Volume v;
-      v.image = denormalise(vols[static_cast<int64_t>(j)][0], w, true);
-      v.geometry = ldm.geometry;
+      v.image = denormalise(images[j], w, true);
+      v.geometry = paired ? pairs[j].geometry : ldm.geometry;
       v.modality = ldm.modality;
       std::string name = layout.base_name(i);
       std::string what = fmt::format("seed={} index={} class={}", seed, i, cls[j]);
+      if (attempts[j] > 0) what += fmt::format(" attempt={}", attempts[j]);
       nlohmann::json files = nlohmann::json::array();
       // The folder is this job's: a file of an unfinished volume (a killed run) is replaced.
       io::WriteOptions wo;
@@ -292,6 +377,13 @@ int run_sample(const Args_t& args) {
         fs::path f = folder.images_dir() / (layout.kind == "nnunet" ? name + "_0000.nii.gz" : name + ".nii.gz");
         io::write_volume(v, f, wo);
         files.push_back(fs::relative(f, folder.out()).string());
+        if (paired) {
+          fs::path lf = folder.labels_dir() / (layout.kind == "nnunet" ? name + ".nii.gz" : name + "_label.nii.gz");
+          io::WriteOptions lo = wo;
+          lo.description = "SYNTHETIC label map, meddiff " + version() + " " + what;
+          io::write_label_map(pairs[j].label, v.geometry, lf, lo);
+          files.push_back(fs::relative(lf, folder.out()).string());
+        }
       }
       if (formats.count("dicom")) {
         wo.dicom.synthetic = true;
@@ -302,23 +394,51 @@ int run_sample(const Args_t& args) {
         fs::path f = folder.meta_dir() / (name + "_dicom");
         io::write_volume(v, f, wo);
         files.push_back(fs::relative(f, folder.out()).string());
+        if (paired) {  // the label map as a second series of the same grid, marked as a segmentation
+          Volume lv = v;
+          lv.image = pairs[j].label.to(torch::kFloat);
+          io::WriteOptions lo = wo;
+          std::string legend;
+          for (size_t l = 0; l < ldm.label_names.size(); ++l) legend += fmt::format("{}{}={}", l ? " " : "", l, ldm.label_names[l]);
+          lo.dicom.series_description = fmt::format("SEGMENTATION of meddiff synthetic seed={} class={}", seed, cls[j]);
+          lo.dicom.image_comments = fmt::format("SEGMENTATION label map (pixel value = label: {}) of a SYNTHETIC volume generated by "
+                                                "meddiff {}; index={} seed={}; no patient data", legend, version(), i, seed);
+          lo.dicom.series_number = static_cast<int>(i % 100000) + 100001;
+          fs::path lf = folder.meta_dir() / (name + "_label_dicom");
+          io::write_volume(lv, lf, lo);
+          files.push_back(fs::relative(lf, folder.out()).string());
+        }
       }
       if (formats.count("png")) {
         fs::path f = folder.meta_dir() / (name + ".png");
-        io::write_png(orthogonal_panel(v.image, v.geometry, ldm.modality == Modality::CT ? IntensityWindow{-1000, 1000} : w), f,
-                      {{"Description", "SYNTHETIC volume generated by meddiff " + version() + "; " + what + "; no patient data"},
+        IntensityWindow pw = ldm.modality == Modality::CT ? IntensityWindow{-1000, 1000} : w;
+        io::write_png(paired ? contour_panel(v.image, pairs[j].label, v.geometry, pw) : orthogonal_panel(v.image, v.geometry, pw), f,
+                      {{"Description", "SYNTHETIC volume generated by meddiff " + version() + "; " + what +
+                                           (paired ? "; white: outlines of its label map" : "") + "; no patient data"},
                        {"Software", "meddiff " + version()}});
         files.push_back(fs::relative(f, folder.out()).string());
       }
       nlohmann::json rec = settings;
       rec.update({{"index", i}, {"class", cls[j]}, {"files", files}, {"synthetic", true}, {"modality", to_string(ldm.modality)},
                   {"ldm_step", ldm.step}, {"meddiff_version", version() + "+" + git_hash()}, {"seconds", seconds}});
+      if (paired) {
+        rec["label_map"] = pairs[j].record;
+        rec["qc"] = {{"passed", checks[j].passed}, {"attempts", attempts[j] + 1}, {"labels", checks[j].detail}};
+        if (!checks[j].passed) {
+          ++qc_failed;
+          log_warn("{}: kept after {} attempt(s) although {} (marked qc.passed = false in its sidecar and the manifest)", name,
+                   attempts[j] + 1, checks[j].failed);
+        }
+      }
       folder.commit(i, rec);  // marks the volume finished
     }
   }
   progress.finish();
   int64_t finished = folder.rebuild(ds_json);
   log_info("sample: {} volume(s) written to {} ({} finished in the folder)", todo.size(), out.string(), finished);
+  if (paired)
+    log_info("sample: per-pair check: {} regeneration(s), {} pair(s) kept failing it{}", qc_regenerated, qc_failed,
+             qc_failed ? " (listed above; qc.passed = false in manifest.jsonl)" : "");
   return 0;
 }
 

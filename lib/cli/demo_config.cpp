@@ -7,7 +7,7 @@ RunConfig demo_config(Modality modality, bool quick) {
   bool ct = modality == Modality::CT;
   c.description = fmt::format(
       "meddiff demo{}: two-class {} phantoms ({}), {}^3, a small VQ-GAN (downsampling 2, 8 latent channels) and a "
-      "small class-conditional latent diffusion model, sized for 2 CPU cores. Set data.manifest to the phantoms' manifest.json.",
+      "small class- and label-conditional latent diffusion model (image + label pairs), sized for 2 CPU cores. Set data.manifest to the phantoms' manifest.json.",
       quick ? " --quick" : "", ct ? "CT chest" : "MR head", ct ? "class 1: lung nodules" : "class 1: bright lesions",
       quick ? 16 : 32);
   c.data.modality = ct ? "ct" : "mr";
@@ -59,6 +59,10 @@ RunConfig demo_config(Modality modality, bool quick) {
   // and washed the (randomly placed) lesions out (brightest/median voxel 1.45-1.5 instead of 1.9-2.0).
   c.sample.guidance = 1.0;
   c.sample.batch = 4;
+  // Paired image + label sampling: the diffusion model is conditioned on the phantoms' label maps.
+  c.data.labels = "condition";
+  c.data.label_names = ct ? std::vector<std::string>{"air", "soft_tissue", "lung", "bone", "nodule"}
+                          : std::vector<std::string>{"background", "skull", "brain", "ventricles", "lesion"};
   return c;
 }
 

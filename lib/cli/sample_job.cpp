@@ -28,6 +28,7 @@ SampleFolder::SampleFolder(fs::path out, SampleLayout layout) : out_(std::move(o
 }
 
 fs::path SampleFolder::images_dir() const { return layout_.kind == "nnunet" ? out_ / "imagesTr" : out_; }
+fs::path SampleFolder::labels_dir() const { return layout_.kind == "nnunet" ? out_ / "labelsTr" : out_; }
 fs::path SampleFolder::meta_dir() const { return layout_.kind == "nnunet" ? out_ / "meddiff" : out_; }
 fs::path SampleFolder::sidecar(int64_t index) const { return meta_dir() / (layout_.base_name(index) + ".json"); }
 
@@ -49,11 +50,13 @@ bool SampleFolder::ours(const fs::path& entry) const {
   if (is_temp_name(n) || is_lock_name(n)) return true;
   const fs::path dir = entry.parent_path();
   const std::string p = regex_escape(layout_.prefix());
-  if (dir == out_ && (n == "manifest.jsonl" || (layout_.kind == "nnunet" && (n == "dataset.json" || n == "imagesTr" || n == "meddiff"))))
+  if (dir == out_ && (n == "manifest.jsonl" || (layout_.kind == "nnunet" && (n == "dataset.json" || n == "imagesTr" || n == "labelsTr" || n == "meddiff"))))
+    return true;
+  if (dir == labels_dir() && std::regex_match(n, std::regex(p + (layout_.kind == "nnunet" ? R"(_\d+\.nii\.gz)" : R"(_\d+_label\.nii\.gz)"))))
     return true;
   if (dir == images_dir() && std::regex_match(n, std::regex(p + (layout_.kind == "nnunet" ? R"(_\d+_0000\.nii\.gz)" : R"(_\d+\.nii\.gz)"))))
     return true;
-  if (dir == meta_dir() && (n == "job.json" || std::regex_match(n, std::regex(p + R"(_\d+(\.json|\.png|_dicom))"))))
+  if (dir == meta_dir() && (n == "job.json" || std::regex_match(n, std::regex(p + R"(_\d+(\.json|\.png|_dicom|_label_dicom))"))))
     return true;
   return false;
 }
@@ -66,7 +69,7 @@ void SampleFolder::check_usable() const {
     fail("{}: is the current folder or one of its parents; give a new folder for the samples", out_.string());
   if (!fs::exists(out_, ec)) return;
   if (!fs::is_directory(out_, ec)) fail("{}: exists and is not a folder", out_.string());
-  for (const auto& dir : {out_, images_dir(), meta_dir()}) {
+  for (const auto& dir : {out_, images_dir(), labels_dir(), meta_dir()}) {
     if (!fs::is_directory(dir, ec)) continue;
     for (const auto& e : fs::directory_iterator(dir)) {
       if (ours(e.path())) continue;
@@ -88,6 +91,7 @@ void SampleFolder::lock_shard(int64_t k, int64_t n) {
                                         fmt::format("{} (shard {}/{})", out_.string(), k, n)));
   remove_stale_temps(images_dir());
   if (meta_dir() != images_dir()) remove_stale_temps(meta_dir());
+  if (labels_dir() != images_dir() && fs::is_directory(labels_dir())) remove_stale_temps(labels_dir());
   if (out_ != meta_dir() && out_ != images_dir()) remove_stale_temps(out_);
 }
 
@@ -135,11 +139,12 @@ void SampleFolder::discard_volumes() {
       fail("{}: another job ({}) is still sampling here; wait for it before --force", out_.string(), n);
   }
   int64_t removed = 0;
-  for (const auto& dir : {images_dir(), meta_dir(), out_}) {
+  for (const auto& dir : {images_dir(), labels_dir(), meta_dir(), out_}) {
+    if (!fs::is_directory(dir)) continue;
     std::vector<fs::path> doomed;
     for (const auto& e : fs::directory_iterator(dir)) {
       std::string n = e.path().filename().string();
-      if (!ours(e.path()) || is_lock_name(n) || n == "imagesTr" || n == "meddiff") continue;
+      if (!ours(e.path()) || is_lock_name(n) || n == "imagesTr" || n == "labelsTr" || n == "meddiff") continue;
       doomed.push_back(e.path());
     }
     for (const auto& p : doomed) {

@@ -24,7 +24,7 @@
 namespace meddiff::cli {
 
 struct SampleLayout {
-  std::string kind = "flat";  // flat: OUT/synth_NNNNNN.*; nnunet: OUT/imagesTr/<name>_NNNN_0000.nii.gz, sidecars in OUT/meddiff/
+  std::string kind = "flat";  // flat: OUT/synth_NNNNNN.* (+ _label.nii.gz); nnunet: OUT/imagesTr/<name>_NNNN_0000.nii.gz (+ labelsTr/<name>_NNNN.nii.gz), sidecars in OUT/meddiff/
   std::string name = "meddiff";
 
   std::string base_name(int64_t index) const;   // synth_000012 / Name_0012
@@ -37,6 +37,7 @@ class SampleFolder {
 
   const std::filesystem::path& out() const { return out_; }
   std::filesystem::path images_dir() const;   // where NIfTI volumes go
+  std::filesystem::path labels_dir() const;   // where NIfTI label maps go (labelsTr/, or beside the volumes)
   std::filesystem::path meta_dir() const;     // sidecars, DICOM folders, PNGs, job.json, locks
   std::filesystem::path sidecar(int64_t index) const;
 

@@ -21,8 +21,10 @@ TrainingSet load_training_set(const DataParams& p) {
   for (const auto& e : m.entries) {
     try {
       Volume v = io::read_volume(e.image, ro);
-      if (e.mask) v.label = io::read_label_map(*e.mask, v);
+      if (e.label) v.label = io::read_label_map(*e.label, v);
       all.push_back(preprocess(v, p, e.class_label, e.image.string()));
+      if (e.label) all.back().label_source = e.label->string();
+      else if (p.label_conditioned()) fail("{}: has no label map (data.labels = condition needs a 'label' for every case)", e.image.string());
     } catch (const Error& err) {
       problems.push_back(err.what());
     }
@@ -57,7 +59,7 @@ CaseCount count_cases(const DataParams& p) {
       ro.modality = p.modality_enum();
       const auto& e = m.entries.front();
       Volume v = io::read_volume(e.image, ro);
-      if (e.mask) v.label = io::read_label_map(*e.mask, v);
+      if (e.label) v.label = io::read_label_map(*e.label, v);
       preprocess(v, p, e.class_label, e.image.string());
     }
     return {static_cast<int64_t>(m.entries.size()), std::max<int64_t>(1, m.num_classes())};

@@ -18,21 +18,27 @@ uint64_t step_seed(uint64_t seed, int64_t step, uint64_t stream) {
 Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip) {
   if (cases.empty()) fail("no training cases");
   std::mt19937_64 rng(step_seed(seed, step, 0));
-  std::vector<torch::Tensor> xs;
+  std::vector<torch::Tensor> xs, conds;
   std::vector<int64_t> labels;
   for (int64_t b = 0; b < batch_size; ++b) {
     const auto& c = cases[rng() % cases.size()];
     auto x = c.x;
+    auto cond = c.cond;
     if (flip) {
       std::vector<int64_t> dims;
       for (int64_t a = 1; a <= 3; ++a)
         if (rng() & 1) dims.push_back(a);
-      if (!dims.empty()) x = x.flip(dims);
+      if (!dims.empty()) {
+        x = x.flip(dims);
+        if (cond.defined()) cond = cond.flip(dims);
+      }
     }
     xs.push_back(x);
+    if (cond.defined()) conds.push_back(cond);
     labels.push_back(c.class_label);
   }
-  return {step, torch::stack(xs), torch::tensor(labels, torch::kLong)};
+  if (!conds.empty() && conds.size() != xs.size()) fail("some training cases have a label condition and some do not");
+  return {step, torch::stack(xs), torch::tensor(labels, torch::kLong), conds.empty() ? torch::Tensor() : torch::stack(conds)};
 }
 
 BatchPrefetcher::BatchPrefetcher(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, bool flip,

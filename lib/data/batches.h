@@ -15,6 +15,7 @@ struct Batch {
   int64_t step = 0;
   torch::Tensor x;       // [B, 1, D, H, W]
   torch::Tensor labels;  // int64 [B] class labels
+  torch::Tensor cond;    // float [B, L, d, h, w] label condition, when the cases have one
 };
 
 Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip);

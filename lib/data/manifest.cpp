@@ -52,8 +52,8 @@ void check_files(const Manifest& m, std::vector<std::string>& problems, const st
     const auto& e = m.entries[i];
     if (!fs::is_regular_file(e.image) && !fs::is_directory(e.image))
       problems.push_back(fmt::format("{}: {}: no such file", where[i], e.image.string()));
-    if (e.mask && !fs::is_regular_file(*e.mask))
-      problems.push_back(fmt::format("{}: mask {}: no such file", where[i], e.mask->string()));
+    if (e.label && !fs::is_regular_file(*e.label))
+      problems.push_back(fmt::format("{}: label {}: no such file", where[i], e.label->string()));
     if (e.class_label < 0) problems.push_back(fmt::format("{}: class {} is negative", where[i], e.class_label));
   }
 }
@@ -109,15 +109,15 @@ Manifest load_manifest(const std::string& source) {
     std::string text = read_text(src);
     std::istringstream in(text);
     std::string line;
-    if (!std::getline(in, line)) fail("{}: empty CSV (expected a header image,class[,mask])", source);
+    if (!std::getline(in, line)) fail("{}: empty CSV (expected a header image,class[,label])", source);
     auto header = split_csv_line(line);
-    int col_img = -1, col_cls = -1, col_mask = -1;
+    int col_img = -1, col_cls = -1, col_label = -1;
     for (int c = 0; c < static_cast<int>(header.size()); ++c) {
       const auto& h = header[static_cast<size_t>(c)];
       if (h == "image") col_img = c;
-      else if (h == "class" || h == "label") col_cls = c;
-      else if (h == "mask") col_mask = c;
-      else fail("{}: unknown column '{}' (expected image, class, mask)", source, h);
+      else if (h == "class") col_cls = c;
+      else if (h == "label" || h == "mask") col_label = c;
+      else fail("{}: unknown column '{}' (expected image, class, label)", source, h);
     }
     if (col_img < 0) fail("{}: no 'image' column in the header", source);
     int lineno = 1;
@@ -136,8 +136,8 @@ Manifest load_manifest(const std::string& source) {
         problems.push_back(fmt::format("{}: class '{}' is not an integer", w, cells[static_cast<size_t>(col_cls)]));
         continue;
       }
-      if (col_mask >= 0 && !cells[static_cast<size_t>(col_mask)].empty())
-        e.mask = resolve(src.parent_path(), cells[static_cast<size_t>(col_mask)]);
+      if (col_label >= 0 && !cells[static_cast<size_t>(col_label)].empty())
+        e.label = resolve(src.parent_path(), cells[static_cast<size_t>(col_label)]);
       m.entries.push_back(e);
       where.push_back(w);
     }
@@ -170,9 +170,9 @@ Manifest load_manifest(const std::string& source) {
         else if (it.key() == "class") {
           if (!it->is_number_integer()) { problems.push_back(w + ".class: must be an integer"); ok = false; }
           else e.class_label = it->get<int64_t>();
-        } else if (it.key() == "mask") {
-          if (!it->is_string()) { problems.push_back(w + ".mask: must be a path"); ok = false; }
-          else e.mask = resolve(src.parent_path(), it->get<std::string>());
+        } else if (it.key() == "label" || it.key() == "mask") {
+          if (!it->is_string()) { problems.push_back(w + "." + it.key() + ": must be a path"); ok = false; }
+          else e.label = resolve(src.parent_path(), it->get<std::string>());
         } else if (it.key() != "id") {
           problems.push_back(fmt::format("{}: unknown key '{}'", w, it.key()));
           ok = false;
@@ -201,7 +201,7 @@ void save_manifest_json(const Manifest& m, const fs::path& path) {
   fs::path base = path.parent_path();
   for (const auto& e : m.entries) {
     nlohmann::json c = {{"image", fs::relative(e.image, base).string()}, {"class", e.class_label}};
-    if (e.mask) c["mask"] = fs::relative(*e.mask, base).string();
+    if (e.label) c["label"] = fs::relative(*e.label, base).string();
     cases.push_back(c);
   }
   write_text_atomically(path, nlohmann::json{{"cases", cases}}.dump(2) + "\n");

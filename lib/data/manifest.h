@@ -1,7 +1,7 @@
 #pragma once
-// A dataset manifest: the list of (image, class label, optional mask) a training run reads.
+// A dataset manifest: the list of (image, class, optional label map) a training run reads.
 // Sources: a folder (every image file in it), a glob ("dir/*.nii.gz"), a CSV file with a header
-// (image,class[,mask]) or a JSON file ({"cases": [{"image": ..., "class": ..., "mask": ...}]} or a
+// (image,class[,label]; "mask" is read as "label") or a JSON file ({"cases": [{"image": ..., "class": ..., "label": ...}]} or a
 // bare array). Relative paths are resolved against the manifest's folder. Loading checks every entry
 // and reports all bad ones in a single error.
 #include <filesystem>
@@ -14,7 +14,7 @@ namespace meddiff {
 struct ManifestEntry {
   std::filesystem::path image;
   int64_t class_label = 0;
-  std::optional<std::filesystem::path> mask;
+  std::optional<std::filesystem::path> label;  // label map (segmentation) on the image's grid
 };
 
 struct Manifest {

@@ -13,6 +13,10 @@ void DataParams::validate(const std::string& w) const {
   if (crop != "centre" && crop != "foreground") fail("config: '{}.crop' must be centre or foreground (got '{}')", w, crop);
   if (!(val_fraction >= 0 && val_fraction < 1)) fail("config: '{}.val_fraction' must be within [0, 1) (got {})", w, val_fraction);
   if (val_max < 0) fail("config: '{}.val_max' must not be negative", w);
+  if (labels != "none" && labels != "condition") fail("config: '{}.labels' must be none or condition (got '{}')", w, labels);
+  for (size_t i = 0; i < label_names.size(); ++i)
+    if (label_names[i].empty()) fail("config: '{}.label_names[{}]' is empty", w, i);
+  if (label_names.size() == 1) fail("config: '{}.label_names' needs the background and at least one label", w);
   intensity().validate();
 }
 
@@ -41,6 +45,7 @@ TrainingVolume preprocess(const Volume& in, const DataParams& p, int64_t class_l
   v.image = normalise(v.image, t.window);
   v = crop_or_pad(v, p.shape, p.crop == "foreground" ? CropMode::Foreground : CropMode::Centre, -1.0, -0.99);
   t.x = v.image.unsqueeze(0).contiguous();  // [1, D, H, W]
+  if (v.label) t.label = v.label->contiguous();
   t.geometry = v.geometry;
   t.class_label = class_label;
   t.source = source;

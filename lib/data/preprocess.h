@@ -21,10 +21,12 @@ struct DataParams {
   int64_t val_max = 8;                           // at most this many validation cases
   bool flip = true;                              // random flips along each axis when training
   int64_t seed = 0;                              // split and batch order
+  std::string labels = "none";                   // none, or condition: the LDM is conditioned on label maps
+  std::vector<std::string> label_names;          // index -> name (nnU-Net dataset.json); empty: background, label_1, ...
 
   template <typename V>
   void visit(V& v) {
-    v("manifest", manifest, "dataset: a folder, a glob, a CSV (image,class[,mask]) or a JSON list");
+    v("manifest", manifest, "dataset: a folder, a glob, a CSV (image,class[,label]) or a JSON list");
     v("modality", modality, "mr or ct");
     v("shape", shape, "training shape [D,H,W] in voxels (crop/pad after resampling)");
     v("spacing", spacing, "resample to this spacing [x,y,z] mm before cropping; 0 keeps the file's");
@@ -36,10 +38,13 @@ struct DataParams {
     v("val_max", val_max, "at most this many validation cases");
     v("flip", flip, "random flips along each axis during training");
     v("seed", seed, "seed of the train/validation split and of the batch order");
+    v("labels", labels, "none, or condition: the LDM is conditioned on the cases' label maps (paired image + label sampling)");
+    v("label_names", label_names, "label index -> name, e.g. [\"background\",\"lesion\"]; empty: background, label_1, ...");
   }
   void validate(const std::string& where = "data") const;
   Modality modality_enum() const;
   IntensityParams intensity() const;
+  bool label_conditioned() const { return labels == "condition"; }
 };
 
 struct TrainingVolume {
@@ -48,6 +53,9 @@ struct TrainingVolume {
   IntensityWindow window;   // scanner values of -1 and +1
   int64_t class_label = 0;
   std::string source;
+  std::string label_source;  // the label map's file, when the case has one
+  torch::Tensor label;      // int64 [D, H, W] on the grid of x, when the case has a label map
+  torch::Tensor cond;       // float [L, d, h, w]: the label condition of a latent (stage 2 items)
 };
 
 TrainingVolume preprocess(const Volume& v, const DataParams& p, int64_t class_label, const std::string& source);

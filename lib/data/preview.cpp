@@ -18,22 +18,54 @@ torch::Tensor to_display(const torch::Tensor& slice, double row_mm, double col_m
 
 }  // namespace
 
-torch::Tensor orthogonal_panel(const torch::Tensor& image, const Geometry& g, const IntensityWindow& w) {
-  torch::NoGradGuard ng;
-  auto x = image.detach().to(torch::kCPU, torch::kFloat);
+namespace {
+
+// The axial, coronal and sagittal mid-slices of x [D, H, W] in display pixels (bilinear).
+std::vector<torch::Tensor> three_views(const torch::Tensor& x, const Geometry& g) {
   int64_t d = x.size(0), h = x.size(1), wd = x.size(2);
   double sx = g.spacing[0], sy = g.spacing[1], sz = g.spacing[2];
   double unit = std::min({sx, sy, sz});
   // Keep previews a reasonable size for very fine spacings.
   double longest = std::max({wd * sx, h * sy, d * sz});
   unit = std::max(unit, longest / 512.0);
-  auto axial = to_display(x[d / 2], sy, sx, unit);                                   // rows y, cols x
-  auto coronal = to_display(x.select(1, h / 2).flip({0}), sz, sx, unit);             // rows z (superior up), cols x
-  auto sagittal = to_display(x.select(2, wd / 2).flip({0}), sz, sy, unit);           // rows z, cols y
-  auto to_u8 = [&](const torch::Tensor& s) {
-    return ((s - w.lo) * (255.0 / std::max(1e-12, w.hi - w.lo))).clamp(0, 255).round().to(torch::kUInt8);
-  };
-  return hconcat({to_u8(axial), to_u8(coronal), to_u8(sagittal)});
+  return {to_display(x[d / 2], sy, sx, unit),                            // axial: rows y, cols x
+          to_display(x.select(1, h / 2).flip({0}), sz, sx, unit),        // coronal: rows z (superior up), cols x
+          to_display(x.select(2, wd / 2).flip({0}), sz, sy, unit)};      // sagittal: rows z, cols y
+}
+
+torch::Tensor to_u8(const torch::Tensor& s, const IntensityWindow& w) {
+  return ((s - w.lo) * (255.0 / std::max(1e-12, w.hi - w.lo))).clamp(0, 255).round().to(torch::kUInt8);
+}
+
+// 1 where a voxel's label differs from a neighbour's within the slice planes (the label's outline).
+torch::Tensor outline(const torch::Tensor& label) {
+  auto l = label.to(torch::kLong);
+  auto edge = torch::zeros(l.sizes(), torch::kBool);
+  for (int64_t a = 0; a < 3; ++a) {
+    const int64_t n = l.size(a);
+    if (n < 2) continue;
+    auto diff = l.narrow(a, 1, n - 1) != l.narrow(a, 0, n - 1);
+    edge.narrow(a, 1, n - 1).logical_or_(diff);
+    edge.narrow(a, 0, n - 1).logical_or_(diff);
+  }
+  return edge.to(torch::kFloat);
+}
+
+}  // namespace
+
+torch::Tensor orthogonal_panel(const torch::Tensor& image, const Geometry& g, const IntensityWindow& w) {
+  torch::NoGradGuard ng;
+  auto views = three_views(image.detach().to(torch::kCPU, torch::kFloat), g);
+  return hconcat({to_u8(views[0], w), to_u8(views[1], w), to_u8(views[2], w)});
+}
+
+torch::Tensor contour_panel(const torch::Tensor& image, const torch::Tensor& label, const Geometry& g, const IntensityWindow& w) {
+  torch::NoGradGuard ng;
+  auto views = three_views(image.detach().to(torch::kCPU, torch::kFloat), g);
+  auto edges = three_views(outline(label.to(torch::kCPU)), g);
+  std::vector<torch::Tensor> out;
+  for (size_t i = 0; i < 3; ++i) out.push_back(to_u8(views[i], w).masked_fill(edges[i] > 0.3, 255));
+  return hconcat(out);
 }
 
 torch::Tensor hconcat(const std::vector<torch::Tensor>& panels, int64_t gap) {

@@ -25,6 +25,7 @@ void UNetParams::validate(const std::string& w) const {
   if (num_res_blocks < 1) fail("config: '{}.num_res_blocks' must be at least 1", w);
   if (!(dropout >= 0 && dropout < 1)) fail("config: '{}.dropout' must be within [0, 1)", w);
   if (!(class_dropout >= 0 && class_dropout < 1)) fail("config: '{}.class_dropout' must be within [0, 1)", w);
+  if (!(label_dropout >= 0 && label_dropout < 1)) fail("config: '{}.label_dropout' must be within [0, 1)", w);
   for (auto m : channel_mults) {
     int64_t ch = base_channels * m;
     if (ch % attention_heads != 0) fail("config: '{}.attention_heads' ({}) must divide every level's channels ({})", w, attention_heads, ch);
@@ -137,14 +138,14 @@ struct UpsampleImpl : torch::nn::Module {
 TORCH_MODULE(Upsample);
 }  // namespace
 
-UNet3dImpl::UNet3dImpl(const UNetParams& p, int64_t ch, int64_t n_classes)
-    : params(p), channels(ch), num_classes(p.conditional ? n_classes : 0) {
+UNet3dImpl::UNet3dImpl(const UNetParams& p, int64_t ch, int64_t n_classes, int64_t cond_ch)
+    : params(p), channels(ch), num_classes(p.conditional ? n_classes : 0), cond_channels(cond_ch) {
   p.validate();
   const int64_t base = p.base_channels, emb = 4 * base;
   time_mlp = register_module("time_mlp", torch::nn::Sequential(torch::nn::Linear(base, emb), torch::nn::SiLU(),
                                                                torch::nn::Linear(emb, emb)));
   if (num_classes > 0) class_emb = register_module("class_emb", torch::nn::Embedding(num_classes + 1, emb));
-  conv_in = register_module("conv_in", torch::nn::Conv3d(torch::nn::Conv3dOptions(ch, base, 3).padding(1)));
+  conv_in = register_module("conv_in", torch::nn::Conv3d(torch::nn::Conv3dOptions(ch + cond_ch, base, 3).padding(1)));
   down_blocks = register_module("down_blocks", torch::nn::ModuleList());
   down_attn = register_module("down_attn", torch::nn::ModuleList());
   down_samplers = register_module("down_samplers", torch::nn::ModuleList());
@@ -191,7 +192,7 @@ UNet3dImpl::UNet3dImpl(const UNetParams& p, int64_t ch, int64_t n_classes)
   conv_out->bias.zero_();
 }
 
-torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cls) {
+torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cls, const torch::Tensor& cond) {
   auto emb = time_mlp->forward(timestep_embedding(t, params.base_channels));  // [B, 4*base]
   if (class_emb) {
     auto c = cls.defined() && cls.numel() > 0 ? cls : torch::full({x.size(0)}, num_classes, t.options());
@@ -201,7 +202,14 @@ torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& t
     if (auto a = std::dynamic_pointer_cast<AttentionBlock3dImpl>(m)) return a->forward(h);
     return h;
   };
-  auto h = conv_in(x);  // [B, base, d, h, w]
+  torch::Tensor h;
+  if (cond_channels > 0) {  // the label condition joins the input; none given = the null condition (zeros)
+    auto c = cond.defined() ? cond.to(x.dtype())
+                            : torch::zeros({x.size(0), cond_channels, x.size(2), x.size(3), x.size(4)}, x.options());
+    h = conv_in(torch::cat({x, c}, 1));
+  } else {
+    h = conv_in(x);  // [B, base, d, h, w]
+  }
   std::vector<torch::Tensor> skips{h};
   const auto levels = static_cast<int64_t>(params.channel_mults.size());
   size_t bi = 0, si = 0;

@@ -35,13 +35,16 @@ struct AttentionBlock3dImpl : torch::nn::Module, Recomputable {
 TORCH_MODULE(AttentionBlock3d);
 
 struct UNet3dImpl : torch::nn::Module {
-  UNet3dImpl(const UNetParams& p, int64_t channels, int64_t num_classes);
+  // cond_channels > 0: a label condition [B, cond_channels, d, h, w] (label fractions per latent voxel)
+  // is concatenated to the input; all zeros is the null condition (classifier-free guidance).
+  UNet3dImpl(const UNetParams& p, int64_t channels, int64_t num_classes, int64_t cond_channels = 0);
   // x [B, C, d, h, w], t int64 [B], cls int64 [B] (num_classes = the null class) -> same shape as x
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cls);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cls,
+                        const torch::Tensor& cond = {});
   int64_t null_class() const { return num_classes; }
 
   UNetParams params;
-  int64_t channels, num_classes;
+  int64_t channels, num_classes, cond_channels;
   torch::nn::Sequential time_mlp{nullptr};
   torch::nn::Embedding class_emb{nullptr};
   torch::nn::Conv3d conv_in{nullptr}, conv_out{nullptr};

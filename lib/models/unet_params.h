@@ -18,6 +18,7 @@ struct UNetParams {
   double dropout = 0.0;
   double class_dropout = 0.1;                    // probability of training with the null class (for guidance)
   bool conditional = true;                       // class-conditional (false: unconditional model)
+  double label_dropout = 0.1;                    // probability of training without the label condition (guidance)
 
   template <typename V>
   void visit(V& v) {
@@ -31,6 +32,7 @@ struct UNetParams {
     v("dropout", dropout, "dropout in residual blocks");
     v("class_dropout", class_dropout, "probability of replacing the class by the null class in training (guidance)");
     v("conditional", conditional, "class-conditional model (false: unconditional)");
+    v("label_dropout", label_dropout, "with data.labels = condition: probability of training without the label map (guidance)");
   }
   void validate(const std::string& where = "unet") const;
 };

@@ -10,9 +10,11 @@
 namespace meddiff {
 
 // Samples latents from noise x_T [B, E, d, h, w] and decodes them: [B, 1, D, H, W] in [-1, 1].
+// `cond` [B, L, d, h, w]: the label condition (label_fractions) of a label-conditioned model, else
+// undefined. Guidance contrasts (class, labels) with (null class, null labels).
 // `noise(step)` gives the fresh noise of a step; `decode` sets the autoencoder's memory budget.
 torch::Tensor generate_volumes(LoadedLDM& ldm, VQGAN& vqgan, const torch::Tensor& x_T, const torch::Tensor& classes,
-                               const SamplerParams& sp, const std::function<torch::Tensor(int64_t)>& noise,
+                               const torch::Tensor& cond, const SamplerParams& sp, const std::function<torch::Tensor(int64_t)>& noise,
                                const std::function<void(int64_t, int64_t)>& on_step = nullptr,
                                const AutoencoderRun& decode = {});
 

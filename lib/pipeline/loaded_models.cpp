@@ -53,7 +53,14 @@ LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& devic
   l.modality = parse_modality(x.at("modality").get<std::string>());
   l.vqgan_sha256 = x.value("vqgan_sha256", "");
   l.vqgan_path = x.value("vqgan_path", "");
-  l.model = UNet3d(l.ldm.unet, l.latent_shape[0], l.num_classes);
+  if (x.contains("labels")) {  // conditioned on label maps
+    const auto& lj = x.at("labels");
+    l.label_names = lj.at("names").get<std::vector<std::string>>();
+    l.num_labels = static_cast<int64_t>(l.label_names.size());
+    l.label_ranges = LabelIntensityRanges::from_json(lj.at("ranges"));
+    l.mask_bank = path.parent_path() / lj.value("mask_bank", "mask_bank.pt");
+  }
+  l.model = UNet3d(l.ldm.unet, l.latent_shape[0], l.num_classes, l.num_labels);
   c.load_module("ema", *l.model);
   l.model->to(device);
   l.model->eval();

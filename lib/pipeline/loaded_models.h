@@ -2,6 +2,7 @@
 // Trained models loaded for inference (sampling, reconstruction, evaluation): the network in eval
 // mode on a device, and the parts of the run's config that inference needs. Trainers write the
 // checkpoints (lib/train); everything that only uses them goes through here.
+#include "data/label_check.h"
 #include "data/preprocess.h"
 #include "data/volume.h"
 #include "diffusion/objective.h"
@@ -45,6 +46,11 @@ struct LoadedLDM {
   std::string vqgan_sha256;
   std::string vqgan_path;    // where the VQ-GAN was when the LDM was trained
   int64_t step = 0;
+  // Label-conditioned models (data.labels = condition); num_labels = 0 otherwise.
+  int64_t num_labels = 0;
+  std::vector<std::string> label_names;
+  LabelIntensityRanges label_ranges;  // the per-pair quality check
+  std::filesystem::path mask_bank;    // the training label maps (next to the checkpoint)
 };
 LoadedLDM load_ldm(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
 

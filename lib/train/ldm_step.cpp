@@ -1,5 +1,6 @@
 #include "train/ldm_step.h"
 
+#include "core/error.h"
 #include "pipeline/device.h"
 #include "train/ema.h"
 
@@ -7,14 +8,14 @@
 
 namespace meddiff {
 
-LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d)
-    : cfg(c), device(d), num_classes(n_classes) {
+LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d, int64_t cond_ch)
+    : cfg(c), device(d), num_classes(n_classes), cond_channels(cond_ch) {
   const auto& t = cfg.ldm_train;
   bf16 = use_bf16(t.precision, device);
   torch::manual_seed(static_cast<uint64_t>(t.seed));
-  model = UNet3d(cfg.ldm.unet, channels, num_classes);
+  model = UNet3d(cfg.ldm.unet, channels, num_classes, cond_channels);
   torch::manual_seed(static_cast<uint64_t>(t.seed));
-  ema = UNet3d(cfg.ldm.unet, channels, num_classes);
+  ema = UNet3d(cfg.ldm.unet, channels, num_classes, cond_channels);
   set_checkpointing(*model, t.checkpointing);
   model->to(device);
   ema->to(device);
@@ -44,6 +45,13 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     auto eps = torch::randn(b.x.sizes(), gen).to(device);
     auto drop = torch::rand({B}, gen) < cfg.ldm.unet.class_dropout;
     auto cls = torch::where(drop, torch::full({B}, num_classes, torch::kLong), b.labels).to(device);
+    torch::Tensor cond;
+    if (cond_channels > 0) {
+      if (!b.cond.defined()) fail("the model is conditioned on label maps but the batch has none");
+      // label dropout: the null condition (zeros) for classifier-free guidance on the labels
+      auto keep = (torch::rand({B}, gen) >= cfg.ldm.unet.label_dropout).to(torch::kFloat).view({B, 1, 1, 1, 1});
+      cond = (b.cond * keep).to(device);
+    }
     auto x0 = b.x.to(device);
     auto ab = alphas_cumprod.index_select(0, tt);
     auto x_t = q_sample(x0, eps, ab);
@@ -51,7 +59,7 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     torch::Tensor loss;
     {
       AutocastGuard ac(bf16);
-      auto out = model->forward(x_t, tt, num_classes > 0 ? cls : torch::Tensor()).to(torch::kFloat);
+      auto out = model->forward(x_t, tt, num_classes > 0 ? cls : torch::Tensor(), cond).to(torch::kFloat);
       loss = cfg.ldm.loss == "l1" ? torch::l1_loss(out, target) : torch::mse_loss(out, target);
     }
     (loss * scale).backward();

@@ -21,13 +21,16 @@ struct LDMStepStats {
 
 class LDMStepper {
  public:
-  LDMStepper(const RunConfig& cfg, int64_t channels, int64_t num_classes, const torch::Device& device);
+  // cond_channels > 0: the U-Net takes the batches' label condition (Batch::cond), dropped to zeros with
+  // probability ldm.unet.label_dropout.
+  LDMStepper(const RunConfig& cfg, int64_t channels, int64_t num_classes, const torch::Device& device,
+             int64_t cond_channels = 0);
   LDMStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
 
   const RunConfig& cfg;
   torch::Device device;
   bool bf16 = false;
-  int64_t num_classes;
+  int64_t num_classes, cond_channels;
   UNet3d model{nullptr}, ema{nullptr};
   std::unique_ptr<torch::optim::AdamW> opt;
   NoiseSchedule schedule;

@@ -5,6 +5,8 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/batches.h"
+#include "data/label_check.h"
+#include "data/label_maps.h"
 #include "data/preview.h"
 #include "pipeline/device.h"
 #include "pipeline/generate.h"
@@ -50,6 +52,35 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   }
   vq.model->to(device);
 
+  // Label condition: the label maps of the training cases, their names and the per-label intensity
+  // ranges of the pair check; the maps themselves become the mask bank sampling draws from.
+  int64_t num_labels = 0;
+  nlohmann::json labels_json;
+  if (cfg.data.label_conditioned()) {
+    num_labels = static_cast<int64_t>(cfg.data.label_names.size());
+    if (num_labels == 0)
+      for (const auto& v : train)
+        if (v.label.defined()) num_labels = std::max(num_labels, v.label.max().item<int64_t>() + 1);
+    num_labels = std::max<int64_t>(num_labels, 2);
+    std::vector<torch::Tensor> bank;
+    std::vector<int64_t> bank_classes;
+    for (const auto& v : train) {
+      check_label_map(v.label, cfg.data.shape, num_labels, v.label_source.empty() ? v.source : v.label_source);
+      bank.push_back(v.label.to(torch::kUInt8));
+      bank_classes.push_back(v.class_label);
+    }
+    auto names = label_names_or_default(cfg.data.label_names, num_labels);
+    LabelIntensityRanges ranges = fit_label_ranges(train, num_labels);
+    Checkpoint mb;
+    mb.kind = "mask_bank";
+    mb.tensors = {{"labels", torch::stack(bank)}, {"classes", torch::tensor(bank_classes, torch::kLong)}};
+    mb.extra = {{"names", names}, {"geometry", geometry_json(output_geometry(train.front()))}};
+    save_checkpoint(mb, out_dir / "mask_bank.pt");
+    labels_json = {{"mode", "condition"}, {"names", names}, {"ranges", ranges.to_json()}, {"mask_bank", "mask_bank.pt"},
+                   {"mask_bank_count", bank.size()}};
+    log_info("labels: {} ({}), {} label maps in {}", num_labels, fmt::join(names, ", "), bank.size(), (out_dir / "mask_bank.pt").string());
+  }
+
   // Latents: encoded once and cached next to the checkpoints; the cache is used only while the
   // VQ-GAN, the data settings and the cases (files, classes) are the same.
   fs::path cache = out_dir / "latents.pt";
@@ -79,11 +110,16 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, vq.model, lat.latents);
   auto zn = norm.apply(lat.latents);  // [N, E, d, h, w]
   std::vector<TrainingVolume> items;  // latents in the batch machinery (no flips: latents are not flip-equivariant)
-  for (int64_t i = 0; i < zn.size(0); ++i) items.push_back({zn[i], {}, {}, lat.classes[i].item<int64_t>(), ""});
   const int64_t E = zn.size(1);
   std::array<int64_t, 4> latent_shape{E, zn.size(2), zn.size(3), zn.size(4)};
+  for (int64_t i = 0; i < zn.size(0); ++i) {
+    TrainingVolume item{zn[i], {}, {}, lat.classes[i].item<int64_t>(), ""};
+    if (num_labels > 0)
+      item.cond = label_fractions(train[static_cast<size_t>(i)].label, num_labels, {latent_shape[1], latent_shape[2], latent_shape[3]});
+    items.push_back(item);
+  }
 
-  LDMStepper st(cfg, E, num_classes, device);
+  LDMStepper st(cfg, E, num_classes, device, num_labels);
   int64_t start = 0;
   if (resumed) {
     resumed->load_module("model", *st.model);
@@ -101,6 +137,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
                           {"modality", to_string(cfg.data.modality_enum())}, {"vqgan_sha256", vqgan_sha256},
                           {"vqgan_path", fs::absolute(vqgan_path).string()}, {"vqgan_config", vq.config},
                           {"data", data_fp}};
+  if (num_labels > 0) extra["labels"] = labels_json;
   auto save = [&](int64_t step) {
     Checkpoint c;
     c.kind = "ldm";
@@ -129,7 +166,13 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
     auto x_T = torch::randn({n, E, latent_shape[1], latent_shape[2], latent_shape[3]}, gen).to(device);
     auto classes = torch::arange(n, torch::kLong).to(device);
-    auto vols = generate_volumes(l, vq.model, x_T, classes, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);
+    torch::Tensor cond;  // the first training cases' label maps
+    if (num_labels > 0) {
+      std::vector<torch::Tensor> cs;
+      for (int64_t i = 0; i < n; ++i) cs.push_back(items[static_cast<size_t>(i % static_cast<int64_t>(items.size()))].cond);
+      cond = torch::stack(cs).to(device);
+    }
+    auto vols = generate_volumes(l, vq.model, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);
     std::vector<torch::Tensor> rows;
     Geometry g = train.front().geometry;
     for (int64_t i = 0; i < n; ++i) rows.push_back(orthogonal_panel(vols[i][0], g, {-1, 1}));

@@ -81,11 +81,13 @@ void measure_batches(MemoryProbe& p, const torch::Device& device, int64_t batch,
   finish(p, batch);
 }
 
-Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step) {
+Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step, int64_t cond_channels = 0) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(1000 + step));
   std::vector<int64_t> s{b};
   s.insert(s.end(), shape.begin(), shape.end());
-  return {step, torch::rand(s, gen) * 2 - 1, torch::zeros({b}, torch::kLong)};
+  Batch batch{step, torch::rand(s, gen) * 2 - 1, torch::zeros({b}, torch::kLong)};
+  if (cond_channels > 0) batch.cond = torch::softmax(torch::rand({b, cond_channels, s[2], s[3], s[4]}, gen), 1);
+  return batch;
 }
 
 }  // namespace
@@ -138,8 +140,12 @@ MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_cl
   RunConfig c = cfg;
   c.ldm_train.grad_accum = 1;
   int64_t b = 1;
-  auto build = [&] { return std::make_unique<LDMStepper>(c, lat[0], num_classes, device); };
-  auto run = [&](LDMStepper& st, int64_t i) { st.step(i, [&](int64_t) { return random_batch(b, {lat[0], lat[1], lat[2], lat[3]}, i); }); };
+  // a label-conditioned model's condition: the configured labels (or two, when they are named by the data)
+  const int64_t labels = cfg.data.label_conditioned() ? std::max<int64_t>(2, static_cast<int64_t>(cfg.data.label_names.size())) : 0;
+  auto build = [&] { return std::make_unique<LDMStepper>(c, lat[0], num_classes, device, labels); };
+  auto run = [&](LDMStepper& st, int64_t i) {
+    st.step(i, [&](int64_t) { return random_batch(b, {lat[0], lat[1], lat[2], lat[3]}, i, labels); });
+  };
   log_info("dry run: measuring stage 2 on {} (a warm-up step, then two real steps per micro-batch size)", p.device);
   measure_batches(p, device, cfg.ldm_train.batch_size, c.ldm_train.batch_size, b, build, run);
   return p;

@@ -63,7 +63,13 @@ nlohmann::json data_fingerprint(const DataParams& p, const std::vector<TrainingV
   for (const auto& c : cases) {
     std::error_code ec;
     auto size = fs::file_size(c.source, ec);
-    list.push_back({fs::path(c.source).filename().string(), ec ? -1 : static_cast<int64_t>(size), c.class_label});
+    nlohmann::json item = {fs::path(c.source).filename().string(), ec ? -1 : static_cast<int64_t>(size), c.class_label};
+    if (p.label_conditioned()) {  // the label maps condition the model: they are part of the data
+      auto label_size = fs::file_size(c.label_source, ec);
+      item.push_back(fs::path(c.label_source).filename().string());
+      item.push_back(ec ? -1 : static_cast<int64_t>(label_size));
+    }
+    list.push_back(item);
   }
   std::sort(list.begin(), list.end());
   return {{"params", params}, {"cases", list}};

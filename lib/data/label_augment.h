@@ -1,0 +1,31 @@
+#pragma once
+// Label maps for paired sampling, made from a bank of training label maps or the user's own: random
+// geometric augmentation (left-right flip, rotation about the z axis, isotropic scaling, a smooth
+// elastic displacement) applied by nearest-neighbour resampling, so the result holds only labels of
+// the input and no label is blended; and per-label edits (remove a label, scale it about its centre).
+#include <ATen/core/Generator.h>
+#include <torch/torch.h>
+
+#include <array>
+
+namespace meddiff {
+
+struct LabelAugment {
+  bool flip_lr = true;        // flip along x (the W axis) with probability 1/2
+  double rotate_deg = 10;     // rotation about z, uniform in [-rotate_deg, rotate_deg]
+  double scale = 0.1;         // isotropic scaling, uniform in [1 - scale, 1 + scale]
+  double elastic_mm = 2;      // standard deviation of the elastic displacement (mm), smooth over ~1/4 of the field
+  int64_t elastic_grid = 5;   // control points per axis of the elastic field
+};
+
+// label int64 [D, H, W] with voxel spacing (x, y, z mm) -> an augmented label map on the same grid.
+torch::Tensor augment_label(const torch::Tensor& label, const std::array<double, 3>& spacing, const LabelAugment& p,
+                            at::Generator gen);
+
+// Voxels of `label_value` take the label most common among their neighbours (grown in from around it).
+torch::Tensor remove_label(const torch::Tensor& label, int64_t label_value);
+// The region of `label_value` scaled by `factor` about its centre of mass; voxels it leaves are filled
+// as remove_label does, voxels it reaches take the label.
+torch::Tensor scale_label(const torch::Tensor& label, int64_t label_value, double factor);
+
+}  // namespace meddiff

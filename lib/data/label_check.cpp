@@ -1,0 +1,70 @@
+#include "data/label_check.h"
+
+#include "core/error.h"
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace meddiff {
+
+nlohmann::json LabelIntensityRanges::to_json() const {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& r : ranges) a.push_back({{"label", r.label}, {"lo", r.lo}, {"hi", r.hi}, {"median", r.median}, {"cases", r.cases}});
+  return {{"ranges", a}, {"min_voxels", min_voxels}};
+}
+
+LabelIntensityRanges LabelIntensityRanges::from_json(const nlohmann::json& j) {
+  LabelIntensityRanges out;
+  out.min_voxels = j.value("min_voxels", int64_t{8});
+  for (const auto& r : j.at("ranges"))
+    out.ranges.push_back({r.at("label").get<int64_t>(), r.at("lo").get<double>(), r.at("hi").get<double>(),
+                          r.at("median").get<double>(), r.at("cases").get<int64_t>()});
+  return out;
+}
+
+LabelIntensityRanges fit_label_ranges(const std::vector<TrainingVolume>& cases, int64_t num_labels) {
+  LabelIntensityRanges out;
+  std::vector<std::vector<double>> medians(static_cast<size_t>(num_labels));
+  for (const auto& c : cases) {
+    if (!c.label.defined()) continue;
+    auto x = c.x[0];
+    for (int64_t l = 0; l < num_labels; ++l) {
+      auto inside = c.label == l;
+      if (inside.sum().item<int64_t>() < out.min_voxels) continue;
+      medians[static_cast<size_t>(l)].push_back(x.masked_select(inside).median().item<double>());
+    }
+  }
+  for (int64_t l = 0; l < num_labels; ++l) {
+    auto& m = medians[static_cast<size_t>(l)];
+    if (m.empty()) continue;
+    std::sort(m.begin(), m.end());
+    const double spread = m.back() - m.front(), margin = std::max(0.25 * spread, 0.05);
+    out.ranges.push_back({l, m.front() - margin, m.back() + margin, m[m.size() / 2], static_cast<int64_t>(m.size())});
+  }
+  return out;
+}
+
+PairCheck check_pair(const torch::Tensor& image, const torch::Tensor& label, const LabelIntensityRanges& ranges,
+                     const std::vector<std::string>& names, const IntensityWindow& w) {
+  PairCheck pc;
+  pc.detail = nlohmann::json::array();
+  auto scanner = [&](double v) { return w.lo + (v + 1.0) * 0.5 * (w.hi - w.lo); };
+  for (const auto& r : ranges.ranges) {
+    auto inside = label == r.label;
+    const int64_t n = inside.sum().item<int64_t>();
+    const std::string name = r.label < static_cast<int64_t>(names.size()) ? names[static_cast<size_t>(r.label)] : std::to_string(r.label);
+    if (n < ranges.min_voxels) continue;
+    const double med = image.masked_select(inside).median().item<double>();
+    const bool ok = med >= r.lo && med <= r.hi;
+    pc.detail.push_back({{"label", r.label}, {"name", name}, {"voxels", n}, {"median", scanner(med)},
+                         {"range", {scanner(r.lo), scanner(r.hi)}}, {"passed", ok}});
+    if (!ok) {
+      pc.passed = false;
+      pc.failed += fmt::format("{}{}: median {:.0f} outside [{:.0f}, {:.0f}]", pc.failed.empty() ? "" : "; ", name, scanner(med),
+                               scanner(r.lo), scanner(r.hi));
+    }
+  }
+  return pc;
+}
+
+}  // namespace meddiff

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# nnU-Net v2's own dataset check on a sampled dataset: tiny label-conditioned models, two sampling
+# shards into one nnU-Net folder, then nnunetv2's verify_dataset_integrity (as
+# `nnUNetv2_plan_and_preprocess --verify_dataset_integrity` runs it). nnunetv2 comes from PyPI into a
+# throwaway virtual environment (cached in ~/.cache/meddiff/nnunet-venv; it uses the project's torch,
+# so only nnU-Net's light dependencies are downloaded). Skipped (exit 77) when it cannot be installed.
+# Usage: nnunet_check.sh MEDDIFF SOURCE_DIR WORKDIR
+set -euo pipefail
+M=$1; SRC=$2; W=$3
+fail() { echo "FAIL: $*"; exit 1; }
+PROJECT_PY="$SRC/.venv/bin/python"
+[[ -x $PROJECT_PY ]] || fail "no $PROJECT_PY (run scripts/setup.sh)"
+venv=${MEDDIFF_NNUNET_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/meddiff/nnunet-venv}
+if [[ ! -f $venv/.ready ]]; then
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  if ! { python3 -m venv "$venv" &&
+         site=$("$PROJECT_PY" -c 'import site; print(site.getsitepackages()[0])') &&
+         echo "$site" > "$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')/meddiff-torch.pth" &&
+         "$venv/bin/pip" install -q --no-deps nnunetv2 acvl-utils dynamic-network-architectures batchgeneratorsv2 batchgenerators &&
+         "$venv/bin/pip" install -q scipy scikit-learn scikit-image SimpleITK pandas tifffile nibabel tqdm requests yacs einops \
+           blosc2 threadpoolctl; } > "$W.pip.log" 2>&1 ||
+     ! "$venv/bin/python" -c 'import nnunetv2.experiment_planning.verify_dataset_integrity' >> "$W.pip.log" 2>&1; then
+    echo "skipped: nnunetv2 could not be installed from PyPI (see $W.pip.log)"
+    tail -5 "$W.pip.log"
+    rm -rf "$venv"
+    exit 77
+  fi
+  touch "$venv/.ready"
+fi
+rm -rf "$W"; mkdir -p "$W"; cd "$W"
+
+"$M" phantoms --modality ct --count 6 --shape 16,16,16 --spacing 2,1.5,1.5 --out data > /dev/null 2>&1
+common=(--set data.manifest=data/manifest.json --set data.modality='"ct"' --set data.shape=[16,16,16] --set vqgan.n_hiddens=4
+        --set vqgan.downsample=[2,2,2] --set vqgan.n_codes=32 --set vqgan.disc_channels=4 --set vqgan.disc_layers=2
+        --set vqgan_train.device='"cpu"' --set ldm_train.device='"cpu"' --set ldm.timesteps=50
+        --set ldm.unet.base_channels=8 --set ldm.unet.channel_mults=[1,2] --set ldm.unet.downsample=[[2,2,2]]
+        --set ldm.unet.attention_levels=[1] --set ldm.unet.attention_heads=2 --set ldm_train.batch_size=2
+        --set data.labels='"condition"' --set 'data.label_names=["air","soft_tissue","lung","bone","nodule"]')
+"$M" train-vqgan "${common[@]}" --set vqgan_train.steps=2 --out vq > /dev/null 2>&1
+"$M" train-ldm "${common[@]}" --set ldm_train.steps=2 --vqgan vq/last.pt --out ldm > /dev/null 2>&1
+raw=$W/nnUNet_raw; ds=$raw/Dataset901_Synth
+for k in 1 2; do
+  "$M" sample --ldm ldm/last.pt -n 5 --steps 4 --qc-retries 0 --layout nnunet --name Synth --shard $k/2 --out "$ds" > shard$k.log 2>&1 \
+    || { cat shard$k.log; fail "sample --shard $k/2"; }
+done
+pairs=$(ls "$ds/labelsTr" | wc -l)
+[[ $pairs == 5 && $(ls "$ds/imagesTr" | wc -l) == 5 ]] || fail "expected 5 image/label pairs, got $pairs labels"
+n=$("$PROJECT_PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["numTraining"])' "$ds/dataset.json")
+[[ $n == 5 ]] || fail "dataset.json numTraining is $n for 5 pairs"
+# a script file with a main guard: nnU-Net's worker pool starts processes that import __main__ again
+cat > verify.py <<'PY'
+import sys
+from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+if __name__ == "__main__":
+    verify_dataset_integrity(sys.argv[1], num_processes=1)
+PY
+check() { nnUNet_raw=$raw nnUNet_preprocessed=$W/pre nnUNet_results=$W/res timeout 600 "$venv/bin/python" verify.py "$1"; }
+check "$ds" > verify.log 2>&1 || { cat verify.log; fail "nnU-Net's verify_dataset_integrity rejected the sampled dataset"; }
+echo "nnU-Net verify_dataset_integrity: $ds (5 pairs from 2 shards, numTraining 5): ok"
+# the check bites: a dataset with a missing label file is rejected
+cp -r "$ds" "$raw/Dataset902_Broken"
+rm "$raw/Dataset902_Broken/labelsTr/Synth_0003.nii.gz"
+if check "$raw/Dataset902_Broken" > broken.log 2>&1; then fail "verify_dataset_integrity accepted a dataset with a missing label"; fi
+echo "e2e nnU-Net check: ok"

@@ -1,0 +1,168 @@
+// Label maps for paired sampling: the latent condition, augmentation and edits, the per-pair check,
+// the outline preview and the label-conditioned U-Net, each against values worked out by hand.
+#include <doctest/doctest.h>
+
+#include "data/label_augment.h"
+#include "data/label_check.h"
+#include "data/label_maps.h"
+#include "data/preview.h"
+#include "models/unet3d.h"
+#include "test_support.h"
+
+using namespace meddiff;
+using torch::indexing::Slice;
+
+namespace {
+
+// A sphere of `value` with radius r (voxels) about c in `label`.
+void sphere(torch::Tensor& label, std::array<double, 3> c, double r, int64_t value) {
+  auto g = torch::meshgrid({torch::arange(label.size(0)), torch::arange(label.size(1)), torch::arange(label.size(2))}, "ij");
+  auto d2 = (g[0] - c[0]).pow(2) + (g[1] - c[1]).pow(2) + (g[2] - c[2]).pow(2);
+  label.masked_fill_(d2 <= r * r, value);
+}
+
+std::set<int64_t> values(const torch::Tensor& t) {
+  auto u = std::get<0>(torch::_unique(t.flatten()));
+  std::set<int64_t> out;
+  for (int64_t i = 0; i < u.numel(); ++i) out.insert(u[i].item<int64_t>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("label fractions: each latent voxel holds the share of every label in its footprint") {
+  auto label = torch::zeros({4, 4, 4}, torch::kLong);
+  label.index_put_({Slice(0, 2), Slice(0, 2), Slice(0, 2)}, 1);  // one whole 2x2x2 block of label 1
+  label.index_put_({3, 3, 3}, 2);                                // one voxel of label 2 in the opposite block
+  auto f = label_fractions(label, 3, {2, 2, 2});
+  REQUIRE((f.sizes() == torch::IntArrayRef({3, 2, 2, 2})));
+  CHECK(f[1][0][0][0].item<double>() == doctest::Approx(1.0));
+  CHECK(f[0][0][0][0].item<double>() == doctest::Approx(0.0));
+  CHECK(f[2][1][1][1].item<double>() == doctest::Approx(1.0 / 8));
+  CHECK(f[0][1][1][1].item<double>() == doctest::Approx(7.0 / 8));
+  CHECK(torch::allclose(f.sum(0), torch::ones({2, 2, 2})));
+  // anisotropic latent grids (factor 1 along D)
+  CHECK((label_fractions(label, 3, {4, 2, 2}).sizes() == torch::IntArrayRef({3, 4, 2, 2})));
+  test::check_error([&] { check_label_map(label, {4, 4, 4}, 2, "case_7.nii.gz"); }, {"case_7.nii.gz", "0..2", "label_names"});
+  test::check_error([&] { check_label_map(label, {4, 4, 5}, 3, "case_7.nii.gz"); }, {"case_7.nii.gz", "grid"});
+  CHECK(label_names_or_default({}, 3) == std::vector<std::string>{"background", "label_1", "label_2"});
+}
+
+TEST_CASE("label augmentation: nearest neighbour (only input labels), deterministic, identity when off") {
+  auto label = torch::zeros({16, 24, 24}, torch::kLong);
+  sphere(label, {8, 12, 12}, 9, 2);
+  sphere(label, {8, 12, 12}, 3, 3);
+  sphere(label, {8, 12, 17}, 2, 4);
+  LabelAugment off;
+  off.flip_lr = false;
+  off.rotate_deg = 0;
+  off.scale = 0;
+  off.elastic_mm = 0;
+  CHECK(torch::equal(augment_label(label, {1, 1, 1.5}, off, at::make_generator<at::CPUGeneratorImpl>(1)), label));
+  LabelAugment flip = off;
+  flip.flip_lr = true;
+  int flipped = 0;
+  for (uint64_t s = 0; s < 8; ++s) {
+    auto a = augment_label(label, {1, 1, 1.5}, flip, at::make_generator<at::CPUGeneratorImpl>(s));
+    bool is_flip = torch::equal(a, label.flip({2})), same = torch::equal(a, label);
+    CHECK((is_flip || same));
+    flipped += is_flip && !same ? 1 : 0;
+  }
+  CHECK(flipped > 0);
+  CHECK(flipped < 8);
+  LabelAugment full;
+  auto a = augment_label(label, {1, 1, 1.5}, full, at::make_generator<at::CPUGeneratorImpl>(5));
+  auto b = augment_label(label, {1, 1, 1.5}, full, at::make_generator<at::CPUGeneratorImpl>(5));
+  CHECK(torch::equal(a, b));
+  CHECK_FALSE(torch::equal(a, label));
+  CHECK(values(a) == values(label));  // no blended or new label values
+  for (int64_t l : {2, 3, 4}) {
+    double before = (label == l).sum().item<double>(), after = (a == l).sum().item<double>();
+    INFO("label " << l << ": " << before << " -> " << after << " voxels");
+    CHECK(after / before > 0.5);  // scaling within 0.9..1.1 (volume 0.73..1.33) and a 2 mm elastic field
+    CHECK(after / before < 1.6);
+  }
+}
+
+TEST_CASE("label edits: a removed lesion becomes the tissue around it and a scaled one grows by the cube") {
+  auto label = torch::zeros({24, 24, 24}, torch::kLong);
+  sphere(label, {12, 12, 12}, 10, 2);
+  sphere(label, {12, 12, 12}, 3, 4);
+  auto removed = remove_label(label, 4);
+  CHECK((removed == 4).sum().item<int64_t>() == 0);
+  CHECK(torch::equal(removed, torch::where(label == 4, torch::full_like(label, 2), label)));
+  const double v0 = (label == 4).sum().item<double>();
+  auto grown = scale_label(label, 4, 2.0);
+  const double v1 = (grown == 4).sum().item<double>();
+  INFO(v0 << " -> " << v1);
+  CHECK(v1 / v0 == doctest::Approx(8.0).epsilon(0.2));
+  CHECK(torch::equal(grown.masked_select(label != 4 & grown != 4), label.masked_select(label != 4 & grown != 4)));
+  auto shrunk = scale_label(label, 4, 0.5);
+  CHECK((shrunk == 4).sum().item<double>() < v0 / 4);
+  CHECK((shrunk == 2).sum().item<double>() > (label == 2).sum().item<double>());  // the lesion's rim went back to brain
+}
+
+TEST_CASE("pair check: training ranges per label and synthetic medians outside them are named") {
+  std::vector<TrainingVolume> train;
+  for (double brain : {0.0, 0.1, 0.2}) {
+    TrainingVolume v;
+    v.label = torch::zeros({8, 8, 8}, torch::kLong);
+    v.label.index_put_({Slice(2, 6), Slice(2, 6), Slice(2, 6)}, 1);
+    v.x = torch::where(v.label == 1, torch::full({8, 8, 8}, brain), torch::full({8, 8, 8}, -1.0)).unsqueeze(0).to(torch::kFloat);
+    train.push_back(v);
+  }
+  auto ranges = fit_label_ranges(train, 3);
+  REQUIRE(ranges.ranges.size() == 2);  // label 2 never occurs
+  const auto& brain = ranges.ranges[1];
+  CHECK(brain.label == 1);
+  CHECK(brain.lo == doctest::Approx(0.0 - 0.05));  // spread 0.2: margin max(0.05, 0.25 * 0.2)
+  CHECK(brain.hi == doctest::Approx(0.2 + 0.05));
+  CHECK(brain.cases == 3);
+  auto back = LabelIntensityRanges::from_json(ranges.to_json());
+  CHECK(back.ranges[1].hi == doctest::Approx(brain.hi));
+  IntensityWindow hu{-1000, 1000};
+  auto label = train[0].label;
+  auto good = torch::where(label == 1, torch::full({8, 8, 8}, 0.15), torch::full({8, 8, 8}, -1.0)).to(torch::kFloat);
+  CHECK(check_pair(good, label, ranges, {"air", "brain", "lesion"}, hu).passed);
+  auto bad = torch::where(label == 1, torch::full({8, 8, 8}, 0.6), torch::full({8, 8, 8}, -1.0)).to(torch::kFloat);
+  auto pc = check_pair(bad, label, ranges, {"air", "brain", "lesion"}, hu);
+  CHECK_FALSE(pc.passed);
+  CHECK(pc.failed.find("brain: median 600 outside [-50, 250]") != std::string::npos);
+  CHECK(pc.detail.size() == 2);
+}
+
+TEST_CASE("outline preview: label boundaries are white over the image") {
+  auto label = torch::zeros({9, 9, 9}, torch::kLong);
+  label.index_put_({Slice(2, 7), Slice(2, 7), Slice(2, 7)}, 1);
+  auto image = torch::full({9, 9, 9}, 0.0);
+  Geometry g;
+  auto plain = orthogonal_panel(image, g, {-1, 1});
+  auto with = contour_panel(image, label, g, {-1, 1});
+  CHECK((plain.sizes() == with.sizes()));
+  CHECK((plain == 255).sum().item<int64_t>() == 0);
+  CHECK((with == 255).sum().item<int64_t>() > 0);
+  CHECK(with[0][0].item<int64_t>() == plain[0][0].item<int64_t>());  // away from the label: the image
+}
+
+TEST_CASE("label-conditioned U-Net: the condition joins the input and zeros are the null condition") {
+  UNetParams p;
+  p.base_channels = 8;
+  p.channel_mults = {1, 2};
+  p.downsample = {{2, 2, 2}};
+  p.attention_levels = {1};
+  p.attention_heads = 2;
+  torch::manual_seed(0);
+  UNet3d net(p, 4, 2, 5);
+  net->eval();
+  torch::NoGradGuard ng;
+  net->conv_out->weight.normal_(0, 0.1);  // zero at initialisation (the usual diffusion U-Net start)
+  auto x = torch::randn({1, 4, 8, 8, 8});
+  auto t = torch::full({1}, 10, torch::kLong);
+  auto c = torch::ones({1}, torch::kLong);
+  auto cond = torch::softmax(torch::randn({1, 5, 8, 8, 8}), 1);
+  auto with = net->forward(x, t, c, cond);
+  CHECK((with.sizes() == x.sizes()));
+  CHECK(torch::equal(net->forward(x, t, c), net->forward(x, t, c, torch::zeros_like(cond))));
+  CHECK_FALSE(torch::allclose(with, net->forward(x, t, c)));
+  CHECK(net->conv_in->weight.size(1) == 9);
+}

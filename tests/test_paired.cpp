@@ -1,0 +1,152 @@
+// End-to-end paired sampling on a tiny label-conditioned model (CT phantoms 16^3): nnU-Net datasets
+// from several shards, label files on the image's grid, the user's own label maps, label edits and
+// the per-pair check in the manifest.
+#include <doctest/doctest.h>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "io/volume_reader.h"
+#include "test_support.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+using namespace meddiff;
+
+namespace {
+
+// Trains once per test binary run: folder with data/ (6 labelled CT phantoms), vqgan/, ldm/.
+const fs::path& trained_labelled() {
+  static test::ScratchDir* dir = nullptr;
+  if (!dir) {
+    dir = new test::ScratchDir("paired-models");
+    auto d = dir->path();
+    REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "6", "--shape", "16,16,16", "--spacing", "2,1.5,1.5", "--out",
+                               (d / "data").string()}) == 0);
+    auto common = test::tiny_model_args(d / "data/manifest.json");
+    common.insert(common.end(), {"--set", "vqgan_train.steps=2", "--set", "ldm_train.steps=3", "--set", "sample.steps=4",
+                                 "--set", "data.labels=\"condition\"", "--set",
+                                 R"(data.label_names=["air","soft_tissue","lung","bone","nodule"])"});
+    auto vq = common;
+    vq.insert(vq.end(), {"--out", (d / "vqgan").string()});
+    REQUIRE(cli::run_train_vqgan(vq) == 0);
+    auto ldm = common;
+    ldm.insert(ldm.end(), {"--vqgan", (d / "vqgan/last.pt").string(), "--out", (d / "ldm").string()});
+    REQUIRE(cli::run_train_ldm(ldm) == 0);
+  }
+  return dir->path();
+}
+
+int sample(const fs::path& out, std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--ldm", (trained_labelled() / "ldm/last.pt").string(), "--out", out.string(), "--qc-retries", "1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return cli::run_sample(args);
+}
+
+std::vector<nlohmann::json> manifest_lines(const fs::path& p) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+size_t count_files(const fs::path& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.is_regular_file() && e.path().filename().string()[0] != '.' ? 1 : 0;
+  return n;
+}
+
+std::set<int64_t> values(const torch::Tensor& t) {
+  auto u = std::get<0>(torch::_unique(t.flatten()));
+  std::set<int64_t> out;
+  for (int64_t i = 0; i < u.numel(); ++i) out.insert(static_cast<int64_t>(u[i].item<double>()));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("paired sampling: two nnU-Net shards make one dataset with labelsTr and the real label names") {
+  test::ScratchDir dir("paired-nnunet");
+  auto out = dir / "Dataset901_Synth";
+  REQUIRE(sample(out, {"-n", "5", "--layout", "nnunet", "--name", "Synth", "--shard", "1/2"}) == 0);
+  auto ds = nlohmann::json::parse(read_text(out / "dataset.json"));
+  CHECK(ds["numTraining"] == 3);  // what exists so far
+  REQUIRE(sample(out, {"-n", "5", "--layout", "nnunet", "--name", "Synth", "--shard", "2/2"}) == 0);
+  ds = nlohmann::json::parse(read_text(out / "dataset.json"));
+  CHECK(ds["numTraining"] == 5);
+  CHECK(count_files(out / "imagesTr") == 5);
+  CHECK(count_files(out / "labelsTr") == 5);
+  CHECK(ds["labels"] == nlohmann::json{{"background", 0}, {"soft_tissue", 1}, {"lung", 2}, {"bone", 3}, {"nodule", 4}});
+  CHECK(ds["channel_names"]["0"] == "CT");
+  for (int i = 0; i < 5; ++i) {
+    auto image = io::read_volume(out / "imagesTr" / fmt::format("Synth_{:04d}_0000.nii.gz", i));
+    auto label = io::read_volume(out / "labelsTr" / fmt::format("Synth_{:04d}.nii.gz", i));
+    CHECK((image.image.sizes() == label.image.sizes()));
+    CHECK(image.geometry.spacing == label.geometry.spacing);
+    CHECK(image.geometry.origin == label.geometry.origin);
+    for (auto v : values(label.image)) CHECK((v >= 0 && v <= 4));
+  }
+  auto lines = manifest_lines(out / "manifest.jsonl");
+  REQUIRE(lines.size() == 5);
+  for (const auto& l : lines) {
+    CHECK(l.contains("qc"));
+    CHECK(l["qc"]["attempts"].get<int64_t>() >= 1);
+    CHECK(l["label_map"]["augmented"] == true);
+    CHECK(l["files"].size() == 2);
+  }
+  // --finalize rebuilds the same dataset.json
+  fs::remove(out / "dataset.json");
+  REQUIRE(cli::run_sample({"--finalize", "--layout", "nnunet", "--name", "Synth", "--out", out.string()}) == 0);
+  CHECK(nlohmann::json::parse(read_text(out / "dataset.json")) == ds);
+}
+
+TEST_CASE("paired sampling: the user's label maps keep their grid and edits apply to every map") {
+  auto d = trained_labelled();
+  test::ScratchDir dir("paired-user");
+  // label maps of phantoms the model never saw (another seed), as a folder of label files
+  REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "2", "--shape", "16,16,16", "--spacing", "2,1.5,1.5", "--seed", "9",
+                             "--out", (dir / "heldout").string()}) == 0);
+  REQUIRE(sample(dir / "user", {"-n", "2", "--labels", (dir / "heldout/labels").string(), "--format", "nifti,png"}) == 0);
+  for (int i = 0; i < 2; ++i) {
+    auto given = io::read_volume(dir / "heldout/labels" / fmt::format("case_{:04d}.nii.gz", i));
+    auto written = io::read_volume(dir / "user" / fmt::format("synth_{:06d}_label.nii.gz", i));
+    auto image = io::read_volume(dir / "user" / fmt::format("synth_{:06d}.nii.gz", i));
+    CHECK(torch::equal(written.image, given.image));  // same shape as training: not augmented, not moved
+    CHECK(written.geometry.origin == given.geometry.origin);
+    CHECK(image.geometry.origin == given.geometry.origin);
+  }
+  // a manifest's classes choose the pairs' classes
+  auto lines = manifest_lines(dir / "user/manifest.jsonl");
+  CHECK(lines[0]["label_map"]["augmented"] == false);
+  REQUIRE(sample(dir / "classes", {"-n", "2", "--labels", (dir / "heldout/manifest.json").string()}) == 0);
+  lines = manifest_lines(dir / "classes/manifest.jsonl");
+  CHECK(lines[0]["class"] == 0);
+  CHECK(lines[1]["class"] == 1);
+  // other label settings are another job
+  CHECK_THROWS_WITH_AS(sample(dir / "user", {"-n", "2", "--labels", (dir / "heldout/labels").string(), "--augment-labels", "on",
+                                             "--format", "nifti,png"}),
+                       doctest::Contains("labels"), Error);
+  // --remove-label 4: no nodule in any map; the mask bank's maps are augmented, and a DICOM segmentation series is written
+  REQUIRE(sample(dir / "edits", {"-n", "3", "--remove-label", "4", "--format", "nifti,dicom"}) == 0);
+  for (int i = 0; i < 3; ++i) {
+    auto label = io::read_volume(dir / "edits" / fmt::format("synth_{:06d}_label.nii.gz", i));
+    CHECK(values(label.image).count(4) == 0);
+    auto seg = io::read_volume(dir / "edits" / fmt::format("synth_{:06d}_label_dicom", i));
+    CHECK(torch::equal(seg.image, label.image));
+  }
+  CHECK_THROWS_AS(sample(dir / "bad", {"--remove-label", "7"}), UsageError);
+  CHECK_THROWS_AS(sample(dir / "bad", {"--scale-label", "4"}), UsageError);
+  CHECK_THROWS_AS(sample(dir / "bad", {"--augment-labels", "maybe"}), UsageError);
+  CHECK_FALSE(fs::exists(dir / "bad"));
+  // a model without labels refuses label options
+  test::ScratchDir plain("paired-plain");
+  auto common = test::tiny_model_args(d / "data/manifest.json");
+  common.insert(common.end(), {"--set", "ldm_train.steps=1", "--vqgan", (d / "vqgan/last.pt").string(), "--out", (plain / "ldm").string()});
+  REQUIRE(cli::run_train_ldm(common) == 0);
+  CHECK_THROWS_WITH_AS(cli::run_sample({"--ldm", (plain / "ldm/last.pt").string(), "--labels", (dir / "heldout/labels").string(),
+                                        "--out", (plain / "s").string()}),
+                       doctest::Contains("not conditioned on label maps"), UsageError);
+}
