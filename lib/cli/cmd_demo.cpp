@@ -72,8 +72,8 @@ std::string pair_check_report(const fs::path& manifest, const std::string& title
     }
   }
   std::string s = fmt::format("## Per-label check: `{}`\n\n{} of {} pairs pass (inside every label with at least 8 voxels, the "
-                              "synthetic median lies in the training range for that label; {}).\n\n"
-                              "| label | training range | synthetic medians (min / median / max) | pairs passing |\n|---|---|---|---|\n",
+                              "synthetic median lies in the range of the training cases as the VQ-GAN reproduces them; {}).\n\n"
+                              "| label | training range (reproduced) | synthetic medians (min / median / max) | pairs passing |\n|---|---|---|---|\n",
                               title, all_passed, pairs, ct ? "HU" : "MR output units 0-1000");
   for (auto& [label, nr] : rows) {
     auto& [name, row] = nr;

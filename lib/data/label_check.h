@@ -1,9 +1,11 @@
 #pragma once
 // The quality check of a synthetic (image, label map) pair: inside every label the image's median
-// intensity must lie in the range the training cases span for that label. The range is fitted on the
-// training set (per case, the median of the normalised intensity inside the label; then the smallest
-// and largest of those medians, widened by a quarter of their spread and at least 0.05, i.e. about
-// 100 HU on the default CT window). Labels with fewer than `min_voxels` voxels in a map are not judged.
+// intensity must lie in the range the training cases span for that label. A range is fitted on a set
+// of cases (per case, the median of the normalised intensity inside the label; then the smallest and
+// largest of those medians, widened by a quarter of their spread and at least 0.05, i.e. about 100 HU
+// on the default CT window); the LDM trainer fits it on the training cases as the VQ-GAN reproduces
+// them and keeps the raw images' ranges beside. Labels with fewer than `min_voxels` voxels in a map
+// are not judged.
 #include "data/intensity.h"
 #include "data/preprocess.h"
 

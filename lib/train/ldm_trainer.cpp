@@ -8,6 +8,8 @@
 #include "data/label_check.h"
 #include "data/label_maps.h"
 #include "data/preview.h"
+#include "data/intensity.h"
+#include "pipeline/autoencoder.h"
 #include "pipeline/device.h"
 #include "pipeline/generate.h"
 #include "train/ldm_step.h"
@@ -56,6 +58,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   // ranges of the pair check; the maps themselves become the mask bank sampling draws from.
   int64_t num_labels = 0;
   nlohmann::json labels_json;
+  LabelIntensityRanges training_ranges;
   if (cfg.data.label_conditioned()) {
     num_labels = static_cast<int64_t>(cfg.data.label_names.size());
     if (num_labels == 0)
@@ -70,13 +73,13 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
       bank_classes.push_back(v.class_label);
     }
     auto names = label_names_or_default(cfg.data.label_names, num_labels);
-    LabelIntensityRanges ranges = fit_label_ranges(train, num_labels);
+    training_ranges = fit_label_ranges(train, num_labels);
     Checkpoint mb;
     mb.kind = "mask_bank";
     mb.tensors = {{"labels", torch::stack(bank)}, {"classes", torch::tensor(bank_classes, torch::kLong)}};
     mb.extra = {{"names", names}, {"geometry", geometry_json(output_geometry(train.front()))}};
     save_checkpoint(mb, out_dir / "mask_bank.pt");
-    labels_json = {{"mode", "condition"}, {"names", names}, {"ranges", ranges.to_json()}, {"mask_bank", "mask_bank.pt"},
+    labels_json = {{"mode", "condition"}, {"names", names}, {"training_ranges", training_ranges.to_json()}, {"mask_bank", "mask_bank.pt"},
                    {"mask_bank_count", bank.size()}};
     log_info("labels: {} ({}), {} label maps in {}", num_labels, fmt::join(names, ", "), bank.size(), (out_dir / "mask_bank.pt").string());
   }
@@ -108,6 +111,33 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     save_checkpoint(c, cache);
   }
   LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, vq.model, lat.latents);
+  if (num_labels > 0) {
+    // The pair check compares synthetic images with the training cases as the autoencoder reproduces
+    // them: the diffusion model cannot do better than its decoder, and a check it cannot pass would only
+    // regenerate in vain. The autoencoder's own per-label error is reported here and kept beside.
+    std::vector<TrainingVolume> recon;
+    const int64_t n_fit = std::min<int64_t>(lat.latents.size(0), 64);
+    {
+      torch::NoGradGuard ng;
+      for (int64_t i = 0; i < n_fit; ++i) {
+        TrainingVolume r = train[static_cast<size_t>(i)];
+        r.x = decode_latent(vq.model, lat.latents.slice(0, i, i + 1).to(device)).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
+        recon.push_back(r);
+      }
+    }
+    LabelIntensityRanges ranges = fit_label_ranges(recon, num_labels);
+    labels_json["ranges"] = ranges.to_json();
+    const IntensityWindow w = output_window(cfg.data.modality_enum(), cfg.data.intensity());
+    auto scanner = [&](double v) { return w.lo + (v + 1.0) * 0.5 * (w.hi - w.lo); };
+    const auto names = labels_json["names"].get<std::vector<std::string>>();
+    for (const auto& r : ranges.ranges)
+      for (const auto& t : training_ranges.ranges)
+        if (t.label == r.label && (r.median < t.lo || r.median > t.hi))
+          log_warn("labels: the VQ-GAN reproduces '{}' at a median of {:.0f} where the training images have {:.0f} ({} cases): "
+                   "synthetic '{}' will be off by as much; the pair check uses the reproduced range [{:.0f}, {:.0f}]",
+                   names[static_cast<size_t>(r.label)], scanner(r.median), scanner(t.median), n_fit,
+                   names[static_cast<size_t>(r.label)], scanner(r.lo), scanner(r.hi));
+  }
   auto zn = norm.apply(lat.latents);  // [N, E, d, h, w]
   std::vector<TrainingVolume> items;  // latents in the batch machinery (no flips: latents are not flip-equivariant)
   const int64_t E = zn.size(1);
