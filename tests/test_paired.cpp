@@ -8,6 +8,7 @@
 #include "core/fs.h"
 #include "io/volume_reader.h"
 #include "test_support.h"
+#include "tiny_models.h"
 
 #include <nlohmann/json.hpp>
 
@@ -22,19 +23,9 @@ const fs::path& trained_labelled() {
   static test::ScratchDir* dir = nullptr;
   if (!dir) {
     dir = new test::ScratchDir("paired-models");
-    auto d = dir->path();
-    REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "6", "--shape", "16,16,16", "--spacing", "2,1.5,1.5", "--out",
-                               (d / "data").string()}) == 0);
-    auto common = test::tiny_model_args(d / "data/manifest.json");
-    common.insert(common.end(), {"--set", "vqgan_train.steps=2", "--set", "ldm_train.steps=3", "--set", "sample.steps=4",
-                                 "--set", "data.labels=\"condition\"", "--set",
-                                 R"(data.label_names=["air","soft_tissue","lung","bone","nodule"])"});
-    auto vq = common;
-    vq.insert(vq.end(), {"--out", (d / "vqgan").string()});
-    REQUIRE(cli::run_train_vqgan(vq) == 0);
-    auto ldm = common;
-    ldm.insert(ldm.end(), {"--vqgan", (d / "vqgan/last.pt").string(), "--out", (d / "ldm").string()});
-    REQUIRE(cli::run_train_ldm(ldm) == 0);
+    test::train_tiny_models(dir->path(), 6,
+                            {"--set", "sample.steps=4", "--set", "data.labels=\"condition\"", "--set",
+                             R"(data.label_names=["air","soft_tissue","lung","bone","nodule"])"});
   }
   return dir->path();
 }

@@ -12,6 +12,7 @@
 #include "io/volume_writer.h"
 #include "data/manifest.h"
 #include "test_support.h"
+#include "tiny_models.h"
 
 #include <nlohmann/json.hpp>
 
@@ -32,17 +33,7 @@ const fs::path& trained() {
   static test::ScratchDir* dir = nullptr;
   if (!dir) {
     dir = new test::ScratchDir("sample-models");
-    auto d = dir->path();
-    REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "4", "--shape", "16,16,16", "--spacing", "2,1.5,1.5",
-                               "--out", (d / "data").string()}) == 0);
-    auto common = test::tiny_model_args(d / "data/manifest.json");
-    common.insert(common.end(), {"--set", "vqgan_train.steps=2", "--set", "ldm_train.steps=3", "--set", "sample.steps=5"});
-    auto vq = common;
-    vq.insert(vq.end(), {"--out", (d / "vqgan").string()});
-    REQUIRE(cli::run_train_vqgan(vq) == 0);
-    auto ldm = common;
-    ldm.insert(ldm.end(), {"--vqgan", (d / "vqgan/last.pt").string(), "--out", (d / "ldm").string()});
-    REQUIRE(cli::run_train_ldm(ldm) == 0);
+    test::train_tiny_models(dir->path(), 4, {"--set", "sample.steps=5"});
   }
   return dir->path();
 }

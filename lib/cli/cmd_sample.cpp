@@ -268,7 +268,7 @@ int run_sample(const Args_t& args) {
     decode_latent(vq.model, ldm.norm.invert(x), decode);
     synchronize(device);
     double t_dec = seconds_since(t0);
-    bool guided = ldm.num_classes > 0 && sp.guidance != 1.0;
+    bool guided = (ldm.num_classes > 0 || paired) && sp.guidance != 1.0;
     double per_volume = static_cast<double>(timesteps) * t_net * (guided ? 2 : 1) + t_dec;
     int64_t todo = static_cast<int64_t>(mine.size()) - finished;
     std::cout << fmt::format(
@@ -280,6 +280,11 @@ int run_sample(const Args_t& args) {
         ldm.num_classes, sp.sampler, sp.steps, sp.guidance, device.str(), t_net, timesteps * (guided ? 2 : 1), t_dec,
         per_volume, format_duration(per_volume * static_cast<double>(todo)), peak_rss_mib(),
         device.is_cuda() ? fmt::format(", {:.0f} MiB CUDA", peak_device_mib(device)) : "");
+    if (paired)
+      std::cout << fmt::format("  label maps: {} ({} maps{}); a pair failing the per-label check is generated again up to {} "
+                               "time(s), which the estimate leaves out\n",
+                               label_source->settings().value("source", ""), label_source->count(),
+                               label_source->settings().value("augment", false) ? ", augmented" : "", qc_retries);
     if (!diff.empty())
       std::cout << fmt::format("  note: {} was sampled with other settings ({}): refused without --force\n", out.string(), diff);
     return 0;
