@@ -10,11 +10,15 @@
 
 namespace meddiff {
 
+// Mild by default: the diffusion model learned images for the training maps as they are (the latents
+// are not augmented), so maps far from them are followed less faithfully (on the CT demo, 0 of 8 pairs
+// from maps augmented by +-10 degrees, +-10 % and 2 mm had bone above 300 HU, 2 of 8 with these
+// defaults, 8 of 8 without augmentation).
 struct LabelAugment {
   bool flip_lr = true;        // flip along x (the W axis) with probability 1/2
-  double rotate_deg = 10;     // rotation about z, uniform in [-rotate_deg, rotate_deg]
-  double scale = 0.1;         // isotropic scaling, uniform in [1 - scale, 1 + scale]
-  double elastic_mm = 2;      // standard deviation of the elastic displacement (mm), smooth over ~1/4 of the field
+  double rotate_deg = 5;      // rotation about z, uniform in [-rotate_deg, rotate_deg]
+  double scale = 0.05;        // isotropic scaling, uniform in [1 - scale, 1 + scale]
+  double elastic_mm = 1;      // standard deviation of the elastic displacement (mm), smooth over ~1/4 of the field
   int64_t elastic_grid = 5;   // control points per axis of the elastic field
 };
 
