@@ -118,6 +118,13 @@ TEST_CASE("pair check: training ranges per label and synthetic medians outside t
   CHECK(brain.lo == doctest::Approx(0.0 - 0.05));  // spread 0.2: margin max(0.05, 0.25 * 0.2)
   CHECK(brain.hi == doctest::Approx(0.2 + 0.05));
   CHECK(brain.cases == 3);
+  LabelIntensityRanges other;
+  other.ranges = {{1, 0.5, 0.7, 0.6, 2}, {2, -0.2, 0.1, 0.0, 1}};
+  auto merged = merge_label_ranges(ranges, other);
+  REQUIRE(merged.ranges.size() == 3);
+  CHECK(merged.ranges[1].lo == doctest::Approx(-0.05));
+  CHECK(merged.ranges[1].hi == doctest::Approx(0.7));
+  CHECK(merged.ranges[2].label == 2);
   auto back = LabelIntensityRanges::from_json(ranges.to_json());
   CHECK(back.ranges[1].hi == doctest::Approx(brain.hi));
   IntensityWindow hu{-1000, 1000};

@@ -44,6 +44,21 @@ LabelIntensityRanges fit_label_ranges(const std::vector<TrainingVolume>& cases, 
   return out;
 }
 
+LabelIntensityRanges merge_label_ranges(const LabelIntensityRanges& a, const LabelIntensityRanges& b) {
+  LabelIntensityRanges out = a;
+  for (const auto& r : b.ranges) {
+    auto it = std::find_if(out.ranges.begin(), out.ranges.end(), [&](const LabelRange& x) { return x.label == r.label; });
+    if (it == out.ranges.end()) {
+      out.ranges.push_back(r);
+      continue;
+    }
+    it->lo = std::min(it->lo, r.lo);
+    it->hi = std::max(it->hi, r.hi);
+  }
+  std::sort(out.ranges.begin(), out.ranges.end(), [](const LabelRange& x, const LabelRange& y) { return x.label < y.label; });
+  return out;
+}
+
 PairCheck check_pair(const torch::Tensor& image, const torch::Tensor& label, const LabelIntensityRanges& ranges,
                      const std::vector<std::string>& names, const IntensityWindow& w) {
   PairCheck pc;

@@ -3,9 +3,9 @@
 // intensity must lie in the range the training cases span for that label. A range is fitted on a set
 // of cases (per case, the median of the normalised intensity inside the label; then the smallest and
 // largest of those medians, widened by a quarter of their spread and at least 0.05, i.e. about 100 HU
-// on the default CT window); the LDM trainer fits it on the training cases as the VQ-GAN reproduces
-// them and keeps the raw images' ranges beside. Labels with fewer than `min_voxels` voxels in a map
-// are not judged.
+// on the default CT window); the LDM trainer accepts the union of the training images' range and the
+// range of those cases as the VQ-GAN reproduces them. Labels with fewer than `min_voxels` voxels in a
+// map are not judged.
 #include "data/intensity.h"
 #include "data/preprocess.h"
 
@@ -28,6 +28,8 @@ struct LabelIntensityRanges {
 };
 
 LabelIntensityRanges fit_label_ranges(const std::vector<TrainingVolume>& cases, int64_t num_labels);
+// Per label the union of both ranges (a label in only one of them keeps that one).
+LabelIntensityRanges merge_label_ranges(const LabelIntensityRanges& a, const LabelIntensityRanges& b);
 
 struct PairCheck {
   bool passed = true;
