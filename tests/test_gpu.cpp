@@ -51,7 +51,7 @@ Batch phantom_batch(int64_t step) {
     auto v = make_phantom(p, step * 2 + i, i % 2);
     xs.push_back(((v.image / v.image.max()) * 2 - 1).unsqueeze(0));
   }
-  return {step, torch::stack(xs), torch::tensor({0, 1}, torch::kLong)};
+  return {step, torch::stack(xs), torch::tensor({0, 1}, torch::kLong), {}};
 }
 
 }  // namespace
@@ -77,7 +77,7 @@ TEST_CASE("gpu: LDM steps on CUDA follow the CPU run") {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
   auto latents = torch::randn({2, 8, 8, 8, 8}, gen);
   for (int64_t s = 0; s < 3; ++s) {
-    auto batch = [&](int64_t) { return Batch{s, latents, torch::tensor({0, 1}, torch::kLong)}; };
+    auto batch = [&](int64_t) { return Batch{s, latents, torch::tensor({0, 1}, torch::kLong), {}}; };
     auto a = cpu.step(s, batch), b = gpu.step(s, batch);
     INFO("step " << s << ": cpu " << a.loss << ", cuda " << b.loss);
     CHECK(b.finite);

@@ -115,7 +115,7 @@ TEST_CASE("gradient accumulation: each step takes grad_accum micro-batches, in o
   std::vector<int64_t> seen;
   auto batch = [&](int64_t micro) {
     seen.push_back(micro);
-    return Batch{0, data[static_cast<size_t>(micro)].x.unsqueeze(0), torch::zeros({1}, torch::kLong)};
+    return Batch{0, data[static_cast<size_t>(micro)].x.unsqueeze(0), torch::zeros({1}, torch::kLong), {}};
   };
   auto before = st.vqgan->decoder->conv_last->conv->weight.clone();
   auto s = st.step(0, batch);

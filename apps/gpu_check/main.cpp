@@ -128,8 +128,7 @@ int main(int argc, char** argv) {
   auto lat = encode_latents(frozen, cases, torch::kCPU);
   LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, frozen, lat.latents);
   auto zn = norm.apply(lat.latents);
-  std::vector<TrainingVolume> items;
-  for (int64_t i = 0; i < zn.size(0); ++i) items.push_back({zn[i], {}, {}, lat.classes[i].item<int64_t>(), ""});
+  std::vector<TrainingVolume> items = latent_items(zn, lat.classes);
   std::vector<Curve> s2(2);
   std::vector<std::unique_ptr<LDMStepper>> ldm;
   for (int d = 0; d < 2; ++d) {
@@ -222,7 +221,11 @@ int main(int argc, char** argv) {
             stepper.step(s, [&](int64_t) {
               std::vector<int64_t> full{batch};
               full.insert(full.end(), batch_shape.begin(), batch_shape.end());
-              return Batch{s, torch::rand(full) * 2 - 1, torch::zeros({batch}, torch::kLong)};
+              Batch b;
+              b.step = s;
+              b.x = torch::rand(full) * 2 - 1;
+              b.labels = torch::zeros({batch}, torch::kLong);
+              return b;
             });
           }
           synchronize(cuda);

@@ -36,14 +36,20 @@ cxxopts::ParseResult Args::parse(const std::vector<std::string>& args) {
   }
 }
 
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
+}
+
 namespace {
 template <typename T, size_t N>
 std::array<T, N> parse_list(const std::string& text, const std::string& flag) {
   std::array<T, N> out{};
-  std::stringstream ss(text);
-  std::string item;
   size_t i = 0;
-  while (std::getline(ss, item, ',')) {
+  for (const auto& item : split_commas(text)) {
     if (i >= N) usage_fail("{} takes {} comma-separated numbers (got '{}')", flag, N, text);
     try {
       size_t pos = 0;

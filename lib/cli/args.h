@@ -33,6 +33,8 @@ class Args {
 std::array<int64_t, 3> parse_int3(const std::string& text, const std::string& flag);
 std::array<double, 3> parse_double3(const std::string& text, const std::string& flag);
 std::array<double, 2> parse_double2(const std::string& text, const std::string& flag);
+// "a,b,c" -> {"a", "b", "c"} (std::getline semantics: inner empty items kept, a trailing comma adds none).
+std::vector<std::string> split_commas(const std::string& text);
 // The value of a required positional/flag, or a UsageError naming it.
 std::string required(const cxxopts::ParseResult& r, const std::string& name);
 

@@ -28,7 +28,6 @@
 #include <iostream>
 #include <regex>
 #include <set>
-#include <sstream>
 
 namespace meddiff::cli {
 namespace {
@@ -50,9 +49,7 @@ Shard parse_shard(const std::string& s) {
 
 std::set<std::string> parse_formats(const std::string& s) {
   std::set<std::string> out;
-  std::stringstream ss(s);
-  std::string f;
-  while (std::getline(ss, f, ',')) {
+  for (const auto& f : split_commas(s)) {
     if (f != "nifti" && f != "dicom" && f != "png") usage_fail("--format: unknown format '{}' (nifti, dicom, png)", f);
     out.insert(f);
   }
@@ -309,10 +306,13 @@ int run_sample(const Args_t& args) {
                              todo.begin() + static_cast<std::ptrdiff_t>(std::min(todo.size(), b0 + static_cast<size_t>(batch))));
     std::vector<int64_t> cls;
     std::vector<PairLabel> pairs;
+    std::vector<torch::Tensor> pair_conds;  // each map's condition on the latent grid
     for (int64_t i : idx) {
       cls.push_back(class_of(i));
       if (!paired) continue;
       pairs.push_back(label_source->for_volume(seed, i));
+      pair_conds.push_back(
+          label_fractions(pairs.back().label, ldm.num_labels, {ldm.latent_shape[1], ldm.latent_shape[2], ldm.latent_shape[3]}));
       const auto& map_class = pairs.back().class_label;
       if (!fixed_class && ldm.num_classes > 0 && map_class && *map_class >= 0 && *map_class < ldm.num_classes) cls.back() = *map_class;
     }
@@ -330,8 +330,7 @@ int run_sample(const Args_t& args) {
       for (size_t j : pending) {
         x_T.push_back(noise_for(s_att, idx[j], 0, ldm.latent_shape));
         c.push_back(cls[j]);
-        if (paired)
-          conds.push_back(label_fractions(pairs[j].label, ldm.num_labels, {ldm.latent_shape[1], ldm.latent_shape[2], ldm.latent_shape[3]}));
+        if (paired) conds.push_back(pair_conds[j]);
       }
       auto classes = torch::tensor(c, torch::kLong).to(device);
       auto cond = paired ? torch::stack(conds).to(device) : torch::Tensor();

@@ -1,5 +1,7 @@
 #include "cli/sample_labels.h"
 
+#include "cli/args.h"
+
 #include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/sha256.h"
@@ -9,21 +11,11 @@
 #include "data/spatial.h"
 #include "io/volume_reader.h"
 
-#include <sstream>
 
 namespace meddiff::cli {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, sep))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 int64_t parse_label(const std::string& s, int64_t num_labels, const char* option) {
   size_t used = 0;
@@ -42,8 +34,12 @@ int64_t parse_label(const std::string& s, int64_t num_labels, const char* option
 
 std::vector<LabelEdit> parse_label_edits(const std::string& remove, const std::string& scale, int64_t num_labels) {
   std::vector<LabelEdit> out;
-  for (const auto& r : split(remove, ',')) out.push_back({"remove", parse_label(r, num_labels, "--remove-label"), 1.0});
-  for (const auto& item : split(scale, ',')) {
+  for (const auto& r : split_commas(remove)) {
+    if (r.empty()) continue;
+    out.push_back({"remove", parse_label(r, num_labels, "--remove-label"), 1.0});
+  }
+  for (const auto& item : split_commas(scale)) {
+    if (item.empty()) continue;
     auto eq = item.find('=');
     if (eq == std::string::npos) usage_fail("--scale-label takes LABEL=FACTOR, e.g. 4=1.5 (got '{}')", item);
     LabelEdit e{"scale", parse_label(item.substr(0, eq), num_labels, "--scale-label"), 0};

@@ -38,7 +38,12 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
     labels.push_back(c.class_label);
   }
   if (!conds.empty() && conds.size() != xs.size()) fail("some training cases have a label condition and some do not");
-  return {step, torch::stack(xs), torch::tensor(labels, torch::kLong), conds.empty() ? torch::Tensor() : torch::stack(conds)};
+  Batch out;
+  out.step = step;
+  out.x = torch::stack(xs);
+  out.labels = torch::tensor(labels, torch::kLong);
+  if (!conds.empty()) out.cond = torch::stack(conds);
+  return out;
 }
 
 BatchPrefetcher::BatchPrefetcher(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, bool flip,

@@ -34,6 +34,8 @@ IntensityWindow window_for(const Volume& v, const IntensityParams& p);
 IntensityWindow output_window(Modality m, const IntensityParams& p);
 
 torch::Tensor normalise(const torch::Tensor& x, const IntensityWindow& w);  // clip, -> [-1, 1]
+// One normalised value -> scanner units, not clipped (for reporting ranges that may reach past [-1, 1]).
+double to_scanner_units(double y, const IntensityWindow& w);
 // [-1, 1] -> scanner units; `round` gives integers (HU for CT).
 torch::Tensor denormalise(const torch::Tensor& y, const IntensityWindow& w, bool round = true);
 

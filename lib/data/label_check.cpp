@@ -63,7 +63,7 @@ PairCheck check_pair(const torch::Tensor& image, const torch::Tensor& label, con
                      const std::vector<std::string>& names, const IntensityWindow& w) {
   PairCheck pc;
   pc.detail = nlohmann::json::array();
-  auto scanner = [&](double v) { return w.lo + (v + 1.0) * 0.5 * (w.hi - w.lo); };
+  auto scanner = [&](double v) { return to_scanner_units(v, w); };
   for (const auto& r : ranges.ranges) {
     auto inside = label == r.label;
     const int64_t n = inside.sum().item<int64_t>();

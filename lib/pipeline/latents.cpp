@@ -40,6 +40,15 @@ LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volume
   return {torch::stack(zs), torch::tensor(cls, torch::kLong)};
 }
 
+std::vector<TrainingVolume> latent_items(const torch::Tensor& zn, const torch::Tensor& classes) {
+  std::vector<TrainingVolume> items(static_cast<size_t>(zn.size(0)));
+  for (int64_t i = 0; i < zn.size(0); ++i) {
+    items[static_cast<size_t>(i)].x = zn[i];
+    items[static_cast<size_t>(i)].class_label = classes[i].item<int64_t>();
+  }
+  return items;
+}
+
 LatentNorm fit_latent_norm(const std::string& kind, VQGAN& vqgan, const torch::Tensor& latents) {
   LatentNorm n;
   n.kind = kind;

@@ -28,6 +28,8 @@ struct LatentSet {
 
 // Encodes every volume (batch of one, no augmentation) with the frozen VQ-GAN.
 LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volumes, const torch::Device& device);
+// Normalised latents zn [N, E, d, h, w] with their classes [N] as stage-2 training items.
+std::vector<TrainingVolume> latent_items(const torch::Tensor& zn, const torch::Tensor& classes);
 LatentNorm fit_latent_norm(const std::string& kind, VQGAN& vqgan, const torch::Tensor& latents);
 
 }  // namespace meddiff

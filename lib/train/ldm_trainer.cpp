@@ -58,6 +58,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   // ranges of the pair check; the maps themselves become the mask bank sampling draws from.
   int64_t num_labels = 0;
   nlohmann::json labels_json;
+  std::vector<std::string> names;
   LabelIntensityRanges training_ranges;
   if (cfg.data.label_conditioned()) {
     num_labels = static_cast<int64_t>(cfg.data.label_names.size());
@@ -72,7 +73,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
       bank.push_back(v.label.to(torch::kUInt8));
       bank_classes.push_back(v.class_label);
     }
-    auto names = label_names_or_default(cfg.data.label_names, num_labels);
+    names = label_names_or_default(cfg.data.label_names, num_labels);
     training_ranges = fit_label_ranges(train, num_labels);
     Checkpoint mb;
     mb.kind = "mask_bank";
@@ -130,8 +131,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     labels_json["ranges"] = ranges.to_json();
     labels_json["reproduced_ranges"] = reproduced.to_json();
     const IntensityWindow w = output_window(cfg.data.modality_enum(), cfg.data.intensity());
-    auto scanner = [&](double v) { return w.lo + (v + 1.0) * 0.5 * (w.hi - w.lo); };
-    const auto names = labels_json["names"].get<std::vector<std::string>>();
+    auto scanner = [&](double v) { return to_scanner_units(v, w); };
     for (const auto& r : reproduced.ranges)
       for (const auto& t : training_ranges.ranges)
         if (t.label == r.label && (r.median < t.lo || r.median > t.hi))
@@ -141,15 +141,13 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
                    names[static_cast<size_t>(r.label)], scanner(std::min(r.lo, t.lo)), scanner(std::max(r.hi, t.hi)));
   }
   auto zn = norm.apply(lat.latents);  // [N, E, d, h, w]
-  std::vector<TrainingVolume> items;  // latents in the batch machinery (no flips: latents are not flip-equivariant)
+  // latents in the batch machinery (no flips: latents are not flip-equivariant)
+  std::vector<TrainingVolume> items = latent_items(zn, lat.classes);
   const int64_t E = zn.size(1);
   std::array<int64_t, 4> latent_shape{E, zn.size(2), zn.size(3), zn.size(4)};
-  for (int64_t i = 0; i < zn.size(0); ++i) {
-    TrainingVolume item{zn[i], {}, {}, lat.classes[i].item<int64_t>(), ""};
-    if (num_labels > 0)
-      item.cond = label_fractions(train[static_cast<size_t>(i)].label, num_labels, {latent_shape[1], latent_shape[2], latent_shape[3]});
-    items.push_back(item);
-  }
+  if (num_labels > 0)
+    for (size_t i = 0; i < items.size(); ++i)
+      items[i].cond = label_fractions(train[i].label, num_labels, {latent_shape[1], latent_shape[2], latent_shape[3]});
 
   LDMStepper st(cfg, E, num_classes, device, num_labels);
   int64_t start = 0;

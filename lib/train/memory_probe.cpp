@@ -85,7 +85,10 @@ Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step, i
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(1000 + step));
   std::vector<int64_t> s{b};
   s.insert(s.end(), shape.begin(), shape.end());
-  Batch batch{step, torch::rand(s, gen) * 2 - 1, torch::zeros({b}, torch::kLong)};
+  Batch batch;
+  batch.step = step;
+  batch.x = torch::rand(s, gen) * 2 - 1;
+  batch.labels = torch::zeros({b}, torch::kLong);
   if (cond_channels > 0) batch.cond = torch::softmax(torch::rand({b, cond_channels, s[2], s[3], s[4]}, gen), 1);
   return batch;
 }

@@ -52,7 +52,6 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   if (train.empty()) fail("no training volumes");
   RunFolder folder(out_dir, "train-vqgan", resume);
   torch::Device device = choose_device(t.device);
-  bool bf16 = use_bf16(t.precision, device);
   std::vector<TrainingVolume> all_cases = train;
   all_cases.insert(all_cases.end(), val.begin(), val.end());
   const nlohmann::json data_fp = data_fingerprint(cfg.data, all_cases);
