@@ -12,7 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/env.sh"
 
 apt_pkgs=(build-essential cmake ninja-build ccache git pkg-config python3-venv
-  libinsighttoolkit5-dev libgdcm-dev libcxxopts-dev nlohmann-json3-dev libfmt-dev doctest-dev
+  libinsighttoolkit5-dev libgdcm-dev libcxxopts-dev nlohmann-json3-dev libfmt-dev doctest-dev libgloo-dev
   dicom3tools libgdcm-tools)
 
 missing=()

@@ -23,6 +23,7 @@
 #include "io/volume_writer.h"
 #include "pipeline/device.h"
 #include "pipeline/generate.h"
+#include "train/launch_env.h"
 
 #include <chrono>
 #include <iostream>
@@ -151,7 +152,16 @@ int run_sample(const Args_t& args) {
   const bool force = r.count("force") > 0, dry_run = r.count("dry-run") > 0;
   if (is_within(ldm_path, out)) fail("{}: holds the input {}; give another folder for the samples", out.string(), ldm_path);
   folder.check_usable();
-  torch::Device device = choose_device(r["device"].as<std::string>());
+  // Under torchrun or srun, rank r of N samples shard r+1/N: one command uses every GPU of a node.
+  const LaunchEnv env = launch_env();
+  if (env.distributed()) {
+    if (r["shard"].as<std::string>() != "1/1")
+      usage_fail("--shard {} in a launch of {} ranks: give one of them (rank r of N samples shard r+1/N)",
+                 r["shard"].as<std::string>(), env.world_size);
+    shard = {env.rank + 1, env.world_size};
+    if (env.rank > 0) set_log_tag(fmt::format("[rank {}/{}] ", env.rank, env.world_size));
+  }
+  torch::Device device = rank_device(r["device"].as<std::string>(), env);
 
   LoadedLDM ldm = load_ldm(ldm_path, device);
   const auto& defaults = ldm.sample;

@@ -1,5 +1,6 @@
 // meddiff train-ldm: stage 2, the class-conditional latent diffusion model.
 #include "cli/args.h"
+#include "cli/data_parallel.h"
 #include "cli/commands.h"
 #include "cli/run_options.h"
 #include "cli/training_data.h"
@@ -20,6 +21,7 @@ int run_train_ldm(const Args_t& args) {
          "Train the latent 3-D diffusion model (stage 2) on latents of a trained VQ-GAN. The folder --out receives "
          "last.pt, step-NNNNNNN.pt, latents.pt, config.json, metrics.jsonl and previews/.");
   add_run_options(a, "runs/ldm");
+  add_dist_options(a);
   a.add()("vqgan", "VQ-GAN checkpoint (stage 1 last.pt; optional with --dry-run)", cxxopts::value<std::string>());
   auto r = a.parse(args);
   auto resolved = resolve_run_config(r);
@@ -55,10 +57,11 @@ int run_train_ldm(const Args_t& args) {
   TrainingSet data = load_training_set(cfg.data);
   std::vector<TrainingVolume> all = data.train;
   all.insert(all.end(), data.val.begin(), data.val.end());  // the diffusion model uses every case
+  DataParallel dp = join_data_parallel(r, cfg.ldm_train.device);
   TrainHooks hooks;
   hooks.write_png = [](const std::filesystem::path& p, const torch::Tensor& img) { io::write_png(img, p); };
   auto result = train_ldm(cfg, vq, vq_path, sha256_file(vq_path), all, data.num_classes, r["out"].as<std::string>(),
-                          r.count("resume") > 0, hooks);
+                          r.count("resume") > 0, hooks, dp.comm(), dp.device);
   log_info("train-ldm: {} steps, {:.3f} s/step, final loss {:.4f}, peak memory {:.0f} MiB; checkpoint {}/last.pt",
            result.final_step, result.seconds_per_step, result.final_loss, result.peak_rss_mib, r["out"].as<std::string>());
   return 0;

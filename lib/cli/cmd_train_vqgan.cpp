@@ -1,5 +1,6 @@
 // meddiff train-vqgan: stage 1, the 3-D VQ-GAN autoencoder.
 #include "cli/args.h"
+#include "cli/data_parallel.h"
 #include "cli/commands.h"
 #include "cli/run_options.h"
 #include "cli/training_data.h"
@@ -18,6 +19,7 @@ int run_train_vqgan(const Args_t& args) {
          "Train the 3-D VQ-GAN autoencoder (stage 1). The folder --out receives last.pt, step-NNNNNNN.pt, config.json, "
          "metrics.jsonl and previews/.");
   add_run_options(a, "runs/vqgan");
+  add_dist_options(a);
   auto r = a.parse(args);
   auto resolved = resolve_run_config(r);
   if (!resolved) return 0;  // --print-config
@@ -42,9 +44,11 @@ int run_train_vqgan(const Args_t& args) {
     return 0;
   }
   TrainingSet data = load_training_set(cfg.data);
+  DataParallel dp = join_data_parallel(r, cfg.vqgan_train.device);
   TrainHooks hooks;
   hooks.write_png = [](const std::filesystem::path& p, const torch::Tensor& img) { io::write_png(img, p); };
-  auto result = train_vqgan(cfg, data.train, data.val, r["out"].as<std::string>(), r.count("resume") > 0, hooks);
+  auto result = train_vqgan(cfg, data.train, data.val, r["out"].as<std::string>(), r.count("resume") > 0, hooks, dp.comm(),
+                            dp.device);
   log_info("train-vqgan: {} steps, {:.3f} s/step, peak memory {:.0f} MiB; checkpoint {}/last.pt", result.final_step,
            result.seconds_per_step, result.peak_rss_mib, r["out"].as<std::string>());
   return 0;

@@ -11,6 +11,8 @@ namespace meddiff {
 enum class LogLevel { Debug = 0, Info = 1, Warn = 2, Error = 3, Quiet = 4 };
 
 void set_log_level(LogLevel level);
+// Text put before every log line (e.g. "[rank 3/8] " in a data-parallel job); "" by default.
+void set_log_tag(const std::string& tag);
 LogLevel log_level();
 void log_line(LogLevel level, const std::string& msg);
 

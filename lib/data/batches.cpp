@@ -2,6 +2,9 @@
 
 #include "core/error.h"
 
+#include <algorithm>
+#include <map>
+#include <numeric>
 #include <random>
 
 namespace meddiff {
@@ -15,16 +18,34 @@ uint64_t step_seed(uint64_t seed, int64_t step, uint64_t stream) {
   return z ^ (z >> 31);
 }
 
-Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip) {
+uint64_t sample_seed(uint64_t seed, int64_t step, uint64_t stream, int64_t index) {
+  return step_seed(step_seed(seed, step, stream), index, 0x5A4D);
+}
+
+Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip,
+                 BatchSlice slice) {
   if (cases.empty()) fail("no training cases");
-  std::mt19937_64 rng(step_seed(seed, step, 0));
+  const int64_t G = slice.global > 0 ? slice.global : batch_size;
+  if (slice.first < 0 || slice.first + batch_size > G)
+    fail("batch slice [{}, {}) lies outside the global batch of {}", slice.first, slice.first + batch_size, G);
+  const int64_t N = static_cast<int64_t>(cases.size());
+  std::map<int64_t, std::vector<size_t>> perms;  // epoch -> order of the cases
   std::vector<torch::Tensor> xs, conds;
   std::vector<int64_t> labels;
   for (int64_t b = 0; b < batch_size; ++b) {
-    const auto& c = cases[rng() % cases.size()];
+    const int64_t pos = step * G + slice.first + b;  // position in the endless sequence of samples
+    auto& perm = perms[pos / N];
+    if (perm.empty()) {
+      perm.resize(cases.size());
+      std::iota(perm.begin(), perm.end(), size_t{0});
+      std::mt19937_64 r(step_seed(seed, pos / N, 7));
+      std::shuffle(perm.begin(), perm.end(), r);
+    }
+    const auto& c = cases[perm[static_cast<size_t>(pos % N)]];
     auto x = c.x;
     auto cond = c.cond;
     if (flip) {
+      std::mt19937_64 rng(step_seed(seed, pos, 8));
       std::vector<int64_t> dims;
       for (int64_t a = 1; a <= 3; ++a)
         if (rng() & 1) dims.push_back(a);
@@ -40,6 +61,7 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
   if (!conds.empty() && conds.size() != xs.size()) fail("some training cases have a label condition and some do not");
   Batch out;
   out.step = step;
+  out.first = slice.first;
   out.x = torch::stack(xs);
   out.labels = torch::tensor(labels, torch::kLong);
   if (!conds.empty()) out.cond = torch::stack(conds);
@@ -47,8 +69,8 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
 }
 
 BatchPrefetcher::BatchPrefetcher(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, bool flip,
-                                 int64_t first_step, int64_t last_step, size_t depth)
-    : cases_(cases), batch_size_(batch_size), seed_(seed), flip_(flip), next_step_(first_step), last_step_(last_step),
+                                 int64_t first_step, int64_t last_step, BatchSlice slice, size_t depth)
+    : cases_(cases), batch_size_(batch_size), seed_(seed), flip_(flip), slice_(slice), next_step_(first_step), last_step_(last_step),
       depth_(depth), thread_([this] { run(); }) {}
 
 BatchPrefetcher::~BatchPrefetcher() {
@@ -64,7 +86,7 @@ void BatchPrefetcher::run() {
   try {
     torch::NoGradGuard ng;
     for (int64_t s = next_step_; s < last_step_; ++s) {
-      Batch b = make_batch(cases_, batch_size_, seed_, s, flip_);
+      Batch b = make_batch(cases_, batch_size_, seed_, s, flip_, slice_);
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [&] { return stop_ || queue_.size() < depth_; });
       if (stop_) return;

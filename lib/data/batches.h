@@ -1,7 +1,11 @@
 #pragma once
-// Training batches. Batch number `step` depends only on (seed, step): the cases drawn and the random
-// flips, so a resumed run sees exactly the batches an uninterrupted run would. A background thread
-// assembles the next batches while the current step computes.
+// Training batches, world-size invariant. Global batch `step` holds the samples at positions
+// step * G ... step * G + G - 1 of an endless sequence of epochs, each epoch a permutation of the cases
+// drawn from (seed, epoch); a sample's random flips derive from (seed, its position). A process takes
+// the slice [first, first + batch_size) of each global batch (data-parallel rank r: first = r * b,
+// G = world * b), so N ranks with batch b see exactly the samples of one process with batch N * b,
+// and a resumed run the batches of an uninterrupted one. A background thread assembles the next
+// batches while the current step computes.
 #include "data/preprocess.h"
 
 #include <condition_variable>
@@ -16,14 +20,22 @@ struct Batch {
   torch::Tensor x;       // [B, 1, D, H, W]
   torch::Tensor labels;  // int64 [B] class labels
   torch::Tensor cond;    // float [B, L, d, h, w] label condition, when the cases have one
+  int64_t first = 0;     // index of x[0] in the global batch (per-sample random draws key on first + j)
 };
 
-Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip);
+// Where a process's samples sit in each global batch.
+struct BatchSlice {
+  int64_t first = 0;   // index of this process's first sample in the global batch
+  int64_t global = 0;  // global batch size (0: batch_size, one process)
+};
+
+Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip,
+                 BatchSlice slice = {});
 
 class BatchPrefetcher {
  public:
   BatchPrefetcher(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, bool flip,
-                  int64_t first_step, int64_t last_step, size_t depth = 2);
+                  int64_t first_step, int64_t last_step, BatchSlice slice = {}, size_t depth = 2);
   ~BatchPrefetcher();
   Batch next();  // batches in step order
 
@@ -33,6 +45,7 @@ class BatchPrefetcher {
   int64_t batch_size_;
   uint64_t seed_;
   bool flip_;
+  BatchSlice slice_;
   int64_t next_step_, last_step_;
   size_t depth_;
   std::deque<Batch> queue_;
@@ -45,5 +58,7 @@ class BatchPrefetcher {
 
 // Seed for (seed, step, stream): used for every per-step random choice.
 uint64_t step_seed(uint64_t seed, int64_t step, uint64_t stream);
+// Seed for the sample at `index` of global batch `step` (its noise, timestep, slice, dropout).
+uint64_t sample_seed(uint64_t seed, int64_t step, uint64_t stream, int64_t index);
 
 }  // namespace meddiff

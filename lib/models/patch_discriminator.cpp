@@ -1,20 +1,21 @@
 #include "models/patch_discriminator.h"
 
 #include "models/blocks.h"
+#include "models/sync_batch_norm.h"
 
 namespace meddiff {
 namespace {
 
-torch::nn::AnyModule conv(int dims, int64_t in, int64_t out, int64_t stride) {
+torch::nn::AnyModule conv(int dims, int64_t in, int64_t out, int64_t stride, bool bias = true) {
   // kernel 4, padding 2 (as pix2pix / the reference)
-  if (dims == 2) return torch::nn::AnyModule(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 4).stride(stride).padding(2)));
-  return torch::nn::AnyModule(torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 4).stride(stride).padding(2)));
+  if (dims == 2)
+    return torch::nn::AnyModule(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 4).stride(stride).padding(2).bias(bias)));
+  return torch::nn::AnyModule(torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 4).stride(stride).padding(2).bias(bias)));
 }
 
 torch::nn::AnyModule norm(int dims, int64_t ch, const std::string& kind) {
   if (kind == "group") return torch::nn::AnyModule(group_norm(ch, 1e-5));
-  if (dims == 2) return torch::nn::AnyModule(torch::nn::BatchNorm2d(ch));
-  return torch::nn::AnyModule(torch::nn::BatchNorm3d(ch));
+  return torch::nn::AnyModule(SyncBatchNorm(ch));  // BatchNorm2d/3d, synchronised across ranks when training data-parallel
 }
 
 }  // namespace
@@ -31,7 +32,9 @@ PatchDiscriminatorImpl::PatchDiscriminatorImpl(int dims, int64_t in_channels, in
   for (int64_t n = 1; n <= n_layers; ++n) {
     int64_t out = ndf * std::min<int64_t>(int64_t{1} << n, 8);
     torch::nn::Sequential b;
-    b->push_back(conv(dims, ch, out, n < n_layers ? 2 : 1));
+    // No bias before BatchNorm, as pix2pix's NLayerDiscriminator: the norm removes it (its gradient is
+    // zero, and Adam would turn rounding noise into steps of the learning rate).
+    b->push_back(conv(dims, ch, out, n < n_layers ? 2 : 1, norm_kind != "batch"));
     b->push_back(norm(dims, out, norm_kind));
     b->push_back(torch::nn::LeakyReLU(torch::nn::LeakyReLUOptions().negative_slope(0.2)));
     blocks->push_back(b);
@@ -40,6 +43,11 @@ PatchDiscriminatorImpl::PatchDiscriminatorImpl(int dims, int64_t in_channels, in
   torch::nn::Sequential last;
   last->push_back(conv(dims, ch, 1, 1));
   blocks->push_back(last);
+}
+
+void PatchDiscriminatorImpl::set_collectives(Collectives* comm) {
+  for (const auto& m : modules(/*include_self=*/false))
+    if (auto* bn = dynamic_cast<SyncBatchNormImpl*>(m.get())) bn->comm = comm;
 }
 
 std::pair<torch::Tensor, std::vector<torch::Tensor>> PatchDiscriminatorImpl::forward(const torch::Tensor& x) {

@@ -46,11 +46,15 @@ VQOutput VectorQuantizerImpl::forward(const torch::Tensor& z_in, std::optional<a
   auto z = z_in.to(torch::kFloat);
   auto flat = z.permute({0, 2, 3, 4, 1}).reshape({-1, dim});  // [N, E]
   const int64_t N = flat.size(0);
+  const bool sync = is_training() && comm && comm->world_size() > 1;
+  // The encoder outputs the random choices draw from: this rank's, or every rank's in rank order.
+  torch::Tensor pool;
+  if (is_training()) pool = sync ? comm->all_gather_rows(flat.detach()) : flat.detach();
   if (is_training() && !known_initialized_) {
     known_initialized_ = initialized.item<float>() != 0;  // one read, then never again
     if (!known_initialized_) {
       torch::NoGradGuard ng;
-      auto init = random_rows(flat.detach(), n_codes, gen);
+      auto init = random_rows(pool, n_codes, gen);
       embeddings.copy_(init);
       embed_avg.copy_(init);
       cluster_size.fill_(1.0);
@@ -66,6 +70,10 @@ VQOutput VectorQuantizerImpl::forward(const torch::Tensor& z_in, std::optional<a
   if (is_training()) {
     torch::NoGradGuard ng;
     auto sums = torch::zeros({n_codes, dim}, flat.options()).index_add_(0, idx, flat.detach());  // [K, E]
+    if (sync) {
+      std::vector<torch::Tensor> v{counts, sums};
+      comm->all_reduce_sum(v);  // in place: global counts (perplexity and usage below are global too)
+    }
     cluster_size.mul_(decay).add_(counts, 1 - decay);
     embed_avg.mul_(decay).add_(sums, 1 - decay);
     auto n = cluster_size.sum();
@@ -75,7 +83,7 @@ VQOutput VectorQuantizerImpl::forward(const torch::Tensor& z_in, std::optional<a
     // and start at the threshold count (embed_avg holds count x vector). The candidates are drawn every
     // step, so the random stream never depends on the data and nothing waits for the device.
     auto dead = cluster_size < restart_threshold;  // [K]
-    auto fresh = random_rows(flat.detach(), n_codes, gen);  // [K, E]
+    auto fresh = random_rows(pool, n_codes, gen);  // [K, E]
     auto m = dead.unsqueeze(1);
     embeddings.copy_(torch::where(m, fresh, embeddings));
     embed_avg.copy_(torch::where(m, fresh * restart_threshold, embed_avg));
@@ -86,7 +94,7 @@ VQOutput VectorQuantizerImpl::forward(const torch::Tensor& z_in, std::optional<a
   out.commitment = beta * torch::mse_loss(z, e_vol.detach());
   out.quantized = z + (e_vol - z).detach();  // straight-through
   out.codes = idx.reshape({z.size(0), z.size(2), z.size(3), z.size(4)});
-  auto probs = counts / static_cast<double>(std::max<int64_t>(1, N));
+  auto probs = counts / counts.sum().clamp_min(1);
   out.perplexity = torch::exp(-(probs * torch::log(probs + 1e-10)).sum());
   out.usage = (counts > 0).sum().to(torch::kFloat) / static_cast<double>(n_codes);
   return out;

@@ -8,6 +8,12 @@
 // in fp32 with autocast off. As in the reference, codes are looked up before this step's EMA update
 // and restarts; restarted codes start at the restart threshold (so they are not restarted again at
 // once). Statistics stay on the device as tensors: nothing here waits for the GPU.
+//
+// Data-parallel training (`comm` set): the assignment counts and sums are all-reduced before the EMA
+// update, and the initial codes and restart candidates are drawn (with the same generator on every
+// rank) from all ranks' encoder outputs gathered in rank order. So every rank holds the same codebook,
+// the one a single process with the whole global batch would hold; perplexity and usage are global.
+#include "core/collectives.h"
 #include "models/vqgan_params.h"
 
 #include <torch/torch.h>
@@ -37,6 +43,7 @@ struct VectorQuantizerImpl : torch::nn::Module {
 
   int64_t n_codes, dim;
   double decay, eps, restart_threshold, beta;
+  Collectives* comm = nullptr;  // the other ranks of a data-parallel job (training only)
   int64_t chunk_bytes = int64_t{64} << 20;  // distance work space per chunk of the nearest-code search
   torch::Tensor embeddings;    // [K, E] buffer
   torch::Tensor cluster_size;  // [K] EMA of assignment counts

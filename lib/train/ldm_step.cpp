@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "pipeline/device.h"
 #include "train/ema.h"
+#include "train/grad_sync.h"
 
 #include <cmath>
 
@@ -29,6 +30,21 @@ LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, 
   alphas_cumprod = schedule.alphas_cumprod.to(torch::kFloat).to(device);
 }
 
+void LDMStepper::set_collectives(Collectives* c) {
+  comm = c;
+  if (c) {
+    broadcast_state(*c, *model);
+    broadcast_state(*c, *ema);
+  }
+}
+
+std::vector<torch::Tensor> LDMStepper::state() const {
+  auto v = state_tensors(*model);
+  auto e = state_tensors(*ema);
+  v.insert(v.end(), e.begin(), e.end());
+  return v;
+}
+
 LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>& next_batch) {
   const auto& t = cfg.ldm_train;
   const double scale = 1.0 / static_cast<double>(t.grad_accum);
@@ -39,17 +55,26 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
   auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device));
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
     Batch b = next_batch(micro);
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(step_seed(static_cast<uint64_t>(t.seed), step * t.grad_accum + micro, 2));
     const int64_t B = b.x.size(0);
-    auto tt = torch::randint(0, schedule.T, {B}, gen, torch::kLong).to(device);
-    auto eps = torch::randn(b.x.sizes(), gen).to(device);
-    auto drop = torch::rand({B}, gen) < cfg.ldm.unet.class_dropout;
+    const int64_t draw = step * t.grad_accum + micro;
+    // Per sample, from its index in the global batch: timestep, noise, class dropout, label dropout.
+    std::vector<torch::Tensor> ts, noise, drops, keeps;
+    for (int64_t j = 0; j < B; ++j) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(sample_seed(static_cast<uint64_t>(t.seed), draw, 2, b.first + j));
+      ts.push_back(torch::randint(0, schedule.T, {1}, gen, torch::kLong));
+      noise.push_back(torch::randn(b.x[j].sizes(), gen));
+      drops.push_back(torch::rand({1}, gen) < cfg.ldm.unet.class_dropout);
+      keeps.push_back(torch::rand({1}, gen) >= cfg.ldm.unet.label_dropout);
+    }
+    auto tt = torch::cat(ts).to(device);
+    auto eps = torch::stack(noise).to(device);
+    auto drop = torch::cat(drops);
     auto cls = torch::where(drop, torch::full({B}, num_classes, torch::kLong), b.labels).to(device);
     torch::Tensor cond;
     if (cond_channels > 0) {
       if (!b.cond.defined()) fail("the model is conditioned on label maps but the batch has none");
       // label dropout: the null condition (zeros) for classifier-free guidance on the labels
-      auto keep = (torch::rand({B}, gen) >= cfg.ldm.unet.label_dropout).to(torch::kFloat).view({B, 1, 1, 1, 1});
+      auto keep = torch::cat(keeps).to(torch::kFloat).view({B, 1, 1, 1, 1});
       cond = (b.cond * keep).to(device);
     }
     auto x0 = b.x.to(device);
@@ -64,6 +89,12 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     }
     (loss * scale).backward();
     loss_sum = loss_sum + loss.detach();
+  }
+  if (comm && comm->world_size() > 1) {
+    std::vector<torch::Tensor> v{loss_sum};
+    comm->all_reduce_sum(v);
+    loss_sum = v[0] / static_cast<double>(comm->world_size());
+    average_gradients(*comm, model->parameters());
   }
   st.loss = loss_sum.item<double>() * scale;  // the one read from the device per step
   st.finite = std::isfinite(st.loss);

@@ -2,8 +2,12 @@
 // One optimisation step of stage 2 (the U-Net, its EMA copy, AdamW with warm-up, the diffusion loss),
 // shared by the trainer and by `--dry-run`, which runs real steps to measure memory. Gradient
 // accumulation over `grad_accum` micro-batches, activation checkpointing of the U-Net blocks
-// (ldm_train.checkpointing); the random draws of micro-batch m of step s come from
-// (seed, s * grad_accum + m) on the CPU and move to the device.
+// (ldm_train.checkpointing); the random draws of a sample (timestep, noise, class and label dropout)
+// come from (seed, s * grad_accum + m, the sample's index in the global batch) on the CPU and move to
+// the device, so data-parallel ranks draw what one process with the global batch would. With
+// set_collectives, gradients and the loss are averaged over the ranks after the last micro-batch and
+// the EMA copy follows identical weights on every rank.
+#include "core/collectives.h"
 #include "data/batches.h"
 #include "diffusion/objective.h"
 #include "diffusion/schedule.h"
@@ -26,9 +30,13 @@ class LDMStepper {
   LDMStepper(const RunConfig& cfg, int64_t channels, int64_t num_classes, const torch::Device& device,
              int64_t cond_channels = 0);
   LDMStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
+  // Joins a data-parallel job: takes rank 0's weights and EMA weights (call after a resume's load).
+  void set_collectives(Collectives* comm);
+  std::vector<torch::Tensor> state() const;  // parameters and buffers of the model and the EMA copy
 
   const RunConfig& cfg;
   torch::Device device;
+  Collectives* comm = nullptr;
   bool bf16 = false;
   int64_t num_classes, cond_channels;
   UNet3d model{nullptr}, ema{nullptr};

@@ -13,6 +13,7 @@
 #include "pipeline/device.h"
 #include "pipeline/generate.h"
 #include "train/ldm_step.h"
+#include "train/grad_sync.h"
 #include "train/run_folder.h"
 
 #include <cmath>
@@ -32,12 +33,16 @@ Geometry output_geometry(const TrainingVolume& v) {
 
 LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::string& vqgan_path, const std::string& vqgan_sha256,
                          const std::vector<TrainingVolume>& train, int64_t num_classes, const std::filesystem::path& out_dir,
-                         bool resume, const TrainHooks& hooks) {
+                         bool resume, const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on) {
   const auto& t = cfg.ldm_train;
   if (train.empty()) fail("no training volumes");
-  RunFolder folder(out_dir, "train-ldm", resume);
-  torch::Device device = choose_device(t.device);
-  fs::path last = folder.last();
+  const int world = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
+  const bool writer = rank == 0;
+  std::optional<RunFolder> folder;  // rank 0 checks and locks it; the others wait, then read
+  if (writer) folder.emplace(out_dir, "train-ldm", resume);
+  if (comm) comm->barrier();
+  torch::Device device = on ? *on : choose_device(t.device);
+  fs::path last = out_dir / "last.pt";
   const nlohmann::json data_fp = data_fingerprint(cfg.data, train);
   // A resume continues on the same VQ-GAN and data: checked before anything is encoded.
   std::optional<Checkpoint> resumed;
@@ -79,7 +84,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     mb.kind = "mask_bank";
     mb.tensors = {{"labels", torch::stack(bank)}, {"classes", torch::tensor(bank_classes, torch::kLong)}};
     mb.extra = {{"names", names}, {"geometry", geometry_json(output_geometry(train.front()))}};
-    save_checkpoint(mb, out_dir / "mask_bank.pt");
+    if (writer) save_checkpoint(mb, out_dir / "mask_bank.pt");
     labels_json = {{"mode", "condition"}, {"names", names}, {"training_ranges", training_ranges.to_json()}, {"mask_bank", "mask_bank.pt"},
                    {"mask_bank_count", bank.size()}};
     log_info("labels: {} ({}), {} label maps in {}", num_labels, fmt::join(names, ", "), bank.size(), (out_dir / "mask_bank.pt").string());
@@ -92,6 +97,8 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   LatentSet lat;
   std::optional<Checkpoint> cached;
   std::string stale;
+  // Rank 0 encodes (or checks the cache); the others wait for it and read the cache it left.
+  if (!writer) comm->barrier();
   if (fs::exists(cache)) {
     cached = load_checkpoint(cache);
     const auto& k = cached->extra.value("key", nlohmann::json());
@@ -103,6 +110,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     lat = {cached->tensor("latents"), cached->tensor("classes")};
     log_info("latents: {} cached in {}", lat.latents.size(0), cache.string());
   } else {
+    if (!writer) fail("rank {}: {} is {} after rank 0 wrote it", rank, cache.string(), cached ? "stale" : "missing");
     if (cached) log_info("latents: {} is stale ({}); encoding again", cache.string(), stale);
     lat = encode_latents(vq.model, train, device);
     Checkpoint c;
@@ -111,8 +119,9 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     c.extra = {{"key", cache_key}};
     save_checkpoint(c, cache);
   }
+  if (writer && comm) comm->barrier();
   LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, vq.model, lat.latents);
-  if (num_labels > 0) {
+  if (num_labels > 0 && writer) {
     // The pair check accepts what the training images span and what the autoencoder reproduces of them:
     // the diffusion model rarely does better than its decoder, and a check it cannot pass would only
     // regenerate in vain. The autoencoder's own per-label error is reported here.
@@ -159,8 +168,9 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     resumed.reset();
     log_info("resuming {} at step {}", last.string(), start);
   }
-  write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
-  auto metrics_log = folder.metrics(start, resume);
+  st.set_collectives(comm);
+  if (writer) write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
+  auto metrics_log = writer ? folder->metrics(start, resume) : std::make_unique<JsonlWriter>();
   JsonlWriter& metrics = *metrics_log;
   nlohmann::json extra = {{"num_classes", num_classes}, {"latent_shape", latent_shape}, {"latent_norm", norm.to_json()},
                           {"geometry", geometry_json(output_geometry(train.front()))},
@@ -169,6 +179,12 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
                           {"data", data_fp}};
   if (num_labels > 0) extra["labels"] = labels_json;
   auto save = [&](int64_t step) {
+    if (comm && world > 1) {
+      double spread = replica_spread(*comm, st.state());
+      if (writer) metrics.write({{"step", step}, {"replica_spread", spread}, {"world_size", world}});
+      if (spread > 0) log_warn("step {}: the {} ranks' weights differ (checksum spread {:.3g}); rank 0's are saved", step, world, spread);
+    }
+    if (!writer) return;
     Checkpoint c;
     c.kind = "ldm";
     c.step = step;
@@ -181,7 +197,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     save_checkpoint(c, last);
   };
   auto preview = [&](int64_t step) {
-    if (!hooks.write_png) return;
+    if (!hooks.write_png || !writer) return;
     LoadedLDM l;
     l.model = st.ema;
     l.schedule = st.schedule;
@@ -209,8 +225,10 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     hooks.write_png(out_dir / "previews" / fmt::format("step-{:07d}.png", step), vconcat(rows));
   };
 
-  Progress progress("train-ldm", t.steps, start);
-  BatchPrefetcher batches(items, t.batch_size, static_cast<uint64_t>(t.seed), false, start * t.grad_accum, t.steps * t.grad_accum);
+  std::optional<Progress> progress;
+  if (writer) progress.emplace(world > 1 ? fmt::format("train-ldm x{}", world) : "train-ldm", t.steps, start);
+  BatchPrefetcher batches(items, t.batch_size, static_cast<uint64_t>(t.seed), false, start * t.grad_accum, t.steps * t.grad_accum,
+                          BatchSlice{rank * t.batch_size, world * t.batch_size});
   int64_t bad = 0;
   double last_loss = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -224,13 +242,13 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
       last_loss = s.loss;
     }
     int64_t done = step + 1;
-    progress.update(done, fmt::format("loss {:.4f} lr {:.2e}", s.loss, s.lr));
-    if (done % t.log_every == 0 || done == t.steps)
-      metrics.write({{"step", done}, {"loss", s.loss}, {"lr", s.lr}, {"it_per_s", progress.rate()}});
+    if (progress) progress->update(done, fmt::format("loss {:.4f} lr {:.2e}", s.loss, s.lr));
+    if (writer && (done % t.log_every == 0 || done == t.steps))
+      metrics.write({{"step", done}, {"loss", s.loss}, {"lr", s.lr}, {"it_per_s", progress->rate()}});
     if (done % t.ckpt_every == 0 || done == t.steps) save(done);
     if (done % t.val_every == 0 || done == t.steps) preview(done);
   }
-  progress.finish();
+  if (progress) progress->finish();
   LDMTrainResult r;
   r.final_step = t.steps;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

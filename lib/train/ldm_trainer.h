@@ -2,7 +2,8 @@
 // Stage 2 training: the class-conditional latent 3-D U-Net on cached, normalised VQ-GAN latents.
 // Folder layout and checkpoint rules as stage 1 (last.pt, step-NNNNNNN.pt, config.json, metrics.jsonl,
 // previews/, plus latents.pt: the encoded training set). Every random choice of step s derives from
-// (seed, s): a resumed run equals an uninterrupted one.
+// (seed, s): a resumed run equals an uninterrupted one. Data-parallel as stage 1; rank 0 also writes
+// latents.pt and mask_bank.pt, which the other ranks wait for and read.
 #include "pipeline/loaded_models.h"
 #include "train/vqgan_trainer.h"
 
@@ -17,6 +18,7 @@ struct LDMTrainResult {
 
 LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vqgan, const std::string& vqgan_path, const std::string& vqgan_sha256,
                          const std::vector<TrainingVolume>& train, int64_t num_classes,
-                         const std::filesystem::path& out_dir, bool resume, const TrainHooks& hooks);
+                         const std::filesystem::path& out_dir, bool resume, const TrainHooks& hooks,
+                         Collectives* comm = nullptr, std::optional<torch::Device> device = std::nullopt);
 
 }  // namespace meddiff

@@ -1,6 +1,7 @@
 #include "train/vqgan_step.h"
 
 #include "pipeline/device.h"
+#include "train/grad_sync.h"
 
 #include <cmath>
 
@@ -15,11 +16,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const VQGANTrainParams& 
       params, torch::optim::AdamOptions(t.lr).betas({t.betas[0], t.betas[1]}).weight_decay(t.weight_decay));
 }
 
-// One random slice per sample along `axis` (0 = D) of [B, 1, D, H, W] -> [B, 1, *, *]; `index` is on the CPU.
-torch::Tensor random_slices(const torch::Tensor& x, const torch::Tensor& index, int64_t axis) {
+// One slice per sample along `axis` (0 = D) of [B, 1, D, H, W] -> [B, 1, *, *].
+torch::Tensor select_slices(const torch::Tensor& x, const std::vector<int64_t>& index, int64_t axis) {
   std::vector<torch::Tensor> out;
-  auto idx = index.accessor<int64_t, 1>();
-  for (int64_t b = 0; b < x.size(0); ++b) out.push_back(x[b].select(1 + axis, idx[b]));
+  for (int64_t b = 0; b < x.size(0); ++b) out.push_back(x[b].select(1 + axis, index[static_cast<size_t>(b)]));
   return torch::stack(out);  // [B, 1, ., .]
 }
 
@@ -57,6 +57,28 @@ VQGANStepper::VQGANStepper(const RunConfig& c, const torch::Device& d) : cfg(c),
   disc3d->train();
 }
 
+void VQGANStepper::set_collectives(Collectives* c) {
+  comm = c;
+  vqgan->quantizer->comm = c;
+  disc2d->set_collectives(c);
+  disc3d->set_collectives(c);
+  if (c) {
+    broadcast_state(*c, *vqgan);
+    broadcast_state(*c, *disc2d);
+    broadcast_state(*c, *disc3d);
+  }
+}
+
+std::vector<torch::Tensor> VQGANStepper::state() const {
+  auto v = state_tensors(*vqgan);
+  for (const auto& d : {state_tensors(*disc2d), state_tensors(*disc3d)}) v.insert(v.end(), d.begin(), d.end());
+  return v;
+}
+
+std::vector<torch::Tensor> VQGANStepper::codebook() const {
+  return {vqgan->quantizer->embeddings, vqgan->quantizer->cluster_size, vqgan->quantizer->embed_avg};
+}
+
 VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_t)>& next_batch) {
   const auto& t = cfg.vqgan_train;
   const bool gan = step >= t.gan_start;
@@ -70,8 +92,12 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
     Batch batch = next_batch(micro);
     auto x = batch.x.to(device);  // [B, 1, D, H, W]
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(step_seed(static_cast<uint64_t>(t.seed), step * t.grad_accum + micro, 1));
-    auto slice_idx = torch::randint(0, x.size(2 + t.slice_axis), {x.size(0)}, gen, torch::kLong);
+    const int64_t draw = step * t.grad_accum + micro;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(step_seed(static_cast<uint64_t>(t.seed), draw, 1));
+    std::vector<int64_t> slice_idx;  // per sample, from its index in the global batch
+    for (int64_t b = 0; b < x.size(0); ++b)
+      slice_idx.push_back(static_cast<int64_t>(sample_seed(static_cast<uint64_t>(t.seed), draw, 1, batch.first + b) %
+                                               static_cast<uint64_t>(x.size(2 + t.slice_axis))));
     torch::Tensor loss_g, rec, real2d, fake2d;
     VQOutput vq;
     set_requires_grad(disc_params, false);  // the generator's adversarial terms train the generator only
@@ -83,8 +109,8 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
       auto l1 = torch::l1_loss(rec, x) * t.l1_weight;
       loss_g = l1 + vq.commitment;
       s_l1 = s_l1 + l1.detach();
-      real2d = random_slices(x, slice_idx, t.slice_axis);
-      fake2d = random_slices(rec, slice_idx, t.slice_axis);
+      real2d = select_slices(x, slice_idx, t.slice_axis);
+      fake2d = select_slices(rec, slice_idx, t.slice_axis);
       if (perceptual) {
         auto perc = (*perceptual)(real2d, fake2d) * t.perceptual_weight;
         loss_g = loss_g + perc;
@@ -127,8 +153,16 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
       s_d = s_d + loss_d.detach().to(torch::kFloat);
     }
   }
-  auto v = torch::stack({s_loss, s_l1, s_commit, s_perp, s_usage, s_restart, s_adv, s_fm, s_perc, s_d}).to(torch::kCPU, torch::kDouble) *
-           scale;  // the one read from the device per step
+  auto sums = torch::stack({s_loss, s_l1, s_commit, s_perp, s_usage, s_restart, s_adv, s_fm, s_perc, s_d});
+  if (comm && comm->world_size() > 1) {
+    // The mean over the ranks: the same numbers (and the same NaN decision) on every rank.
+    std::vector<torch::Tensor> v{sums};
+    comm->all_reduce_sum(v);
+    sums = v[0] / static_cast<double>(comm->world_size());
+    average_gradients(*comm, gen_params);
+    if (gan) average_gradients(*comm, disc_params);
+  }
+  auto v = sums.to(torch::kCPU, torch::kDouble) * scale;  // the one read from the device per step
   auto a = v.accessor<double, 1>();
   VQGANStepStats st{a[0], a[1], a[2], a[3], a[4], a[5] / scale, a[6], a[7], a[8], a[9], gan, true};
   st.finite = std::isfinite(st.loss) && std::isfinite(st.d_loss);

@@ -3,8 +3,13 @@
 // trainer and by `--dry-run`, which runs real steps to measure memory.
 //   - gradient accumulation: `grad_accum` micro-batches per step, each loss scaled by 1/grad_accum;
 //   - activation checkpointing of the encoder/decoder residual blocks (vqgan_train.checkpointing);
-//   - random choices of micro-batch m of step s from (seed, s * grad_accum + m), drawn on the CPU;
+//   - random choices of micro-batch m of step s from (seed, s * grad_accum + m), drawn on the CPU: the
+//     quantiser's from that alone, a sample's slice from it and the sample's index in the global batch;
+//   - data-parallel (set_collectives): rank 0's weights at the start, quantiser statistics and
+//     discriminator BatchNorm over the global batch, gradients and the logged scalars averaged over the
+//     ranks after the last micro-batch, so every rank takes the same step (and skips the same steps);
 //   - the scalars of a step are read from the device once, together (the NaN guard needs them).
+#include "core/collectives.h"
 #include "data/batches.h"
 #include "models/patch_discriminator.h"
 #include "models/vqgan.h"
@@ -28,9 +33,15 @@ class VQGANStepper {
   // Step `step` (0-based) on the micro-batches next_batch(0..grad_accum-1); the optimisers step unless
   // a loss is not finite.
   VQGANStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
+  // Joins a data-parallel job: takes rank 0's parameters and buffers (call after a resume's load).
+  void set_collectives(Collectives* comm);
+  // Parameters and buffers of the VQ-GAN and the discriminators, and the codebook alone.
+  std::vector<torch::Tensor> state() const;
+  std::vector<torch::Tensor> codebook() const;
 
   const RunConfig& cfg;
   torch::Device device;
+  Collectives* comm = nullptr;
   bool bf16 = false;
   VQGAN vqgan{nullptr};
   PatchDiscriminator disc2d{nullptr}, disc3d{nullptr};

@@ -9,6 +9,7 @@
 #include "data/preview.h"
 #include "pipeline/device.h"
 #include "train/vqgan_step.h"
+#include "train/grad_sync.h"
 #include "train/run_folder.h"
 
 #include <cmath>
@@ -47,17 +48,22 @@ ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<Trainin
 
 VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir, bool resume,
-                             const TrainHooks& hooks) {
+                             const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on) {
   const auto& t = cfg.vqgan_train;
   if (train.empty()) fail("no training volumes");
-  RunFolder folder(out_dir, "train-vqgan", resume);
-  torch::Device device = choose_device(t.device);
+  const int world = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
+  const bool writer = rank == 0;
+  // Rank 0 checks and locks the folder; the others wait for it, then read the same last.pt.
+  std::optional<RunFolder> folder;
+  if (writer) folder.emplace(out_dir, "train-vqgan", resume);
+  if (comm) comm->barrier();
+  torch::Device device = on ? *on : choose_device(t.device);
   std::vector<TrainingVolume> all_cases = train;
   all_cases.insert(all_cases.end(), val.begin(), val.end());
   const nlohmann::json data_fp = data_fingerprint(cfg.data, all_cases);
   VQGANStepper st(cfg, device);
   int64_t start = 0;
-  fs::path last = folder.last();
+  fs::path last = out_dir / "last.pt";
   if (resume) {
     Checkpoint c = load_checkpoint_of_kind(last, "vqgan", "a VQ-GAN");
     std::string diff = data_difference(c.extra.value("data", nlohmann::json()), data_fp);
@@ -71,11 +77,20 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     start = c.step;
     log_info("resuming {} at step {}", last.string(), start);
   }
-  write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
-  auto metrics_log = folder.metrics(start, resume);
+  st.set_collectives(comm);
+  if (writer) write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
+  auto metrics_log = writer ? folder->metrics(start, resume) : std::make_unique<JsonlWriter>();
   JsonlWriter& metrics = *metrics_log;
+  auto check_replicas = [&](int64_t step) {
+    if (!comm || world == 1) return;
+    double all = replica_spread(*comm, st.state()), code = replica_spread(*comm, st.codebook());
+    if (writer) metrics.write({{"step", step}, {"replica_spread", all}, {"codebook_spread", code}, {"world_size", world}});
+    if (all > 0) log_warn("step {}: the {} ranks' weights differ (checksum spread {:.3g}); rank 0's are saved", step, world, all);
+  };
 
   auto save = [&](int64_t step) {
+    check_replicas(step);
+    if (!writer) return;
     Checkpoint c;
     c.kind = "vqgan";
     c.step = step;
@@ -92,7 +107,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   torch::Tensor mean_volume = mean_of(train);
   VQGANTrainResult result;
   auto validate = [&](int64_t step) {
-    if (val.empty()) return;
+    if (val.empty() || !writer) return;
     ValidationResult r = evaluate_reconstruction(st.vqgan, val, mean_volume, device);
     r.step = step;
     result.validations.push_back(r);
@@ -112,10 +127,12 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     }
   };
 
-  Progress progress("train-vqgan", t.steps, start);
-  // Micro-batch m of step s is batch number s * grad_accum + m of the data order.
+  std::optional<Progress> progress;
+  if (writer) progress.emplace(world > 1 ? fmt::format("train-vqgan x{}", world) : "train-vqgan", t.steps, start);
+  // Micro-batch m of step s is global batch number s * grad_accum + m of the data order; this rank
+  // takes its slice of it.
   BatchPrefetcher batches(train, t.batch_size, static_cast<uint64_t>(cfg.data.seed), cfg.data.flip, start * t.grad_accum,
-                          t.steps * t.grad_accum);
+                          t.steps * t.grad_accum, BatchSlice{rank * t.batch_size, world * t.batch_size});
   int64_t bad_in_row = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start; step < t.steps; ++step) {
@@ -130,12 +147,12 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
       bad_in_row = 0;
     }
     int64_t done = step + 1;
-    progress.update(done, fmt::format("loss {:.4f} l1 {:.4f} perplexity {:.1f} codes {:.1f}%", s.loss, s.l1, s.perplexity,
+    if (progress) progress->update(done, fmt::format("loss {:.4f} l1 {:.4f} perplexity {:.1f} codes {:.1f}%", s.loss, s.l1, s.perplexity,
                                       100 * s.usage));
-    if (done % t.log_every == 0 || done == t.steps) {
+    if (writer && (done % t.log_every == 0 || done == t.steps)) {
       json rec = {{"step", done}, {"loss", s.loss}, {"l1", s.l1}, {"commitment", s.commitment},
                   {"perplexity", s.perplexity}, {"code_usage", s.usage}, {"codes_restarted", s.restarted},
-                  {"it_per_s", progress.rate()}, {"gan", s.gan}};
+                  {"it_per_s", progress ? progress->rate() : 0.0}, {"gan", s.gan}};
       if (s.gan) {
         rec["g_adv"] = s.adv;
         rec["feature_matching"] = s.feature_matching;
@@ -147,7 +164,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     if (done % t.val_every == 0 || done == t.steps) validate(done);
     if (done % t.ckpt_every == 0 || done == t.steps) save(done);
   }
-  progress.finish();
+  if (progress) progress->finish();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   result.final_step = t.steps;
   result.seconds_per_step = t.steps > start ? secs / static_cast<double>(t.steps - start) : 0;

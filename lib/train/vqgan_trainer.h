@@ -5,6 +5,12 @@
 // The training folder holds last.pt and step-NNNNNNN.pt (atomic), config.json (resolved config),
 // metrics.jsonl (one JSON object per logged step and per validation) and previews/*.png. Every random
 // choice of step s derives from (seed, s), so a resumed run continues exactly as an uninterrupted one.
+//
+// Data-parallel (`comm` with several ranks): each rank trains on its slice of every global batch
+// (batch_size x world size), on `device`; only rank 0 writes anything (folder, checkpoints, metrics,
+// previews, validation); every rank resumes from the same last.pt. At every checkpoint the ranks
+// compare their state; metrics.jsonl records the spread (0: identical replicas).
+#include "core/collectives.h"
 #include "data/preprocess.h"
 #include "models/patch_discriminator.h"
 #include "models/vqgan.h"
@@ -13,6 +19,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 
 namespace meddiff {
 
@@ -35,7 +42,8 @@ struct VQGANTrainResult {
 
 VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir,
-                             bool resume, const TrainHooks& hooks);
+                             bool resume, const TrainHooks& hooks, Collectives* comm = nullptr,
+                             std::optional<torch::Device> device = std::nullopt);
 
 // Reconstruction quality of `model` on volumes: mean PSNR and SSIM, plus the PSNR of predicting `mean_volume`.
 ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<TrainingVolume>& val,

@@ -1,0 +1,54 @@
+#include "train/grad_sync.h"
+
+namespace meddiff {
+
+void average_gradients(Collectives& c, const std::vector<torch::Tensor>& params, int64_t bucket_bytes) {
+  if (c.world_size() == 1) return;
+  std::vector<torch::Tensor> bucket;
+  int64_t bytes = 0;
+  const double inv = 1.0 / static_cast<double>(c.world_size());
+  auto flush = [&] {
+    if (bucket.empty()) return;
+    c.all_reduce_sum(bucket);
+    for (auto& g : bucket) g.mul_(inv);
+    bucket.clear();
+    bytes = 0;
+  };
+  for (const auto& p : params) {
+    auto g = p.grad();
+    if (!g.defined()) continue;
+    bucket.push_back(g);
+    bytes += g.numel() * static_cast<int64_t>(g.element_size());
+    if (bytes >= bucket_bytes) flush();
+  }
+  flush();
+}
+
+std::vector<torch::Tensor> state_tensors(const torch::nn::Module& m) {
+  std::vector<torch::Tensor> v = m.parameters();
+  for (const auto& b : m.buffers()) v.push_back(b);
+  return v;
+}
+
+void broadcast_state(Collectives& c, torch::nn::Module& m) {
+  if (c.world_size() == 1) return;
+  auto v = state_tensors(m);
+  c.broadcast(v, 0);
+}
+
+double replica_spread(Collectives& c, const std::vector<torch::Tensor>& tensors) {
+  if (tensors.empty()) return 0;
+  std::vector<torch::Tensor> sums;
+  for (const auto& t : tensors) {
+    auto d = t.detach().to(torch::kFloat64);
+    sums.push_back(d.sum());
+    sums.push_back((d * d).sum());
+  }
+  auto v = torch::stack(sums);
+  auto hi = v.clone(), lo = -v;
+  c.all_reduce_max(hi);
+  c.all_reduce_max(lo);
+  return (hi + lo).abs().max().item<double>();  // max - min per checksum
+}
+
+}  // namespace meddiff

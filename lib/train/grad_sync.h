@@ -1,0 +1,27 @@
+#pragma once
+// Data-parallel bookkeeping over Collectives: identical replicas at the start, averaged gradients at
+// every step, and a check that the replicas stayed identical.
+//   - Gradients are all-reduced after the last micro-batch's backward pass only (gradient accumulation
+//     never communicates), in buckets of about `bucket_bytes` in parameter order, then divided by the
+//     world size: the mean over the global batch, as one process with the whole batch computes it.
+//     The all-reduce runs after the backward pass, not overlapped with it (measured in the README:
+//     the CPU has no cores left to overlap with; on GPUs the buckets are large and few).
+//   - Parameters without a gradient (unused in this step, the same on every rank) are skipped.
+#include "core/collectives.h"
+
+#include <torch/torch.h>
+
+namespace meddiff {
+
+void average_gradients(Collectives& c, const std::vector<torch::Tensor>& params, int64_t bucket_bytes = int64_t{25} << 20);
+
+// Parameters and buffers take rank 0's values.
+void broadcast_state(Collectives& c, torch::nn::Module& m);
+
+// The largest difference between ranks of any tensor's checksums (float64 sum and sum of squares):
+// 0 when every rank holds the same values. Collective.
+double replica_spread(Collectives& c, const std::vector<torch::Tensor>& tensors);
+// All parameters and buffers of a module.
+std::vector<torch::Tensor> state_tensors(const torch::nn::Module& m);
+
+}  // namespace meddiff
