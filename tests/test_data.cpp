@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/batches.h"
 #include "data/intensity.h"
 #include "data/manifest.h"
 #include "data/phantom.h"
@@ -228,4 +229,33 @@ TEST_CASE("preview panel follows the spacing's aspect ratio") {
   // axial 20x30, coronal 30x30 (10 slices * 3 mm), sagittal 30x20; gap 4
   CHECK(panel.size(0) == 30);
   CHECK(panel.size(1) == 30 + 4 + 30 + 4 + 20);
+}
+
+TEST_CASE("batches: the slices of N ranks make up the global batch and every epoch shows each case once") {
+  std::vector<TrainingVolume> cases;
+  for (int64_t i = 0; i < 7; ++i) {
+    TrainingVolume v;
+    v.x = torch::full({1, 2, 2, 2}, static_cast<float>(i));
+    v.class_label = i;
+    cases.push_back(v);
+  }
+  std::vector<int64_t> seen;
+  for (int64_t step = 0; step < 7; ++step) {
+    Batch whole = make_batch(cases, 4, 11, step, false);
+    Batch a = make_batch(cases, 2, 11, step, false, {0, 4}), b = make_batch(cases, 2, 11, step, false, {2, 4});
+    CHECK(torch::equal(whole.x, torch::cat({a.x, b.x})));
+    CHECK(torch::equal(whole.labels, torch::cat({a.labels, b.labels})));
+    CHECK(b.first == 2);
+    for (int64_t j = 0; j < 4; ++j) seen.push_back(whole.labels[j].item<int64_t>());
+  }
+  // 28 samples = 4 epochs of 7 cases: each epoch is a permutation
+  for (size_t e = 0; e < 4; ++e) {
+    std::vector<int64_t> epoch(seen.begin() + static_cast<long>(7 * e), seen.begin() + static_cast<long>(7 * e + 7));
+    std::sort(epoch.begin(), epoch.end());
+    CHECK(epoch == std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6});
+  }
+  // flips follow the sample, not the rank
+  Batch fw = make_batch(cases, 4, 3, 5, true), fa = make_batch(cases, 2, 3, 5, true, {2, 4});
+  CHECK(torch::equal(fw.x.slice(0, 2, 4), fa.x));
+  meddiff::test::check_error([&] { make_batch(cases, 3, 1, 0, false, {2, 4}); }, {"outside the global batch of 4"});
 }

@@ -4,6 +4,7 @@
 #include "core/fs.h"
 #include "data/metrics.h"
 #include "data/phantom.h"
+#include "train/launch_env.h"
 #include "train/train_config.h"
 #include "train/vqgan_step.h"
 #include "train/vqgan_trainer.h"
@@ -122,4 +123,43 @@ TEST_CASE("gradient accumulation: each step takes grad_accum micro-batches, in o
   CHECK(seen == std::vector<int64_t>{0, 1, 2});
   CHECK(s.finite);
   CHECK_FALSE(torch::equal(before, st.vqgan->decoder->conv_last->conv->weight));
+}
+
+TEST_CASE("launch environment: torchrun and Slurm variables - partial or out-of-range ones are named") {
+  auto env = [](std::map<std::string, std::string> m) {
+    return launch_env_from([m](const char* n) -> const char* {
+      auto it = m.find(n);
+      return it == m.end() ? nullptr : it->second.c_str();
+    });
+  };
+  LaunchEnv none = env({});
+  CHECK_FALSE(none.distributed());
+  CHECK(none.rank == 0);
+  LaunchEnv t = env({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29500"},
+                     {"TORCHELASTIC_RUN_ID", "x"}});
+  CHECK(t.distributed());
+  CHECK(t.rank == 3);
+  CHECK(t.world_size == 8);
+  CHECK(t.local_rank == 1);
+  CHECK(t.master_addr == "node7");
+  CHECK(t.master_port == 29500);
+  CHECK(t.launcher == "torchrun");
+  meddiff::test::check_error([&] { env({{"WORLD_SIZE", "2"}}); }, {"WORLD_SIZE is set but RANK is not"});
+  meddiff::test::check_error([&] { env({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "0"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}); },
+              {"RANK='2'", "[0, 1]"});
+  meddiff::test::check_error([&] { env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "0"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "x1"}}); },
+              {"MASTER_PORT='x1'"});
+  LaunchEnv s = env({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_JOB_NODELIST", "gpu[07-09,12],cpu1"},
+                     {"SLURM_JOB_ID", "123456"}});
+  CHECK(s.launcher == "slurm");
+  CHECK(s.rank == 5);
+  CHECK(s.world_size == 8);
+  CHECK(s.local_rank == 1);
+  CHECK(s.master_addr == "gpu07");
+  CHECK(s.master_port == 20000 + 123456 % 20000);
+  CHECK_FALSE(env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).distributed());  // one task: one process
+  CHECK(first_slurm_host("n1,n2") == "n1");
+  CHECK(first_slurm_host("rack-[001-004]-ib") == "rack-001-ib");
+  CHECK(first_slurm_host("a[3]") == "a3");
+  meddiff::test::check_error([] { first_slurm_host("gpu[01-02"); }, {"unclosed"});
 }
