@@ -8,6 +8,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #ifdef MEDDIFF_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -90,9 +91,11 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const 
 #endif
     } else {
 #ifdef MEDDIFF_WITH_NCCL
+      c10::cuda::set_device(device.index());
       auto o = c10d::ProcessGroupNCCL::Options::create();
-      o->timeout = timeout;
+      o->timeout = timeout;  // NCCL's watchdog ends the process when an exchange exceeds it
       impl->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, env.rank, env.world_size, o);
+      impl->backend->setBoundDeviceId(device);  // barriers and exchanges on this rank's GPU
 #endif
     }
   } catch (const std::exception& e) {
