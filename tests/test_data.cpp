@@ -3,6 +3,9 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/batches.h"
+#include "data/distribution_metrics.h"
+#include "data/metrics.h"
+#include "data/nearest_volume.h"
 #include "data/intensity.h"
 #include "data/manifest.h"
 #include "data/phantom.h"
@@ -258,4 +261,52 @@ TEST_CASE("batches: the slices of N ranks make up the global batch and every epo
   Batch fw = make_batch(cases, 4, 3, 5, true), fa = make_batch(cases, 2, 3, 5, true, {2, 4});
   CHECK(torch::equal(fw.x.slice(0, 2, 4), fa.x));
   meddiff::test::check_error([&] { make_batch(cases, 3, 1, 0, false, {2, 4}); }, {"outside the global batch of 4"});
+}
+
+TEST_CASE("eval metrics: Fréchet distance and k-NN manifold metrics against closed forms") {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto x = torch::randn({200, 6}, gen, torch::kDouble);
+  CHECK(std::abs(frechet_distance(x, x)) < 1e-8);
+  // a shifted copy: same covariance, so the distance is |shift|^2
+  auto shift = torch::tensor({1.0, -2.0, 0.5, 0.0, 0.0, 3.0}, torch::kDouble);
+  CHECK(frechet_distance(x, x + shift) == doctest::Approx(1 + 4 + 0.25 + 9).epsilon(1e-8));
+  // a scaled copy: covariances S and a^2 S give tr(S)(1 - a)^2
+  auto c = x - x.mean(0);
+  double tr = (c.t().mm(c) / 199.0).trace().item<double>();
+  CHECK(frechet_distance(x, x * 2.0) == doctest::Approx(tr * 1.0 + (x.mean(0) * 1.0).pow(2).sum().item<double>()).epsilon(1e-6));
+  ManifoldMetrics same = manifold_metrics(x, x, 5);
+  CHECK(same.precision == 1.0);
+  CHECK(same.recall == 1.0);
+  CHECK(same.coverage == 1.0);
+  ManifoldMetrics far = manifold_metrics(x, x + 100.0, 5);
+  CHECK(far.precision == 0.0);
+  CHECK(far.recall == 0.0);
+  CHECK(far.density == 0.0);
+  CHECK(far.coverage == 0.0);
+  meddiff::test::check_error([&] { frechet_distance(x, torch::randn({5, 4})); }, {"feature sizes differ"});
+}
+
+TEST_CASE("eval metrics: MS-SSIM is 1 for identical volumes and falls with noise and the NCC search finds a shifted noisy copy") {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  auto a = torch::nn::functional::avg_pool3d(torch::rand({1, 1, 36, 36, 36}, gen), torch::nn::functional::AvgPool3dFuncOptions(5).stride(1))[0][0];
+  a = (a - a.mean()) / a.std();
+  CHECK(ms_ssim3d(a, a, 8.0) == doctest::Approx(1.0));
+  auto noisy = a + 1.5 * torch::randn(a.sizes(), gen);
+  double m = ms_ssim3d(a, noisy, 8.0);
+  CHECK(m < 0.95);
+  CHECK(m > 0.0);
+  std::vector<torch::Tensor> refs;
+  for (int i = 0; i < 4; ++i) {
+    auto r = torch::nn::functional::avg_pool3d(torch::rand({1, 1, 36, 36, 36}, gen), torch::nn::functional::AvgPool3dFuncOptions(5).stride(1))[0][0];
+    refs.push_back(band_pass(r));
+  }
+  refs.push_back(band_pass(a));
+  NccIndex index(refs, 2);
+  // the copy, rolled by (2, -1, 0) voxels with noise: found, at the opposite shift, correlating near 1
+  auto copy = torch::roll(a, {2, -1}, {0, 1}) + 0.05 * torch::randn(a.sizes(), gen);
+  auto match = index.nearest(band_pass(copy));
+  CHECK(match.index == 4);
+  CHECK(match.ncc > 0.85);
+  CHECK(match.shift == std::array<int64_t, 3>{-2, 1, 0});
+  CHECK(index.all(band_pass(copy))[0].item<double>() < 0.5);  // an unrelated volume
 }

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
       {"reconstruct", "encode and decode a volume with a trained VQ-GAN; prints PSNR and SSIM", run_reconstruct},
       {"train-ldm", "train the class-conditional latent diffusion model (stage 2)", run_train_ldm},
       {"sample", "generate synthetic volumes (DDPM, DDIM, DPM-Solver++, guidance; resumable, shardable)", run_sample},
+      {"eval", "compare synthetic with real volumes (Fréchet distance, precision/recall, MS-SSIM) and audit them for copies", run_eval},
       {"config", "list the config keys (--keys) or print a resolved config", run_config},
       {"info", "describe a volume (shape, spacing, ..., intensities) or a checkpoint (kind, step, config)", run_info},
       {"preview", "PNG of axial, coronal and sagittal mid-slices", run_preview},
