@@ -7,8 +7,13 @@
 #include "ops/attention.h"
 #include "pipeline/autoencoder.h"
 #include "pipeline/device.h"
+#include "pipeline/eval_features.h"
 #include "pipeline/split_exec.h"
 #include "test_support.h"
+
+#include <torch/script.h>
+
+#include <fstream>
 
 using namespace meddiff;
 
@@ -156,4 +161,85 @@ TEST_CASE("attention on the models' permuted q/k/v stays on a fused kernel (no N
   // and it is attention: against the reference on a slice of queries
   auto ref = ops::attention_reference(t[0].slice(2, 0, 64), t[1], t[2]);
   CHECK(torch::allclose(out.slice(2, 0, 64), ref, 1e-4, 1e-5));
+}
+
+namespace {
+
+// A TorchScript module written here from TorchScript source (as a user's torch.jit.save would be),
+// so the features it gives have a closed form.
+std::string save_script(const std::filesystem::path& file, const std::string& forward) {
+  torch::jit::Module m("FeatureNet");
+  m.define(forward);
+  m.save(file.string());
+  return file.string();
+}
+
+TrainingVolume volume_of(torch::Tensor x) {
+  TrainingVolume v;
+  v.x = x.unsqueeze(0);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("eval features: a user's 3-D and 2-D TorchScript networks give the features their closed forms predict") {
+  meddiff::test::ScratchDir dir("eval-features");
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  std::vector<TrainingVolume> vols;
+  for (int i = 0; i < 3; ++i) vols.push_back(volume_of(torch::rand({6, 8, 10}, gen) * 2 - 1));
+
+  // 3-D: mean and maximum of each input channel, with the volumes resampled and repeated over 2 channels
+  auto f3 = save_script(dir / "f3.pt", "def forward(self, x):\n  return torch.cat([x.mean(dim=[2, 3, 4]), x.amax(dim=[2, 3, 4])], 1)\n");
+  FeatureNetwork net3("3d:" + f3, torch::kCPU);
+  CHECK_FALSE(net3.slice_wise());
+  FeatureInput in;
+  in.norm = "raw";
+  in.channels = 2;
+  in.batch = 2;  // 3 volumes: a full batch and a partial one
+  auto r3 = net3.features(vols, in);
+  REQUIRE(r3.features.sizes() == torch::IntArrayRef({3, 4}));
+  for (int i = 0; i < 3; ++i) {
+    CHECK(r3.features[i][0].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.mean().item<double>()).epsilon(1e-6));
+    CHECK(r3.features[i][1].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.mean().item<double>()).epsilon(1e-6));
+    CHECK(r3.features[i][3].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.max().item<double>()).epsilon(1e-6));
+  }
+  in.norm = "zscore";
+  auto z = net3.features(vols, in).features;
+  CHECK(z.select(1, 0).abs().max().item<double>() < 1e-6);  // a z-scored volume has mean 0
+  in.norm = "unit";
+  CHECK(net3.features(vols, in).features[0][0].item<double>() ==
+        doctest::Approx((vols[0].x.mean().item<double>() + 1) / 2).epsilon(1e-6));
+  in.norm = "raw";
+  in.size = {4, 4, 4};  // trilinear resampling keeps a constant volume constant
+  auto c = net3.features({volume_of(torch::full({6, 8, 10}, 0.25))}, in).features;
+  CHECK(c[0][3].item<double>() == doctest::Approx(0.25).epsilon(1e-6));
+
+  // 2-D: the network returns its input slices; spatial averaging gives each slice's mean
+  auto f2 = save_script(dir / "f2.pt", "def forward(self, x):\n  return x * 1.0\n");
+  FeatureNetwork net2("2d:" + f2, torch::kCPU);
+  CHECK(net2.slice_wise());
+  FeatureInput in2;
+  in2.norm = "raw";
+  in2.batch = 5;
+  auto r2 = net2.features(vols, in2);
+  REQUIRE(r2.planes[0].sizes() == torch::IntArrayRef({3 * 6, 1}));  // axial: D slices per volume
+  REQUIRE(r2.planes[1].sizes() == torch::IntArrayRef({3 * 8, 1}));
+  REQUIRE(r2.planes[2].sizes() == torch::IntArrayRef({3 * 10, 1}));
+  auto x1 = vols[1].x[0].to(torch::kDouble);
+  CHECK(torch::allclose(r2.planes[0].slice(0, 6, 12).flatten(), x1.mean(std::vector<int64_t>{1, 2}), 1e-6, 1e-6));
+  CHECK(torch::allclose(r2.planes[2].slice(0, 10, 20).flatten(), x1.mean(std::vector<int64_t>{0, 1}), 1e-6, 1e-6));
+  REQUIRE(r2.features.sizes() == torch::IntArrayRef({3, 3}));
+  for (int p = 0; p < 3; ++p) CHECK(r2.features[1][p].item<double>() == doctest::Approx(x1.mean().item<double>()).epsilon(1e-6));
+
+  // bad networks and specs: one-line errors naming the file or the flag
+  meddiff::test::check_error([&] { FeatureNetwork("resnet.pt", torch::kCPU); }, {"--features", "3d:FILE"});
+  meddiff::test::check_error([&] { FeatureNetwork("3d:" + (dir / "none.pt").string(), torch::kCPU); }, {"none.pt", "no such file"});
+  std::ofstream(dir / "junk.pt") << "not a zip";
+  meddiff::test::check_error([&] { FeatureNetwork("3d:" + (dir / "junk.pt").string(), torch::kCPU); }, {"junk.pt", "TorchScript"});
+  auto scalar = save_script(dir / "scalar.pt", "def forward(self, x):\n  return x.sum()\n");
+  meddiff::test::check_error([&] { FeatureNetwork("3d:" + scalar, torch::kCPU).features(vols, in); }, {"scalar.pt", "expected [batch, features"});
+  auto nan = save_script(dir / "nan.pt", "def forward(self, x):\n  return x.mean(dim=[2, 3, 4]) / 0.0 * 0.0\n");
+  meddiff::test::check_error([&] { FeatureNetwork("3d:" + nan, torch::kCPU).features(vols, in); }, {"nan.pt", "NaN"});
+  auto bad = save_script(dir / "bad.pt", "def forward(self, x):\n  return x.view(-1, 7, 13)\n");
+  meddiff::test::check_error([&] { FeatureNetwork("2d:" + bad, torch::kCPU).features(vols, in2); }, {"bad.pt", "failed on an input of shape"});
 }

@@ -67,6 +67,7 @@ std::array<T, N> parse_list(const std::string& text, const std::string& flag) {
 }  // namespace
 
 std::array<int64_t, 3> parse_int3(const std::string& t, const std::string& f) { return parse_list<int64_t, 3>(t, f); }
+std::array<int64_t, 2> parse_int2(const std::string& t, const std::string& f) { return parse_list<int64_t, 2>(t, f); }
 std::array<double, 3> parse_double3(const std::string& t, const std::string& f) { return parse_list<double, 3>(t, f); }
 std::array<double, 2> parse_double2(const std::string& t, const std::string& f) { return parse_list<double, 2>(t, f); }
 

@@ -31,6 +31,7 @@ class Args {
 
 // "32,64,64" -> {32, 64, 64}; throws UsageError naming `flag`.
 std::array<int64_t, 3> parse_int3(const std::string& text, const std::string& flag);
+std::array<int64_t, 2> parse_int2(const std::string& text, const std::string& flag);
 std::array<double, 3> parse_double3(const std::string& text, const std::string& flag);
 std::array<double, 2> parse_double2(const std::string& text, const std::string& flag);
 // "a,b,c" -> {"a", "b", "c"} (std::getline semantics: inner empty items kept, a trailing comma adds none).

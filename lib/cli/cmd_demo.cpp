@@ -89,6 +89,32 @@ std::string pair_check_report(const fs::path& manifest, const std::string& title
   return s + "\n";
 }
 
+// The headline numbers of `meddiff eval` as a Markdown section.
+std::string eval_summary(const fs::path& eval_json) {
+  auto j = nlohmann::json::parse(read_text(eval_json));
+  const auto& f = j["fidelity"];
+  const auto& d = j["diversity"];
+  std::string s = fmt::format(
+      "## Eval (`eval/report.md`)\n\n{} synthetic volumes (`samples/`) against {} held-out real phantoms (`heldout/`), "
+      "{} training phantoms for the memorisation audit.\n\n| metric | value |\n|---|---|\n"
+      "| Fréchet distance (VQ-GAN latent features) | {:.4f} |\n| precision / recall | {:.3f} / {:.3f} |\n"
+      "| density / coverage | {:.3f} / {:.3f} |\n| MS-SSIM synthetic / real pairs | {:.4f} / {:.4f} |\n"
+      "| intensity histogram intersection | {:.4f} |\n",
+      j["counts"]["synthetic"].get<int64_t>(), j["counts"]["real"].get<int64_t>(), j["counts"]["train"].get<int64_t>(),
+      f["frechet_distance"].get<double>(), f["precision"].get<double>(), f["recall"].get<double>(), f["density"].get<double>(),
+      f["coverage"].get<double>(), d["ms_ssim_synthetic"].get<double>(), d["ms_ssim_real"].get<double>(),
+      j["intensity"]["histogram_intersection"].get<double>());
+  if (j.contains("memorisation")) {
+    const auto& m = j["memorisation"];
+    s += fmt::format("| nearest-training NCC, synthetic median / max | {:.4f} / {:.4f} |\n| nearest-training NCC, held-out max | {:.4f} |\n"
+                     "| near-copies (NCC > {:.4f} and distance ratio < {:.3f}) | {} |\n",
+                     m["synthetic_ncc"]["median"].get<double>(), m["synthetic_ncc"]["max"].get<double>(),
+                     m["held_out_ncc"]["max"].get<double>(), m["threshold_ncc"].get<double>(),
+                     m["threshold_distance_ratio"].get<double>(), m["near_copies"].size());
+  }
+  return s + "\n";
+}
+
 }  // namespace
 
 int run_demo(const Args_t& args) {
@@ -125,7 +151,7 @@ int run_demo(const Args_t& args) {
   std::string shape = quick ? "16,16,16" : "32,32,32";
   std::string spacing = modality == Modality::CT ? (quick ? "4,3,3" : "2.5,1.5,1.5") : (quick ? "2,2,2" : "1.2,1,1");
 
-  log_info("demo 1/4: phantoms ({} {} cases, and {} held-out label maps)", n, mod, n / 3);
+  log_info("demo 1/5: phantoms ({} {} cases, and {} held-out label maps)", n, mod, n / 3);
   auto t0 = std::chrono::steady_clock::now();
   run_phantoms({"--modality", mod, "--count", std::to_string(n), "--shape", shape, "--spacing", spacing, "--seed", "1",
                 "--out", (out / "data").string()});
@@ -138,17 +164,17 @@ int run_demo(const Args_t& args) {
   write_text_atomically(out / "config.json", config_to_json(cfg).dump(2) + "\n");
   std::string config = (out / "config.json").string();
 
-  log_info("demo 2/4: VQ-GAN ({} steps)", cfg.vqgan_train.steps);
+  log_info("demo 2/5: VQ-GAN ({} steps)", cfg.vqgan_train.steps);
   t0 = std::chrono::steady_clock::now();
   run_train_vqgan({"--config", config, "--out", (out / "vqgan").string()});
   double t_vq = seconds_since(t0);
 
-  log_info("demo 3/4: latent diffusion ({} steps)", cfg.ldm_train.steps);
+  log_info("demo 3/5: latent diffusion ({} steps)", cfg.ldm_train.steps);
   t0 = std::chrono::steady_clock::now();
   run_train_ldm({"--config", config, "--vqgan", (out / "vqgan/last.pt").string(), "--out", (out / "ldm").string()});
   double t_ldm = seconds_since(t0);
 
-  log_info("demo 4/4: sampling 8 image + label pairs from the mask bank and {} from the held-out label maps, DDIM {} steps, "
+  log_info("demo 4/5: sampling 8 image + label pairs from the mask bank and {} from the held-out label maps, DDIM {} steps, "
            "guidance {}", n / 3, cfg.sample.steps, cfg.sample.guidance);
   t0 = std::chrono::steady_clock::now();
   run_sample({"--ldm", (out / "ldm/last.pt").string(), "-n", "8", "--format", "nifti,dicom,png", "--seed", "1",
@@ -156,6 +182,12 @@ int run_demo(const Args_t& args) {
   run_sample({"--ldm", (out / "ldm/last.pt").string(), "-n", std::to_string(n / 3), "--format", "nifti,png", "--seed", "1",
               "--labels", (out / "heldout/manifest.json").string(), "--device", device, "--out", (out / "samples_heldout").string()});
   double t_sample = seconds_since(t0);
+
+  log_info("demo 5/5: eval of samples/ against the held-out phantoms, memorisation audit against the training phantoms");
+  t0 = std::chrono::steady_clock::now();
+  run_eval({"--real", (out / "heldout").string(), "--synthetic", (out / "samples").string(), "--train", (out / "data").string(),
+            "--vqgan", (out / "vqgan/last.pt").string(), "--device", device, "--out", (out / "eval").string()});
+  double t_eval = seconds_since(t0);
 
   double psnr = last_metric(out / "vqgan/metrics.jsonl", "val_psnr");
   double base = last_metric(out / "vqgan/metrics.jsonl", "val_psnr_mean_baseline");
@@ -170,6 +202,7 @@ int run_demo(const Args_t& args) {
       "| VQ-GAN | {} steps; weighted L1 {:.4f}; validation PSNR {:.2f} dB (mean-volume baseline {:.2f} dB), SSIM {:.4f}: `vqgan/last.pt` | {:.0f} s |\n"
       "| latent diffusion | {} steps; loss {:.4f}: `ldm/last.pt` | {:.0f} s |\n"
       "| sampling | 8 image + label pairs from the mask bank (`samples/`) and {} from held-out label maps (`samples_heldout/`), DDIM {} steps, guidance {} | {:.0f} s |\n"
+      "| eval | `eval/report.md`, `eval/eval.json` (summary below) | {:.0f} s |\n"
       "| total | | {:.0f} s |\n\n"
       "## Files\n\n"
       "- `samples/synth_NNNNNN.nii.gz` + `synth_NNNNNN_label.nii.gz`: the synthetic image and the label map it was generated "
@@ -182,7 +215,7 @@ int run_demo(const Args_t& args) {
       "- `vqgan/metrics.jsonl`, `ldm/metrics.jsonl`: training curves; `config.json`: the resolved config.\n",
       mod, quick ? ", --quick" : "", version(), git_hash(), torch_version(), device, n, mod, t_data, cfg.vqgan_train.steps,
       vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, n / 3, cfg.sample.steps, cfg.sample.guidance,
-      t_sample, seconds_since(t_all), modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
+      t_sample, t_eval, seconds_since(t_all), modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
   report += "\n## Pairs (axial | coronal | sagittal, label outlines in white)\n\n";
   for (const char* folder : {"samples", "samples_heldout"})
     for (int i = 0; i < 2; ++i) {
@@ -191,6 +224,7 @@ int run_demo(const Args_t& args) {
     }
   report += "\n" + pair_check_report(out / "samples/manifest.jsonl", "samples/", modality) +
             pair_check_report(out / "samples_heldout/manifest.jsonl", "samples_heldout/", modality);
+  report += eval_summary(out / "eval/eval.json");
   write_text_atomically(out / "report.md", report);
   log_info("demo: done in {:.0f} s; report {}", seconds_since(t_all), (out / "report.md").string());
   return 0;

@@ -110,6 +110,10 @@ int run_sample(const Args_t& args) {
       ("scale-label", "LABEL=FACTOR[,...]: scale a label's region about its centre (e.g. 4=1.5)", cxxopts::value<std::string>()->default_value(""))
       ("qc-retries", "Label-conditioned models: regenerate a pair whose per-label intensities fall outside the training "
                      "ranges up to this many times (next seeds), then keep it marked as failed", cxxopts::value<int64_t>()->default_value("3"))
+      ("eval", "After sampling, run `meddiff eval` on the folder against these held-out real volumes (a folder or manifest); "
+               "results in OUT/eval/", cxxopts::value<std::string>())
+      ("eval-train", "With --eval: the training volumes for the memorisation audit (default: the LDM's data.manifest)",
+       cxxopts::value<std::string>())
       ("force", "When --out was sampled with other settings: discard its volumes and start again")
       ("dry-run", "Print what would be done (counts, measured time and memory per volume) and write nothing")
       ("finalize", "Only rebuild OUT/manifest.jsonl (and dataset.json) from the finished volumes' sidecars")
@@ -146,6 +150,7 @@ int run_sample(const Args_t& args) {
   int64_t n = r["n"].as<int64_t>();
   if (n < 1 || n > kMaxVolumes) usage_fail("-n must be within 1..{} (got {}); split larger jobs over several folders", kMaxVolumes, n);
   Shard shard = parse_shard(r["shard"].as<std::string>());
+  if (r.count("eval-train") && !r.count("eval")) usage_fail("--eval-train needs --eval REAL");
   auto formats = parse_formats(r["format"].as<std::string>());
   if (layout.kind == "nnunet" && !formats.count("nifti")) usage_fail("--layout nnunet needs --format nifti");
   uint64_t seed = r["seed"].as<uint64_t>();
@@ -453,6 +458,23 @@ int run_sample(const Args_t& args) {
   if (paired)
     log_info("sample: per-pair check: {} regeneration(s), {} pair(s) kept failing it{}", qc_regenerated, qc_failed,
              qc_failed ? " (listed above; qc.passed = false in manifest.jsonl)" : "");
+  if (r.count("eval")) {
+    if (shard.n > 1) {
+      log_warn("sample --eval: skipped in shard {}/{}; when every shard has finished, run meddiff eval --synthetic {} ...", shard.k,
+               shard.n, out.string());
+      return 0;
+    }
+    Args_t ev{"--real", r["eval"].as<std::string>(), "--synthetic", (out / "manifest.jsonl").string(), "--vqgan", vq_path.string(),
+              "--out", (out / "eval").string(), "--device", r["device"].as<std::string>(), "--force"};
+    std::string train = r.count("eval-train") ? r["eval-train"].as<std::string>() : ldm.data.manifest;
+    if (!train.empty() && (fs::exists(train) || train.find_first_of("*?") != std::string::npos)) {
+      ev.push_back("--train");
+      ev.push_back(train);
+    } else {
+      log_warn("sample --eval: no memorisation audit (the LDM's training data '{}' is not here; give --eval-train)", train);
+    }
+    run_eval(ev);
+  }
   return 0;
 }
 

@@ -50,7 +50,7 @@ bool SampleFolder::ours(const fs::path& entry) const {
   if (is_temp_name(n) || is_lock_name(n)) return true;
   const fs::path dir = entry.parent_path();
   const std::string p = regex_escape(layout_.prefix());
-  if (dir == out_ && (n == "manifest.jsonl" || (layout_.kind == "nnunet" && (n == "dataset.json" || n == "imagesTr" || n == "labelsTr" || n == "meddiff"))))
+  if (dir == out_ && (n == "manifest.jsonl" || n == "eval" || (layout_.kind == "nnunet" && (n == "dataset.json" || n == "imagesTr" || n == "labelsTr" || n == "meddiff"))))
     return true;
   if (dir == labels_dir() && std::regex_match(n, std::regex(p + (layout_.kind == "nnunet" ? R"(_\d+\.nii\.gz)" : R"(_\d+_label\.nii\.gz)"))))
     return true;
@@ -144,7 +144,7 @@ void SampleFolder::discard_volumes() {
     std::vector<fs::path> doomed;
     for (const auto& e : fs::directory_iterator(dir)) {
       std::string n = e.path().filename().string();
-      if (!ours(e.path()) || is_lock_name(n) || n == "imagesTr" || n == "labelsTr" || n == "meddiff") continue;
+      if (!ours(e.path()) || is_lock_name(n) || n == "imagesTr" || n == "labelsTr" || n == "meddiff" || n == "eval") continue;
       doomed.push_back(e.path());
     }
     for (const auto& p : doomed) {

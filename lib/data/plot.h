@@ -1,0 +1,14 @@
+#pragma once
+// Plots as 8-bit grey images (for reports): no fonts, so axes are described in the caption.
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace meddiff {
+
+// Two histograms over the same bins: `filled` as grey bars, `outlined` as a white step line, on a
+// black background with a grey baseline; both scaled by the larger maximum. uint8 [height, bins * bar].
+torch::Tensor histogram_plot(const std::vector<double>& filled, const std::vector<double>& outlined, int64_t height = 160,
+                             int64_t bar = 8);
+
+}  // namespace meddiff

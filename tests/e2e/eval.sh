@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `meddiff eval` end to end: planted copies of training volumes (exact, and shifted by 2 voxels with
+# noise, written by an independent script) are flagged and fresh volumes are not; an untrained LDM's
+# samples are further from the real set than fresh real volumes; the same command twice gives the same
+# eval.json; `sample --eval` writes its eval into the sample folder; bad input is refused.
+# Usage: eval.sh MEDDIFF SOURCE_DIR WORKDIR
+set -euo pipefail
+M=$1; SRC=$2; W=$3
+rm -rf "$W"; mkdir -p "$W"; cd "$W"
+fail() { echo "FAIL: $*"; exit 1; }
+q() { "$@" > log.txt 2>&1 || { cat log.txt; fail "$*"; }; }
+q "$M" phantoms --modality mr --count 12 --shape 32,32,32 --seed 1 --out data
+q "$M" phantoms --modality mr --count 6 --shape 32,32,32 --seed 2 --out heldout
+q "$M" phantoms --modality mr --count 4 --shape 32,32,32 --seed 3 --out fresh
+q "$M" train-vqgan --config "$SRC/configs/demo-mr.json" --set data.manifest=data/manifest.json --set vqgan_train.steps=20 \
+  --set vqgan_train.device='"cpu"' --out vq
+q "$M" train-ldm --config "$SRC/configs/demo-mr.json" --set data.manifest=data/manifest.json --set ldm_train.steps=1 \
+  --set ldm_train.device='"cpu"' --vqgan vq/last.pt --out ldm0
+q "$M" sample --ldm ldm0/last.pt -n 4 --steps 5 --seed 1 --device cpu --out untrained
+
+# the synthetic set: 4 fresh real phantoms, 2 untrained samples and 3 planted copies of training phantoms
+mkdir planted
+cp fresh/images/case_000{0,1,2,3}.nii.gz planted/
+for i in 0 1; do cp untrained/synth_00000$i.nii.gz planted/untrained_$i.nii.gz; done
+P="python3 $SRC/tests/e2e/plant_copy.py"
+$P data/images/case_0003.nii.gz planted/copy_exact.nii.gz
+$P data/images/case_0005.nii.gz planted/copy_shift_noise2.nii.gz --shift 2,-2,1 --noise 0.02 --seed 1
+$P data/images/case_0008.nii.gz planted/copy_shift_noise5.nii.gz --shift 0,2,0 --noise 0.05 --seed 2
+q "$M" eval --real heldout --synthetic planted --train data --vqgan vq/last.pt --device cpu --out ev1
+python3 - ev1/eval.json <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+flagged = sorted(j["memorisation"]["near_copies"])
+expect = ["copy_exact.nii.gz", "copy_shift_noise2.nii.gz", "copy_shift_noise5.nii.gz"]
+assert flagged == expect, f"near-copies {flagged}, expected {expect}"
+by = {v["file"]: v for v in j["memorisation"]["volumes"]}
+assert by["copy_exact.nii.gz"]["nearest_train"] == "case_0003.nii.gz" and by["copy_exact.nii.gz"]["ncc"] > 0.9999
+assert by["copy_shift_noise2.nii.gz"]["nearest_train"] == "case_0005.nii.gz"
+# the plant script shifts along the file's x, y, z; the audit reports [z, y, x] and the way back
+assert by["copy_shift_noise2.nii.gz"]["shift"] == [-1, 2, -2], by["copy_shift_noise2.nii.gz"]["shift"]
+for k in ("fidelity", "diversity", "intensity", "labels"):
+    assert k in j, k
+assert abs(sum(j["intensity"]["histogram_real"]) - 1) < 1e-9
+print("planted copies flagged, fresh and untrained volumes not:", flagged)
+PY
+# fidelity: fresh real volumes are closer to the held-out real set than an untrained LDM's samples
+mkdir fresh_only && cp fresh/images/*.nii.gz fresh_only/
+q "$M" eval --real heldout --synthetic fresh_only --vqgan vq/last.pt --device cpu --out ev_fresh
+q "$M" eval --real heldout --synthetic untrained --vqgan vq/last.pt --device cpu --out ev_untrained
+python3 - ev_fresh/eval.json ev_untrained/eval.json <<'PY'
+import json, sys
+f, u = (json.load(open(p)) for p in sys.argv[1:3])
+fd_f, fd_u = f["fidelity"]["frechet_distance"], u["fidelity"]["frechet_distance"]
+assert fd_f < fd_u, (fd_f, fd_u)
+assert f["intensity"]["histogram_intersection"] > u["intensity"]["histogram_intersection"]
+print(f"Fréchet distance: fresh real {fd_f:.4f} < untrained LDM {fd_u:.4f}")
+PY
+# the same command twice: the same JSON
+q "$M" eval --real heldout --synthetic planted --train data --vqgan vq/last.pt --device cpu --out ev2
+cmp ev1/eval.json ev2/eval.json || fail "two runs gave different eval.json"
+# sample --eval: the eval lands in the sample folder, which stays usable
+q "$M" sample --ldm ldm0/last.pt -n 4 --steps 5 --seed 1 --device cpu --out untrained --eval heldout
+[[ -f untrained/eval/eval.json && -f untrained/eval/report.md && -f untrained/eval/histogram.png ]] || fail "sample --eval wrote no eval"
+grep -q "Memorisation audit" untrained/eval/report.md || fail "sample --eval: no audit (the LDM's training data)"
+# bad input: one line naming the problem, nothing written
+set +e
+"$M" eval --real heldout --synthetic planted --vqgan vq/last.pt --features resnet.pt --out bad 2> err.txt; rc=$?
+set -e
+[[ $rc != 0 && ! -e bad ]] && grep -q -- "--features" err.txt || { cat err.txt; fail "bad --features accepted"; }
+set +e
+mkdir one && cp fresh/images/case_0000.nii.gz one/
+"$M" eval --real heldout --synthetic one --vqgan vq/last.pt --out bad 2> err.txt; rc=$?
+set -e
+[[ $rc != 0 && ! -e bad ]] && grep -q "at least 2 volumes" err.txt || { cat err.txt; fail "a single synthetic volume accepted"; }
+echo "e2e eval: ok"
