@@ -115,6 +115,70 @@ TEST_CASE("DPM-Solver++(2M) converges with order 2 on a problem with an exact so
   CHECK(solve("dpmpp2m", 80, s2) < solve("ddim", 80, s2));
 }
 
+namespace {
+
+// Rectified flow on Gaussian data x0 ~ N(mu, s^2) per element: the exact velocity
+// E[eps - x0 | x_t] with m_t = (1 - t) mu and var_t = (1 - t)^2 s^2 + t^2, and the exact solution
+// x_0 = mu + s x_1 of the ODE from x_1 ~ N(0, 1). Returns the largest error at t = 0.
+double rflow_error(const std::string& method, int64_t steps, double shift, bool through_sampler = false) {
+  const double mu = 0.7, s = 0.4;
+  auto x1 = torch::linspace(-2.5, 2.5, 11, torch::kDouble);
+  auto velocity = [&](const torch::Tensor& x, double t) {
+    const double m = (1 - t) * mu, var = (1 - t) * (1 - t) * s * s + t * t;
+    return (t - (1 - t) * s * s) / var * (x - m) - mu;
+  };
+  torch::Tensor x0;
+  if (!through_sampler) {
+    x0 = rflow_integrate(velocity, x1, rflow_time_grid(steps, shift), method);
+  } else {  // the same through sample_rflow: a network that is handed 1000 t
+    ModelFn net = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor&) {
+      return velocity(x, t[0].item<double>() / 1000.0);
+    };
+    SamplerParams p;
+    p.sampler = method;
+    p.steps = steps;
+    p.clip_x0 = false;
+    x0 = sample_rflow(shift, net, x1.unsqueeze(0), torch::Tensor(), 0, p);
+  }
+  return (x0 - (mu + s * x1)).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST_CASE("rectified flow: Euler converges with order 1 and Heun with order 2 to the exact Gaussian solution") {
+  for (double shift : {1.0, 2.0}) {
+    double euler = std::log2(rflow_error("euler", 80, shift) / rflow_error("euler", 160, shift));
+    double heun = std::log2(rflow_error("heun", 80, shift) / rflow_error("heun", 160, shift));
+    MESSAGE("shift " << shift << ": error Euler 40 steps " << rflow_error("euler", 40, shift) << ", Heun " << rflow_error("heun", 40, shift)
+                     << "; observed order Euler " << euler << ", Heun " << heun);
+    CHECK(euler == doctest::Approx(1.0).epsilon(0.1));
+    CHECK(heun == doctest::Approx(2.0).epsilon(0.1));
+    CHECK(rflow_error("heun", 20, shift) < rflow_error("euler", 40, shift));  // same number of evaluations
+  }
+  // the sampler (time as 1000 t in float32, guidance off) integrates as rflow_integrate
+  CHECK(rflow_error("euler", 30, 1.5, true) == doctest::Approx(rflow_error("euler", 30, 1.5)).epsilon(1e-4));
+  // the shift and its grid: s t / (1 + (s - 1) t), from 1 to 0
+  CHECK(rflow_shift_time(0.5, 3.0) == doctest::Approx(0.75));
+  auto g = rflow_time_grid(4, 3.0);
+  REQUIRE(g.size() == 5);
+  CHECK(g.front() == 1.0);
+  CHECK(g.back() == 0.0);
+  CHECK(g[2] == doctest::Approx(0.75));
+  CHECK(rflow_resolution_shift(32768) == doctest::Approx(1.0));
+  CHECK(rflow_resolution_shift(8 * 32768) == doctest::Approx(2.0));
+  // interpolation and target: x_t = (1 - t) x0 + t eps, v = eps - x0
+  auto x0 = torch::ones({2, 1, 2, 2, 2}), eps = torch::zeros({2, 1, 2, 2, 2});
+  auto xt = rflow_interpolate(x0, eps, torch::tensor({0.25, 1.0}));
+  CHECK(xt[0].mean().item<double>() == doctest::Approx(0.75));
+  CHECK(xt[1].abs().max().item<double>() == 0.0);
+  CHECK(rflow_velocity_target(x0, eps).mean().item<double>() == -1.0);
+  SamplerParams bad;
+  bad.sampler = "ddim";
+  meddiff::test::check_error([&] { bad.validate(0); }, {"euler or heun"});
+  bad.sampler = "heun";
+  meddiff::test::check_error([&] { bad.validate(300); }, {"ddpm, ddim or dpmpp2m", "rectified flow"});
+}
+
 TEST_CASE("sampling timesteps and thresholding") {
   auto ts = sampling_timesteps(300, 4);
   CHECK(ts == std::vector<int64_t>{299, 199, 100, 0});

@@ -96,6 +96,44 @@ TEST_CASE("sampling: batch 1 and batch 4 give identical volumes for every sample
   CHECK(voxels(dir / "seed8/synth_000000.nii.gz") != voxels(dir / "seed7/synth_000000.nii.gz"));
 }
 
+TEST_CASE("sampling: a rectified-flow model trains and samples with euler and heun, batch-invariant, and refuses diffusion samplers") {
+  test::ScratchDir dir("sample-rflow");
+  // train-ldm on the tiny VQ-GAN with the rectified-flow objective
+  auto args = test::tiny_model_args(trained() / "data/manifest.json");
+  args.insert(args.end(), {"--set", "ldm_train.steps=3", "--set", "ldm.objective=\"rflow\"", "--set", "sample.sampler=\"euler\"",
+                           "--set", "sample.steps=4", "--vqgan", (trained() / "vqgan/last.pt").string(), "--out", (dir / "ldm").string()});
+  REQUIRE(cli::run_train_ldm(args) == 0);
+  auto ck = load_checkpoint(dir / "ldm/last.pt");
+  CHECK(ck.config["ldm"]["objective"] == "rflow");
+  auto rf = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> a = {"--ldm", (dir / "ldm/last.pt").string(), "--out", (dir / out).string(), "--seed", "3"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return cli::run_sample(a);
+  };
+  for (const char* s : {"euler", "heun"}) {
+    std::string m(s);
+    REQUIRE(rf("b1" + m, {"-n", "2", "--batch", "1", "--sampler", m}) == 0);
+    REQUIRE(rf("b2" + m, {"-n", "2", "--batch", "2", "--sampler", m}) == 0);
+    for (int i = 0; i < 2; ++i) {
+      auto name = fmt::format("synth_{:06d}.nii.gz", i);
+      INFO(s << " volume " << i);
+      CHECK(voxels(dir / ("b1" + m) / name) == voxels(dir / ("b2" + m) / name));
+    }
+  }
+  CHECK(voxels(dir / "b1euler/synth_000000.nii.gz") != voxels(dir / "b1heun/synth_000000.nii.gz"));
+  auto line = nlohmann::json::parse(read_text(dir / "b1heun/synth_000000.json"));
+  CHECK(line["sampler"] == "heun");
+  test::check_error([&] { rf("bad", {"--sampler", "ddim"}); }, {"euler or heun"});
+  CHECK_FALSE(fs::exists(dir / "bad"));
+  // and a diffusion model refuses the flow samplers
+  test::check_error([&] { sample(dir / "bad2", {"--sampler", "euler"}); }, {"ddpm, ddim or dpmpp2m"});
+  // a config that pairs rflow with a diffusion sampler is refused before any work
+  auto bad = test::tiny_model_args(trained() / "data/manifest.json");
+  bad.insert(bad.end(), {"--set", "ldm.objective=\"rflow\"", "--vqgan", (trained() / "vqgan/last.pt").string(), "--out",
+                         (dir / "ldm2").string()});
+  test::check_error([&] { cli::run_train_ldm(bad); }, {"sample.sampler", "euler or heun"});
+}
+
 TEST_CASE("sampling: two shards equal one run / a re-run skips finished volumes") {
   test::ScratchDir dir("sample-shard");
   REQUIRE(sample(dir / "all", {"-n", "5", "--batch", "2"}) == 0);

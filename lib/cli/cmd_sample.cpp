@@ -86,7 +86,7 @@ int run_sample(const Args_t& args) {
       ("n", "Number of volumes (global count, across shards; at most 1000000)", cxxopts::value<int64_t>()->default_value("1"))
       ("class", "Class of every volume (default: volume i gets class i mod the number of classes)", cxxopts::value<int64_t>())
       ("guidance", "Classifier-free guidance weight (1 = none; default from the config)", cxxopts::value<double>())
-      ("sampler", "ddpm, ddim or dpmpp2m (default from the config)", cxxopts::value<std::string>())
+      ("sampler", "ddpm, ddim or dpmpp2m (diffusion models); euler or heun (rectified-flow models); default from the config", cxxopts::value<std::string>())
       ("steps", "Sampler steps (default from the config)", cxxopts::value<int64_t>())
       ("eta", "DDIM eta (default from the config)", cxxopts::value<double>())
       ("dynamic-threshold", "Dynamic thresholding percentile, e.g. 0.995 (0 = off)", cxxopts::value<double>())
@@ -178,12 +178,12 @@ int run_sample(const Args_t& args) {
   sp.clip_x0 = defaults.clip_x0;
   sp.dynamic_threshold = r.count("dynamic-threshold") ? r["dynamic-threshold"].as<double>() : defaults.dynamic_threshold;
   try {
-    sp.validate(ldm.schedule.T);
+    sp.validate(ldm.sampler_T());
   } catch (const Error& e) {
     usage_fail("{}", e.what());
   }
   const double terminal_alpha_bar = ldm.schedule.alpha_bar(ldm.schedule.T - 1);
-  if (ldm.prediction == Prediction::Eps && sp.sampler != "ddpm" && terminal_alpha_bar < 1e-3)
+  if (!ldm.rflow && ldm.prediction == Prediction::Eps && sp.sampler != "ddpm" && terminal_alpha_bar < 1e-3)
     log_warn("this model predicts eps and its schedule ends at alpha_bar {:.1e}: the first {} step divides by "
              "sqrt(alpha_bar), so samples may drift; ddpm, or a model trained with ldm.prediction = v, avoids this",
              terminal_alpha_bar, sp.sampler);
@@ -256,7 +256,9 @@ int run_sample(const Args_t& args) {
   nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", ldm.config},
                          {"label_names", ldm.label_names}};
   auto class_of = [&](int64_t i) { return fixed_class ? *fixed_class : (ldm.num_classes > 0 ? i % ldm.num_classes : 0); };
-  auto timesteps = static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size());
+  // network evaluations per volume (x2 with guidance): Heun evaluates twice per step
+  auto timesteps = ldm.rflow ? sp.steps * (sp.sampler == "heun" ? 2 : 1)
+                             : static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size());
 
   std::vector<int64_t> mine;
   for (int64_t i = shard.k - 1; i < n; i += shard.n) mine.push_back(i);
@@ -270,7 +272,8 @@ int run_sample(const Args_t& args) {
     // One network evaluation and one decode, measured on this device.
     torch::NoGradGuard ng;
     auto x = noise_for(seed, mine.front(), 0, ldm.latent_shape).unsqueeze(0).to(device);
-    auto t = torch::full({1}, ldm.schedule.T - 1, torch::TensorOptions().dtype(torch::kLong).device(device));
+    auto t = ldm.rflow ? torch::full({1}, 1000.0, torch::TensorOptions().dtype(torch::kFloat).device(device))
+                       : torch::full({1}, ldm.schedule.T - 1, torch::TensorOptions().dtype(torch::kLong).device(device));
     auto c = torch::full({1}, class_of(mine.front()), torch::TensorOptions().dtype(torch::kLong).device(device));
     auto t0 = std::chrono::steady_clock::now();
     ldm.model->forward(x, t, ldm.num_classes > 0 ? c : torch::Tensor());

@@ -24,16 +24,18 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.vqgan.n_codes = quick ? 128 : 512;
   c.vqgan.disc_channels = 16;
   c.vqgan.disc_layers = 2;
-  c.vqgan_train.steps = quick ? 60 : 600;
+  // 2000 steps: the validation PSNR was still rising at 600 (25.0 dB) and reached 28.0 dB at 2100 with
+  // the codebook in use growing from 66 % to 84 % of the codes; lr 1e-3 was worse (24.6 dB at 900).
+  c.vqgan_train.steps = quick ? 60 : 2000;
   c.vqgan_train.batch_size = 2;
   c.vqgan_train.lr = 5e-4;
   // The full demo trains the autoencoder without the adversarial terms: switched on at step 800 of 1000
   // CPU steps, they lowered the validation PSNR (24.8 -> 23.1 dB) and added texture that the diffusion
   // model then learned. The
   // quick demo switches them on to exercise the whole stage-1 path; real configs start them late.
-  c.vqgan_train.gan_start = quick ? 40 : 600;
-  c.vqgan_train.val_every = quick ? 30 : 200;
-  c.vqgan_train.ckpt_every = quick ? 60 : 300;
+  c.vqgan_train.gan_start = quick ? 40 : 2000;
+  c.vqgan_train.val_every = quick ? 30 : 400;
+  c.vqgan_train.ckpt_every = quick ? 60 : 500;
   c.ldm.timesteps = 300;
   c.ldm.latent_norm = "channel_meanstd";
   // v-prediction: the cosine schedule ends at alpha_bar ~ 0, where an eps-model's x0 estimate

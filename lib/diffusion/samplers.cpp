@@ -8,9 +8,15 @@
 namespace meddiff {
 
 void SamplerParams::validate(int64_t T) const {
-  if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m")
-    fail("sampler must be ddpm, ddim or dpmpp2m (got '{}')", sampler);
-  if (steps < 1 || steps > T) fail("steps must be within 1..{} (the model's timesteps), got {}", T, steps);
+  if (T == 0) {  // rectified flow
+    if (sampler != "euler" && sampler != "heun")
+      fail("sampler must be euler or heun for a rectified-flow model (got '{}')", sampler);
+    if (steps < 1 || steps > 10000) fail("steps must be within 1..10000, got {}", steps);
+  } else {
+    if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m")
+      fail("sampler must be ddpm, ddim or dpmpp2m for a diffusion model (got '{}'; euler and heun are for rectified flow)", sampler);
+    if (steps < 1 || steps > T) fail("steps must be within 1..{} (the model's timesteps), got {}", T, steps);
+  }
   if (!(eta >= 0)) fail("eta must not be negative (got {})", eta);
   if (!(guidance >= 0)) fail("guidance must not be negative (got {})", guidance);
   if (!(dynamic_threshold == 0 || (dynamic_threshold > 0.5 && dynamic_threshold < 1)))
@@ -74,6 +80,32 @@ torch::Tensor dpmpp2m_step(const torch::Tensor& x_t, const torch::Tensor& x0, do
   return ops::sampler_step(x_t, s_s / s_t, d, -a_s * std::expm1(-h));
 }
 
+torch::Tensor guided_output(const ModelFn& model, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& classes,
+                            int64_t null_class, double guidance) {
+  const int64_t B = x.size(0);
+  if (!classes.defined() || classes.numel() == 0 || guidance == 1.0) return model(x, t, classes).to(torch::kFloat);
+  // Ref: Ho & Salimans 2022, eq. 6: eps~ = (1 + w') eps(c) - w' eps(null), here with w = 1 + w'.
+  auto both = model(torch::cat({x, x}), torch::cat({t, t}), torch::cat({classes, torch::full_like(classes, null_class)})).to(torch::kFloat);
+  auto cond = both.slice(0, 0, B), uncond = both.slice(0, B, 2 * B);
+  return uncond + guidance * (cond - uncond);
+}
+
+torch::Tensor sample_rflow(double shift, const ModelFn& model, torch::Tensor x, const torch::Tensor& classes, int64_t null_class,
+                           const SamplerParams& p, const std::function<void(int64_t, int64_t)>& on_step) {
+  p.validate(0);
+  torch::NoGradGuard ng;
+  const int64_t B = x.size(0);
+  VelocityFn v = [&](const torch::Tensor& xt, double t) {
+    auto tt = torch::full({B}, 1000.0 * t, torch::TensorOptions().dtype(torch::kFloat).device(xt.device()));
+    auto out = guided_output(model, xt, tt, classes, null_class, p.guidance);
+    if ((!p.clip_x0 && p.dynamic_threshold == 0) || t <= 0) return out;
+    // the x0 the velocity implies, clipped like the diffusion samplers', and the velocity it leaves
+    auto x0 = threshold_x0(xt - t * out, p.clip_x0, p.dynamic_threshold, p.x0_bound);
+    return (xt - x0) / t;
+  };
+  return rflow_integrate(v, x, rflow_time_grid(p.steps, shift), p.sampler, on_step);
+}
+
 torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const ModelFn& model, torch::Tensor x,
                      const torch::Tensor& classes, int64_t null_class, const SamplerParams& p,
                      const std::function<torch::Tensor(int64_t)>& noise, const std::function<void(int64_t, int64_t)>& on_step) {
@@ -81,7 +113,6 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
   torch::NoGradGuard ng;
   auto ts = sampling_timesteps(schedule.T, p.steps);
   const int64_t B = x.size(0);
-  bool guided = classes.defined() && classes.numel() > 0 && p.guidance != 1.0;
   std::optional<torch::Tensor> x0_prev;
   double ab_prev = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
@@ -89,16 +120,7 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
     double ab_t = schedule.alpha_bar(t);
     double ab_s = i + 1 < ts.size() ? schedule.alpha_bar(ts[i + 1]) : 1.0;
     auto tt = torch::full({B}, t, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-    torch::Tensor out;
-    if (guided) {
-      // Ref: Ho & Salimans 2022, eq. 6: eps~ = (1 + w') eps(c) - w' eps(null), here with w = 1 + w'.
-      auto both = model(torch::cat({x, x}), torch::cat({tt, tt}), torch::cat({classes, torch::full_like(classes, null_class)}));
-      auto cond = both.slice(0, 0, B), uncond = both.slice(0, B, 2 * B);
-      out = uncond + p.guidance * (cond - uncond);
-    } else {
-      out = model(x, tt, classes);
-    }
-    out = out.to(torch::kFloat);
+    torch::Tensor out = guided_output(model, x, tt, classes, null_class, p.guidance);
     auto pred = split_prediction(prediction, out, x, ab_t);
     auto x0 = threshold_x0(pred.x0, p.clip_x0, p.dynamic_threshold, p.x0_bound);
     auto eps = eps_from_x0(x0, x, ab_t);

@@ -2,6 +2,7 @@
 // Samplers for the reverse process, each with classifier-free guidance, static x0 clipping and
 // optional dynamic thresholding. The step functions are exposed for tests against closed forms.
 #include "diffusion/objective.h"
+#include "diffusion/rectified_flow.h"
 #include "diffusion/schedule.h"
 
 #include <functional>
@@ -10,14 +11,14 @@
 namespace meddiff {
 
 struct SamplerParams {
-  std::string sampler = "ddim";   // ddpm, ddim, dpmpp2m
+  std::string sampler = "ddim";   // ddpm, ddim, dpmpp2m (diffusion); euler, heun (rectified flow)
   int64_t steps = 50;             // network evaluations (x2 with guidance)
   double eta = 0.0;               // DDIM stochasticity (0 = deterministic, 1 = DDPM-like)
   double guidance = 1.0;          // classifier-free guidance weight w: uncond + w (cond - uncond); 1 = none
   bool clip_x0 = true;            // clamp predicted x0 to [-x0_bound, x0_bound]
   double x0_bound = 1.0;          // the data range (the LDM stores its training latents' range)
   double dynamic_threshold = 0;   // percentile (e.g. 0.995) of |x0| per sample; 0 = off
-  void validate(int64_t T) const;
+  void validate(int64_t T) const;  // T: the diffusion model's timesteps; 0 for rectified flow
 };
 
 // The network: output for x_t at integer timestep t (per sample) and class ids (the null class for
@@ -42,6 +43,16 @@ torch::Tensor ddim_step(const torch::Tensor& x0, const torch::Tensor& eps, doubl
 // x0_prev/ab_prev: the previous step's prediction and alpha_bar (none on the first step: first order).
 torch::Tensor dpmpp2m_step(const torch::Tensor& x_t, const torch::Tensor& x0, double ab_t, double ab_s,
                            const std::optional<torch::Tensor>& x0_prev, double ab_prev);
+
+// The network's output with classifier-free guidance w: uncond + w (cond - uncond) (w = 1 or no classes:
+// the conditional output alone), as float.
+torch::Tensor guided_output(const ModelFn& model, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& classes,
+                            int64_t null_class, double guidance);
+
+// Rectified-flow sampling (euler or heun) from x at t = 1; the network gets the time as 1000 t (float).
+// Clipping: the x0 = x_t - t v the velocity implies is clipped/thresholded as in the diffusion samplers.
+torch::Tensor sample_rflow(double shift, const ModelFn& model, torch::Tensor x, const torch::Tensor& classes, int64_t null_class,
+                           const SamplerParams& params, const std::function<void(int64_t, int64_t)>& on_step = nullptr);
 
 // Runs the sampler from x_T. `noise(i)` gives the fresh noise of step i (DDPM, DDIM with eta > 0);
 // `classes` are the class ids (or empty for an unconditional model); `null_class` the id of the

@@ -45,7 +45,8 @@ torch::Tensor generate_volumes(LoadedLDM& ldm, VQGAN& vqgan, const torch::Tensor
   };
   SamplerParams params = sp;
   params.x0_bound = ldm.norm.bound;  // clip predicted latents to the range the training latents span
-  auto z = ldm.norm.invert(sample(ldm.schedule, ldm.prediction, fn, x_T, ids, null_id, params, noise, on_step));
+  auto z = ldm.norm.invert(ldm.rflow ? sample_rflow(ldm.rflow_shift, fn, x_T, ids, null_id, params, on_step)
+                                     : sample(ldm.schedule, ldm.prediction, fn, x_T, ids, null_id, params, noise, on_step));
   std::vector<torch::Tensor> vols;
   for (int64_t i = 0; i < z.size(0); ++i) vols.push_back(decode_latent(vqgan, z.slice(0, i, i + 1), decode).clamp(-1, 1));
   return torch::cat(vols);  // [B, 1, D, H, W]

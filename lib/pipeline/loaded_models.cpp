@@ -66,6 +66,8 @@ LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& devic
   l.model->eval();
   l.schedule = make_schedule(l.ldm.schedule, l.ldm.timesteps, l.ldm.cosine_s);
   l.prediction = parse_prediction(l.ldm.prediction);
+  l.rflow = l.ldm.rflow();
+  l.rflow_shift = resolved_rflow_shift(l.ldm, l.latent_shape);
   l.step = c.step;
   return l;
 }

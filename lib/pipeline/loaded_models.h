@@ -38,6 +38,9 @@ struct LoadedLDM {
   UNet3d model{nullptr};     // EMA weights, eval mode
   NoiseSchedule schedule;
   Prediction prediction = Prediction::Eps;
+  bool rflow = false;        // rectified flow (then schedule and prediction are unused)
+  double rflow_shift = 1.0;  // its timestep shift (resolved)
+  int64_t sampler_T() const { return rflow ? 0 : schedule.T; }  // for SamplerParams::validate
   LatentNorm norm;
   int64_t num_classes = 0;   // 0: unconditional
   std::array<int64_t, 4> latent_shape{};

@@ -1,8 +1,13 @@
 #include "pipeline/model_config.h"
 
+#include <cmath>
+
 namespace meddiff {
 
 void LDMParams::validate(const std::string& w) const {
+  if (objective != "diffusion" && objective != "rflow")
+    fail("config: '{}.objective' must be diffusion or rflow (got '{}')", w, objective);
+  if (!(rflow_shift >= 0 && rflow_shift <= 100)) fail("config: '{}.rflow_shift' must be 0 (automatic) or within (0, 100]", w);
   if (schedule != "linear" && schedule != "cosine" && schedule != "scaled_linear")
     fail("config: '{}.schedule' must be linear, cosine or scaled_linear (got '{}')", w, schedule);
   if (timesteps < 2 || timesteps > 100000) fail("config: '{}.timesteps' must be within 2..100000 (got {})", w, timesteps);
@@ -15,9 +20,13 @@ void LDMParams::validate(const std::string& w) const {
   unet.validate(w + ".unet");
 }
 
+double resolved_rflow_shift(const LDMParams& p, const std::array<int64_t, 4>& s) {
+  return p.rflow_shift > 0 ? p.rflow_shift : std::cbrt(static_cast<double>(s[1] * s[2] * s[3]) / 32768.0);
+}
+
 void SampleDefaults::validate(const std::string& w) const {
-  if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m")
-    fail("config: '{}.sampler' must be ddpm, ddim or dpmpp2m (got '{}')", w, sampler);
+  if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m" && sampler != "euler" && sampler != "heun")
+    fail("config: '{}.sampler' must be ddpm, ddim, dpmpp2m, euler or heun (got '{}')", w, sampler);
   if (steps < 1) fail("config: '{}.steps' must be positive", w);
   if (!(eta >= 0)) fail("config: '{}.eta' must not be negative", w);
   if (!(guidance >= 0)) fail("config: '{}.guidance' must not be negative", w);

@@ -5,12 +5,15 @@
 #include "core/config.h"
 #include "models/unet_params.h"
 
+#include <array>
 #include <string>
 
 namespace meddiff {
 
 // The latent diffusion model: noise schedule, objective, latent normalisation and the U-Net.
 struct LDMParams {
+  std::string objective = "diffusion";    // diffusion (schedule + prediction) or rflow (rectified flow)
+  double rflow_shift = 0;                 // rflow: timestep shift; 0 = (latent voxels / 32^3)^(1/3)
   std::string schedule = "cosine";        // linear, cosine, scaled_linear
   int64_t timesteps = 300;                // T (reference: 300)
   double cosine_s = 0.008;
@@ -21,7 +24,9 @@ struct LDMParams {
 
   template <typename V>
   void visit(V& v) {
-    v("schedule", schedule, "noise schedule: linear, cosine or scaled_linear");
+    v("objective", objective, "diffusion (noise schedule and prediction below) or rflow (rectified flow: velocity target, euler/heun sampling)");
+    v("rflow_shift", rflow_shift, "rflow: timestep shift s (t -> s t / (1 + (s - 1) t)); 0 = resolution-dependent (latent voxels / 32^3)^(1/3)");
+    v("schedule", schedule, "noise schedule: linear, cosine or scaled_linear (diffusion)");
     v("timesteps", timesteps, "diffusion steps T");
     v("cosine_s", cosine_s, "offset s of the cosine schedule");
     v("prediction", prediction, "network target: eps, v or x0");
@@ -30,9 +35,14 @@ struct LDMParams {
     v("unet", unet);
   }
   void validate(const std::string& where = "ldm") const;
+  bool rflow() const { return objective == "rflow"; }
 };
 
 // Defaults of `meddiff sample` (flags override them).
+// The rectified-flow timestep shift of a latent [C, d, h, w]: ldm.rflow_shift, or when 0 the
+// resolution-dependent (d h w / 32^3)^(1/3).
+double resolved_rflow_shift(const LDMParams& p, const std::array<int64_t, 4>& latent_shape);
+
 struct SampleDefaults {
   std::string sampler = "ddim";
   int64_t steps = 50;
@@ -45,7 +55,7 @@ struct SampleDefaults {
 
   template <typename V>
   void visit(V& v) {
-    v("sampler", sampler, "ddpm, ddim or dpmpp2m");
+    v("sampler", sampler, "ddpm, ddim or dpmpp2m (diffusion); euler or heun (rflow)");
     v("steps", steps, "sampler steps");
     v("eta", eta, "DDIM eta");
     v("guidance", guidance, "classifier-free guidance weight (1 = none)");

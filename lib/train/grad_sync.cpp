@@ -1,5 +1,7 @@
 #include "train/grad_sync.h"
 
+#include "core/log.h"
+
 namespace meddiff {
 
 void average_gradients(Collectives& c, const std::vector<torch::Tensor>& params, int64_t bucket_bytes) {
@@ -49,6 +51,16 @@ double replica_spread(Collectives& c, const std::vector<torch::Tensor>& tensors)
   c.all_reduce_max(hi);
   c.all_reduce_max(lo);
   return (hi + lo).abs().max().item<double>();  // max - min per checksum
+}
+
+nlohmann::json replica_check(Collectives& c, int64_t step, const std::vector<torch::Tensor>& state,
+                             const std::vector<torch::Tensor>& codebook) {
+  const double spread = replica_spread(c, state);
+  nlohmann::json rec = {{"step", step}, {"replica_spread", spread}, {"world_size", c.world_size()}};
+  if (!codebook.empty()) rec["codebook_spread"] = replica_spread(c, codebook);
+  if (spread > 0)
+    log_warn("step {}: the {} ranks' weights differ (checksum spread {:.3g}); rank 0's are saved", step, c.world_size(), spread);
+  return rec;
 }
 
 }  // namespace meddiff

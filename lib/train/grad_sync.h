@@ -9,6 +9,7 @@
 //   - Parameters without a gradient (unused in this step, the same on every rank) are skipped.
 #include "core/collectives.h"
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 namespace meddiff {
@@ -21,6 +22,10 @@ void broadcast_state(Collectives& c, torch::nn::Module& m);
 // The largest difference between ranks of any tensor's checksums (float64 sum and sum of squares):
 // 0 when every rank holds the same values. Collective.
 double replica_spread(Collectives& c, const std::vector<torch::Tensor>& tensors);
+// At a checkpoint: the replica spreads of `state` (and of `codebook` when not empty) as a metrics record
+// {step, replica_spread[, codebook_spread], world_size}, with a warning when the weights differ. Collective.
+nlohmann::json replica_check(Collectives& c, int64_t step, const std::vector<torch::Tensor>& state,
+                             const std::vector<torch::Tensor>& codebook = {});
 // All parameters and buffers of a module.
 std::vector<torch::Tensor> state_tensors(const torch::nn::Module& m);
 

@@ -1,6 +1,7 @@
 #include "train/ldm_step.h"
 
 #include "core/error.h"
+#include "diffusion/rectified_flow.h"
 #include "pipeline/device.h"
 #include "train/ema.h"
 #include "train/grad_sync.h"
@@ -61,7 +62,7 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     std::vector<torch::Tensor> ts, noise, drops, keeps;
     for (int64_t j = 0; j < B; ++j) {
       auto gen = at::make_generator<at::CPUGeneratorImpl>(sample_seed(static_cast<uint64_t>(t.seed), draw, 2, b.first + j));
-      ts.push_back(torch::randint(0, schedule.T, {1}, gen, torch::kLong));
+      ts.push_back(cfg.ldm.rflow() ? torch::rand({1}, gen, torch::kDouble) : torch::randint(0, schedule.T, {1}, gen, torch::kLong));
       noise.push_back(torch::randn(b.x[j].sizes(), gen));
       drops.push_back(torch::rand({1}, gen) < cfg.ldm.unet.class_dropout);
       keeps.push_back(torch::rand({1}, gen) >= cfg.ldm.unet.label_dropout);
@@ -78,13 +79,24 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
       cond = (b.cond * keep).to(device);
     }
     auto x0 = b.x.to(device);
-    auto ab = alphas_cumprod.index_select(0, tt);
-    auto x_t = q_sample(x0, eps, ab);
-    auto target = prediction_target(prediction, x0, eps, ab);
+    torch::Tensor x_t, target, t_in;
+    if (cfg.ldm.rflow()) {
+      // uniform times, shifted; the network sees 1000 t
+      const double shift = resolved_rflow_shift(cfg.ldm, {x0.size(1), x0.size(2), x0.size(3), x0.size(4)});
+      auto tf = rflow_shift_time(tt.to(torch::kDouble), shift).to(torch::kFloat);
+      x_t = rflow_interpolate(x0, eps, tf);
+      target = rflow_velocity_target(x0, eps);
+      t_in = tf * 1000.0;
+    } else {
+      auto ab = alphas_cumprod.index_select(0, tt);
+      x_t = q_sample(x0, eps, ab);
+      target = prediction_target(prediction, x0, eps, ab);
+      t_in = tt;
+    }
     torch::Tensor loss;
     {
       AutocastGuard ac(bf16);
-      auto out = model->forward(x_t, tt, num_classes > 0 ? cls : torch::Tensor(), cond).to(torch::kFloat);
+      auto out = model->forward(x_t, t_in, num_classes > 0 ? cls : torch::Tensor(), cond).to(torch::kFloat);
       loss = cfg.ldm.loss == "l1" ? torch::l1_loss(out, target) : torch::mse_loss(out, target);
     }
     (loss * scale).backward();

@@ -180,9 +180,8 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   if (num_labels > 0) extra["labels"] = labels_json;
   auto save = [&](int64_t step) {
     if (comm && world > 1) {
-      double spread = replica_spread(*comm, st.state());
-      if (writer) metrics.write({{"step", step}, {"replica_spread", spread}, {"world_size", world}});
-      if (spread > 0) log_warn("step {}: the {} ranks' weights differ (checksum spread {:.3g}); rank 0's are saved", step, world, spread);
+      auto rec = replica_check(*comm, step, st.state());
+      if (writer) metrics.write(rec);
     }
     if (!writer) return;
     Checkpoint c;
@@ -202,11 +201,13 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     l.model = st.ema;
     l.schedule = st.schedule;
     l.prediction = st.prediction;
+    l.rflow = cfg.ldm.rflow();
+    l.rflow_shift = resolved_rflow_shift(cfg.ldm, latent_shape);
     l.norm = norm;
     l.num_classes = num_classes;
     SamplerParams sp;
-    sp.sampler = "ddim";
-    sp.steps = std::min<int64_t>(20, st.schedule.T);
+    sp.sampler = l.rflow ? "euler" : "ddim";
+    sp.steps = l.rflow ? 20 : std::min<int64_t>(20, st.schedule.T);
     sp.guidance = cfg.sample.guidance;
     int64_t n = std::max<int64_t>(1, num_classes);
     auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);

@@ -53,7 +53,12 @@ void RunConfig::validate() const {
   ldm.validate("ldm");
   ldm_train.validate("ldm_train");
   sample.validate("sample");
-  if (sample.steps > ldm.timesteps)
+  const bool flow_sampler = sample.sampler == "euler" || sample.sampler == "heun";
+  if (ldm.rflow() && !flow_sampler)
+    fail("config: 'sample.sampler' must be euler or heun for ldm.objective = rflow (got '{}')", sample.sampler);
+  if (!ldm.rflow() && flow_sampler)
+    fail("config: 'sample.sampler' {} needs ldm.objective = rflow; use ddpm, ddim or dpmpp2m", sample.sampler);
+  if (!ldm.rflow() && sample.steps > ldm.timesteps)
     fail("config: 'sample.steps' ({}) exceeds 'ldm.timesteps' ({})", sample.steps, ldm.timesteps);
   latent_shape(vqgan, data.shape, "data.shape");
   // Each stage halves the axis with replicate padding: the discriminator and codebook need room.

@@ -83,9 +83,8 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   JsonlWriter& metrics = *metrics_log;
   auto check_replicas = [&](int64_t step) {
     if (!comm || world == 1) return;
-    double all = replica_spread(*comm, st.state()), code = replica_spread(*comm, st.codebook());
-    if (writer) metrics.write({{"step", step}, {"replica_spread", all}, {"codebook_spread", code}, {"world_size", world}});
-    if (all > 0) log_warn("step {}: the {} ranks' weights differ (checksum spread {:.3g}); rank 0's are saved", step, world, all);
+    auto rec = replica_check(*comm, step, st.state(), st.codebook());
+    if (writer) metrics.write(rec);
   };
 
   auto save = [&](int64_t step) {
