@@ -284,6 +284,18 @@ TEST_CASE("eval metrics: Fréchet distance and k-NN manifold metrics against clo
   CHECK(far.density == 0.0);
   CHECK(far.coverage == 0.0);
   meddiff::test::check_error([&] { frechet_distance(x, torch::randn({5, 4})); }, {"feature sizes differ"});
+  // moments gathered in chunks, about a far-off first row: the same mean, covariance and distance
+  FeatureMoments m;
+  auto offset = x + 1e6;
+  m.add(offset.slice(0, 0, 7));
+  m.add(offset[7]);
+  m.add(offset.slice(0, 8, 200));
+  CHECK(torch::allclose(m.mean(), offset.mean(0), 1e-9, 1e-6));
+  auto cf = offset - offset.mean(0);
+  CHECK(torch::allclose(m.covariance(), cf.t().mm(cf) / 199.0, 1e-6, 1e-9));
+  FeatureMoments shifted;
+  shifted.add(offset + shift);
+  CHECK(frechet_distance(m, shifted) == doctest::Approx(1 + 4 + 0.25 + 9).epsilon(1e-6));
 }
 
 TEST_CASE("eval metrics: the NCC index equals the windowed correlation coefficient computed directly at every shift") {

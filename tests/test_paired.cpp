@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "cli/commands.h"
+#include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "io/volume_reader.h"
@@ -140,4 +141,22 @@ TEST_CASE("paired sampling: the user's label maps keep their grid and edits appl
   CHECK_THROWS_WITH_AS(cli::run_sample({"--ldm", (plain / "ldm/last.pt").string(), "--labels", (dir / "heldout/labels").string(),
                                         "--out", (plain / "s").string()}),
                        doctest::Contains("not conditioned on label maps"), UsageError);
+}
+
+TEST_CASE("paired training: a label-conditioned LDM run resumes (its mask bank belongs to the run)") {
+  const auto& d = trained_labelled();
+  test::ScratchDir dir("paired-resume");
+  auto args = test::tiny_model_args(d / "data/manifest.json");
+  args.insert(args.end(), {"--set", "data.labels=\"condition\"", "--set", R"(data.label_names=["air","soft_tissue","lung","bone","nodule"])",
+                           "--vqgan", (d / "vqgan/last.pt").string(), "--out", (dir / "ldm").string()});
+  auto with_steps = [&](int steps, bool resume) {
+    auto a = args;
+    a.insert(a.end(), {"--set", fmt::format("ldm_train.steps={}", steps)});
+    if (resume) a.push_back("--resume");
+    return cli::run_train_ldm(a);
+  };
+  REQUIRE(with_steps(2, false) == 0);
+  REQUIRE(fs::exists(dir / "ldm/mask_bank.pt"));
+  REQUIRE(with_steps(3, true) == 0);
+  CHECK(load_checkpoint(dir / "ldm/last.pt").step == 3);
 }

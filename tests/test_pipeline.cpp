@@ -195,24 +195,28 @@ TEST_CASE("eval features: a user's 3-D and 2-D TorchScript networks give the fea
   FeatureInput in;
   in.norm = "raw";
   in.channels = 2;
-  in.batch = 2;  // 3 volumes: a full batch and a partial one
-  auto r3 = net3.features(vols, in);
-  REQUIRE(r3.features.sizes() == torch::IntArrayRef({3, 4}));
+  auto stacked = [&](const FeatureNetwork& net, const std::vector<TrainingVolume>& vs, const FeatureInput& fi) {
+    std::vector<torch::Tensor> f;
+    for (const auto& v : vs) f.push_back(net.features(v.x, fi).feature);
+    return torch::stack(f);
+  };
+  auto r3 = stacked(net3, vols, in);
+  REQUIRE(r3.sizes() == torch::IntArrayRef({3, 4}));
   for (int i = 0; i < 3; ++i) {
-    CHECK(r3.features[i][0].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.mean().item<double>()).epsilon(1e-6));
-    CHECK(r3.features[i][1].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.mean().item<double>()).epsilon(1e-6));
-    CHECK(r3.features[i][3].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.max().item<double>()).epsilon(1e-6));
+    CHECK(r3[i][0].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.mean().item<double>()).epsilon(1e-6));
+    CHECK(r3[i][1].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.mean().item<double>()).epsilon(1e-6));
+    CHECK(r3[i][3].item<double>() == doctest::Approx(vols[static_cast<size_t>(i)].x.max().item<double>()).epsilon(1e-6));
   }
   in.norm = "zscore";
-  auto z = net3.features(vols, in).features;
+  auto z = stacked(net3, vols, in);
   CHECK(z.select(1, 0).abs().max().item<double>() < 1e-6);  // a z-scored volume has mean 0
   in.norm = "unit";
-  CHECK(net3.features(vols, in).features[0][0].item<double>() ==
+  CHECK(net3.features(vols[0].x, in).feature[0].item<double>() ==
         doctest::Approx((vols[0].x.mean().item<double>() + 1) / 2).epsilon(1e-6));
   in.norm = "raw";
   in.size = {4, 4, 4};  // trilinear resampling keeps a constant volume constant
-  auto c = net3.features({volume_of(torch::full({6, 8, 10}, 0.25))}, in).features;
-  CHECK(c[0][3].item<double>() == doctest::Approx(0.25).epsilon(1e-6));
+  auto c = net3.features(torch::full({1, 6, 8, 10}, 0.25), in).feature;
+  CHECK(c[3].item<double>() == doctest::Approx(0.25).epsilon(1e-6));
 
   // 2-D: the network returns its input slices; spatial averaging gives each slice's mean
   auto f2 = save_script(dir / "f2.pt", "def forward(self, x):\n  return x * 1.0\n");
@@ -221,15 +225,15 @@ TEST_CASE("eval features: a user's 3-D and 2-D TorchScript networks give the fea
   FeatureInput in2;
   in2.norm = "raw";
   in2.batch = 5;
-  auto r2 = net2.features(vols, in2);
-  REQUIRE(r2.planes[0].sizes() == torch::IntArrayRef({3 * 6, 1}));  // axial: D slices per volume
-  REQUIRE(r2.planes[1].sizes() == torch::IntArrayRef({3 * 8, 1}));
-  REQUIRE(r2.planes[2].sizes() == torch::IntArrayRef({3 * 10, 1}));
+  auto r2 = net2.features(vols[1].x, in2);  // 5 slices per forward pass: full and partial batches
+  REQUIRE(r2.planes[0].sizes() == torch::IntArrayRef({6, 1}));  // axial: D slices
+  REQUIRE(r2.planes[1].sizes() == torch::IntArrayRef({8, 1}));
+  REQUIRE(r2.planes[2].sizes() == torch::IntArrayRef({10, 1}));
   auto x1 = vols[1].x[0].to(torch::kDouble);
-  CHECK(torch::allclose(r2.planes[0].slice(0, 6, 12).flatten(), x1.mean(std::vector<int64_t>{1, 2}), 1e-6, 1e-6));
-  CHECK(torch::allclose(r2.planes[2].slice(0, 10, 20).flatten(), x1.mean(std::vector<int64_t>{0, 1}), 1e-6, 1e-6));
-  REQUIRE(r2.features.sizes() == torch::IntArrayRef({3, 3}));
-  for (int p = 0; p < 3; ++p) CHECK(r2.features[1][p].item<double>() == doctest::Approx(x1.mean().item<double>()).epsilon(1e-6));
+  CHECK(torch::allclose(r2.planes[0].flatten(), x1.mean(std::vector<int64_t>{1, 2}), 1e-6, 1e-6));
+  CHECK(torch::allclose(r2.planes[2].flatten(), x1.mean(std::vector<int64_t>{0, 1}), 1e-6, 1e-6));
+  REQUIRE(r2.feature.sizes() == torch::IntArrayRef({3}));
+  for (int p = 0; p < 3; ++p) CHECK(r2.feature[p].item<double>() == doctest::Approx(x1.mean().item<double>()).epsilon(1e-6));
 
   // bad networks and specs: one-line errors naming the file or the flag
   meddiff::test::check_error([&] { FeatureNetwork("resnet.pt", torch::kCPU); }, {"--features", "3d:FILE"});
@@ -237,9 +241,9 @@ TEST_CASE("eval features: a user's 3-D and 2-D TorchScript networks give the fea
   std::ofstream(dir / "junk.pt") << "not a zip";
   meddiff::test::check_error([&] { FeatureNetwork("3d:" + (dir / "junk.pt").string(), torch::kCPU); }, {"junk.pt", "TorchScript"});
   auto scalar = save_script(dir / "scalar.pt", "def forward(self, x):\n  return x.sum()\n");
-  meddiff::test::check_error([&] { FeatureNetwork("3d:" + scalar, torch::kCPU).features(vols, in); }, {"scalar.pt", "expected [batch, features"});
+  meddiff::test::check_error([&] { FeatureNetwork("3d:" + scalar, torch::kCPU).features(vols[0].x, in); }, {"scalar.pt", "expected [batch, features"});
   auto nan = save_script(dir / "nan.pt", "def forward(self, x):\n  return x.mean(dim=[2, 3, 4]) / 0.0 * 0.0\n");
-  meddiff::test::check_error([&] { FeatureNetwork("3d:" + nan, torch::kCPU).features(vols, in); }, {"nan.pt", "NaN"});
+  meddiff::test::check_error([&] { FeatureNetwork("3d:" + nan, torch::kCPU).features(vols[0].x, in); }, {"nan.pt", "NaN"});
   auto bad = save_script(dir / "bad.pt", "def forward(self, x):\n  return x.view(-1, 7, 13)\n");
-  meddiff::test::check_error([&] { FeatureNetwork("2d:" + bad, torch::kCPU).features(vols, in2); }, {"bad.pt", "failed on an input of shape"});
+  meddiff::test::check_error([&] { FeatureNetwork("2d:" + bad, torch::kCPU).features(vols[0].x, in2); }, {"bad.pt", "failed on an input of shape"});
 }

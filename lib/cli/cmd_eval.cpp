@@ -51,19 +51,24 @@ nlohmann::json summary(std::vector<double> v) {
   return {{"n", v.size()}, {"mean", sum / static_cast<double>(v.size())}, {"min", v.front()}, {"median", q(0.5)}, {"max", v.back()}};
 }
 
-double mean_ms_ssim(const std::vector<TrainingVolume>& set, int64_t pairs, uint64_t seed, std::vector<double>* values) {
-  for (auto [i, j] : random_pairs(set.size(), pairs, seed)) values->push_back(ms_ssim3d(set[i].x[0], set[j].x[0]));
-  double s = 0;
-  for (double v : *values) s += v;
-  return s / static_cast<double>(std::max<size_t>(1, values->size()));
+// Mean MS-SSIM of random pairs of a set, reading the two volumes of each pair again.
+double mean_ms_ssim(const SetSummary& set, const DataParams& p, int64_t pairs, uint64_t seed, const std::string& what) {
+  auto chosen = random_pairs(set.entries.size(), pairs, seed);
+  double sum = 0;
+  Progress progress("MS-SSIM " + what, static_cast<int64_t>(chosen.size()));
+  int64_t done = 0;
+  for (auto [i, j] : chosen) {
+    sum += ms_ssim3d(load_eval_volume(set.entries[i], p).x[0], load_eval_volume(set.entries[j], p).x[0]);
+    progress.update(++done);
+  }
+  progress.finish();
+  return sum / static_cast<double>(std::max<size_t>(1, chosen.size()));
 }
 
-// Histogram of [-1, 1] values in `bins` bins, as fractions.
-std::vector<double> histogram(const std::vector<TrainingVolume>& set, int64_t bins) {
-  auto h = torch::zeros({bins}, torch::kDouble);
-  for (const auto& v : set) h += torch::histc(v.x.to(torch::kDouble), bins, -1, 1);
-  h /= h.sum().clamp_min(1);
-  return std::vector<double>(h.data_ptr<double>(), h.data_ptr<double>() + bins);
+// Voxel counts as fractions.
+std::vector<double> fractions(const torch::Tensor& counts) {
+  auto h = counts / counts.sum().clamp_min(1);
+  return std::vector<double>(h.data_ptr<double>(), h.data_ptr<double>() + h.numel());
 }
 
 // (1 - NCC of the nearest) / (1 - NCC of the second-nearest): small for a copy of one training scan.
@@ -187,41 +192,54 @@ int run_eval(const Args_t& args) {
   std::optional<FeatureNetwork> net;
   if (features != "vqgan") net.emplace(features, device);
   LoadedVQGAN vq = load_vqgan(vq_path, device);
-  auto real = load_eval_set(real_src, vq.data, "real"), synth = load_eval_set(synth_src, vq.data, "synthetic");
-  std::vector<TrainingVolume> train;
-  if (r.count("train")) train = load_eval_set(r["train"].as<std::string>(), vq.data, "train");
+  const Units units = units_of(vq.data);
+  const int64_t bins = 64;
+  const bool audited = r.count("train") > 0;
+  // One pass over each set, one volume in memory at a time.
+  SummaryOptions so;
+  so.vqgan = &vq.model;
+  so.run.budget_bytes = memory_budget_bytes(vq.sample.max_memory_gib, device);
+  so.device = device;
+  so.net = net ? &*net : nullptr;
+  so.net_input = fin;
+  so.bins = bins;
+  so.units = units;
+  if (audited) so.audit_grid = audit_grid;
+  so.keep_latents = audited;
+  SetSummary real = summarise_set(real_src, vq.data, "real", so), synth = summarise_set(synth_src, vq.data, "synthetic", so);
+  SetSummary train;
+  if (audited) {
+    SummaryOptions to = so;
+    to.net = nullptr;
+    train = summarise_set(r["train"].as<std::string>(), vq.data, "train", to);
+  }
 
-  AutoencoderRun run;
-  run.budget_bytes = memory_budget_bytes(vq.sample.max_memory_gib, device);
-  auto fr = latent_features(vq.model, real, run, device), fs_ = latent_features(vq.model, synth, run, device);
   nlohmann::json j;
-  j["inputs"] = {{"real", real_src}, {"synthetic", synth_src}, {"train", r.count("train") ? r["train"].as<std::string>() : ""},
+  j["inputs"] = {{"real", real_src}, {"synthetic", synth_src}, {"train", audited ? r["train"].as<std::string>() : ""},
                  {"vqgan", fs::path(vq_path).filename().string()}, {"vqgan_step", vq.step}};
   j["settings"] = {{"normalisation", "the VQ-GAN's data settings (its training normalisation, shape and spacing)"},
                    {"features", features}, {"k", k}, {"pairs", pairs}, {"seed", seed}, {"audit_max_shift", max_shift}};
-  j["counts"] = {{"real", real.size()}, {"synthetic", synth.size()}, {"train", train.size()}};
+  j["counts"] = {{"real", real.entries.size()}, {"synthetic", synth.entries.size()}, {"train", train.entries.size()}};
   const std::string latent_protocol =
       "vqgan-latent: per-channel mean and standard deviation and a 2x2x2 average pooling of the VQ-GAN encoder's "
       "pre-quantisation latent (meddiff's own; not comparable with other papers' numbers)";
-  j["fidelity_by_features"]["vqgan"] = fidelity(fr.features, fs_.features, k, "vqgan", latent_protocol);
+  j["fidelity_by_features"]["vqgan"] = fidelity(real.latent_features, synth.latent_features, k, "vqgan", latent_protocol);
   j["fidelity"] = j["fidelity_by_features"]["vqgan"];
   if (net) {
     j["settings"]["feature_input"] = {{"norm", fin.norm}, {"channels", fin.channels},
                                       {"size", fin.size[0] > 0 ? nlohmann::json(fin.size) : nlohmann::json("as prepared")}};
-    auto nr = net->features(real, fin), ns = net->features(synth, fin);
-    const std::string name = fs::path(net->file()).filename().string();
     nlohmann::json f;
     if (!net->slice_wise()) {
-      f = fidelity(nr.features, ns.features, k, features,
+      f = fidelity(real.net_features, synth.net_features, k, features,
                    "3-D network features, spatially averaged, one vector per volume (as HA-GAN and WDM with MedicalNet)");
     } else {
-      f = fidelity(nr.features, ns.features, k, features,
+      f = fidelity(real.net_features, synth.net_features, k, features,
                    "2-D network on every slice of the three planes (as MAISI): Fréchet distance per plane over the slices' "
                    "features, and their mean; precision/recall and density/coverage on per-volume means of the slice features");
       const char* plane[3] = {"axial", "coronal", "sagittal"};
       double sum = 0;
       for (size_t p = 0; p < 3; ++p) {
-        double d = frechet_distance(nr.planes[p], ns.planes[p]);
+        double d = frechet_distance(real.planes[p], synth.planes[p]);
         f["frechet_distance_planes"][plane[p]] = d;
         sum += d;
       }
@@ -230,13 +248,10 @@ int run_eval(const Args_t& args) {
     j["fidelity_by_features"][features] = f;
     j["fidelity"] = f;
   }
-  std::vector<double> ms_real, ms_synth;
-  j["diversity"] = {{"ms_ssim_synthetic", mean_ms_ssim(synth, pairs, seed, &ms_synth)},
-                    {"ms_ssim_real", mean_ms_ssim(real, pairs, seed + 1, &ms_real)},
+  j["diversity"] = {{"ms_ssim_synthetic", mean_ms_ssim(synth, vq.data, pairs, seed, "synthetic")},
+                    {"ms_ssim_real", mean_ms_ssim(real, vq.data, pairs, seed + 1, "real")},
                     {"note", "mean 3-D MS-SSIM of random pairs within each set: lower is more diverse"}};
-  const Units units = units_of(vq.data);
-  const int64_t bins = 64;
-  auto hr = histogram(real, bins), hs = histogram(synth, bins);
+  auto hr = fractions(real.histogram), hs = fractions(synth.histogram);
   double inter = 0;
   for (size_t i = 0; i < hr.size(); ++i) inter += std::min(hr[i], hs[i]);
   std::vector<double> edges;
@@ -252,43 +267,36 @@ int run_eval(const Args_t& args) {
                                                "white line: synthetic; height: square root of the voxel fraction",
                                                bins, units.lo, units.hi, units.name)}}); });
   }
-  int64_t num_labels = static_cast<int64_t>(vq.data.label_names.size());
-  bool labelled = false;
-  for (const auto* set : {&real, &synth})
-    for (const auto& v : *set)
-      if (v.label.defined()) labelled = true, num_labels = std::max(num_labels, v.label.max().item<int64_t>() + 1);
-  if (labelled) {
-    auto ls_real = label_statistics(real, num_labels, units), ls_synth = label_statistics(synth, num_labels, units);
+  if (!real.labels.empty() || !synth.labels.empty()) {
+    const int64_t num_labels = std::max({static_cast<int64_t>(vq.data.label_names.size()), real.labels.labels_seen(), synth.labels.labels_seen()});
     j["labels"] = {{"units", units.name},
                    {"note", "per label: volumes holding it (>= 8 voxels), its mean share of the voxels, and the mean and standard "
                             "deviation over volumes of the median intensity inside it"},
-                   {"table", label_table(ls_real, ls_synth, vq.data.label_names)}};
+                   {"table", label_table(real.labels.summary(num_labels), synth.labels.summary(num_labels), vq.data.label_names)}};
   }
 
   std::vector<std::pair<double, size_t>> ranked;  // synthetic volumes by distance ratio, nearest-copy-like first
-  if (!train.empty()) {
-    std::vector<torch::Tensor> grid;
-    for (const auto& t : train) grid.push_back(audit_grid(t.x));
-    NccIndex index(grid, max_shift);
-    auto ft = latent_features(vq.model, train, run, device);
+  if (audited) {
+    NccIndex index(train.audit, max_shift);
+    train.audit.clear();
     auto nearest_latent = [&](const torch::Tensor& z) {  // RMS distance of flattened latents
-      auto d = (ft.latents - z.unsqueeze(0)).pow(2).flatten(1).mean(1).sqrt();
+      auto d = (train.latents - z.unsqueeze(0)).pow(2).flatten(1).mean(1).sqrt();
       return d.min().item<double>();
     };
-    auto audit = [&](const std::vector<TrainingVolume>& set, const LatentFeatures& f, const std::string& what) {
+    auto audit = [&](const SetSummary& set, const std::string& what) {
       std::vector<NccIndex::Match> m;
       std::vector<double> lat;
-      Progress p("audit " + what, static_cast<int64_t>(set.size()));
-      for (size_t i = 0; i < set.size(); ++i) {
-        m.push_back(index.nearest(audit_grid(set[i].x)));
-        lat.push_back(nearest_latent(f.latents[static_cast<int64_t>(i)]));
+      Progress p("audit " + what, static_cast<int64_t>(set.audit.size()));
+      for (size_t i = 0; i < set.audit.size(); ++i) {
+        m.push_back(index.nearest(set.audit[i]));
+        lat.push_back(nearest_latent(set.latents[static_cast<int64_t>(i)]));
         p.update(static_cast<int64_t>(i + 1));
       }
       p.finish();
       return std::make_pair(m, lat);
     };
-    auto [mh, lh] = audit(real, fr, "held-out");
-    auto [ms, ls] = audit(synth, fs_, "synthetic");
+    auto [mh, lh] = audit(real, "held-out");
+    auto [ms, ls] = audit(synth, "synthetic");
     std::vector<double> nh, ns, rh;
     for (const auto& x : mh) nh.push_back(x.ncc), rh.push_back(distance_ratio(x));
     for (const auto& x : ms) ns.push_back(x.ncc);
@@ -297,16 +305,16 @@ int run_eval(const Args_t& args) {
     // closer to it than to the second-nearest: its distance ratio is below 3/4 of the smallest held-out
     // ratio. A copy's distance is mostly its noise, far below its distance to the other cases; an
     // unseen scan is about as far from its nearest training scan as from the next.
+    const bool several = train.entries.size() > 1;
     const double threshold = summary(nh)["median"].get<double>();
-    const double ratio_threshold = train.size() > 1 ? 0.75 * *std::min_element(rh.begin(), rh.end()) : 0.0;
+    const double ratio_threshold = several ? 0.75 * *std::min_element(rh.begin(), rh.end()) : 0.0;
     auto near_copy = [&](const NccIndex::Match& x) {
-      return train.size() > 1 ? x.ncc > threshold && distance_ratio(x) < ratio_threshold : x.ncc >= 1 - 1e-9;
+      return several ? x.ncc > threshold && distance_ratio(x) < ratio_threshold : x.ncc >= 1 - 1e-9;
     };
     nlohmann::json flagged = nlohmann::json::array(), per = nlohmann::json::array();
-    for (size_t i = 0; i < synth.size(); ++i) {
+    for (size_t i = 0; i < synth.entries.size(); ++i) {
       const auto& x = ms[i];
-      nlohmann::json e = {{"file", fs::path(synth[i].source).filename().string()},
-                          {"nearest_train", fs::path(train[static_cast<size_t>(x.index)].source).filename().string()},
+      nlohmann::json e = {{"file", synth.name(i)}, {"nearest_train", train.name(static_cast<size_t>(x.index))},
                           {"ncc", x.ncc}, {"second_ncc", x.second}, {"distance_ratio", distance_ratio(x)}, {"shift", x.shift},
                           {"latent_distance", ls[i]}, {"near_copy", near_copy(x)}};
       per.push_back(e);
@@ -316,24 +324,25 @@ int run_eval(const Args_t& args) {
     std::sort(ranked.begin(), ranked.end());
     j["memorisation"] = {
         {"method", fmt::format("nearest training volume by normalised cross-correlation of the detail band (Gaussian "
-                               "blur sigma 1.5 minus sigma 4 voxels), maximised over shifts of up to {} voxels per axis, on a "
-                               "grid of at most 64 voxels per axis; latent distance: RMS difference of the encoder latents",
+                               "blur sigma 1.5 minus sigma 4 voxels) in the central window (all but max-shift + 1 voxels at "
+                               "each border), maximised over shifts of up to {} voxels per axis, on a grid of at most 64 voxels "
+                               "per axis; latent distance: RMS difference of the encoder latents",
                                max_shift)},
         {"held_out_ncc", summary(nh)}, {"synthetic_ncc", summary(ns)}, {"held_out_latent_distance", summary(lh)},
         {"synthetic_latent_distance", summary(ls)}, {"held_out_distance_ratio", summary(rh)},
         {"threshold_ncc", threshold}, {"threshold_distance_ratio", ratio_threshold},
-        {"threshold_rule", train.size() > 1 ? "near-copy: NCC above the held-out scans' median NCC and distance ratio (1 - NCC) / "
-                                              "(1 - second-nearest NCC) below 3/4 of the smallest held-out ratio"
-                                            : "a single training volume: near-copy only at NCC 1"},
+        {"threshold_rule", several ? "near-copy: NCC above the held-out scans' median NCC and distance ratio (1 - NCC) / "
+                                     "(1 - second-nearest NCC) below 3/4 of the smallest held-out ratio"
+                                   : "a single training volume: near-copy only at NCC 1"},
         {"near_copies", flagged},
         {"volumes", per}};
     // The closest pairs side by side: synthetic (top) and its nearest training volume (bottom).
     for (size_t n = 0; n < std::min<size_t>(4, ranked.size()); ++n) {
       size_t i = ranked[n].second;
-      const auto& t = train[static_cast<size_t>(ms[i].index)];
-      auto panel = vconcat({orthogonal_panel(synth[i].x[0], synth[i].geometry, {-1, 1}), orthogonal_panel(t.x[0], t.geometry, {-1, 1})});
+      auto sv = load_eval_volume(synth.entries[i], vq.data), tv = load_eval_volume(train.entries[static_cast<size_t>(ms[i].index)], vq.data);
+      auto panel = vconcat({orthogonal_panel(sv.x[0], sv.geometry, {-1, 1}), orthogonal_panel(tv.x[0], tv.geometry, {-1, 1})});
       std::map<std::string, std::string> text{{"Description", fmt::format("meddiff eval: synthetic {} (top), nearest training volume {} (bottom), NCC {:.4f}",
-                                                 fs::path(synth[i].source).filename().string(), fs::path(t.source).filename().string(), ms[i].ncc)}};
+                                                 synth.name(i), train.name(static_cast<size_t>(ms[i].index)), ms[i].ncc)}};
       pngs.push_back([=] { io::write_png(panel, out / fmt::format("closest_{}.png", n + 1), text); });
     }
   }
@@ -350,7 +359,7 @@ int run_eval(const Args_t& args) {
       "| intensity histogram intersection | {:.4f} |\n\nFeatures: {} ({} values). Fréchet distance of Gaussians fitted to the two "
       "feature sets (Heusel et al.), k-NN precision/recall (Kynkäänniemi et al.), density/coverage (Naeem et al.). MS-SSIM: {} "
       "random pairs per set, seed {}.\n",
-      real.size(), real_src, synth.size(), synth_src, train.empty() ? "" : fmt::format("; training: {}", train.size()), vq_path,
+      real.entries.size(), real_src, synth.entries.size(), synth_src, audited ? fmt::format("; training: {}", train.entries.size()) : "", vq_path,
       vq.step, fj["features"].get<std::string>(), fj["frechet_distance"].get<double>(), fj["k_used"].get<int64_t>(),
       fj["precision"].get<double>(), fj["recall"].get<double>(), fj["density"].get<double>(), fj["coverage"].get<double>(),
       j["diversity"]["ms_ssim_synthetic"].get<double>(), j["diversity"]["ms_ssim_real"].get<double>(), inter,
@@ -381,7 +390,7 @@ int run_eval(const Args_t& args) {
                         row.contains("median_difference_in_real_sd") ? fmt::format("{:+.2f}", row["median_difference_in_real_sd"].get<double>()) : "-");
     }
   }
-  if (!train.empty()) {
+  if (audited) {
     const auto& mj = j["memorisation"];
     md += fmt::format(
         "\n## Memorisation audit\n\n{}.\n\n| nearest-training NCC | median | max |\n|---|---|---|\n| held-out real | {:.4f} | {:.4f} |\n"
@@ -390,7 +399,7 @@ int run_eval(const Args_t& args) {
         mj["method"].get<std::string>(), mj["held_out_ncc"]["median"].get<double>(), mj["held_out_ncc"]["max"].get<double>(),
         mj["synthetic_ncc"]["median"].get<double>(), mj["synthetic_ncc"]["max"].get<double>(), mj["threshold_ncc"].get<double>(),
         mj["threshold_distance_ratio"].get<double>(), mj["held_out_distance_ratio"]["min"].get<double>(),
-        mj["threshold_rule"].get<std::string>(), mj["near_copies"].size(), synth.size(),
+        mj["threshold_rule"].get<std::string>(), mj["near_copies"].size(), synth.entries.size(),
         mj["near_copies"].empty() ? "" : fmt::format(": {}", fmt::join(mj["near_copies"].get<std::vector<std::string>>(), ", ")));
     for (size_t n = 0; n < std::min<size_t>(4, ranked.size()); ++n)
       md += fmt::format("![closest pair {}](closest_{}.png)\n", n + 1, n + 1);
@@ -398,7 +407,7 @@ int run_eval(const Args_t& args) {
   write_text_atomically(out / "report.md", md);
   log_info("eval: Fréchet distance {:.4f} ({}), precision {:.3f}, recall {:.3f}{}; {}", fj["frechet_distance"].get<double>(),
            fj["features"].get<std::string>(), fj["precision"].get<double>(), fj["recall"].get<double>(),
-           train.empty() ? std::string() : fmt::format(", {} near-copies", j["memorisation"]["near_copies"].size()),
+           !audited ? std::string() : fmt::format(", {} near-copies", j["memorisation"]["near_copies"].size()),
            (out / "eval.json").string());
   return 0;
 }

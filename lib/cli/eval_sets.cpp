@@ -79,31 +79,56 @@ std::vector<ManifestEntry> eval_entries(const std::string& source, const std::st
   return entries;
 }
 
-std::vector<TrainingVolume> load_eval_set(const std::string& source, const DataParams& p, const std::string& what) {
-  auto entries = eval_entries(source, what);
+TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p) {
   io::ReadOptions ro;
   ro.modality = p.modality_enum();
-  std::vector<TrainingVolume> out;
+  Volume v = io::read_volume(e.image, ro);
+  if (e.label) v.label = io::read_label_map(*e.label, v);
+  auto t = preprocess(v, p, e.class_label, e.image.string());
+  if (!torch::isfinite(t.x).all().item<bool>()) fail("{}: holds NaN or infinite values", e.image.string());
+  if (e.label) t.label_source = e.label->string();
+  return t;
+}
+
+SetSummary summarise_set(const std::string& source, const DataParams& p, const std::string& what, const SummaryOptions& o) {
+  SetSummary s;
+  s.entries = eval_entries(source, what);
+  std::vector<torch::Tensor> lf, lat, nf;
   std::vector<std::string> problems;
-  Progress progress("reading " + what, static_cast<int64_t>(entries.size()));
-  for (const auto& e : entries) {
+  s.histogram = torch::zeros({o.bins}, torch::kDouble);
+  Progress progress(what, static_cast<int64_t>(s.entries.size()));
+  int64_t done = 0;
+  for (const auto& e : s.entries) {
+    progress.update(done++);
+    TrainingVolume v;
     try {
-      Volume v = io::read_volume(e.image, ro);
-      if (e.label) v.label = io::read_label_map(*e.label, v);
-      auto t = preprocess(v, p, e.class_label, e.image.string());
-      if (!torch::isfinite(t.x).all().item<bool>()) fail("{}: holds NaN or infinite values", e.image.string());
-      if (e.label) t.label_source = e.label->string();
-      out.push_back(std::move(t));
+      v = load_eval_volume(e, p);
     } catch (const Error& err) {
       problems.push_back(err.what());
+      continue;
     }
-    progress.update(static_cast<int64_t>(out.size() + problems.size()));
+    if (!problems.empty()) continue;  // only reading the rest, to report every bad file at once
+    auto f = latent_features(*o.vqgan, v.x, o.run, o.device);
+    lf.push_back(f.feature);
+    if (o.keep_latents) lat.push_back(f.latent);
+    if (o.net) {
+      auto r = o.net->features(v.x, o.net_input);
+      nf.push_back(r.feature);
+      if (o.net->slice_wise())
+        for (size_t a = 0; a < 3; ++a) s.planes[a].add(r.planes[a]);
+    }
+    s.histogram += torch::histc(v.x.to(torch::kDouble), o.bins, -1, 1);
+    if (v.label.defined()) s.labels.add(o.units(v.x[0].to(torch::kDouble)), v.label);
+    if (o.audit_grid) s.audit.push_back(o.audit_grid(v.x).to(torch::kFloat));
   }
   progress.finish();
   if (!problems.empty())
-    fail("{}: {} of {} --{} volumes cannot be used: {}", source, problems.size(), entries.size(), what,
+    fail("{}: {} of {} --{} volumes cannot be used: {}", source, problems.size(), s.entries.size(), what,
          fmt::format("{}", fmt::join(problems, "; ")));
-  return out;
+  s.latent_features = torch::stack(lf);
+  if (o.keep_latents) s.latents = torch::stack(lat);
+  if (o.net) s.net_features = torch::stack(nf);
+  return s;
 }
 
 }  // namespace meddiff::cli

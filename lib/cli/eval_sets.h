@@ -5,8 +5,13 @@
 //     of images; in a folder or glob, "X_label.EXT" beside "X.EXT" is X's label map and not a volume.
 // Every volume is prepared with the data settings of the VQ-GAN (its training normalisation), its label
 // map on the same grid; all problems are reported together.
+#include "data/distribution_metrics.h"
+#include "data/label_statistics.h"
 #include "data/manifest.h"
 #include "data/preprocess.h"
+#include "pipeline/eval_features.h"
+
+#include <functional>
 
 #include <string>
 #include <vector>
@@ -14,6 +19,35 @@
 namespace meddiff::cli {
 
 std::vector<ManifestEntry> eval_entries(const std::string& source, const std::string& what);
-std::vector<TrainingVolume> load_eval_set(const std::string& source, const DataParams& p, const std::string& what);
+// One volume (and its label map) prepared with `p`; an error names the file.
+TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p);
+
+// What `meddiff eval` keeps of a set, gathered in one pass that holds one volume at a time: memory
+// grows with the features and the audit grids (at most 64^3 voxels each), not with the volumes.
+struct SetSummary {
+  std::vector<ManifestEntry> entries;
+  torch::Tensor latent_features;             // [n, 10 E]
+  torch::Tensor latents;                     // [n, E, d, h, w] (when `keep_latents`)
+  torch::Tensor net_features;                // [n, F] (with a feature network)
+  std::array<FeatureMoments, 3> planes;      // a 2-D network's slice features per plane
+  torch::Tensor histogram;                   // voxel counts per bin of [-1, 1], float64
+  LabelSamples labels;                       // per-label samples (volumes with label maps)
+  std::vector<torch::Tensor> audit;          // audit grids (when `audit_grid` is given)
+  std::string name(size_t i) const { return entries[i].image.filename().string(); }
+};
+
+struct SummaryOptions {
+  VQGAN* vqgan = nullptr;
+  AutoencoderRun run;
+  torch::Device device = torch::kCPU;
+  const FeatureNetwork* net = nullptr;
+  FeatureInput net_input;
+  int64_t bins = 64;
+  std::function<torch::Tensor(const torch::Tensor&)> units;        // [-1, 1] -> scanner-like units
+  std::function<torch::Tensor(const torch::Tensor&)> audit_grid;   // [1, D, H, W] -> [d, h, w]; empty: none
+  bool keep_latents = false;
+};
+
+SetSummary summarise_set(const std::string& source, const DataParams& p, const std::string& what, const SummaryOptions& o);
 
 }  // namespace meddiff::cli

@@ -20,21 +20,50 @@ torch::Tensor kth_radius(const torch::Tensor& x, int64_t k) {
 
 }  // namespace
 
-double frechet_distance(const torch::Tensor& real_in, const torch::Tensor& synth_in) {
-  auto r = as_features(real_in, "real"), s = as_features(synth_in, "synthetic");
-  if (r.size(1) != s.size(1)) fail("feature sizes differ: {} (real) and {} (synthetic)", r.size(1), s.size(1));
-  auto mr = r.mean(0), ms = s.mean(0);
-  auto cov = [](const torch::Tensor& x, const torch::Tensor& m) {
-    auto c = x - m;
-    return c.t().mm(c) / static_cast<double>(x.size(0) - 1);
-  };
-  auto cr = cov(r, mr), cs = cov(s, ms);
+void FeatureMoments::add(const torch::Tensor& rows_in) {
+  auto rows = rows_in.to(torch::kCPU, torch::kDouble);
+  if (rows.dim() == 1) rows = rows.unsqueeze(0);
+  if (!torch::isfinite(rows).all().item<bool>()) fail("features hold NaN or infinite values");
+  if (n == 0) {
+    shift = rows[0].clone();  // sums about the first row: no cancellation for features far from 0
+    sum = torch::zeros_like(shift);
+    outer = torch::zeros({shift.size(0), shift.size(0)}, torch::kDouble);
+  } else if (rows.size(1) != shift.size(0)) {
+    fail("feature sizes differ: {} and {}", rows.size(1), shift.size(0));
+  }
+  auto c = rows - shift;
+  sum += c.sum(0);
+  outer += c.t().mm(c);
+  n += rows.size(0);
+}
+
+torch::Tensor FeatureMoments::mean() const { return shift + sum / static_cast<double>(n); }
+
+torch::Tensor FeatureMoments::covariance() const {
+  auto m = sum / static_cast<double>(n);
+  return (outer - static_cast<double>(n) * m.outer(m)) / static_cast<double>(n - 1);
+}
+
+double frechet_distance(const FeatureMoments& r, const FeatureMoments& s) {
+  if (r.n < 2 || s.n < 2) fail("the Fréchet distance needs at least 2 feature vectors per set (got {} and {})", r.n, s.n);
+  if (r.sum.size(0) != s.sum.size(0)) fail("feature sizes differ: {} (real) and {} (synthetic)", r.sum.size(0), s.sum.size(0));
+  auto mr = r.mean(), ms = s.mean();
+  auto cr = r.covariance(), cs = s.covariance();
   auto [lr, vr] = torch::linalg_eigh(cr);
   auto sqrt_r = vr.mm(torch::diag(lr.clamp_min(0).sqrt())).mm(vr.t());
   auto m = sqrt_r.mm(cs).mm(sqrt_r);
   m = 0.5 * (m + m.t());
   auto tr_sqrt = torch::linalg_eigvalsh(m).clamp_min(0).sqrt().sum();
   return ((mr - ms).pow(2).sum() + cr.trace() + cs.trace() - 2 * tr_sqrt).item<double>();
+}
+
+double frechet_distance(const torch::Tensor& real_in, const torch::Tensor& synth_in) {
+  auto r = as_features(real_in, "real"), s = as_features(synth_in, "synthetic");
+  if (r.size(1) != s.size(1)) fail("feature sizes differ: {} (real) and {} (synthetic)", r.size(1), s.size(1));
+  FeatureMoments mr, ms;
+  mr.add(r);
+  ms.add(s);
+  return frechet_distance(mr, ms);
 }
 
 ManifoldMetrics manifold_metrics(const torch::Tensor& real_in, const torch::Tensor& synth_in, int64_t k) {

@@ -13,6 +13,17 @@ namespace meddiff {
 
 double frechet_distance(const torch::Tensor& real, const torch::Tensor& synthetic);
 
+// Running mean and covariance of feature vectors added in chunks (float64, sums about the first
+// vector), for Fréchet distances over more vectors than fit in memory at once (e.g. every slice).
+struct FeatureMoments {
+  int64_t n = 0;
+  torch::Tensor shift, sum, outer;
+  void add(const torch::Tensor& rows);  // [k, d] or [d]
+  torch::Tensor mean() const;
+  torch::Tensor covariance() const;     // unbiased
+};
+double frechet_distance(const FeatureMoments& real, const FeatureMoments& synthetic);
+
 struct ManifoldMetrics {
   double precision = 0, recall = 0, density = 0, coverage = 0;
   int64_t k = 0;

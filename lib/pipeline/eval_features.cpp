@@ -1,7 +1,6 @@
 #include "pipeline/eval_features.h"
 
 #include "core/error.h"
-#include "core/progress.h"
 
 #include <torch/script.h>
 
@@ -9,22 +8,13 @@
 
 namespace meddiff {
 
-LatentFeatures latent_features(VQGAN& model, const std::vector<TrainingVolume>& volumes, const AutoencoderRun& run,
-                               const torch::Device& device) {
+LatentFeatures latent_features(VQGAN& model, const torch::Tensor& x, const AutoencoderRun& run, const torch::Device& device) {
   torch::NoGradGuard ng;
-  std::vector<torch::Tensor> f, z;
-  Progress progress("features", static_cast<int64_t>(volumes.size()));
-  for (const auto& v : volumes) {
-    auto lat = encode_volume(model, v.x.unsqueeze(0).to(device), run).to(torch::kCPU, torch::kFloat);  // [1, E, d, h, w]
-    auto l = lat[0].to(torch::kDouble);
-    auto flat = l.flatten(1);
-    auto pooled = torch::adaptive_avg_pool3d(l.unsqueeze(0), {2, 2, 2}).flatten();
-    f.push_back(torch::cat({flat.mean(1), flat.std(1), pooled}));
-    z.push_back(lat[0]);
-    progress.update(static_cast<int64_t>(f.size()));
-  }
-  progress.finish();
-  return {torch::stack(f), torch::stack(z)};
+  auto lat = encode_volume(model, x.unsqueeze(0).to(device), run).to(torch::kCPU, torch::kFloat);  // [1, E, d, h, w]
+  auto l = lat[0].to(torch::kDouble);
+  auto flat = l.flatten(1);
+  auto pooled = torch::adaptive_avg_pool3d(l.unsqueeze(0), {2, 2, 2}).flatten();
+  return {torch::cat({flat.mean(1), flat.std(1), pooled}), lat[0]};
 }
 
 struct FeatureNetwork::Impl {
@@ -86,52 +76,32 @@ torch::Tensor normalise(torch::Tensor x, const FeatureInput& in) {  // x: [1, D,
 
 }  // namespace
 
-FeatureNetwork::Result FeatureNetwork::features(const std::vector<TrainingVolume>& volumes, const FeatureInput& in) const {
+FeatureNetwork::Result FeatureNetwork::features(const torch::Tensor& volume, const FeatureInput& in) const {
   torch::NoGradGuard ng;
   Result r;
-  std::vector<torch::Tensor> per_volume;
-  std::array<std::vector<torch::Tensor>, 3> planes;
-  Progress progress("features " + std::filesystem::path(file_).filename().string(), static_cast<int64_t>(volumes.size()));
-  std::vector<torch::Tensor> pending;  // 3d: volumes waiting for a batch
-  auto flush = [&] {
-    if (pending.empty()) return;
-    auto f = forward(torch::cat(pending));
-    for (int64_t i = 0; i < f.size(0); ++i) per_volume.push_back(f[i]);
-    pending.clear();
-  };
-  for (const auto& v : volumes) {
-    auto x = normalise(v.x, in).unsqueeze(0);  // [1, 1, D, H, W]
-    if (!slice_wise_) {
-      if (in.size[0] > 0)
-        x = torch::nn::functional::interpolate(
-            x, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>(in.size.begin(), in.size.end()))
-                   .mode(torch::kTrilinear).align_corners(false));
-      pending.push_back(x.repeat({1, in.channels, 1, 1, 1}));
-      if (static_cast<int64_t>(pending.size()) >= in.batch) flush();
-    } else {
-      std::vector<torch::Tensor> means;
-      for (int64_t axis = 0; axis < 3; ++axis) {
-        auto s = x[0][0].movedim(axis, 0).unsqueeze(1);  // [S, 1, h, w]
-        if (in.size[1] > 0)
-          s = torch::nn::functional::interpolate(
-              s, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{in.size[1], in.size[2]})
-                     .mode(torch::kBilinear).align_corners(false));
-        s = s.repeat({1, in.channels, 1, 1});
-        std::vector<torch::Tensor> fs;
-        for (int64_t b = 0; b < s.size(0); b += in.batch) fs.push_back(forward(s.slice(0, b, std::min(s.size(0), b + in.batch))));
-        auto f = torch::cat(fs);
-        planes[static_cast<size_t>(axis)].push_back(f);
-        means.push_back(f.mean(0));
-      }
-      per_volume.push_back(torch::cat(means));
-    }
-    progress.update(static_cast<int64_t>(per_volume.size() + pending.size()));
+  auto x = normalise(volume, in).unsqueeze(0);  // [1, 1, D, H, W]
+  if (!slice_wise_) {
+    if (in.size[0] > 0)
+      x = torch::nn::functional::interpolate(
+          x, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>(in.size.begin(), in.size.end()))
+                 .mode(torch::kTrilinear).align_corners(false));
+    r.feature = forward(x.repeat({1, in.channels, 1, 1, 1}))[0];
+    return r;
   }
-  flush();
-  progress.finish();
-  r.features = torch::stack(per_volume);
-  if (slice_wise_)
-    for (size_t a = 0; a < 3; ++a) r.planes[a] = torch::cat(planes[a]);
+  std::vector<torch::Tensor> means;
+  for (int64_t axis = 0; axis < 3; ++axis) {
+    auto s = x[0][0].movedim(axis, 0).unsqueeze(1);  // [S, 1, h, w]
+    if (in.size[1] > 0)
+      s = torch::nn::functional::interpolate(
+          s, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{in.size[1], in.size[2]})
+                 .mode(torch::kBilinear).align_corners(false));
+    s = s.repeat({1, in.channels, 1, 1});
+    std::vector<torch::Tensor> fs;
+    for (int64_t b = 0; b < s.size(0); b += in.batch) fs.push_back(forward(s.slice(0, b, std::min(s.size(0), b + in.batch))));
+    r.planes[static_cast<size_t>(axis)] = torch::cat(fs);
+    means.push_back(r.planes[static_cast<size_t>(axis)].mean(0));
+  }
+  r.feature = torch::cat(means);
   return r;
 }
 

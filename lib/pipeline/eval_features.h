@@ -17,12 +17,12 @@
 namespace meddiff {
 
 struct LatentFeatures {
-  torch::Tensor features;  // [n, 10 E] float64
-  torch::Tensor latents;   // [n, E, d, h, w] float32 on the CPU (for latent-space distances)
+  torch::Tensor feature;  // [10 E] float64
+  torch::Tensor latent;   // [E, d, h, w] float32 on the CPU (for latent-space distances)
 };
 
-LatentFeatures latent_features(VQGAN& model, const std::vector<TrainingVolume>& volumes, const AutoencoderRun& run,
-                               const torch::Device& device);
+// x: one prepared volume [1, D, H, W].
+LatentFeatures latent_features(VQGAN& model, const torch::Tensor& x, const AutoencoderRun& run, const torch::Device& device);
 
 // How volumes (in the training normalisation, [-1, 1]) are fed to a user's network.
 struct FeatureInput {
@@ -30,7 +30,7 @@ struct FeatureInput {
   int64_t channels = 1;               // the input repeated over this many channels (3 for ImageNet-style 2-D nets)
   std::array<int64_t, 3> size{0, 0, 0};  // 3d: resample volumes to [D, H, W] (trilinear); 2d: slices to [H, W]
                                       // from the last two; 0 keeps the volume's size
-  int64_t batch = 16;                 // slices or volumes per forward pass
+  int64_t batch = 16;                 // 2d: slices per forward pass
 };
 
 class FeatureNetwork {
@@ -41,10 +41,11 @@ class FeatureNetwork {
   bool slice_wise() const { return slice_wise_; }
   const std::string& file() const { return file_; }
   struct Result {
-    torch::Tensor features;                // [n, F] per volume (2d: the mean slice feature of each plane, concatenated)
-    std::array<torch::Tensor, 3> planes;   // 2d: [slices of all volumes, F] per plane (axial, coronal, sagittal)
+    torch::Tensor feature;                 // [F] (2d: the mean slice feature of each plane, concatenated: [3 F])
+    std::array<torch::Tensor, 3> planes;   // 2d: [slices, F] per plane (axial, coronal, sagittal)
   };
-  Result features(const std::vector<TrainingVolume>& volumes, const FeatureInput& in) const;
+  // x: one prepared volume [1, D, H, W] in [-1, 1].
+  Result features(const torch::Tensor& x, const FeatureInput& in) const;
 
  private:
   torch::Tensor forward(const torch::Tensor& x) const;  // [B, F] float64 on the CPU

@@ -33,7 +33,7 @@ torch::Tensor generate_volumes(LoadedLDM& ldm, VQGAN& vqgan, const torch::Tensor
       const int64_t row = c.defined() ? c[i].item<int64_t>() : i;  // ids live on the CPU: no device sync
       torch::Tensor ci, condi;
       if (row < 0) {
-        if (cls.defined()) ci = torch::full({1}, ldm.model->null_class(), ti.options());
+        if (cls.defined()) ci = torch::full({1}, ldm.model->null_class(), torch::TensorOptions().dtype(torch::kLong).device(ti.device()));
         condi = torch::zeros_like(cond.slice(0, 0, 1));
       } else {
         if (cls.defined()) ci = cls.slice(0, row, row + 1);

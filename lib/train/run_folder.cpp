@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 namespace {
 bool trainer_entry(const std::string& n) {
   static const std::regex step_ckpt(R"(step-\d+\.pt)");
-  return n == "last.pt" || n == "config.json" || n == "metrics.jsonl" || n == "previews" || n == "latents.pt" ||
+  return n == "last.pt" || n == "config.json" || n == "metrics.jsonl" || n == "previews" || n == "latents.pt" || n == "mask_bank.pt" ||
          n == ".meddiff.lock" || is_temp_name(n) || std::regex_match(n, step_ckpt);
 }
 }  // namespace
