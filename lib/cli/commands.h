@@ -17,6 +17,7 @@ int run_reconstruct(const Args_t& args);
 int run_train_ldm(const Args_t& args);
 int run_sample(const Args_t& args);
 int run_eval(const Args_t& args);
+int run_bench(const Args_t& args);
 int run_demo(const Args_t& args);
 int run_config(const Args_t& args);
 std::string config_keys_markdown();

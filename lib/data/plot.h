@@ -11,4 +11,9 @@ namespace meddiff {
 torch::Tensor histogram_plot(const std::vector<double>& filled, const std::vector<double>& outlined, int64_t height = 160,
                              int64_t bar = 8);
 
+// Series against x (increasing), each scaled to its own maximum, as lines with 3x3 markers: the first
+// white, the next ones in darker greys; x scaled linearly from its minimum to its maximum. uint8 [height, width].
+torch::Tensor line_plot(const std::vector<double>& x, const std::vector<std::vector<double>>& series, int64_t width = 320,
+                        int64_t height = 160);
+
 }  // namespace meddiff

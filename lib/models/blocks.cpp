@@ -1,4 +1,5 @@
 #include "models/blocks.h"
+#include "ops/conv.h"
 
 namespace meddiff {
 
@@ -21,7 +22,7 @@ SamePadConv3dImpl::SamePadConv3dImpl(int64_t in, int64_t out, std::array<int64_t
 
 torch::Tensor SamePadConv3dImpl::forward(const torch::Tensor& x) {
   namespace F = torch::nn::functional;
-  return conv(F::pad(x, F::PadFuncOptions(pad).mode(torch::kReplicate)));
+  return ops::conv3d(conv, F::pad(x, F::PadFuncOptions(pad).mode(torch::kReplicate)));
 }
 
 ResBlock3dImpl::ResBlock3dImpl(int64_t in, int64_t out) {
@@ -40,7 +41,7 @@ torch::Tensor ResBlock3dImpl::forward(const torch::Tensor& x) {
 torch::Tensor ResBlock3dImpl::forward_impl(const torch::Tensor& x) {
   auto h = conv1(torch::silu(norm1(x)));   // [B, out, D, H, W]
   h = conv2(torch::silu(norm2(h)));
-  return h + (skip ? skip(x) : x);
+  return h + (skip ? ops::conv3d(skip, x) : x);
 }
 
 }  // namespace meddiff

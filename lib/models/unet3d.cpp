@@ -1,4 +1,5 @@
 #include "models/unet3d.h"
+#include "ops/conv.h"
 
 #include "core/error.h"
 #include "ops/attention.h"
@@ -61,12 +62,12 @@ torch::Tensor FiLMResBlockImpl::forward(const torch::Tensor& x, const torch::Ten
 }
 
 torch::Tensor FiLMResBlockImpl::forward_impl(const torch::Tensor& x, const torch::Tensor& emb) {
-  auto h = conv1(torch::silu(norm1(x)));                               // [B, out, d, h, w]
+  auto h = ops::conv3d(conv1, torch::silu(norm1(x)));                               // [B, out, d, h, w]
   auto ss = film(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1).unsqueeze(-1);  // [B, 2*out, 1, 1, 1]
   auto scale = ss.slice(1, 0, h.size(1)), shift = ss.slice(1, h.size(1));
   h = norm2(h) * (1 + scale) + shift;                                  // FiLM (Perez et al. 2018)
-  h = conv2(drop(torch::silu(h)));
-  return h + (skip ? skip(x) : x);
+  h = ops::conv3d(conv2, drop(torch::silu(h)));
+  return h + (skip ? ops::conv3d(skip, x) : x);
 }
 
 AttentionBlock3dImpl::AttentionBlock3dImpl(int64_t c, int64_t h, int64_t max_tokens) : heads(h), max_full_tokens(max_tokens) {
@@ -85,7 +86,7 @@ torch::Tensor AttentionBlock3dImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor AttentionBlock3dImpl::forward_impl(const torch::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), D = x.size(2), H = x.size(3), W = x.size(4), dh = C / heads;
-  auto qkv5 = qkv(norm(x)).view({B, 3, heads, dh, D, H, W});  // [B, 3, heads, dh, D, H, W]
+  auto qkv5 = ops::conv3d(qkv, norm(x)).view({B, 3, heads, dh, D, H, W});  // [B, 3, heads, dh, D, H, W]
   torch::Tensor out;
   if (D * H * W <= max_full_tokens) {
     auto t = qkv5.flatten(4).permute({1, 0, 2, 4, 3});  // [3, B, heads, N, dh]
@@ -111,7 +112,7 @@ torch::Tensor AttentionBlock3dImpl::forward_impl(const torch::Tensor& x) {
     auto h3 = (axial(5) + axial(4) + axial(3)) / 3.0;
     out = h3.reshape({B, C, D, H, W});
   }
-  return x + proj(out);
+  return x + ops::conv3d(proj, out);
 }
 
 namespace {
@@ -119,7 +120,7 @@ struct DownsampleImpl : torch::nn::Module {
   DownsampleImpl(int64_t c, std::array<int64_t, 3> f) {
     conv = register_module("conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(c, c, 3).stride({f[0], f[1], f[2]}).padding(1)));
   }
-  torch::Tensor forward(const torch::Tensor& x) { return conv(x); }
+  torch::Tensor forward(const torch::Tensor& x) { return ops::conv3d(conv, x); }
   torch::nn::Conv3d conv{nullptr};
 };
 TORCH_MODULE(Downsample);
@@ -130,7 +131,7 @@ struct UpsampleImpl : torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x, const std::vector<int64_t>& size) {
     namespace F = torch::nn::functional;
-    return conv(F::interpolate(x, F::InterpolateFuncOptions().size(size).mode(torch::kNearest)));
+    return ops::conv3d(conv, F::interpolate(x, F::InterpolateFuncOptions().size(size).mode(torch::kNearest)));
   }
   std::array<int64_t, 3> factor;
   torch::nn::Conv3d conv{nullptr};
@@ -206,9 +207,9 @@ torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& t
   if (cond_channels > 0) {  // the label condition joins the input; none given = the null condition (zeros)
     auto c = cond.defined() ? cond.to(x.dtype())
                             : torch::zeros({x.size(0), cond_channels, x.size(2), x.size(3), x.size(4)}, x.options());
-    h = conv_in(torch::cat({x, c}, 1));
+    h = ops::conv3d(conv_in, torch::cat({x, c}, 1));
   } else {
-    h = conv_in(x);  // [B, base, d, h, w]
+    h = ops::conv3d(conv_in, x);  // [B, base, d, h, w]
   }
   std::vector<torch::Tensor> skips{h};
   const auto levels = static_cast<int64_t>(params.channel_mults.size());
@@ -239,7 +240,7 @@ torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& t
       h = up_samplers[si++]->as<UpsampleImpl>()->forward(h, {target[2], target[3], target[4]});
     }
   }
-  return conv_out(torch::silu(norm_out(h)));  // [B, C, d, h, w]
+  return ops::conv3d(conv_out, torch::silu(norm_out(h)));  // [B, C, d, h, w]
 }
 
 }  // namespace meddiff

@@ -1,4 +1,5 @@
 #include "models/vqgan_decoder.h"
+#include "ops/conv.h"
 
 namespace meddiff {
 
@@ -26,7 +27,7 @@ VQDecoderImpl::VQDecoderImpl(const VQGANParams& p) {
 }
 
 torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z) {
-  auto h = post_vq_conv(z);  // [B, C_top, d, h, w]
+  auto h = ops::conv3d(post_vq_conv, z);  // [B, C_top, d, h, w]
   for (const auto& stage : *up) h = stage->as<torch::nn::Sequential>()->forward(h);  // doubles halved axes
   return conv_last(torch::silu(final_norm(h)));  // [B, 1, D, H, W]
 }

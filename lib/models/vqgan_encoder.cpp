@@ -1,4 +1,5 @@
 #include "models/vqgan_encoder.h"
+#include "ops/conv.h"
 
 namespace meddiff {
 
@@ -23,7 +24,7 @@ VQEncoderImpl::VQEncoderImpl(const VQGANParams& p) {
 torch::Tensor VQEncoderImpl::forward(const torch::Tensor& x) {
   auto h = conv_first(x);  // [B, n_hiddens, D, H, W]
   for (const auto& stage : *down) h = stage->as<torch::nn::Sequential>()->forward(h);  // [B, C_i, D/2^i, ...]
-  return pre_vq_conv(torch::silu(final_norm(h)));  // [B, E, d, h, w]
+  return ops::conv3d(pre_vq_conv, torch::silu(final_norm(h)));  // [B, E, d, h, w]
 }
 
 }  // namespace meddiff

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""meddiff's 3-D U-Net forward against MONAI's DiffusionModelUNet, same torch, same machine, same run.
+
+For each config, MONAI's network is built with the config's U-Net settings (channels per level,
+residual blocks, attention levels and heads, class embedding, group norm, input channels including
+the label condition) and timed at batch 1 under torch.no_grad, alternating with `meddiff bench
+--parts unet --json` for the same config, ROUNDS times; the ratio MONAI / meddiff of the medians of
+each round is printed, with the median over rounds.
+
+MONAI is installed from PyPI into a throwaway folder (pip --target, no dependencies: it needs only the
+torch and numpy of the project's environment). When it cannot be had, the script says so and exits 0.
+
+Usage: scripts/bench-vs-monai.py [--meddiff BIN] [--config C ...] [--rounds 3] [--repeat 5] [--json OUT]
+Run it with the project's Python (.venv/bin/python) so both sides use the same torch."""
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def monai_available(target):
+    try:
+        import monai  # noqa: F401
+        return True
+    except ImportError:
+        pass
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, "monai"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"bench-vs-monai: skipped, MONAI could not be installed ({r.stderr.strip().splitlines()[-1:]})")
+        return False
+    sys.path.insert(0, target)
+    return True
+
+
+def groups_for(channels):
+    # the largest group count in (32, 16, 8, 4, 2, 1) dividing every level's channels, as MONAI needs one value
+    for g in (32, 16, 8, 4, 2, 1):
+        if all(c % g == 0 for c in channels):
+            return g
+    return 1
+
+
+def monai_unet(cfg, latent_channels):
+    from monai.networks.nets import DiffusionModelUNet
+    u = cfg["ldm"]["unet"]
+    chans = tuple(u["base_channels"] * m for m in u["channel_mults"])
+    levels = len(chans)
+    attn = tuple(l in u["attention_levels"] for l in range(levels))
+    labels = cfg["data"].get("labels", "none") == "condition"
+    cond = max(2, len(cfg["data"].get("label_names", []))) if labels else 0
+    net = DiffusionModelUNet(
+        spatial_dims=3, in_channels=latent_channels + cond, out_channels=latent_channels,
+        num_res_blocks=tuple([u["num_res_blocks"]] * levels), channels=chans, attention_levels=attn,
+        norm_num_groups=groups_for(chans), num_head_channels=tuple(c // u["attention_heads"] for c in chans),
+        num_class_embeds=3 if u.get("conditional", True) else None)
+    return net, cond
+
+
+def time_monai(net, x, t, cls, repeat):
+    import torch
+    with torch.no_grad():
+        net(x, t, class_labels=cls)  # warm-up
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            net(x, t, class_labels=cls)
+            ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def time_meddiff(binary, config, repeat):
+    cmd = [binary, "bench", "--parts", "unet", "--sizes", "", "--repeat", str(repeat), "--json", "--device", "cpu"]
+    if config:
+        cmd += ["--config", config]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    c = json.loads(out)["configs"][0]
+    return c["unet_forward"]["median_s"], c
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--meddiff", default=os.path.join(ROOT, "build/apps/meddiff/meddiff"))
+    ap.add_argument("--config", action="append", help="config files (default: the built-in demo and configs/brats-flair-64.json)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    import torch
+    tmp = tempfile.mkdtemp(prefix="meddiff-monai-")
+    if not monai_available(tmp):
+        return 0
+    import monai
+    configs = a.config or ["", os.path.join(ROOT, "configs/brats-flair-64.json")]
+    results = []
+    print(f"torch {torch.__version__}, MONAI {monai.__version__}, {torch.get_num_threads()} threads")
+    for config in configs:
+        _, info = time_meddiff(a.meddiff, config, 1)
+        if config:
+            cfg = json.load(open(config))
+        else:  # the built-in demo config, as `meddiff demo --print-config` gives it
+            cfg = json.loads(subprocess.run([a.meddiff, "demo", "--print-config"], capture_output=True, text=True, check=True).stdout)
+        E, d, h, w = info["latent_shape"]
+        torch.manual_seed(0)
+        net, cond = monai_unet(cfg, E)
+        net.eval()
+        x = torch.randn(1, E + cond, d, h, w)
+        t = torch.full((1,), 150, dtype=torch.long)
+        cls = torch.zeros(1, dtype=torch.long)
+        monai_params = sum(p.numel() for p in net.parameters())
+        rounds = []
+        for _ in range(a.rounds):
+            m, _ = time_meddiff(a.meddiff, config, a.repeat)
+            o = time_monai(net, x, t, cls, a.repeat)
+            rounds.append({"meddiff_s": m, "monai_s": o, "ratio": o / m})
+        ratio = statistics.median(r["ratio"] for r in rounds)
+        name = os.path.basename(config) or "demo-mr (built-in)"
+        print(f"{name}: latent {E}x{d}x{h}x{w}; U-Net parameters meddiff {info['unet_parameters'] / 1e6:.2f} M, "
+              f"MONAI {monai_params / 1e6:.2f} M")
+        for i, r in enumerate(rounds):
+            print(f"  round {i + 1}: meddiff {r['meddiff_s'] * 1e3:.1f} ms, MONAI {r['monai_s'] * 1e3:.1f} ms, ratio {r['ratio']:.2f}")
+        print(f"  U-Net forward, batch 1: MONAI / meddiff = {ratio:.2f} (median of {a.rounds} rounds)")
+        results.append({"config": name, "latent_shape": info["latent_shape"], "meddiff_parameters": info["unet_parameters"],
+                        "monai_parameters": monai_params, "rounds": rounds, "ratio": ratio})
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"torch": torch.__version__, "monai": monai.__version__, "threads": torch.get_num_threads(),
+                       "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
