@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""meddiff's 3-D U-Net forward against MONAI's DiffusionModelUNet, same torch, same machine, same run.
+"""meddiff's 3-D U-Net forward against MONAI's DiffusionModelUNet, and its VQ-GAN decoder against the
+reference implementation's decoder blocks written in plain PyTorch; same torch, same machine, same run.
 
 For each config, MONAI's network is built with the config's U-Net settings (channels per level,
 residual blocks, attention levels and heads, class embedding, group norm, input channels including
@@ -7,8 +8,15 @@ the label condition) and timed at batch 1 under torch.no_grad, alternating with 
 --parts unet --json` for the same config, ROUNDS times; the ratio MONAI / meddiff of the medians of
 each round is printed, with the median over rounds.
 
+The reference decode (Medical Diffusion's decode with quantisation: the nearest code of every latent
+vector from the full distance matrix, then the decoder as REFERENCE.md describes it: a 1^3
+post-quantisation convolution, per stage a ConvTranspose3d kernel 4 stride 2 and n_res_blocks + 1
+residual blocks of GroupNorm, SiLU and replicate-padded 3^3 convolutions, then GroupNorm, SiLU and a 3^3
+convolution) is built here with the config's vqgan settings and timed likewise against
+`meddiff bench --parts vqgan`'s decode.
+
 MONAI is installed from PyPI into a throwaway folder (pip --target, no dependencies: it needs only the
-torch and numpy of the project's environment). When it cannot be had, the script says so and exits 0.
+torch and numpy of the project's environment, and einops). When it cannot be had, the script says so and exits 0.
 
 Usage: scripts/bench-vs-monai.py [--meddiff BIN] [--config C ...] [--rounds 3] [--repeat 5] [--json OUT]
 Run it with the project's Python (.venv/bin/python) so both sides use the same torch."""
@@ -23,7 +31,7 @@ def monai_available(target):
         return True
     except ImportError:
         pass
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, "monai"]
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, "monai", "einops"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         print(f"bench-vs-monai: skipped, MONAI could not be installed ({r.stderr.strip().splitlines()[-1:]})")
@@ -56,6 +64,65 @@ def monai_unet(cfg, latent_channels):
     return net, cond
 
 
+def reference_decoder(cfg):
+    import math
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    def gn(c):
+        g = min(32, max(1, c // 4))
+        while c % g:
+            g -= 1
+        return nn.GroupNorm(g, c)
+
+    class SamePad(nn.Module):
+        def __init__(self, i, o):
+            super().__init__()
+            self.conv = nn.Conv3d(i, o, 3)
+
+        def forward(self, x):
+            return self.conv(F.pad(x, (1, 1, 1, 1, 1, 1), mode="replicate"))
+
+    class Res(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.n1, self.c1, self.n2, self.c2 = gn(c), SamePad(c, c), gn(c), SamePad(c, c)
+
+        def forward(self, x):
+            h = self.c1(F.silu(self.n1(x)))
+            return x + self.c2(F.silu(self.n2(h)))
+
+    v = cfg["vqgan"]
+    logs = [int(round(math.log2(d))) for d in v["downsample"]]
+    n = max(logs)
+    layers = []
+    ch = v["n_hiddens"] << n
+    layers.append(nn.Conv3d(v["embedding_dim"], ch, 1))
+    for i in range(n - 1, -1, -1):
+        s = [2 if i < l else 1 for l in logs]
+        out = v["n_hiddens"] << i
+        layers.append(nn.ConvTranspose3d(ch, out, [4 if k == 2 else 3 for k in s], stride=s, padding=1))
+        layers += [Res(out) for _ in range(v.get("n_res_blocks", 1) + 1)]
+        ch = out
+    layers += [gn(ch), nn.SiLU(), SamePad(ch, 1)]
+    blocks = nn.Sequential(*layers)
+
+    class Decode(nn.Module):  # decode(z, quantize=True): nearest codes (full distance matrix), then the blocks
+        def __init__(self):
+            super().__init__()
+            self.codebook = nn.Parameter(torch.randn(v["n_codes"], v["embedding_dim"]))
+            self.blocks = blocks
+
+        def forward(self, z):
+            flat = z.movedim(1, -1).reshape(-1, z.shape[1])
+            d = (flat ** 2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + (self.codebook ** 2).sum(1)
+            q = self.codebook[d.argmin(1)].view(*z.movedim(1, -1).shape).movedim(-1, 1)
+            return self.blocks(q)
+
+    return Decode()
+
+
 def time_monai(net, x, t, cls, repeat):
     import torch
     with torch.no_grad():
@@ -68,13 +135,30 @@ def time_monai(net, x, t, cls, repeat):
     return statistics.median(ts)
 
 
-def time_meddiff(binary, config, repeat):
-    cmd = [binary, "bench", "--parts", "unet", "--sizes", "", "--repeat", str(repeat), "--json", "--device", "cpu"]
+def time_plain(net, x, repeat):
+    import torch
+    with torch.no_grad():
+        net(x)
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            net(x)
+            ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def time_meddiff(binary, config, repeat, part="unet"):
+    cmd = [binary, "bench", "--parts", part, "--sizes", "", "--repeat", str(repeat), "--json", "--device", "cpu"]
     if config:
         cmd += ["--config", config]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     c = json.loads(out)["configs"][0]
-    return c["unet_forward"]["median_s"], c
+    return c["vqgan_decode" if part == "vqgan" else "unet_forward"]["median_s"], c
+
+
+def time_meddiff_blocks(binary, config, repeat):
+    _, c = time_meddiff(binary, config, repeat, "vqgan")
+    return c["vqgan_decoder_blocks"]["median_s"]
 
 
 def main():
@@ -119,8 +203,26 @@ def main():
         for i, r in enumerate(rounds):
             print(f"  round {i + 1}: meddiff {r['meddiff_s'] * 1e3:.1f} ms, MONAI {r['monai_s'] * 1e3:.1f} ms, ratio {r['ratio']:.2f}")
         print(f"  U-Net forward, batch 1: MONAI / meddiff = {ratio:.2f} (median of {a.rounds} rounds)")
+        # the VQ-GAN decoder against the reference blocks
+        dec = reference_decoder(cfg).eval()
+        z = torch.randn(1, cfg["vqgan"]["embedding_dim"], d, h, w)
+        dec_rounds = []
+        for _ in range(a.rounds):
+            m, _ = time_meddiff(a.meddiff, config, a.repeat, "vqgan")
+            o = time_plain(dec, z, a.repeat)
+            dec_rounds.append({"meddiff_s": m, "reference_s": o, "ratio": o / m})
+        dec_ratio = statistics.median(r["ratio"] for r in dec_rounds)
+        mb = time_meddiff_blocks(a.meddiff, config, a.repeat)
+        rb = time_plain(dec.blocks, torch.randn(1, cfg["vqgan"]["embedding_dim"], d, h, w), a.repeat)
+        print(f"  decoder blocks alone (no code search): meddiff {mb * 1e3:.1f} ms, reference {rb * 1e3:.1f} ms, ratio {rb / mb:.2f}")
+        for i, r in enumerate(dec_rounds):
+            print(f"  decode round {i + 1}: meddiff {r['meddiff_s'] * 1e3:.1f} ms, reference blocks {r['reference_s'] * 1e3:.1f} ms, "
+                  f"ratio {r['ratio']:.2f}")
+        print(f"  VQ-GAN decode of one volume: reference / meddiff = {dec_ratio:.2f} (median of {a.rounds} rounds)")
         results.append({"config": name, "latent_shape": info["latent_shape"], "meddiff_parameters": info["unet_parameters"],
-                        "monai_parameters": monai_params, "rounds": rounds, "ratio": ratio})
+                        "monai_parameters": monai_params, "rounds": rounds, "ratio": ratio,
+                        "decode_rounds": dec_rounds, "decode_ratio": dec_ratio,
+                        "decoder_blocks": {"meddiff_s": mb, "reference_s": rb, "ratio": rb / mb}})
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"torch": torch.__version__, "monai": monai.__version__, "threads": torch.get_num_threads(),

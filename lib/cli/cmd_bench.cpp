@@ -111,6 +111,14 @@ nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const
   dec = measure([&] { torch::NoGradGuard ng; decode_latent(vq, z, run); }, b.device, b.repeats, true);
   j["vqgan_encode"] = to_json(enc);
   j["vqgan_decode"] = to_json(dec);
+  // the decoder's blocks alone, from latents already on codebook entries (decode = code search + these)
+  torch::Tensor q;
+  {
+    torch::NoGradGuard ng;
+    q = vq->quantizer->lookup(vq->quantizer->quantize_codes(z));
+  }
+  auto blocks = measure([&] { torch::NoGradGuard ng; vq->decoder->forward(q); }, b.device, b.repeats, true);
+  j["vqgan_decoder_blocks"] = to_json(blocks);
   }
 
   // Seconds per volume: evaluations x (2 with guidance) x the forward's median, plus one decode.
@@ -166,6 +174,7 @@ std::string table_text(const nlohmann::json& all) {
     if (c.contains("vqgan_encode")) {
       s += row("VQ-GAN encode", c["vqgan_encode"]);
       s += row("VQ-GAN decode", c["vqgan_decode"]);
+      s += row("  of which decoder", c["vqgan_decoder_blocks"]);
     }
     if (!c["samplers"].empty()) s += "  sampler  steps  evaluations  s/volume\n";
     for (const auto& t : c["samplers"])
