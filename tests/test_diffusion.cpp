@@ -76,9 +76,9 @@ TEST_CASE("one DDIM step (eta 0 and 0.5) equals diffusers' DDIMScheduler.step") 
 namespace {
 // Gaussian data x0 ~ N(0, s^2): the exact denoiser is E[x0 | x_t] = sqrt(ab) s^2 / (ab s^2 + 1 - ab) x_t and
 // the probability-flow ODE maps x_T to x_T * m(ab_end) / m(ab_T), m(ab) = sqrt(ab s^2 + 1 - ab).
-double solve(const std::string& sampler, int64_t steps, double s2) {
+double solve(const std::string& sampler, int64_t steps, double s2, const std::string& grid = "uniform") {
   auto sched = make_schedule("linear", 1000);
-  auto ts = sampling_timesteps(1000, steps);
+  auto ts = grid_timesteps(sched, steps, grid);
   torch::Tensor x = torch::tensor({1.0}, torch::kDouble);
   std::optional<torch::Tensor> x0_prev;
   double ab_prev = 0;
@@ -177,6 +177,36 @@ TEST_CASE("rectified flow: Euler converges with order 1 and Heun with order 2 to
   meddiff::test::check_error([&] { bad.validate(0); }, {"euler or heun"});
   bad.sampler = "heun";
   meddiff::test::check_error([&] { bad.validate(300); }, {"ddpm, ddim or dpmpp2m", "rectified flow"});
+}
+
+TEST_CASE("timestep grids: log-SNR and Karras grids span T-1..0, are uniform in their coordinate, and help DPM-Solver++ at few steps") {
+  auto sched = make_schedule("cosine", 300);
+  CHECK(grid_timesteps(sched, 4, "uniform") == sampling_timesteps(300, 4));
+  for (const char* g : {"logsnr", "karras"}) {
+    auto ts = grid_timesteps(sched, 12, g);
+    INFO(g);
+    CHECK(ts.front() == 299);
+    CHECK(ts.back() == 0);
+    for (size_t i = 1; i < ts.size(); ++i) CHECK(ts[i] < ts[i - 1]);
+  }
+  // log-SNR steps between consecutive visited timesteps are about equal (where the grid is not cut by
+  // the integer timesteps): compare the middle steps
+  auto ts = grid_timesteps(make_schedule("linear", 1000), 10, "logsnr");
+  auto lin = make_schedule("linear", 1000);
+  auto lam_lin = [&](int64_t t) { double ab = lin.alpha_bar(t); return std::log(ab / (1 - ab)); };
+  REQUIRE(ts.size() == 10);
+  double h0 = lam_lin(ts[4]) - lam_lin(ts[3]), h1 = lam_lin(ts[6]) - lam_lin(ts[5]);
+  CHECK(h0 == doctest::Approx(h1).epsilon(0.02));
+  const double s2 = 0.25;
+  for (int n : {10, 20})
+    MESSAGE(n << " steps: DPM-Solver++(2M) error uniform " << solve("dpmpp2m", n, s2) << ", logsnr " << solve("dpmpp2m", n, s2, "logsnr")
+              << ", karras " << solve("dpmpp2m", n, s2, "karras") << "; DDIM uniform " << solve("ddim", n, s2) << ", logsnr "
+              << solve("ddim", n, s2, "logsnr"));
+  CHECK(solve("dpmpp2m", 10, s2, "logsnr") < 0.2 * solve("dpmpp2m", 10, s2));
+  CHECK(solve("dpmpp2m", 10, s2, "logsnr") < solve("ddim", 10, s2));  // on time-uniform steps it trails DDIM
+  SamplerParams p;
+  p.grid = "cosine";
+  meddiff::test::check_error([&] { p.validate(300); }, {"grid", "logsnr"});
 }
 
 TEST_CASE("sampling timesteps and thresholding") {

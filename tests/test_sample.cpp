@@ -127,6 +127,12 @@ TEST_CASE("sampling: a rectified-flow model trains and samples with euler and he
   CHECK_FALSE(fs::exists(dir / "bad"));
   // and a diffusion model refuses the flow samplers
   test::check_error([&] { sample(dir / "bad2", {"--sampler", "euler"}); }, {"ddpm, ddim or dpmpp2m"});
+  // timestep grids: for the diffusion samplers, recorded in the job; refused for rectified flow
+  REQUIRE(sample(dir / "grid", {"-n", "1", "--sampler", "dpmpp2m", "--grid", "logsnr"}) == 0);
+  CHECK(nlohmann::json::parse(read_text(dir / "grid/synth_000000.json"))["grid"] == "logsnr");
+  test::check_error([&] { sample(dir / "bad3", {"--grid", "cosine"}); }, {"grid", "logsnr"});
+  test::check_error([&] { rf("bad4", {"--grid", "logsnr"}); }, {"rectified flow"});
+  CHECK_FALSE(fs::exists(dir / "bad3"));
   // a config that pairs rflow with a diffusion sampler is refused before any work
   auto bad = test::tiny_model_args(trained() / "data/manifest.json");
   bad.insert(bad.end(), {"--set", "ldm.objective=\"rflow\"", "--vqgan", (trained() / "vqgan/last.pt").string(), "--out",

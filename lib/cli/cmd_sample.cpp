@@ -90,6 +90,7 @@ int run_sample(const Args_t& args) {
       ("steps", "Sampler steps (default from the config)", cxxopts::value<int64_t>())
       ("eta", "DDIM eta (default from the config)", cxxopts::value<double>())
       ("dynamic-threshold", "Dynamic thresholding percentile, e.g. 0.995 (0 = off)", cxxopts::value<double>())
+      ("grid", "Timesteps of ddpm/ddim/dpmpp2m: uniform (in t), logsnr or karras (default from the config)", cxxopts::value<std::string>())
       ("seed", "Seed: volume i depends only on (seed, i)", cxxopts::value<uint64_t>()->default_value("0"))
       ("batch", "Volumes per batch (default from the config)", cxxopts::value<int64_t>())
       ("shard", "Do shard K of N: volumes i with i mod N = K-1", cxxopts::value<std::string>()->default_value("1/1"))
@@ -177,6 +178,7 @@ int run_sample(const Args_t& args) {
   sp.guidance = r.count("guidance") ? r["guidance"].as<double>() : defaults.guidance;
   sp.clip_x0 = defaults.clip_x0;
   sp.dynamic_threshold = r.count("dynamic-threshold") ? r["dynamic-threshold"].as<double>() : defaults.dynamic_threshold;
+  sp.grid = r.count("grid") ? r["grid"].as<std::string>() : (ldm.rflow ? "uniform" : defaults.grid);
   try {
     sp.validate(ldm.sampler_T());
   } catch (const Error& e) {
@@ -248,6 +250,7 @@ int run_sample(const Args_t& args) {
       {"clip_x0", sp.clip_x0},   {"dynamic_threshold", sp.dynamic_threshold},
       {"precision", "fp32"},     {"layout", layout.kind},
       {"formats", formats_json}, {"name", layout.kind == "nnunet" ? layout.name : ""}};
+  if (sp.grid != "uniform") settings["grid"] = sp.grid;  // absent for uniform: folders sampled before the key keep matching
   if (paired) {
     settings["labels"] = label_source->settings();
     if (!fixed_class) settings["class_rule"] = fmt::format("the label map's class, else index mod {}", std::max<int64_t>(1, ldm.num_classes));
@@ -258,7 +261,7 @@ int run_sample(const Args_t& args) {
   auto class_of = [&](int64_t i) { return fixed_class ? *fixed_class : (ldm.num_classes > 0 ? i % ldm.num_classes : 0); };
   // network evaluations per volume (x2 with guidance): Heun evaluates twice per step
   auto timesteps = ldm.rflow ? sp.steps * (sp.sampler == "heun" ? 2 : 1)
-                             : static_cast<int64_t>(sampling_timesteps(ldm.schedule.T, sp.steps).size());
+                             : static_cast<int64_t>(grid_timesteps(ldm.schedule, sp.steps, sp.grid).size());
 
   std::vector<int64_t> mine;
   for (int64_t i = shard.k - 1; i < n; i += shard.n) mine.push_back(i);

@@ -18,6 +18,8 @@ void SamplerParams::validate(int64_t T) const {
     if (steps < 1 || steps > T) fail("steps must be within 1..{} (the model's timesteps), got {}", T, steps);
   }
   if (!(eta >= 0)) fail("eta must not be negative (got {})", eta);
+  if (grid != "uniform" && grid != "logsnr" && grid != "karras") fail("grid must be uniform, logsnr or karras (got '{}')", grid);
+  if (T == 0 && grid != "uniform") fail("grid {}: rectified flow uses its own time grid (ldm.rflow_shift); use uniform", grid);
   if (!(guidance >= 0)) fail("guidance must not be negative (got {})", guidance);
   if (!(dynamic_threshold == 0 || (dynamic_threshold > 0.5 && dynamic_threshold < 1)))
     fail("dynamic threshold percentile must be 0 (off) or within (0.5, 1), got {}", dynamic_threshold);
@@ -29,6 +31,30 @@ std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps) {
     double f = steps == 1 ? 0.0 : static_cast<double>(i) / static_cast<double>(steps - 1);
     auto t = static_cast<int64_t>(std::llround((1.0 - f) * static_cast<double>(T - 1)));
     if (ts.empty() || t < ts.back()) ts.push_back(t);
+  }
+  return ts;
+}
+
+std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps, const std::string& grid) {
+  const int64_t T = schedule.T;
+  if (grid == "uniform") return sampling_timesteps(T, steps);
+  if (grid != "logsnr" && grid != "karras") fail("grid must be uniform, logsnr or karras (got '{}')", grid);
+  // the grid's coordinate of each timestep: decreasing in t for logsnr, increasing for karras
+  auto coord = [&](int64_t t) {
+    const double ab = schedule.alpha_bar(t);
+    return grid == "logsnr" ? std::log(ab / (1 - ab)) : std::pow(std::sqrt((1 - ab) / ab), 1.0 / 7.0);
+  };
+  std::vector<double> c(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) c[static_cast<size_t>(t)] = coord(t);
+  const double first = c.back(), last = c.front();  // at t = T-1 and t = 0
+  std::vector<int64_t> ts;
+  for (int64_t i = 0; i < steps; ++i) {
+    const double f = steps == 1 ? 0.0 : static_cast<double>(i) / static_cast<double>(steps - 1);
+    const double target = first + f * (last - first);
+    int64_t best = 0;
+    for (int64_t t = 1; t < T; ++t)
+      if (std::abs(c[static_cast<size_t>(t)] - target) < std::abs(c[static_cast<size_t>(best)] - target)) best = t;
+    if (ts.empty() || best < ts.back()) ts.push_back(best);
   }
   return ts;
 }
@@ -111,7 +137,7 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
                      const std::function<torch::Tensor(int64_t)>& noise, const std::function<void(int64_t, int64_t)>& on_step) {
   p.validate(schedule.T);
   torch::NoGradGuard ng;
-  auto ts = sampling_timesteps(schedule.T, p.steps);
+  auto ts = grid_timesteps(schedule, p.steps, p.grid);
   const int64_t B = x.size(0);
   std::optional<torch::Tensor> x0_prev;
   double ab_prev = 0;

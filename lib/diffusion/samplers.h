@@ -18,6 +18,7 @@ struct SamplerParams {
   bool clip_x0 = true;            // clamp predicted x0 to [-x0_bound, x0_bound]
   double x0_bound = 1.0;          // the data range (the LDM stores its training latents' range)
   double dynamic_threshold = 0;   // percentile (e.g. 0.995) of |x0| per sample; 0 = off
+  std::string grid = "uniform";   // diffusion samplers' timesteps: uniform (in t), logsnr or karras
   void validate(int64_t T) const;  // T: the diffusion model's timesteps; 0 for rectified flow
 };
 
@@ -27,6 +28,12 @@ using ModelFn = std::function<torch::Tensor(const torch::Tensor& x, const torch:
 
 // Timesteps visited by a sampler with `steps` evaluations: evenly spaced from T-1 down to 0.
 std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps);
+// The same on another grid, from T-1 down to 0, each target mapped to the timestep of the nearest
+// value and repeats dropped (so a grid may visit fewer than `steps` timesteps):
+//   uniform: as above; logsnr: uniform in log-SNR = log(alpha_bar / (1 - alpha_bar)) (Lu et al. 2022,
+//   DPM-Solver, sec. 3.3); karras: sigma = sqrt((1 - alpha_bar) / alpha_bar) uniform in sigma^(1/7)
+//   (Karras et al. 2022, eq. 5, rho = 7).
+std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps, const std::string& grid);
 
 // x0 after static clipping to [-bound, bound] / dynamic thresholding (s = max(bound, percentile of |x0|),
 // x0 -> clamp(x0, -s, s) * bound / s). Ref: Saharia et al. 2022 (Imagen), sec. 2.3.

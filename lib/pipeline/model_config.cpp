@@ -28,6 +28,7 @@ void SampleDefaults::validate(const std::string& w) const {
   if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m" && sampler != "euler" && sampler != "heun")
     fail("config: '{}.sampler' must be ddpm, ddim, dpmpp2m, euler or heun (got '{}')", w, sampler);
   if (steps < 1) fail("config: '{}.steps' must be positive", w);
+  if (grid != "uniform" && grid != "logsnr" && grid != "karras") fail("config: '{}.grid' must be uniform, logsnr or karras (got '{}')", w, grid);
   if (!(eta >= 0)) fail("config: '{}.eta' must not be negative", w);
   if (!(guidance >= 0)) fail("config: '{}.guidance' must not be negative", w);
   if (!(dynamic_threshold == 0 || (dynamic_threshold > 0.5 && dynamic_threshold < 1)))

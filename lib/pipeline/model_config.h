@@ -50,6 +50,7 @@ struct SampleDefaults {
   double guidance = 1.5;
   bool clip_x0 = true;
   double dynamic_threshold = 0.0;
+  std::string grid = "uniform";
   int64_t batch = 4;
   double max_memory_gib = 0;             // autoencoder memory budget of sample/reconstruct; 0 = automatic
 
@@ -61,6 +62,7 @@ struct SampleDefaults {
     v("guidance", guidance, "classifier-free guidance weight (1 = none)");
     v("clip_x0", clip_x0, "clamp predicted latents to the range of the training latents");
     v("dynamic_threshold", dynamic_threshold, "dynamic thresholding percentile (0 = off)");
+    v("grid", grid, "timesteps of the diffusion samplers: uniform (in t), logsnr or karras");
     v("batch", batch, "volumes per batch");
     v("max_memory_gib", max_memory_gib, "memory budget (GiB) for decoding/encoding in sample and reconstruct; 0 = automatic (see --max-memory)");
   }
