@@ -205,6 +205,13 @@ TEST_CASE("timestep grids: log-SNR and Karras grids span T-1..0, are uniform in 
   CHECK(solve("dpmpp2m", 10, s2, "logsnr") < 0.2 * solve("dpmpp2m", 10, s2));
   CHECK(solve("dpmpp2m", 10, s2, "logsnr") < solve("ddim", 10, s2));  // on time-uniform steps it trails DDIM
   SamplerParams p;
+  p.sampler = "dpmpp2m";
+  p.steps = 12;
+  p.grid = "logsnr";
+  CHECK(network_evaluations(p, sched) == static_cast<int64_t>(grid_timesteps(sched, 12, "logsnr").size()));
+  p.sampler = "heun";
+  CHECK(network_evaluations(p, sched) == 24);
+  p.sampler = "dpmpp2m";
   p.grid = "cosine";
   meddiff::test::check_error([&] { p.validate(300); }, {"grid", "logsnr"});
 }

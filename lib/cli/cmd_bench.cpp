@@ -38,14 +38,6 @@ int64_t parameter_count(torch::nn::Module& m) {
   return n;
 }
 
-// Network evaluations of a sampler with `steps` steps (x2 with guidance: the two branches run as two
-// batch-1 forwards, as `meddiff sample` runs them).
-int64_t evaluations(const std::string& sampler, int64_t steps, int64_t T) {
-  if (sampler == "heun") return 2 * steps;
-  if (sampler == "euler") return steps;
-  return static_cast<int64_t>(sampling_timesteps(T, steps).size());
-}
-
 struct Bench {
   torch::Device device;
   int64_t repeats;
@@ -126,13 +118,19 @@ nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const
   std::vector<std::string> samplers = flow ? std::vector<std::string>{"euler", "heun"} : std::vector<std::string>{"ddpm", "ddim", "dpmpp2m"};
   std::vector<int64_t> steps_list{10, 25, 50};
   if (!flow) steps_list.push_back(cfg.ldm.timesteps);
+  // x2 with guidance: the two branches run as two batch-1 forwards, as `meddiff sample` runs them
+  const auto schedule = make_schedule(cfg.ldm.schedule, cfg.ldm.timesteps, cfg.ldm.cosine_s);
   nlohmann::json table = nlohmann::json::array();
   for (const auto& s : samplers)
     for (int64_t steps : steps_list) {
       if (!b.has("samplers")) break;
       if (!flow && steps > cfg.ldm.timesteps) continue;
       if (s == "ddpm" && steps != cfg.ldm.timesteps && steps != 50) continue;
-      const int64_t ev = evaluations(s, steps, cfg.ldm.timesteps) * (guided ? 2 : 1);
+      SamplerParams sp;
+      sp.sampler = s;
+      sp.steps = steps;
+      sp.grid = flow ? "uniform" : cfg.sample.grid;
+      const int64_t ev = network_evaluations(sp, schedule) * (guided ? 2 : 1);
       table.push_back({{"sampler", s}, {"steps", steps}, {"network_evaluations", ev},
                        {"seconds_per_volume", static_cast<double>(ev) * fwd.median_s + dec.median_s}});
     }

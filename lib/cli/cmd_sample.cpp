@@ -259,9 +259,7 @@ int run_sample(const Args_t& args) {
   nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", ldm.config},
                          {"label_names", ldm.label_names}};
   auto class_of = [&](int64_t i) { return fixed_class ? *fixed_class : (ldm.num_classes > 0 ? i % ldm.num_classes : 0); };
-  // network evaluations per volume (x2 with guidance): Heun evaluates twice per step
-  auto timesteps = ldm.rflow ? sp.steps * (sp.sampler == "heun" ? 2 : 1)
-                             : static_cast<int64_t>(grid_timesteps(ldm.schedule, sp.steps, sp.grid).size());
+  const int64_t timesteps = network_evaluations(sp, ldm.schedule);  // per volume (x2 with guidance)
 
   std::vector<int64_t> mine;
   for (int64_t i = shard.k - 1; i < n; i += shard.n) mine.push_back(i);

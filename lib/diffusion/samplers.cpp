@@ -59,6 +59,12 @@ std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps
   return ts;
 }
 
+int64_t network_evaluations(const SamplerParams& p, const NoiseSchedule& schedule) {
+  if (p.sampler == "heun") return 2 * p.steps;
+  if (p.sampler == "euler") return p.steps;
+  return static_cast<int64_t>(grid_timesteps(schedule, p.steps, p.grid).size());
+}
+
 torch::Tensor threshold_x0(const torch::Tensor& x0, bool clip, double p, double bound) {
   if (p > 0) {
     auto flat = x0.abs().reshape({x0.size(0), -1});

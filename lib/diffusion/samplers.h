@@ -61,6 +61,10 @@ torch::Tensor guided_output(const ModelFn& model, const torch::Tensor& x, const 
 torch::Tensor sample_rflow(double shift, const ModelFn& model, torch::Tensor x, const torch::Tensor& classes, int64_t null_class,
                            const SamplerParams& params, const std::function<void(int64_t, int64_t)>& on_step = nullptr);
 
+// Network evaluations of one volume with these settings, guidance aside (x2 with guidance): the
+// visited timesteps of the diffusion samplers on their grid, one per step for euler, two for heun.
+int64_t network_evaluations(const SamplerParams& params, const NoiseSchedule& schedule);
+
 // Runs the sampler from x_T. `noise(i)` gives the fresh noise of step i (DDPM, DDIM with eta > 0);
 // `classes` are the class ids (or empty for an unconditional model); `null_class` the id of the
 // unconditional branch. `on_step(i, n)` reports progress.

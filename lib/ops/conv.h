@@ -10,7 +10,5 @@
 namespace meddiff::ops {
 
 torch::Tensor conv3d(const torch::nn::Conv3d& conv, const torch::Tensor& x);
-// Whether conv3d takes the direct oneDNN path for this input.
-bool conv3d_uses_onednn(const torch::Tensor& x);
 
 }  // namespace meddiff::ops

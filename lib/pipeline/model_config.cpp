@@ -1,6 +1,6 @@
 #include "pipeline/model_config.h"
 
-#include <cmath>
+#include "diffusion/rectified_flow.h"
 
 namespace meddiff {
 
@@ -21,7 +21,7 @@ void LDMParams::validate(const std::string& w) const {
 }
 
 double resolved_rflow_shift(const LDMParams& p, const std::array<int64_t, 4>& s) {
-  return p.rflow_shift > 0 ? p.rflow_shift : std::cbrt(static_cast<double>(s[1] * s[2] * s[3]) / 32768.0);
+  return p.rflow_shift > 0 ? p.rflow_shift : rflow_resolution_shift(s[1] * s[2] * s[3]);
 }
 
 void SampleDefaults::validate(const std::string& w) const {
