@@ -8,12 +8,8 @@ if(NOT MEDDIFF_CUDA STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER AND _torch_has_cuda)
-    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
-      # A100 (80), A10/A40/RTX 30xx (86), L4/L40/RTX 40xx (89), H100/H200 (90) as machine code, plus
-      # compute_90 PTX that newer GPUs compile at load time. On any other GPU the kernels are skipped
-      # at run time (one warning) and LibTorch's operations run instead.
-      set(CMAKE_CUDA_ARCHITECTURES "80-real;86-real;89-real;90")
-    endif()
+    # MEDDIFF_CUDA_ARCHITECTURES: see MeddiffTorch.cmake.
+    set(CMAKE_CUDA_ARCHITECTURES "${MEDDIFF_CUDA_ARCHITECTURES}")
     enable_language(CUDA)
     set(CMAKE_CUDA_STANDARD 17)
     set(MEDDIFF_HAVE_CUDA ON)

@@ -14,9 +14,24 @@ endif()
 if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
   set(CUDAToolkit_ROOT /usr/local/cuda CACHE PATH "")
 endif()
-# The architectures meddiff's kernels target (see MeddiffCuda.cmake), not every one LibTorch was built for.
+# The GPU architectures meddiff's kernels are compiled for. Default: A100 (sm_80; its machine code
+# also runs on A10/A40/L4/L40/RTX 30xx and 40xx, compute capability 8.x) and H100/H200 (sm_90), plus
+# compute_90 PTX that newer GPUs compile at load time. LibTorch's CMake adds -gencode flags of its
+# own from TORCH_CUDA_ARCH_LIST: it is set to the same list ("80-real" -> 8.0, "90" -> 9.0+PTX).
+set(MEDDIFF_CUDA_ARCHITECTURES "80-real;90" CACHE STRING "CUDA architectures of the kernels (CMAKE_CUDA_ARCHITECTURES syntax)")
 if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST} AND NOT TORCH_CUDA_ARCH_LIST)
-  set(TORCH_CUDA_ARCH_LIST "8.0;8.6;8.9;9.0+PTX")
+  set(TORCH_CUDA_ARCH_LIST "")
+  foreach(_arch ${MEDDIFF_CUDA_ARCHITECTURES})
+    string(REGEX MATCH "^([0-9]+)([0-9])(-real|-virtual)?$" _m "${_arch}")
+    if(NOT _m)
+      message(FATAL_ERROR "MEDDIFF_CUDA_ARCHITECTURES: cannot read '${_arch}' (expected e.g. 80-real or 90)")
+    endif()
+    set(_v "${CMAKE_MATCH_1}.${CMAKE_MATCH_2}")
+    if(NOT CMAKE_MATCH_3)
+      set(_v "${_v}+PTX")
+    endif()
+    list(APPEND TORCH_CUDA_ARCH_LIST "${_v}")
+  endforeach()
 endif()
 find_package(Torch REQUIRED)
 message(STATUS "meddiff: LibTorch ${Torch_VERSION} from ${Torch_DIR}")

@@ -21,7 +21,7 @@ log "GPU: $(cat "$out/gpu.txt"); PyTorch $($py -c 'import torch;print(torch.__ve
 build=$root/build-gpu
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDDIFF_WITH_ITK=OFF -DMEDDIFF_CUDA=ON \
   -DMEDDIFF_USE_CCACHE=OFF -DMEDDIFF_FMT_HEADER_ONLY=ON -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" \
-  -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" > "$out/configure.log" 2>&1 || { log "configure failed (configure.log)"; tail -20 "$out/configure.log"; exit 1; }
+  -DMEDDIFF_CUDA_ARCHITECTURES="${arch:-90}" > "$out/configure.log" 2>&1 || { log "configure failed (configure.log)"; tail -20 "$out/configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target test_ops_gpu test_gpu meddiff-gpu-check > "$out/build.log" 2>&1 \
   || { log "build failed (build.log)"; grep -m 20 -E "error" "$out/build.log"; exit 1; }
 log "built in $(( $(date +%s) - t0 )) s"

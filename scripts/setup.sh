@@ -47,4 +47,12 @@ else
   touch "$MEDDIFF_VENV/.meddiff-complete"
 fi
 ln -sfn "$MEDDIFF_VENV" "$root/.venv"
+# cuobjdump (not in Debian's CUDA toolkit packages): a test checks the architectures the kernels
+# were compiled for. Only where nvcc is installed.
+if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  if ! compgen -G "$MEDDIFF_VENV/lib/python3*/site-packages/nvidia/cu13/bin/cuobjdump" >/dev/null; then
+    echo "setup: installing cuobjdump (nvidia-cuda-cuobjdump) into $MEDDIFF_VENV"
+    "$MEDDIFF_VENV/bin/python" -m pip install -q --no-deps "nvidia-cuda-cuobjdump==13.2.78"
+  fi
+fi
 echo "setup: done (LibTorch CMake prefix: $("$MEDDIFF_VENV/bin/python" -c 'import torch;print(torch.utils.cmake_prefix_path)'))"

@@ -29,19 +29,4 @@ std::vector<double> rflow_time_grid(int64_t steps, double shift) {
   return g;
 }
 
-torch::Tensor rflow_integrate(const VelocityFn& v, torch::Tensor x, const std::vector<double>& grid, const std::string& method,
-                              const std::function<void(int64_t, int64_t)>& on_step) {
-  if (method != "euler" && method != "heun") fail("rectified flow: sampler must be euler or heun (got '{}')", method);
-  const int64_t n = static_cast<int64_t>(grid.size()) - 1;
-  for (int64_t i = 0; i < n; ++i) {
-    const double t = grid[static_cast<size_t>(i)], s = grid[static_cast<size_t>(i + 1)], h = s - t;
-    auto vt = v(x, t);
-    auto pred = x + h * vt;
-    if (method == "heun") x = x + (0.5 * h) * (vt + v(pred, s));
-    else x = pred;
-    if (on_step) on_step(i + 1, n);
-  }
-  return x;
-}
-
 }  // namespace meddiff

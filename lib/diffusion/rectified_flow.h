@@ -10,7 +10,6 @@
 //     second order; Karras et al. 2022, algorithm 1).
 #include <torch/torch.h>
 
-#include <functional>
 #include <vector>
 
 namespace meddiff {
@@ -28,11 +27,5 @@ torch::Tensor rflow_velocity_target(const torch::Tensor& x0, const torch::Tensor
 
 // Times visited with `steps` steps: uniform in [0, 1] from 1 to 0, then shifted (steps + 1 values).
 std::vector<double> rflow_time_grid(int64_t steps, double shift);
-
-// The velocity at x for time t (all samples at one time).
-using VelocityFn = std::function<torch::Tensor(const torch::Tensor& x, double t)>;
-// Integrates from x at t = grid.front() to grid.back(). "euler" or "heun".
-torch::Tensor rflow_integrate(const VelocityFn& v, torch::Tensor x, const std::vector<double>& grid, const std::string& method,
-                              const std::function<void(int64_t, int64_t)>& on_step = nullptr);
 
 }  // namespace meddiff

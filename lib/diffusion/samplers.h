@@ -4,6 +4,7 @@
 #include "diffusion/objective.h"
 #include "diffusion/rectified_flow.h"
 #include "diffusion/schedule.h"
+#include "ops/sampler_update.h"
 
 #include <functional>
 #include <optional>
@@ -38,26 +39,50 @@ std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps
 // x0 after static clipping to [-bound, bound] / dynamic thresholding (s = max(bound, percentile of |x0|),
 // x0 -> clamp(x0, -s, s) * bound / s). Ref: Saharia et al. 2022 (Imagen), sec. 2.3.
 torch::Tensor threshold_x0(const torch::Tensor& x0, bool clip, double dynamic_percentile, double bound = 1.0);
+// The per-sample s of dynamic thresholding, [B].
+torch::Tensor dynamic_bound(const torch::Tensor& x0, double percentile, double bound);
 
-// One step t -> s (s < t, ab_s may be 1 for the last step), given the predicted x0 and eps.
+// Each sampler's step t -> s as coefficients of x_t, x0, eps, the previous prediction and fresh noise
+// (ops::UpdateCoefficients; the sampler update op applies them). ab_s may be 1 for the last step.
 // Ref: Ho et al. 2020, eq. 6-7 (posterior mean and variance beta_tilde), generalised to skipped steps.
+ops::UpdateCoefficients ddpm_coefficients(double ab_t, double ab_s, bool with_noise);
+// Ref: Song et al. 2021 (DDIM), eq. 12 with sigma from eq. 16 scaled by eta.
+ops::UpdateCoefficients ddim_coefficients(double ab_t, double ab_s, double eta, bool with_noise);
+// Ref: Lu et al. 2022 (DPM-Solver++), algorithm 2 (multistep second order, data prediction); the
+// previous step's prediction (alpha_bar ab_prev) enters as `prev`; none on the first step (first order).
+ops::UpdateCoefficients dpmpp2m_coefficients(double ab_t, double ab_s, bool with_prev, double ab_prev);
+
+// The same steps on given x0 and eps, for tests against closed forms.
 torch::Tensor ddpm_step(const torch::Tensor& x_t, const torch::Tensor& x0, double ab_t, double ab_s,
                         const std::optional<torch::Tensor>& noise);
-// Ref: Song et al. 2021 (DDIM), eq. 12 with sigma from eq. 16 scaled by eta.
 torch::Tensor ddim_step(const torch::Tensor& x0, const torch::Tensor& eps, double ab_t, double ab_s, double eta,
                         const std::optional<torch::Tensor>& noise);
-// Ref: Lu et al. 2022 (DPM-Solver++), algorithm 2 (multistep second order, data prediction).
-// x0_prev/ab_prev: the previous step's prediction and alpha_bar (none on the first step: first order).
 torch::Tensor dpmpp2m_step(const torch::Tensor& x_t, const torch::Tensor& x0, double ab_t, double ab_s,
                            const std::optional<torch::Tensor>& x0_prev, double ab_prev);
 
-// The network's output with classifier-free guidance w: uncond + w (cond - uncond) (w = 1 or no classes:
-// the conditional output alone), as float.
-torch::Tensor guided_output(const ModelFn& model, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& classes,
-                            int64_t null_class, double guidance);
+// The network's outputs for one step: the conditional one and, with classifier-free guidance
+// (classes given and w != 1), the unconditional one (null class), from one forward of both.
+struct NetworkOutputs {
+  NetworkOutputs(torch::Tensor c, std::optional<torch::Tensor> u = std::nullopt) : cond(std::move(c)), uncond(std::move(u)) {}
+  torch::Tensor cond;
+  std::optional<torch::Tensor> uncond;
+};
+NetworkOutputs network_outputs(const ModelFn& model, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& classes,
+                               int64_t null_class, double guidance);
+
+// Rectified-flow integration from x at t = grid.front() to grid.back() ("euler" or "heun"), each step
+// one sampler update: guidance w, and the x0 = x_t - t v the velocity implies clipped/thresholded as
+// in the diffusion samplers (`clip` false and percentile 0: the velocity as it is).
+using VelocityFn = std::function<NetworkOutputs(const torch::Tensor& x, double t)>;
+struct FlowUpdate {
+  double guidance = 1.0;
+  bool clip = false;
+  double dynamic_threshold = 0, bound = 1.0;
+};
+torch::Tensor rflow_integrate(const VelocityFn& v, torch::Tensor x, const std::vector<double>& grid, const std::string& method,
+                              const FlowUpdate& update = {}, const std::function<void(int64_t, int64_t)>& on_step = nullptr);
 
 // Rectified-flow sampling (euler or heun) from x at t = 1; the network gets the time as 1000 t (float).
-// Clipping: the x0 = x_t - t v the velocity implies is clipped/thresholded as in the diffusion samplers.
 torch::Tensor sample_rflow(double shift, const ModelFn& model, torch::Tensor x, const torch::Tensor& classes, int64_t null_class,
                            const SamplerParams& params, const std::function<void(int64_t, int64_t)>& on_step = nullptr);
 

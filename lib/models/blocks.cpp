@@ -1,5 +1,6 @@
 #include "models/blocks.h"
 #include "ops/conv.h"
+#include "ops/norm_act.h"
 
 namespace meddiff {
 
@@ -39,8 +40,8 @@ torch::Tensor ResBlock3dImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor ResBlock3dImpl::forward_impl(const torch::Tensor& x) {
-  auto h = conv1(torch::silu(norm1(x)));   // [B, out, D, H, W]
-  h = conv2(torch::silu(norm2(h)));
+  auto h = conv1(ops::norm_act(norm1, x));   // [B, out, D, H, W]
+  h = conv2(ops::norm_act(norm2, h));
   return h + (skip ? ops::conv3d(skip, x) : x);
 }
 

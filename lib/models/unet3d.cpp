@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "ops/attention.h"
+#include "ops/norm_act.h"
 
 #include <algorithm>
 #include <cmath>
@@ -62,11 +63,11 @@ torch::Tensor FiLMResBlockImpl::forward(const torch::Tensor& x, const torch::Ten
 }
 
 torch::Tensor FiLMResBlockImpl::forward_impl(const torch::Tensor& x, const torch::Tensor& emb) {
-  auto h = ops::conv3d(conv1, torch::silu(norm1(x)));                               // [B, out, d, h, w]
-  auto ss = film(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1).unsqueeze(-1);  // [B, 2*out, 1, 1, 1]
+  auto h = ops::conv3d(conv1, ops::norm_act(norm1, x));  // [B, out, d, h, w]
+  auto ss = film(torch::silu(emb));                         // [B, 2*out]
   auto scale = ss.slice(1, 0, h.size(1)), shift = ss.slice(1, h.size(1));
-  h = norm2(h) * (1 + scale) + shift;                                  // FiLM (Perez et al. 2018)
-  h = ops::conv3d(conv2, drop(torch::silu(h)));
+  h = ops::norm_act(norm2, h, scale, shift);                // GN, FiLM (Perez et al. 2018), SiLU
+  h = ops::conv3d(conv2, drop(h));
   return h + (skip ? ops::conv3d(skip, x) : x);
 }
 
@@ -86,33 +87,31 @@ torch::Tensor AttentionBlock3dImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor AttentionBlock3dImpl::forward_impl(const torch::Tensor& x) {
   const int64_t B = x.size(0), C = x.size(1), D = x.size(2), H = x.size(3), W = x.size(4), dh = C / heads;
-  auto qkv5 = ops::conv3d(qkv, norm(x)).view({B, 3, heads, dh, D, H, W});  // [B, 3, heads, dh, D, H, W]
-  torch::Tensor out;
+  auto qkv5 = ops::conv3d(qkv, ops::norm_act(norm, x, {}, {}, false)).view({B, 3, heads, dh, D, H, W});
+  auto q = qkv5.select(1, 0), k = qkv5.select(1, 1), v = qkv5.select(1, 2);  // [B, heads, dh, D, H, W] views
+  auto out = torch::empty({B, heads, dh, D, H, W}, q.options());
+  // The attention op takes the views as they are (its CUDA kernel reads them in place; the LibTorch
+  // path copies them contiguous) and writes into views of `out`.
   if (D * H * W <= max_full_tokens) {
-    auto t = qkv5.flatten(4).permute({1, 0, 2, 4, 3});  // [3, B, heads, N, dh]
-    out = ops::attention(t[0], t[1], t[2]).permute({0, 1, 3, 2}).reshape({B, C, D, H, W});
+    auto tokens = [](const torch::Tensor& z) { return z.flatten(3).transpose(2, 3); };  // [B, heads, N, dh]
+    auto o = tokens(out);
+    ops::attention_into(tokens(q), tokens(k), tokens(v), o);
   } else {
     // Axial attention: every token attends along its row in W, in H and in D; the three results are
     // averaged (Ho et al. 2019, "Axial attention in multidimensional transformers", in parallel form).
-    auto q = qkv5.select(1, 0), k = qkv5.select(1, 1), v = qkv5.select(1, 2);  // [B, heads, dh, D, H, W]
-    auto axial = [&](int64_t axis) {
-      // move `axis` (3, 4 or 5) next to last and dh last, the other two axes into the batch
+    int64_t n = 0;
+    for (int64_t axis : {5, 4, 3}) {
+      // `axis` next to last and dh last, the other two axes as batch dimensions: [B, heads, o1, o2, L, dh]
       std::vector<int64_t> perm{0, 1};
       for (int64_t a : {3, 4, 5})
         if (a != axis) perm.push_back(a);
       perm.push_back(axis);
-      perm.push_back(2);  // [B, heads, o1, o2, L, dh]
-      auto s = q.permute(perm).sizes().vec();
-      auto fl = [&](const torch::Tensor& z) { return z.permute(perm).reshape({s[0], s[1] * s[2] * s[3], s[4], s[5]}); };
-      auto r = ops::attention(fl(q), fl(k), fl(v)).reshape(s);  // [B, heads, o1, o2, L, dh]
-      std::vector<int64_t> inv(6);
-      for (int64_t i = 0; i < 6; ++i) inv[static_cast<size_t>(perm[static_cast<size_t>(i)])] = i;
-      return r.permute(inv);  // [B, heads, dh, D, H, W]
-    };
-    auto h3 = (axial(5) + axial(4) + axial(3)) / 3.0;
-    out = h3.reshape({B, C, D, H, W});
+      perm.push_back(2);
+      auto o = out.permute(perm);
+      ops::attention_into(q.permute(perm), k.permute(perm), v.permute(perm), o, 1.0 / 3.0, n++ == 0 ? 0.0 : 1.0);
+    }
   }
-  return x + ops::conv3d(proj, out);
+  return x + ops::conv3d(proj, out.view({B, C, D, H, W}));
 }
 
 namespace {
@@ -240,7 +239,7 @@ torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& t
       h = up_samplers[si++]->as<UpsampleImpl>()->forward(h, {target[2], target[3], target[4]});
     }
   }
-  return ops::conv3d(conv_out, torch::silu(norm_out(h)));  // [B, C, d, h, w]
+  return ops::conv3d(conv_out, ops::norm_act(norm_out, h));  // [B, C, d, h, w]
 }
 
 }  // namespace meddiff

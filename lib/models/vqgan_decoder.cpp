@@ -1,5 +1,6 @@
 #include "models/vqgan_decoder.h"
 #include "ops/conv.h"
+#include "ops/norm_act.h"
 
 namespace meddiff {
 
@@ -29,7 +30,7 @@ VQDecoderImpl::VQDecoderImpl(const VQGANParams& p) {
 torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z) {
   auto h = ops::conv3d(post_vq_conv, z);  // [B, C_top, d, h, w]
   for (const auto& stage : *up) h = stage->as<torch::nn::Sequential>()->forward(h);  // doubles halved axes
-  return conv_last(torch::silu(final_norm(h)));  // [B, 1, D, H, W]
+  return conv_last(ops::norm_act(final_norm, h));  // [B, 1, D, H, W]
 }
 
 }  // namespace meddiff

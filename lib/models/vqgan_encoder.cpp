@@ -1,5 +1,6 @@
 #include "models/vqgan_encoder.h"
 #include "ops/conv.h"
+#include "ops/norm_act.h"
 
 namespace meddiff {
 
@@ -24,7 +25,7 @@ VQEncoderImpl::VQEncoderImpl(const VQGANParams& p) {
 torch::Tensor VQEncoderImpl::forward(const torch::Tensor& x) {
   auto h = conv_first(x);  // [B, n_hiddens, D, H, W]
   for (const auto& stage : *down) h = stage->as<torch::nn::Sequential>()->forward(h);  // [B, C_i, D/2^i, ...]
-  return ops::conv3d(pre_vq_conv, torch::silu(final_norm(h)));  // [B, E, d, h, w]
+  return ops::conv3d(pre_vq_conv, ops::norm_act(final_norm, h));  // [B, E, d, h, w]
 }
 
 }  // namespace meddiff

@@ -1,14 +1,22 @@
 #pragma once
-// Multi-head attention over token sequences: softmax(q k^T / sqrt(d)) v for q, k, v [B, heads, N, d].
-// LibTorch's scaled_dot_product_attention, which picks a fused kernel (flash attention on the CPU and
-// on CUDA, or memory-efficient attention) only for inputs whose last dimension is contiguous; others
-// fall back to the math path that builds the whole [B*heads, N, N] matrix. q, k and v are therefore
-// made contiguous here (the models' permuted views are not). A meddiff kernel in kernels/ can replace
-// the CUDA branch without touching the models.
+// Multi-head attention softmax(q k^T / sqrt(d)) v over token sequences, as a LibTorch op,
+// meddiff::attention_into (lib/ops/README.md): out = beta * out + alpha * attention(q, k, v) for
+// q [..., Lq, d], k and v [..., Lk, d] with up to four leading batch dimensions, any strides (the
+// models pass permuted views of their qkv convolution's output and of the output buffer).
+//  - LibTorch path (CPU; CUDA when the kernel does not run; autograd): scaled_dot_product_attention,
+//    which picks a fused kernel (flash attention on the CPU and on CUDA, or memory-efficient
+//    attention) only for contiguous 4-D inputs, so q, k and v are copied contiguous first.
+//  - CUDA kernel (kernels/attention.cu; head dims 16/32/64/128; fp32, fp16, bf16): reads the strided
+//    views in place and writes (or accumulates into) the strided output, no copies. Forward only:
+//    with autograd recording the LibTorch path runs and its backward is LibTorch's. Opt-in
+//    (MEDDIFF_KERNELS, see kernel_support.h) until measured faster than LibTorch's SDPA.
 #include <torch/torch.h>
 
 namespace meddiff::ops {
 
+void attention_into(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out, double alpha = 1.0,
+                    double beta = 0.0);
+// The attention as a new tensor [..., Lq, d].
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 // Plain softmax(q k^T / sqrt(d)) v, for tests.
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);

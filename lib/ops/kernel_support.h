@@ -1,15 +1,29 @@
 #pragma once
-// Whether a meddiff CUDA kernel can run on a device: the build may not hold code for its
-// architecture (CMAKE_CUDA_ARCHITECTURES). The answer is asked of the CUDA runtime once per device and
-// kernel; a kernel that cannot run is replaced by the LibTorch path with one warning, never a crash.
+// When a meddiff CUDA kernel runs. Two questions, both answered once:
+//  - built: the build may not hold code for the GPU's architecture (CMAKE_CUDA_ARCHITECTURES); the
+//    CUDA runtime is asked once per device and kernel, and a kernel that cannot load is replaced by
+//    the LibTorch path with one warning, never a crash.
+//  - enabled: MEDDIFF_KERNELS selects the kernels: "default" (unset), "all", "none", or a comma list
+//    of names (nearest_code, norm_act, attention, sampler_update). The default set holds the kernels
+//    that have been measured faster than LibTorch on a GPU; attention is opt-in (see README).
 #include <torch/torch.h>
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace meddiff::ops {
 
+// Every kernel's name, and the ones on by default.
+const std::vector<std::string>& kernel_names();
+bool kernel_enabled(const std::string& kernel);
+// Overrides MEDDIFF_KERNELS for the rest of the process (benchmarks and tests): same syntax.
+void set_enabled_kernels(const std::string& spec);
+
 // `probe` runs with `device` current and reports whether the kernel's code loads there.
 bool kernel_built_for(const torch::Device& device, const std::string& kernel, const std::function<bool()>& probe);
+// Whether the kernel runs for a tensor: on a CUDA device, enabled, and built for that device (always
+// false in a build without CUDA kernels).
+bool kernel_runs(const torch::Tensor& t, const std::string& kernel, const std::function<bool()>& probe);
 
 }  // namespace meddiff::ops

@@ -1,9 +1,11 @@
 #pragma once
 // Nearest codebook entry of each vector: argmin_k ||z_n - e_k||^2, with the squared distance.
-// Never materialises the [N, K] distance matrix of the whole input: rows are processed in chunks
-// sized so that a chunk's distances stay under `max_chunk_bytes`. Always fp32 (inputs of another
-// dtype are converted; CUDA autocast is switched off inside), so bf16 training and fp32 inference
-// assign the same codes.
+// A LibTorch op, meddiff::nearest_code (lib/ops/README.md): on the CPU and wherever the CUDA kernel
+// does not run, rows are processed in chunks sized so that a chunk's [rows, K] distances stay under
+// `max_chunk_bytes` (never the [N, K] matrix of the whole input); on CUDA the fused kernel
+// (kernels/nearest_code.cu, E <= 64) streams the codebook through shared memory and keeps no
+// distance matrix at all. Always fp32 (inputs of another dtype are converted; autocast is switched
+// off inside), so bf16 training and fp32 inference assign the same codes. No gradient.
 #include <torch/torch.h>
 
 namespace meddiff::ops {
@@ -18,7 +20,7 @@ NearestCodes nearest_code(const torch::Tensor& z, const torch::Tensor& codebook,
 // The same by brute force in float64 on the whole [N, K] matrix, for tests.
 NearestCodes nearest_code_reference(const torch::Tensor& z, const torch::Tensor& codebook);
 
-// Turns CUDA autocast off for its lifetime (numerically sensitive parts run in fp32).
+// Turns CUDA and CPU autocast off for its lifetime (numerically sensitive parts run in fp32).
 class NoAutocast {
  public:
   NoAutocast();
