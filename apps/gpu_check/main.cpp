@@ -4,8 +4,10 @@
 // memory. Exit 0 when all checks pass, 1 when one fails, 2 when there is no CUDA device.
 // --device cpu runs the second side on the CPU too: the checks' own self-test on a machine without a GPU.
 // --configs DIR also runs three real training steps of both stages at every config's size and batch
-// in DIR (random data) on the device, recording seconds per step and the peak CUDA memory.
+// in DIR (random data) on the device, recording seconds per step and the peak CUDA memory, and runs the
+// kernel benchmark (kernel_bench.h; --no-kernel-bench skips it).
 #include "core/fs.h"
+#include "kernel_bench.h"
 #include "core/version.h"
 #include "data/batches.h"
 #include "data/phantom.h"
@@ -77,6 +79,9 @@ int main(int argc, char** argv) {
   int64_t steps = 30;
   std::string device_spec = "cuda";
   fs::path configs;
+  bool kernel_bench = true;
+  for (int i = 2; i < argc; ++i)
+    if (std::string(argv[i]) == "--no-kernel-bench") kernel_bench = false;
   for (int i = 2; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--steps") steps = std::stoll(argv[i + 1]);
     if (std::string(argv[i]) == "--device") device_spec = argv[i + 1];
@@ -196,6 +201,15 @@ int main(int argc, char** argv) {
   check("sampling_cpu_vs_cuda", mean_diff < 0.02, {{"mean_abs_difference", mean_diff}, {"max_abs_difference", max_diff}});
   report["sampling"] = {{"cpu_seconds_per_volume", secs[0]}, {"cuda_seconds_per_volume", secs[1]},
                         {"cuda_peak_mib", peak_device_mib(cuda)}};
+  std::string kernel_text;
+  if (kernel_bench && cuda.is_cuda() && !configs.empty()) {
+    try {
+      report["kernels"] = kernel_benchmark(cuda, configs.string(), kernel_text);
+    } catch (const std::exception& e) {
+      report["kernels"] = {{"error", e.what()}};
+      kernel_text = fmt::format("kernel benchmark failed: {}\n", e.what());
+    }
+  }
   // The shipped configs at their real sizes: three steps each (the first allocates the optimiser state).
   std::string config_lines;
   if (!configs.empty()) {
@@ -262,6 +276,7 @@ int main(int argc, char** argv) {
       "  sampling (DDIM 20 steps, 2 volumes): {:.2f} s/volume CPU, {:.2f} s/volume CUDA; mean |difference| {:.4f}, max {:.4f}\n",
       steps, ok ? "PASS" : "FAIL", s1[0].seconds_per_step, s1[1].seconds_per_step, s1[1].peak_mib, 100 * d1,
       s2[0].seconds_per_step, s2[1].seconds_per_step, s2[1].peak_mib, 100 * d2, secs[0], secs[1], mean_diff, max_diff);
+  text += kernel_text;
   if (!config_lines.empty()) text += "shipped configs (3 steps, random data, adversarial phase on):\n" + config_lines;
   write_text_atomically(out / "gpu-check.txt", text);
   std::cout << text;
