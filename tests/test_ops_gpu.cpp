@@ -73,6 +73,7 @@ TEST_CASE("nearest_code kernel equals the float64 brute force") {
   for (int64_t e : {1, 3, 8, 13, 32, 64})
     for (int64_t k : {1, 5, 127, 128, 129, 1000, 16384})
       for (int64_t n : {1, 127, 129, 5000}) {
+        if (n * k * e > 60'000'000) continue;  // the float64 reference holds an N x K x E tensor
         auto z = torch::randn({n, e}), codebook = torch::randn({k, e});
         auto ref = ops::nearest_code_reference(z, codebook);
         auto got = ops::nearest_code(z.cuda(), codebook.cuda());

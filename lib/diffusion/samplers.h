@@ -20,6 +20,7 @@ struct SamplerParams {
   double x0_bound = 1.0;          // the data range (the LDM stores its training latents' range)
   double dynamic_threshold = 0;   // percentile (e.g. 0.995) of |x0| per sample; 0 = off
   std::string grid = "uniform";   // diffusion samplers' timesteps: uniform (in t), logsnr or karras
+  bool batch_networks = false;    // generate_volumes: one network forward for the whole batch and guidance pair
   void validate(int64_t T) const;  // T: the diffusion model's timesteps; 0 for rectified flow
 };
 
