@@ -280,3 +280,13 @@ TEST_CASE("attention op equals softmax(q k^T / sqrt(d)) v") {
   auto q = torch::randn({2, 3, 10, 4}), k = torch::randn({2, 3, 10, 4}), v = torch::randn({2, 3, 10, 4});
   CHECK(torch::allclose(ops::attention(q, k, v), ops::attention_reference(q, k, v), 1e-4, 1e-5));
 }
+
+TEST_CASE("each sampler's default step count (sample.steps = 0)") {
+  CHECK(default_steps("ddpm", 300) == 300);
+  CHECK(default_steps("ddim", 1000) == 50);
+  CHECK(default_steps("ddim", 30) == 30);  // never more than the model's timesteps
+  CHECK(default_steps("dpmpp2m", 1000) == 20);
+  CHECK(default_steps("euler", 0) == 10);
+  CHECK(default_steps("heun", 0) == 10);
+  CHECK_THROWS_WITH_AS(default_steps("plms", 1000), doctest::Contains("plms"), Error);
+}

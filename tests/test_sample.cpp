@@ -300,6 +300,8 @@ TEST_CASE("sampling jobs: names and ranges are checked") {
   CHECK_THROWS_WITH_AS(sample(dir / "a", {"--shard", "x/2"}), doctest::Contains("--shard"), UsageError);
   CHECK_THROWS_WITH_AS(sample(dir / "a", {"--steps", "0"}), doctest::Contains("steps"), UsageError);
   CHECK_THROWS_WITH_AS(sample(dir / "a", {"--steps", "100000"}), doctest::Contains("steps"), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"--precision", "fp16"}), doctest::Contains("--precision"), UsageError);
+  CHECK_THROWS_WITH_AS(sample(dir / "a", {"--precision", "bf16", "--device", "cpu"}), doctest::Contains("CUDA"), UsageError);
   CHECK_FALSE(fs::exists(dir / "a"));
   CHECK_FALSE(fs::exists(dir / "nn"));
   CHECK_FALSE(fs::exists(dir.path().parent_path().parent_path() / "x"));

@@ -141,23 +141,31 @@ nlohmann::json kernel_benchmark(const torch::Device& d, const std::string& confi
   try {
     RunConfig c = resolve_config((fs::path(configs_dir) / "brats-flair-64.json").string(), {});
     UNet3d net(c.ldm.unet, 8, 2);
+    for (auto& p : net->parameters()) p.add_(torch::randn_like(p) * 0.02);  // the zero-initialised output layers too
     net->to(d);
     net->eval();
     auto x = torch::randn({2, 8, 32, 32, 32}, f32);
     auto t = torch::full({2}, 500, torch::TensorOptions().device(d).dtype(torch::kLong));
     auto cls = torch::tensor({0, 2}, torch::TensorOptions().device(d).dtype(torch::kLong));
     auto sched = make_schedule(c.ldm.schedule, c.ldm.timesteps);
-    text += "end to end (brats-flair-64 U-Net, latent 8x32^3):\n";
-    for (const char* set : {"none", "default", "all"}) {
-      ops::set_enabled_kernels(set);
+    text += "end to end (brats-flair-64 U-Net with random weights, latent 8x32^3; kernel sets, then bf16 autocast):\n";
+    torch::Tensor fp32_volume;
+    for (const std::string run : {"none", "default", "all", "default+bf16"}) {
+      const bool bf16 = run == "default+bf16";
+      ops::set_enabled_kernels(bf16 ? "default" : run);
+      AutocastGuard autocast(bf16);
       const double fwd = seconds([&] { net->forward(x, t, cls); }, d, 10);
       SamplerParams sp;
       sp.steps = 10;
       sp.guidance = 3;
       ModelFn model = [&](const torch::Tensor& xx, const torch::Tensor& tt, const torch::Tensor& cc) { return net->forward(xx, tt, cc); };
-      const double smp = seconds([&] { sample(sched, parse_prediction(c.ldm.prediction), model, x.slice(0, 0, 1), cls.slice(0, 0, 1), 2, sp, nullptr); }, d, 3);
-      rec["end_to_end"][set] = {{"unet_forward_batch2_s", fwd}, {"ddim10_guided_s", smp}};
-      text += fmt::format("  kernels {:<8} U-Net forward (batch 2) {:.1f} ms, DDIM 10 steps with guidance {:.3f} s per volume\n", set, 1e3 * fwd, smp);
+      torch::Tensor volume;
+      const double smp = seconds([&] { volume = sample(sched, parse_prediction(c.ldm.prediction), model, x.slice(0, 0, 1), cls.slice(0, 0, 1), 2, sp, nullptr); }, d, 3);
+      if (!fp32_volume.defined()) fp32_volume = volume;
+      const double diff = (volume - fp32_volume).abs().max().item<double>();
+      rec["end_to_end"][run] = {{"unet_forward_batch2_s", fwd}, {"ddim10_guided_s", smp}, {"max_abs_difference_to_no_kernels", diff}};
+      text += fmt::format("  {:<13} U-Net forward (batch 2) {:.1f} ms, DDIM 10 steps with guidance {:.3f} s per volume, latent max |diff| {:.2e}\n",
+                          run, 1e3 * fwd, smp, diff);
     }
   } catch (const std::exception& e) {
     rec["end_to_end_error"] = e.what();

@@ -93,6 +93,8 @@ int run_sample(const Args_t& args) {
       ("grid", "Timesteps of ddpm/ddim/dpmpp2m: uniform (in t), logsnr or karras (default from the config)", cxxopts::value<std::string>())
       ("seed", "Seed: volume i depends only on (seed, i)", cxxopts::value<uint64_t>()->default_value("0"))
       ("batch", "Volumes per batch (default from the config)", cxxopts::value<int64_t>())
+      ("precision", "fp32, or bf16 (CUDA only: the networks under bf16 autocast; the sampler update stays fp32)",
+       cxxopts::value<std::string>()->default_value("fp32"))
       ("batch-networks", "Run the batch's volumes and the guidance pair in one network forward (faster on a GPU; the "
                          "same volumes up to float rounding, not bit-identical to the default one-volume forwards)")
       ("shard", "Do shard K of N: volumes i with i mod N = K-1", cxxopts::value<std::string>()->default_value("1/1"))
@@ -175,13 +177,21 @@ int run_sample(const Args_t& args) {
   const auto& defaults = ldm.sample;
   SamplerParams sp;
   sp.sampler = r.count("sampler") ? r["sampler"].as<std::string>() : defaults.sampler;
+  // steps 0 (the config default): the sampler's measured default
   sp.steps = r.count("steps") ? r["steps"].as<int64_t>() : defaults.steps;
+  const bool known = sp.sampler == "ddpm" || sp.sampler == "ddim" || sp.sampler == "dpmpp2m" || sp.sampler == "euler" || sp.sampler == "heun";
+  if (sp.steps == 0 && !r.count("steps") && known) sp.steps = default_steps(sp.sampler, ldm.sampler_T());
   sp.eta = r.count("eta") ? r["eta"].as<double>() : defaults.eta;
   sp.guidance = r.count("guidance") ? r["guidance"].as<double>() : defaults.guidance;
   sp.clip_x0 = defaults.clip_x0;
   sp.dynamic_threshold = r.count("dynamic-threshold") ? r["dynamic-threshold"].as<double>() : defaults.dynamic_threshold;
   sp.grid = r.count("grid") ? r["grid"].as<std::string>() : (ldm.rflow ? "uniform" : defaults.grid);
   sp.batch_networks = r.count("batch-networks") > 0;
+  const std::string precision = r["precision"].as<std::string>();
+  if (precision != "fp32" && precision != "bf16") usage_fail("--precision must be fp32 or bf16 (got '{}')", precision);
+  if (precision == "bf16" && !device.is_cuda())
+    usage_fail("--precision bf16 is for CUDA devices (on this CPU, bf16 convolutions were measured slower than fp32)");
+  sp.bf16 = precision == "bf16";
   try {
     sp.validate(ldm.sampler_T());
   } catch (const Error& e) {
@@ -251,7 +261,7 @@ int run_sample(const Args_t& args) {
       {"sampler", sp.sampler},   {"steps", sp.steps},
       {"eta", sp.eta},           {"guidance", sp.guidance},
       {"clip_x0", sp.clip_x0},   {"dynamic_threshold", sp.dynamic_threshold},
-      {"precision", "fp32"},     {"layout", layout.kind},
+      {"precision", sp.bf16 ? "bf16" : "fp32"},     {"layout", layout.kind},
       {"formats", formats_json}, {"name", layout.kind == "nnunet" ? layout.name : ""}};
   if (sp.grid != "uniform") settings["grid"] = sp.grid;  // absent for uniform: folders sampled before the key keep matching
   if (sp.batch_networks) settings["batch_networks"] = true;  // volumes then depend on the batch they were made in

@@ -24,6 +24,14 @@ void SamplerParams::validate(int64_t T) const {
     fail("dynamic threshold percentile must be 0 (off) or within (0.5, 1), got {}", dynamic_threshold);
 }
 
+int64_t default_steps(const std::string& sampler, int64_t T) {
+  if (sampler == "ddpm") return T;
+  if (sampler == "ddim") return std::min<int64_t>(50, T);
+  if (sampler == "dpmpp2m") return std::min<int64_t>(20, T);
+  if (sampler == "euler" || sampler == "heun") return 10;
+  fail("unknown sampler '{}'", sampler);
+}
+
 std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps) {
   std::vector<int64_t> ts;
   for (int64_t i = 0; i < steps; ++i) {

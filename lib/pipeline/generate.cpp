@@ -1,6 +1,7 @@
 #include "pipeline/generate.h"
 
 #include "core/error.h"
+#include "pipeline/device.h"
 
 namespace meddiff {
 
@@ -43,6 +44,7 @@ torch::Tensor generate_volumes(LoadedLDM& ldm, VQGAN& vqgan, const torch::Tensor
     auto cond_of = [&](int64_t i0, int64_t i1) {
       return labelled ? torch::cat(std::vector<torch::Tensor>(conds.begin() + i0, conds.begin() + i1)) : torch::Tensor();
     };
+    AutocastGuard bf16(sp.bf16 && x.is_cuda());
     if (sp.batch_networks) return ldm.model->forward(x, t, class_of(0, x.size(0)), cond_of(0, x.size(0)));
     std::vector<torch::Tensor> out;
     for (int64_t i = 0; i < x.size(0); ++i)

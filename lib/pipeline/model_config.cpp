@@ -27,7 +27,7 @@ double resolved_rflow_shift(const LDMParams& p, const std::array<int64_t, 4>& s)
 void SampleDefaults::validate(const std::string& w) const {
   if (sampler != "ddpm" && sampler != "ddim" && sampler != "dpmpp2m" && sampler != "euler" && sampler != "heun")
     fail("config: '{}.sampler' must be ddpm, ddim, dpmpp2m, euler or heun (got '{}')", w, sampler);
-  if (steps < 1) fail("config: '{}.steps' must be positive", w);
+  if (steps < 0) fail("config: '{}.steps' must be positive, or 0 for the sampler's default", w);
   if (grid != "uniform" && grid != "logsnr" && grid != "karras") fail("config: '{}.grid' must be uniform, logsnr or karras (got '{}')", w, grid);
   if (!(eta >= 0)) fail("config: '{}.eta' must not be negative", w);
   if (!(guidance >= 0)) fail("config: '{}.guidance' must not be negative", w);

@@ -45,7 +45,7 @@ double resolved_rflow_shift(const LDMParams& p, const std::array<int64_t, 4>& la
 
 struct SampleDefaults {
   std::string sampler = "ddim";
-  int64_t steps = 50;
+  int64_t steps = 0;  // 0: the sampler's measured default (default_steps)
   double eta = 0.0;
   double guidance = 1.5;
   bool clip_x0 = true;
@@ -57,7 +57,7 @@ struct SampleDefaults {
   template <typename V>
   void visit(V& v) {
     v("sampler", sampler, "ddpm, ddim or dpmpp2m (diffusion); euler or heun (rflow)");
-    v("steps", steps, "sampler steps");
+    v("steps", steps, "sampler steps; 0 = the sampler's measured default (ddpm all, ddim 50, dpmpp2m 20, euler 10, heun 10)");
     v("eta", eta, "DDIM eta");
     v("guidance", guidance, "classifier-free guidance weight (1 = none)");
     v("clip_x0", clip_x0, "clamp predicted latents to the range of the training latents");
