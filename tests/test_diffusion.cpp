@@ -283,10 +283,10 @@ TEST_CASE("attention op equals softmax(q k^T / sqrt(d)) v") {
 
 TEST_CASE("each sampler's default step count (sample.steps = 0)") {
   CHECK(default_steps("ddpm", 300) == 300);
-  CHECK(default_steps("ddim", 1000) == 50);
-  CHECK(default_steps("ddim", 30) == 30);  // never more than the model's timesteps
-  CHECK(default_steps("dpmpp2m", 1000) == 20);
-  CHECK(default_steps("euler", 0) == 10);
-  CHECK(default_steps("heun", 0) == 10);
+  CHECK(default_steps("ddim", 1000) == 10);
+  CHECK(default_steps("ddim", 6) == 6);  // never more than the model's timesteps
+  CHECK(default_steps("dpmpp2m", 1000) == 10);
+  CHECK(default_steps("euler", 0) == 5);
+  CHECK(default_steps("heun", 0) == 5);
   CHECK_THROWS_WITH_AS(default_steps("plms", 1000), doctest::Contains("plms"), Error);
 }

@@ -26,9 +26,8 @@ void SamplerParams::validate(int64_t T) const {
 
 int64_t default_steps(const std::string& sampler, int64_t T) {
   if (sampler == "ddpm") return T;
-  if (sampler == "ddim") return std::min<int64_t>(50, T);
-  if (sampler == "dpmpp2m") return std::min<int64_t>(20, T);
-  if (sampler == "euler" || sampler == "heun") return 10;
+  if (sampler == "ddim" || sampler == "dpmpp2m") return std::min<int64_t>(10, T);
+  if (sampler == "euler" || sampler == "heun") return 5;
   fail("unknown sampler '{}'", sampler);
 }
 

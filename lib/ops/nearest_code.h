@@ -2,7 +2,8 @@
 // Nearest codebook entry of each vector: argmin_k ||z_n - e_k||^2, with the squared distance.
 // A LibTorch op, meddiff::nearest_code (lib/ops/README.md): on the CPU and wherever the CUDA kernel
 // does not run, rows are processed in chunks sized so that a chunk's [rows, K] distances stay under
-// `max_chunk_bytes` (never the [N, K] matrix of the whole input); on CUDA the fused kernel
+// `max_chunk_bytes` (on the CPU at most 8 MB, which keeps a chunk in cache; never the [N, K] matrix
+// of the whole input); on CUDA the fused kernel
 // (kernels/nearest_code.cu, E <= 64) streams the codebook through shared memory and keeps no
 // distance matrix at all. Always fp32 (inputs of another dtype are converted; autocast is switched
 // off inside), so bf16 training and fp32 inference assign the same codes. No gradient.

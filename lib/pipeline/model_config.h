@@ -57,7 +57,7 @@ struct SampleDefaults {
   template <typename V>
   void visit(V& v) {
     v("sampler", sampler, "ddpm, ddim or dpmpp2m (diffusion); euler or heun (rflow)");
-    v("steps", steps, "sampler steps; 0 = the sampler's measured default (ddpm all, ddim 50, dpmpp2m 20, euler 10, heun 10)");
+    v("steps", steps, "sampler steps; 0 = the sampler's measured default (ddpm all, ddim 10, dpmpp2m 10, euler 5, heun 5)");
     v("eta", eta, "DDIM eta");
     v("guidance", guidance, "classifier-free guidance weight (1 = none)");
     v("clip_x0", clip_x0, "clamp predicted latents to the range of the training latents");
