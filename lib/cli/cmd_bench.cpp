@@ -163,9 +163,9 @@ std::string table_text(const nlohmann::json& all) {
       return fmt::format("  {:<22} {:>9.4f} s  {:>8.0f} MiB{}\n", what, m["median_s"].get<double>(), m["peak_mib"].get<double>(),
                          m.contains("gflops_per_s") ? fmt::format("  {:>7.1f} GFLOP/s", m["gflops_per_s"].get<double>()) : "");
     };
-    s += fmt::format("\n{}: latent {}, U-Net {:.2f} M parameters, VQ-GAN {:.2f} M\n", c["config"].get<std::string>(),
+    s += fmt::format("\n{}: latent {}, U-Net {:.2f} M parameters{}\n", c["config"].get<std::string>(),
                      fmt::join(c["latent_shape"].get<std::vector<int64_t>>(), "x"), c["unet_parameters"].get<double>() / 1e6,
-                     c["vqgan_parameters"].get<double>() / 1e6);
+                     c.contains("vqgan_parameters") ? fmt::format(", VQ-GAN {:.2f} M", c["vqgan_parameters"].get<double>() / 1e6) : "");
     s += row("U-Net forward", c["unet_forward"]);
     if (c.contains("unet_train_step"))
       s += row(fmt::format("U-Net train step (b{})", c["unet_train_step"]["batch"].get<int64_t>()).c_str(), c["unet_train_step"]);

@@ -26,4 +26,16 @@ set +e; "$M" convert missing.nii.gz out.nii.gz 2>err.txt; rc=$?; set -e
 [[ $(wc -l < err.txt) == 1 ]] || fail "error is not one line: $(cat err.txt)"
 grep -q "missing.nii.gz: no such file" err.txt || fail "missing input message: $(cat err.txt)"
 [[ ! -e out.nii.gz ]] || fail "output left behind"
+# bench: every subset of parts gives its table and JSON (the demo's sizes, one repeat)
+"$M" bench --parts unet --repeat 1 > bench-unet.txt || fail "bench --parts unet"
+grep -q "U-Net forward" bench-unet.txt || fail "bench table: $(cat bench-unet.txt)"
+"$M" bench --parts vqgan,samplers --repeat 1 --json > bench.json || fail "bench --parts vqgan,samplers"
+python3 - <<'PY' || fail "bench JSON"
+import json
+c = json.load(open("bench.json"))["configs"][0]
+assert c["unet_forward"]["median_s"] > 0 and c["vqgan_decode"]["median_s"] > 0, c
+assert {s["sampler"] for s in c["samplers"]} == {"ddpm", "ddim", "dpmpp2m"}, c["samplers"]
+PY
+set +e; "$M" bench --parts gpu 2>err.txt; rc=$?; set -e
+[[ $rc == 2 ]] && grep -q "unknown part 'gpu'" err.txt || fail "bench --parts gpu: exit $rc, $(cat err.txt)"
 echo "e2e cli: ok"
