@@ -132,28 +132,22 @@ TEST_CASE("attention kernel equals softmax(q k^T / sqrt(d)) v on full and axial 
         std::ostringstream what;
         what << "head dim " << dh << " dtype " << dtype << " grid " << dims;
         // full attention over the flattened tokens: [B, heads, N, dh] transposed views
-        auto tokens = [](const torch::Tensor& z) { return z.flatten(3).transpose(2, 3); };
-        auto want = ops::attention_reference(tokens(q).to(torch::kDouble), tokens(k).to(torch::kDouble), tokens(v).to(torch::kDouble));
+        auto f64 = [](const torch::Tensor& z) { return ops::spatial_tokens(z).to(torch::kDouble); };
+        auto want = ops::attention_reference(f64(q), f64(k), f64(v));
         auto out = torch::empty({B, heads, dh, D, H, W}, q.options());
-        auto o = tokens(out);
+        auto o = ops::spatial_tokens(out);
         ops::set_enabled_kernels("all");
-        ops::attention_into(tokens(q), tokens(k), tokens(v), o);
+        ops::attention_into(ops::spatial_tokens(q), ops::spatial_tokens(k), ops::spatial_tokens(v), o);
         check_close(o, want, tol, tol, what.str() + " full");
         // axial along each axis, accumulated into one buffer with alpha 1/3 as the U-Net does
         auto acc = torch::zeros({B, heads, dh, D, H, W}, torch::kDouble);
-        int n = 0;
         for (int64_t axis : {5, 4, 3}) {
-          std::vector<int64_t> perm{0, 1};
-          for (int64_t a : {3, 4, 5})
-            if (a != axis) perm.push_back(a);
-          perm.push_back(axis);
-          perm.push_back(2);
+          const auto perm = ops::axial_order(axis);
           auto r = ops::attention_reference(q.permute(perm).to(torch::kDouble), k.permute(perm).to(torch::kDouble),
                                             v.permute(perm).to(torch::kDouble));
           acc.permute(perm).add_(r.cpu(), 1.0 / 3.0);
-          auto op = out.permute(perm);
-          ops::attention_into(q.permute(perm), k.permute(perm), v.permute(perm), op, 1.0 / 3.0, n++ == 0 ? 0.0 : 1.0);
         }
+        ops::axial_attention_into(q, k, v, out);
         check_close(out, acc, tol, tol, what.str() + " axial");
       }
 }

@@ -29,12 +29,29 @@ VQGANParams params(std::array<int64_t, 3> down, int64_t hiddens = 8) {
   return p;
 }
 
+// Every weight moved by N(0, sd): non-trivial GroupNorm affines, and the zero-initialised layers active.
+void perturb(torch::nn::Module& m, double sd) {
+  torch::NoGradGuard ng;
+  for (auto& t : m.parameters()) t.add_(torch::randn_like(t) * sd);
+}
+
+// A two-level U-Net of 8 base channels with attention at its second level.
+UNetParams tiny_unet_params() {
+  UNetParams up;
+  up.base_channels = 8;
+  up.channel_mults = {1, 2};
+  up.downsample = {{2, 2, 2}};
+  up.attention_levels = {1};
+  up.attention_heads = 2;
+  return up;
+}
+
 // A VQ-GAN with random weights whose GroupNorms have non-trivial affine parameters.
 VQGAN random_vqgan(const VQGANParams& p, uint64_t seed) {
   torch::manual_seed(seed);
   VQGAN m(p);
+  perturb(*m, 0.05);
   torch::NoGradGuard ng;
-  for (auto& t : m->parameters()) t.add_(torch::randn_like(t) * 0.05);
   m->quantizer->embeddings.copy_(torch::randn({p.n_codes, p.embedding_dim}));
   m->eval();
   return m;
@@ -114,12 +131,7 @@ TEST_CASE("activation checkpointing leaves the loss and every gradient unchanged
   REQUIRE(grads[0].size() == grads[1].size());
   for (size_t i = 0; i < grads[0].size(); ++i) CHECK(torch::allclose(grads[0][i], grads[1][i], 1e-5, 1e-6));
   // the U-Net's FiLM and attention blocks too, with dropout (the random state is replayed)
-  UNetParams up;
-  up.base_channels = 8;
-  up.channel_mults = {1, 2};
-  up.downsample = {{2, 2, 2}};
-  up.attention_levels = {1};
-  up.attention_heads = 2;
+  UNetParams up = tiny_unet_params();
   up.dropout = 0.3;
   auto xl = torch::randn({2, 4, 8, 8, 8});
   auto t = torch::tensor({3, 7}, torch::kLong), c = torch::tensor({0, 1}, torch::kLong);
@@ -127,10 +139,7 @@ TEST_CASE("activation checkpointing leaves the loss and every gradient unchanged
   for (bool ckpt : {false, true}) {
     torch::manual_seed(4);
     UNet3d u(up, 4, 2);
-    {
-      torch::NoGradGuard ng;
-      for (auto& w : u->parameters()) w.add_(torch::randn_like(w) * 0.02);  // the zero-initialised convs too
-    }
+    perturb(*u, 0.02);
     u->train();
     set_checkpointing(*u, ckpt);
     torch::manual_seed(77);  // the dropout masks
@@ -253,18 +262,9 @@ TEST_CASE("batched network forwards give the one-volume forwards' volumes up to 
   auto vq = random_vqgan(params({2, 2, 2}), 11);
   for (int labelled = 0; labelled < 2; ++labelled) {
     torch::manual_seed(12);
-    UNetParams up;
-    up.base_channels = 8;
-    up.channel_mults = {1, 2};
-    up.downsample = {{2, 2, 2}};
-    up.attention_levels = {1};
-    up.attention_heads = 2;
     LoadedLDM l;
-    l.model = UNet3d(up, 4, 2, labelled ? 3 : 0);
-    {
-      torch::NoGradGuard ng;
-      for (auto& t : l.model->parameters()) t.add_(torch::randn_like(t) * 0.05);  // conv_out and proj start at zero
-    }
+    l.model = UNet3d(tiny_unet_params(), 4, 2, labelled ? 3 : 0);
+    perturb(*l.model, 0.05);
     l.model->eval();
     l.schedule = make_schedule("linear", 100);
     l.prediction = Prediction::V;

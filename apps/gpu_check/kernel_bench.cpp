@@ -77,10 +77,9 @@ nlohmann::json kernel_benchmark(const torch::Device& d, const std::string& confi
     const double peak = t == torch::kFloat ? peak_fp32 : peak_bf16;
     {
       auto qkv = torch::randn({2, 3, 8, 64, 16, 16, 16}, f32).to(t);
-      auto tok = [](const torch::Tensor& z) { return z.flatten(3).transpose(2, 3); };
-      auto q = tok(qkv.select(1, 0)), k = tok(qkv.select(1, 1)), v = tok(qkv.select(1, 2));
+      auto q = ops::spatial_tokens(qkv.select(1, 0)), k = ops::spatial_tokens(qkv.select(1, 1)), v = ops::spatial_tokens(qkv.select(1, 2));
       auto out = torch::empty({2, 8, 64, 16, 16, 16}, qkv.options());
-      auto o = tok(out);
+      auto o = ops::spatial_tokens(out);
       rows.push_back(compare(fmt::format("attention full 4096 tokens d 64 {}", tn), "TFLOP/s", 4.0 * 2 * 8 * 4096.0 * 4096 * 64, peak, d, [&] {
         ops::attention_into(q, k, v, o);
         return out;
@@ -91,16 +90,7 @@ nlohmann::json kernel_benchmark(const torch::Device& d, const std::string& confi
       auto q = qkv.select(1, 0), k = qkv.select(1, 1), v = qkv.select(1, 2);
       auto out = torch::empty({2, 8, 64, 32, 32, 32}, qkv.options());
       rows.push_back(compare(fmt::format("attention axial 32^3 d 64 {}", tn), "TFLOP/s", 3 * 4.0 * 2 * 8 * 32768.0 * 32 * 64, peak, d, [&] {
-        int n = 0;
-        for (int64_t axis : {5, 4, 3}) {
-          std::vector<int64_t> perm{0, 1};
-          for (int64_t a : {3, 4, 5})
-            if (a != axis) perm.push_back(a);
-          perm.push_back(axis);
-          perm.push_back(2);
-          auto op = out.permute(perm);
-          ops::attention_into(q.permute(perm), k.permute(perm), v.permute(perm), op, 1.0 / 3.0, n++ == 0 ? 0.0 : 1.0);
-        }
+        ops::axial_attention_into(q, k, v, out);
         return out;
       }));
     }

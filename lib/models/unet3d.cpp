@@ -93,23 +93,10 @@ torch::Tensor AttentionBlock3dImpl::forward_impl(const torch::Tensor& x) {
   // The attention op takes the views as they are (its CUDA kernel reads them in place; the LibTorch
   // path copies them contiguous) and writes into views of `out`.
   if (D * H * W <= max_full_tokens) {
-    auto tokens = [](const torch::Tensor& z) { return z.flatten(3).transpose(2, 3); };  // [B, heads, N, dh]
-    auto o = tokens(out);
-    ops::attention_into(tokens(q), tokens(k), tokens(v), o);
+    auto o = ops::spatial_tokens(out);
+    ops::attention_into(ops::spatial_tokens(q), ops::spatial_tokens(k), ops::spatial_tokens(v), o);
   } else {
-    // Axial attention: every token attends along its row in W, in H and in D; the three results are
-    // averaged (Ho et al. 2019, "Axial attention in multidimensional transformers", in parallel form).
-    int64_t n = 0;
-    for (int64_t axis : {5, 4, 3}) {
-      // `axis` next to last and dh last, the other two axes as batch dimensions: [B, heads, o1, o2, L, dh]
-      std::vector<int64_t> perm{0, 1};
-      for (int64_t a : {3, 4, 5})
-        if (a != axis) perm.push_back(a);
-      perm.push_back(axis);
-      perm.push_back(2);
-      auto o = out.permute(perm);
-      ops::attention_into(q.permute(perm), k.permute(perm), v.permute(perm), o, 1.0 / 3.0, n++ == 0 ? 0.0 : 1.0);
-    }
+    ops::axial_attention_into(q, k, v, out);
   }
   return x + ops::conv3d(proj, out.view({B, C, D, H, W}));
 }

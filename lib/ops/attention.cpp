@@ -115,6 +115,27 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   return out;
 }
 
+torch::Tensor spatial_tokens(const torch::Tensor& z) { return z.flatten(3).transpose(2, 3); }
+
+std::vector<int64_t> axial_order(int64_t axis) {
+  std::vector<int64_t> perm{0, 1};
+  for (int64_t a : {3, 4, 5})
+    if (a != axis) perm.push_back(a);
+  perm.push_back(axis);
+  perm.push_back(2);
+  return perm;
+}
+
+void axial_attention_into(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out) {
+  double beta = 0.0;  // the first axis overwrites, the others accumulate
+  for (int64_t axis : {5, 4, 3}) {
+    const auto perm = axial_order(axis);
+    auto o = out.permute(perm);
+    attention_into(q.permute(perm), k.permute(perm), v.permute(perm), o, 1.0 / 3.0, beta);
+    beta = 1.0;
+  }
+}
+
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   auto w = torch::softmax(q.matmul(k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1))), -1);
   return w.matmul(v);

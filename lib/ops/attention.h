@@ -18,6 +18,16 @@ void attention_into(const torch::Tensor& q, const torch::Tensor& k, const torch:
                     double beta = 0.0);
 // The attention as a new tensor [..., Lq, d].
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+// Views of q, k, v and out laid out [B, heads, dh, D, H, W] (a qkv convolution's output, viewed):
+//  - spatial_tokens: [B, heads, D*H*W, dh], for full 3-D attention over every voxel;
+//  - axial_order(axis): the permutation to [B, heads, o1, o2, L, dh] with `axis` (3, 4 or 5) as the
+//    sequence and the other two spatial axes as batch dimensions.
+torch::Tensor spatial_tokens(const torch::Tensor& z);
+std::vector<int64_t> axial_order(int64_t axis);
+// Axial attention in that layout: every token attends along its row in W, in H and in D and out is
+// the mean of the three (Ho et al. 2019, "Axial attention in multidimensional transformers", in
+// parallel form), accumulated into out through attention_into (alpha 1/3).
+void axial_attention_into(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out);
 // Plain softmax(q k^T / sqrt(d)) v, for tests.
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
