@@ -39,7 +39,10 @@ __global__ void __launch_bounds__(kThreads) nearest_code_kernel(const float* __r
             const float diff = zr[j] - code[j];
             d = fmaf(diff, diff, d);
           }
-        if (d < best) {  // strict: the first code wins a tie, as LibTorch's argmin
+        // strict: the first code wins a tie, as LibTorch's argmin; a NaN distance (a NaN in the row or in
+        // the code) wins as in LibTorch's min, which propagates the first NaN: a diverged encoder gives a
+        // NaN distance here as on the CPU, not code 0 at FLT_MAX
+        if (d < best || (isnan(d) && !isnan(best))) {
           best = d;
           best_k = k0 + c;
         }

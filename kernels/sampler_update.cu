@@ -6,6 +6,12 @@
 namespace meddiff::kernels {
 namespace {
 
+// LibTorch's clamp: a NaN value or bound gives NaN (fminf/fmaxf would return the bound instead).
+__device__ __forceinline__ float clamp_nan(float v, float lo, float hi) {
+  if (isnan(v) || isnan(lo) || isnan(hi)) return nanf("");
+  return fminf(fmaxf(v, lo), hi);
+}
+
 __global__ void sampler_update_kernel(const SamplerUpdateArgs a) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < a.n; i += stride) {
@@ -25,16 +31,21 @@ __global__ void sampler_update_kernel(const SamplerUpdateArgs a) {
     const bool clipped = a.bound != nullptr || a.clip > 0.f;
     if (a.bound) {
       const float b = a.bound[i / a.per_sample];
-      x0 = fminf(fmaxf(x0, -b), b) / b * a.clip;
+      x0 = clamp_nan(x0, -b, b) / b * a.clip;
     } else if (a.clip > 0.f) {
-      x0 = fminf(fmaxf(x0, -a.clip), a.clip);
+      x0 = clamp_nan(x0, -a.clip, a.clip);
     }
     float e;
     if (a.kind == 3) e = clipped && a.s > 0.f ? (x - x0) / a.s : o;
     else e = (x - a.a * x0) / a.s;
-    float r = a.cx * x + a.c0 * x0 + a.ce * e;
-    if (a.prev) r += a.cp * a.prev[i];
-    if (a.noise) r += a.cn * a.noise[i];
+    // As the LibTorch path (ops::combine): a term with coefficient 0 is left out, so 0 * inf or 0 * NaN
+    // in an unused term does not turn the result into NaN, and a NaN in a used term stays NaN.
+    float r = 0.f;
+    if (a.cx != 0.f) r += a.cx * x;
+    if (a.c0 != 0.f) r += a.c0 * x0;
+    if (a.ce != 0.f) r += a.ce * e;
+    if (a.prev && a.cp != 0.f) r += a.cp * a.prev[i];
+    if (a.noise && a.cn != 0.f) r += a.cn * a.noise[i];
     a.out[i] = r;
     if (a.x0_out) a.x0_out[i] = x0;
     if (a.e_out) a.e_out[i] = e;

@@ -4,12 +4,15 @@
 
 #include "ops/attention.h"
 #include "ops/kernel_support.h"
+#include "ops/nearest_code.h"
 #include "ops/norm_act.h"
 #include "ops/sampler_update.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <cmath>
+#include <limits>
+#include <thread>
 
 using namespace meddiff;
 
@@ -163,4 +166,82 @@ TEST_CASE("attention_into reads strided views and accumulates: softmax(q k^T / s
   CHECK(torch::allclose(o2, v2.mean(1, true).expand({3, 6, 8}), 1e-5, 1e-6));
   CHECK(torch::allclose(ops::attention(q2, q2, v2), ops::attention_reference(q2, q2, v2), 1e-5, 1e-6));
   CHECK_THROWS_WITH_AS(ops::attention(q2, k2.slice(2, 0, 4), v2), doctest::Contains("attention"), std::exception);
+}
+
+TEST_CASE("attention: SDPA's merged batch is split into calls within the CUDA grid limit, with the one-call result") {
+  torch::manual_seed(11);
+  // chunked at a small limit, and uneven last chunk: the same values as one call
+  auto q = torch::randn({2, 3, 5, 7, 4}), k = torch::randn({2, 3, 5, 7, 4}), v = torch::randn({2, 3, 5, 7, 6});
+  auto whole = ops::sdpa_chunked(q, k, v, 1 << 30), chunked = ops::sdpa_chunked(q, k, v, 4);
+  CHECK(whole.sizes() == std::vector<int64_t>{1, 30, 7, 6});
+  CHECK(torch::allclose(whole, chunked, 1e-6, 1e-7));
+  CHECK(torch::allclose(whole.reshape({2, 3, 5, 7, 6}), ops::attention_reference(q, k, v), 1e-5, 1e-6));
+  // the shape of issue 142228: 8 heads x a 64 x 64 cross-section x the guidance pair = 65,536 sequences
+  auto qa = torch::randn({2, 8, 64, 64, 3, 4}), ka = torch::randn({2, 8, 64, 64, 3, 4}), va = torch::randn({2, 8, 64, 64, 3, 4});
+  CHECK(torch::allclose(ops::attention(qa, ka, va), ops::attention_reference(qa, ka, va), 1e-5, 1e-6));
+  // with autograd (the training path) the chunks keep the graph
+  auto qg = q.clone().requires_grad_(true);
+  ops::sdpa_chunked(qg, k, v, 4).sum().backward();
+  auto qr = q.clone().requires_grad_(true);
+  ops::attention_reference(qr, k, v).sum().backward();
+  CHECK(torch::allclose(qg.grad(), qr.grad(), 1e-5, 1e-6));
+  CHECK_THROWS_WITH_AS(ops::sdpa_chunked(q, k, v, 0), doctest::Contains("max_batch"), std::exception);
+}
+
+TEST_CASE("norm_act: a bias that alone requires grad gets its gradient (autograd is recording)") {
+  torch::manual_seed(12);
+  auto x = torch::randn({2, 4, 5}), w = torch::randn({4}), b = torch::randn({4}).requires_grad_(true);
+  auto y = ops::norm_act(x, 2, w, b, 1e-5, {}, {}, false);
+  REQUIRE(y.requires_grad());
+  y.pow(2).sum().backward();
+  REQUIRE(b.grad().defined());
+  // d/db sum(y^2) = 2 sum over (batch, spatial) of y, per channel
+  CHECK(torch::allclose(b.grad(), 2 * y.detach().sum(std::vector<int64_t>{0, 2}), 1e-5, 1e-5));
+}
+
+TEST_CASE("LibTorchOnly: no kernel runs inside the scope, nested scopes restore, other threads are not affected") {
+  CHECK_FALSE(ops::libtorch_only());
+  {
+    ops::LibTorchOnly a;
+    CHECK(ops::libtorch_only());
+    {
+      ops::LibTorchOnly b;
+      CHECK(ops::libtorch_only());
+    }
+    CHECK(ops::libtorch_only());
+    bool other = true;
+    std::thread t([&] { other = ops::libtorch_only(); });
+    t.join();
+    CHECK_FALSE(other);
+  }
+  CHECK_FALSE(ops::libtorch_only());
+}
+
+TEST_CASE("CPU paths propagate NaN: a NaN prediction stays NaN through clipping, a 0-coefficient inf term is left out") {
+  // the reference behaviour the CUDA kernels are held to (test_ops_gpu)
+  auto x = torch::tensor({{0.5f, 0.1f}}), cond = torch::tensor({{std::nanf(""), 0.2f}});
+  auto noise = torch::tensor({{std::numeric_limits<float>::infinity(), 1.0f}});
+  // x0 prediction, alpha 0.8, sigma 0.6, clip 1; the noise term's coefficient is 0
+  ops::SamplerUpdate u{ops::OutputKind::X0, 1.0, 0.8, 0.6, 1.0, {0.5, 0.5, 0.0, 0.0, 0.0}, true, false};
+  auto r = ops::sampler_update(x, cond, std::nullopt, std::nullopt, noise, std::nullopt, u);
+  CHECK(std::isnan(val(r.x0, 0)));
+  CHECK(std::isnan(val(r.out, 0)));
+  CHECK(val(r.out, 1) == doctest::Approx(0.5 * 0.1 + 0.5 * 0.2));  // finite: 0 * inf was not added
+  auto bound = torch::tensor({std::nanf("")});
+  CHECK(std::isnan(val(ops::sampler_update(x, torch::tensor({{0.3f, 0.2f}}), std::nullopt, std::nullopt, std::nullopt, bound, u).x0, 0)));
+}
+
+TEST_CASE("nearest_code on the CPU: a NaN row gives a NaN distance, a NaN code is reported as LibTorch's min does") {
+  auto codebook = torch::tensor({{0.f, 0.f}, {1.f, 1.f}, {3.f, 3.f}});
+  auto z = torch::tensor({{0.9f, 1.2f}, {std::nanf(""), 0.f}, {2.9f, 3.f}});
+  auto r = ops::nearest_code(z, codebook);
+  CHECK(r.index[0].item<int64_t>() == 1);
+  CHECK(r.distance[0].item<double>() == doctest::Approx(0.01 + 0.04).epsilon(1e-4));
+  CHECK(std::isnan(r.distance[1].item<double>()));
+  CHECK(r.index[2].item<int64_t>() == 2);
+  auto bad = codebook.clone();
+  bad[1][0] = std::nanf("");
+  auto rb = ops::nearest_code(z, bad);
+  CHECK(std::isnan(rb.distance[0].item<double>()));  // a NaN code makes every row's minimum NaN
+  CHECK(rb.index[0].item<int64_t>() == 1);
 }

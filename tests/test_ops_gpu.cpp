@@ -10,9 +10,13 @@
 #include "ops/norm_act.h"
 #include "ops/sampler_update.h"
 
+#include <limits>
 #include <sstream>
 
 #ifdef MEDDIFF_HAVE_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
 #include "kernels/attention.h"
 #include "kernels/nearest_code.h"
 #include "kernels/norm_act.h"
@@ -181,4 +185,101 @@ TEST_CASE("sampler_update kernel equals the LibTorch update") {
         check_close(got.x0, want.x0, 1e-5, 1e-5, what.str() + " x0");
         check_close(got.e, want.e, 1e-5, 1e-5, what.str() + " e");
       }
+}
+
+TEST_CASE("sampler_update and nearest_code kernels propagate NaN and skip 0-coefficient terms as the LibTorch path does") {
+  if (!have_cuda()) return;
+  ops::set_enabled_kernels("all");
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  // x0 NaN in element 0 (a diverged network), inf in the noise of element 1 with a 0 noise coefficient
+  auto x = torch::tensor({{0.5f, 0.1f, -0.3f, 0.2f}}), cond = torch::tensor({{nan, 0.2f, 5.0f, -0.1f}});
+  auto uncond = torch::tensor({{0.1f, 0.1f, 0.1f, nan}}), noise = torch::tensor({{0.3f, inf, 0.1f, 0.2f}});
+  for (auto kind : {ops::OutputKind::Eps, ops::OutputKind::X0, ops::OutputKind::V, ops::OutputKind::Flow})
+    for (int mode = 0; mode < 3; ++mode)
+      for (double cn : {0.0, 0.5}) {
+        // guidance 2, alpha 0.8, sigma 0.6; c0 = 0 and cp = 0: those terms are left out
+        ops::SamplerUpdate u{kind, 2.0, 0.8, 0.6, mode == 0 ? 0.0 : 1.0, {0.7, 0.0, 0.3, 0.0, cn}, true, true};
+        auto bound = torch::tensor({1.5f});
+        ops::OptTensor b = mode == 2 ? ops::OptTensor(bound) : std::nullopt;
+        auto want = ops::sampler_update(x, cond, uncond, std::nullopt, noise, b, u);
+        auto got = ops::sampler_update(x.cuda(), cond.cuda(), uncond.cuda(), std::nullopt, noise.cuda(),
+                                       b ? ops::OptTensor(b->cuda()) : std::nullopt, u);
+        std::ostringstream what;
+        what << "NaN/inf kind " << static_cast<int>(kind) << " mode " << mode << " cn " << cn;
+        check_close(got.out, want.out, 1e-6, 1e-6, what.str() + " out");
+        check_close(got.x0, want.x0, 1e-6, 1e-6, what.str() + " x0");
+        check_close(got.e, want.e, 1e-6, 1e-6, what.str() + " e");
+      }
+  auto codebook = torch::randn({300, 8});
+  auto z = torch::randn({200, 8});
+  z[17][3] = nan;
+  auto want = ops::nearest_code(z, codebook), got = ops::nearest_code(z.cuda(), codebook.cuda());
+  CHECK(std::isnan(got.distance[17].item<float>()));
+  check_close(got.distance, want.distance, 1e-5, 1e-5, "nearest_code with a NaN row");
+  auto bad = codebook.clone();
+  bad[250][0] = nan;
+  auto want_b = ops::nearest_code(z, bad), got_b = ops::nearest_code(z.cuda(), bad.cuda());
+  CHECK(got_b.distance.isnan().all().item<bool>());
+  CHECK(torch::equal(got_b.index.cpu(), want_b.index));
+}
+
+TEST_CASE("SDPA (LibTorch CUDA path) on 65,536 merged sequences: 8 heads x a 64 x 64 cross-section x the guidance pair") {
+  if (!have_cuda()) return;
+  ops::set_enabled_kernels("none");  // the default GPU path of attention
+  torch::manual_seed(21);
+  const int64_t B = 2, heads = 8, dh = 32, D = 16, H = 64, W = 64;
+  for (auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+    auto qkv = torch::randn({B, 3, heads, dh, D, H, W}, torch::kCUDA).to(dtype);
+    auto q = qkv.select(1, 0), k = qkv.select(1, 1), v = qkv.select(1, 2);
+    auto out = torch::empty({B, heads, dh, D, H, W}, q.options());
+    const auto perm = ops::axial_order(3);  // along D: batch dims B x heads x H x W = 65,536
+    auto o = out.permute(perm);
+    ops::attention_into(q.permute(perm), k.permute(perm), v.permute(perm), o);  // threw "invalid configuration argument" unchunked
+    torch::cuda::synchronize();
+    auto sel = [&](const torch::Tensor& t) { return t.permute(perm).slice(2, 60, 64).to(torch::kCPU, torch::kDouble); };
+    auto want = ops::attention_reference(sel(q), sel(k), sel(v));
+    const double tol = dtype == torch::kFloat ? 1e-4 : dtype == torch::kHalf ? 5e-3 : 3e-2;
+    std::ostringstream what;
+    what << "dtype " << dtype;
+    check_close(o.slice(2, 60, 64), want, tol, tol, what.str());
+  }
+}
+
+TEST_CASE("kernels on non-contiguous and channels-last inputs and on a non-default stream equal the LibTorch path") {
+  if (!have_cuda()) return;
+#ifdef MEDDIFF_HAVE_CUDA
+  torch::manual_seed(22);
+  auto stream = c10::cuda::getStreamFromPool(false, 0);
+  c10::cuda::CUDAStreamGuard on_stream(stream);
+  // norm_act: a channels-last tensor and a strided slice
+  auto base = torch::randn({2, 16, 9, 10, 11}, torch::kCUDA);
+  auto w = torch::randn({16}, torch::kCUDA), b = torch::randn({16}, torch::kCUDA), sc = torch::randn({2, 16}, torch::kCUDA);
+  for (int variant = 0; variant < 2; ++variant) {
+    auto x = variant == 0 ? base.contiguous(at::MemoryFormat::ChannelsLast3d) : base.slice(4, 0, 11, 2);
+    ops::set_enabled_kernels("none");
+    auto want = ops::norm_act(x.contiguous(), 4, w, b, 1e-5, sc, {}, true);
+    ops::set_enabled_kernels("all");
+    auto got = ops::norm_act(x, 4, w, b, 1e-5, sc, {}, true);
+    check_close(got, want, 2e-4, 2e-4, variant == 0 ? "norm_act channels-last on a side stream" : "norm_act strided on a side stream");
+  }
+  // sampler_update on transposed (non-contiguous) tensors
+  auto x = torch::randn({4, 3, 50}, torch::kCUDA).transpose(1, 2), cond = torch::randn({4, 3, 50}, torch::kCUDA).transpose(1, 2);
+  ops::SamplerUpdate u{ops::OutputKind::Eps, 1.0, 0.9, 0.43, 1.0, {0.9, 0.1, 0.2, 0, 0}};
+  ops::set_enabled_kernels("none");
+  auto want = ops::sampler_update(x, cond, std::nullopt, std::nullopt, std::nullopt, std::nullopt, u);
+  ops::set_enabled_kernels("all");
+  auto got = ops::sampler_update(x, cond, std::nullopt, std::nullopt, std::nullopt, std::nullopt, u);
+  check_close(got.out, want.out, 1e-6, 1e-6, "sampler_update transposed on a side stream");
+  // attention kernel on the side stream
+  auto qkv = torch::randn({1, 3, 2, 32, 6, 7, 8}, torch::kCUDA);
+  auto q = qkv.select(1, 0), k = qkv.select(1, 1), v = qkv.select(1, 2);
+  auto out = torch::empty({1, 2, 32, 6, 7, 8}, torch::kCUDA);
+  ops::axial_attention_into(q, k, v, out);
+  ops::set_enabled_kernels("none");
+  auto ref = torch::empty_like(out);
+  ops::axial_attention_into(q, k, v, ref);
+  stream.synchronize();
+  check_close(out, ref, 1e-4, 1e-4, "axial attention on a side stream");
+  ops::set_enabled_kernels("default");
+#endif
 }

@@ -1,5 +1,7 @@
 #include "models/recompute.h"
 
+#include "ops/kernel_support.h"
+
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -43,6 +45,7 @@ torch::Tensor first_run(AutogradContext* ctx, int64_t fn_address, const std::vec
   ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_dtype(at::kCUDA));
   ctx->save_for_backward(inputs);
   torch::NoGradGuard ng;
+  ops::LibTorchOnly same_as_recomputation;  // not the fused kernels, which the recomputation (with grad) cannot take
   return (*fn)(inputs);
 }
 

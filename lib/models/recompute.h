@@ -3,7 +3,8 @@
 // forward runs without keeping its intermediate activations; backward runs it again with gradients
 // on and back-propagates through that second run. Memory per block drops to its inputs, at the cost
 // of one more forward. The recomputation sees the same autocast state and random-number state as
-// the first run, so results and gradients are those of the plain block.
+// the first run, and both runs take the ops' LibTorch path (ops::LibTorchOnly: the fused CUDA kernels
+// have no backward), so results and gradients are those of the plain block.
 #include <torch/torch.h>
 
 #include <functional>

@@ -21,12 +21,12 @@ namespace {
 
 // [..., L, d] -> [1, batch, L, d] contiguous, the layout SDPA's fused kernels take
 at::Tensor as_4d(const at::Tensor& t) {
-  if (t.dim() == 4) return t.contiguous();
-  return t.reshape({1, -1, t.size(-2), t.size(-1)});
+  if (t.dim() == 4 && t.size(0) == 1) return t.contiguous();
+  return t.reshape({1, -1, t.size(-2), t.size(-1)}).contiguous();
 }
 
 at::Tensor attention_libtorch_value(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  auto r = at::scaled_dot_product_attention(as_4d(q), as_4d(k), as_4d(v));
+  auto r = sdpa_chunked(q, k, v);
   auto shape = q.sizes().vec();
   shape.back() = v.size(-1);
   return r.reshape(shape);
@@ -113,6 +113,21 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   auto out = torch::empty(shape, q.options());
   attention_into(q, k, v, out);
   return out;
+}
+
+torch::Tensor sdpa_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t max_batch) {
+  if (max_batch < 1) fail("attention: max_batch must be positive");
+  auto q4 = as_4d(q), k4 = as_4d(k), v4 = as_4d(v);  // [1, n, L, d]
+  const int64_t n = q4.size(1);
+  if (n <= max_batch) return at::scaled_dot_product_attention(q4, k4, v4);
+  // The fused CUDA kernels put this dimension into the launch grid's y or z (at most 65,535 blocks):
+  // larger ones fail with "invalid configuration argument" (PyTorch issue 142228). Chunk it.
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < n; i += max_batch) {
+    const int64_t j = std::min(n, i + max_batch);
+    parts.push_back(at::scaled_dot_product_attention(q4.slice(1, i, j), k4.slice(1, i, j), v4.slice(1, i, j)));
+  }
+  return at::cat(parts, 1);
 }
 
 torch::Tensor spatial_tokens(const torch::Tensor& z) { return z.flatten(3).transpose(2, 3); }

@@ -28,6 +28,11 @@ std::vector<int64_t> axial_order(int64_t axis);
 // the mean of the three (Ho et al. 2019, "Axial attention in multidimensional transformers", in
 // parallel form), accumulated into out through attention_into (alpha 1/3).
 void axial_attention_into(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out);
+// LibTorch's scaled_dot_product_attention on [..., L, d] with every batch dimension merged into one,
+// [1, n, L, d]; n is split into calls of at most `max_batch` (SDPA's fused CUDA kernels launch n blocks
+// along a grid dimension limited to 65,535). Returns [1, n, Lq, dv].
+constexpr int64_t kSdpaMaxBatch = 65535;
+torch::Tensor sdpa_chunked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t max_batch = kSdpaMaxBatch);
 // Plain softmax(q k^T / sqrt(d)) v, for tests.
 torch::Tensor attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 

@@ -91,9 +91,17 @@ bool kernel_built_for(const torch::Device& device, const std::string& kernel, co
   return ok;
 }
 
+namespace {
+thread_local bool t_libtorch_only = false;
+}
+
+LibTorchOnly::LibTorchOnly() : prev_(t_libtorch_only) { t_libtorch_only = true; }
+LibTorchOnly::~LibTorchOnly() { t_libtorch_only = prev_; }
+bool libtorch_only() { return t_libtorch_only; }
+
 bool kernel_runs(const torch::Tensor& t, const std::string& kernel, const std::function<bool()>& probe) {
 #ifdef MEDDIFF_HAVE_CUDA
-  return t.is_cuda() && kernel_enabled(kernel) && kernel_built_for(t.device(), kernel, probe);
+  return t.is_cuda() && !t_libtorch_only && kernel_enabled(kernel) && kernel_built_for(t.device(), kernel, probe);
 #else
   (void)t, (void)kernel, (void)probe;
   return false;

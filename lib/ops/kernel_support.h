@@ -22,8 +22,24 @@ void set_enabled_kernels(const std::string& spec);
 
 // `probe` runs with `device` current and reports whether the kernel's code loads there.
 bool kernel_built_for(const torch::Device& device, const std::string& kernel, const std::function<bool()>& probe);
-// Whether the kernel runs for a tensor: on a CUDA device, enabled, and built for that device (always
-// false in a build without CUDA kernels).
+// Whether the kernel runs for a tensor: on a CUDA device, enabled, built for that device and not inside
+// a LibTorchOnly scope (always false in a build without CUDA kernels).
 bool kernel_runs(const torch::Tensor& t, const std::string& kernel, const std::function<bool()>& probe);
+
+// While alive, this thread's ops take their LibTorch path even without autograd recording. Activation
+// checkpointing (models/recompute.h) runs a block's first forward in this scope, so that the forward
+// and its recomputation in backward (with autograd, hence LibTorch) are the same implementation, in the
+// same dtypes, and the gradients are those of the activations the loss saw.
+class LibTorchOnly {
+ public:
+  LibTorchOnly();
+  ~LibTorchOnly();
+  LibTorchOnly(const LibTorchOnly&) = delete;
+  LibTorchOnly& operator=(const LibTorchOnly&) = delete;
+
+ private:
+  bool prev_;
+};
+bool libtorch_only();
 
 }  // namespace meddiff::ops

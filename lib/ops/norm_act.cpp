@@ -85,7 +85,7 @@ torch::Tensor norm_act(const torch::Tensor& x, int64_t groups, const torch::Tens
       fail("norm_act: FiLM scale and shift need B x C = {} values, got [{}]", x.size(0) * x.size(1), fmt::join(t->sizes(), ", "));
   auto opt = [](const torch::Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; };
   const bool recording = torch::GradMode::is_enabled() &&
-                         (x.requires_grad() || (weight.defined() && weight.requires_grad()) ||
+                         (x.requires_grad() || (weight.defined() && weight.requires_grad()) || (bias.defined() && bias.requires_grad()) ||
                           (scale.defined() && scale.requires_grad()) || (shift.defined() && shift.requires_grad()));
   if (recording) return norm_act_libtorch(x, groups, opt(weight), opt(bias), eps, opt(scale), opt(shift), silu);
   static auto op = c10::Dispatcher::singleton()
