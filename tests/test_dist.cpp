@@ -6,9 +6,7 @@
 #include "test_support.h"
 
 #include <doctest/doctest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,19 +24,6 @@ using namespace meddiff;
 using namespace meddiff::test;
 
 namespace {
-
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
 
 struct Proc {
   pid_t pid = -1;
@@ -160,7 +145,7 @@ std::set<std::string> entries(const fs::path& d) {
 }
 
 void make_phantoms(const fs::path& d) {
-  REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "6", "--shape", "16,16,16", "--spacing", "2,1.5,1.5", "--out", d.string()}) == 0);
+  REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "6", "--shape", "16,16,16", "--spacing", "1.5,1.5,2", "--out", d.string()}) == 0);
 }
 
 }  // namespace

@@ -20,6 +20,9 @@ class ScratchDir {
 
 std::filesystem::path fixture(const std::string& name);  // tests/fixtures/<name>
 
+// A TCP port on 127.0.0.1 that was free a moment ago (rendezvous of data-parallel tests).
+int free_port();
+
 // Leaves the temporary a killed writer of `target` would: a child process creates it and ends.
 void leave_stale_temp(const std::filesystem::path& target);
 

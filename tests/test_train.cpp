@@ -1,10 +1,16 @@
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include "core/checkpoint.h"
 #include "core/fs.h"
 #include "data/metrics.h"
 #include "data/phantom.h"
+#include "models/sync_batch_norm.h"
+#include "train/grad_sync.h"
 #include "train/launch_env.h"
+#include "train/process_group.h"
+#include "train/ldm_step.h"
 #include "train/train_config.h"
 #include "train/vqgan_step.h"
 #include "train/vqgan_trainer.h"
@@ -13,6 +19,35 @@
 using namespace meddiff;
 
 namespace {
+// Runs fn(collectives) on `world` threads of this process, joined as ranks by a Gloo process group on
+// 127.0.0.1 (LibTorch's c10d, as a torchrun job uses it); rethrows the first rank's error.
+void with_ranks(int world, const std::function<void(Collectives&)>& fn, int timeout_s = 30) {
+  const int port = meddiff::test::free_port();
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        LaunchEnv env;
+        env.rank = r;
+        env.world_size = world;
+        env.master_addr = "127.0.0.1";
+        env.master_port = port;
+        env.launcher = "environment";
+        DistOptions opt;
+        opt.backend = "gloo";
+        opt.timeout_s = timeout_s;
+        auto pg = ProcessGroup::connect(env, opt, torch::kCPU);
+        fn(*pg);
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 RunConfig tiny_config() {
   RunConfig c;
   c.data.shape = {16, 16, 16};
@@ -48,7 +83,7 @@ TEST_CASE("config: defaults / file / --set overrides - unknown keys and wrong ty
   CHECK(c.vqgan.n_codes == 64);
   CHECK(c.vqgan_train.steps == 5);
   CHECK(c.vqgan_train.lr == doctest::Approx(0.01));
-  CHECK(c.data.shape[2] == 16);
+  CHECK(c.data.shape[0] == 16);  // typed x,y,z: z = 16 is D
   CHECK(c.vqgan.n_hiddens == 16);  // default kept
   test::check_error([&] { resolve_config((dir / "c.json").string(), {"vqgan.n_code=3"}); }, {"vqgan.n_code"});
   test::check_error([&] { resolve_config("", {"vqgan.n_codes=many"}); }, {"vqgan.n_codes", "integer"});
@@ -80,14 +115,14 @@ TEST_CASE("a run stopped after N steps and resumed equals an uninterrupted run")
   cfg.vqgan_train.grad_accum = accum;
   cfg.vqgan_train.batch_size = 2 / accum;  // the same effective batch
   TrainHooks hooks;
-  auto full = train_vqgan(cfg, train, val, dir / "full", false, hooks);
+  auto full = train_vqgan(cfg, train, val, dir / "full", RunStart::New, hooks);
   CHECK(full.final_step == 6);
   auto half = cfg;
   half.vqgan_train.steps = 3;
-  train_vqgan(half, train, val, dir / "split", false, hooks);
+  train_vqgan(half, train, val, dir / "split", RunStart::New, hooks);
   CHECK(fs::exists(dir / "split/step-0000003.pt"));
-  test::check_error([&] { train_vqgan(cfg, train, val, dir / "split", false, hooks); }, {"--resume"});
-  train_vqgan(cfg, train, val, dir / "split", true, hooks);
+  test::check_error([&] { train_vqgan(cfg, train, val, dir / "split", RunStart::New, hooks); }, {"--resume"});
+  train_vqgan(cfg, train, val, dir / "split", RunStart::Resume, hooks);
   auto a = load_checkpoint(dir / "full/last.pt"), b = load_checkpoint(dir / "split/last.pt");
   CHECK(a.step == 6);
   CHECK(b.step == 6);
@@ -162,4 +197,103 @@ TEST_CASE("launch environment: torchrun and Slurm variables - partial or out-of-
   CHECK(first_slurm_host("rack-[001-004]-ib") == "rack-001-ib");
   CHECK(first_slurm_host("a[3]") == "a3");
   meddiff::test::check_error([] { first_slurm_host("gpu[01-02"); }, {"unclosed"});
+}
+
+TEST_CASE("guidance dropout: the unconditional branch (no class and no label map) is trained at min(class, label dropout)") {
+  // Sampling with guidance contrasts (class, labels) with (null class, no labels), so that pair must be
+  // trained as often as configured, not at class_dropout x label_dropout (1 % for 0.1 / 0.1).
+  auto shares = [](double pc, double pl) {
+    const int64_t n = 40000;
+    std::array<double, 4> count{};  // none, class only, labels only, both
+    for (int64_t i = 0; i < n; ++i) {
+      auto d = draw_sample(7, i / 8, i % 8, {1}, false, 1000, pc, pl);
+      count[static_cast<size_t>((d.drop_class ? 1 : 0) + (d.drop_labels ? 2 : 0))] += 1.0 / static_cast<double>(n);
+    }
+    return count;
+  };
+  const double tol = 4 * std::sqrt(0.1 * 0.9 / 40000);  // 4 binomial standard deviations
+  auto a = shares(0.1, 0.1);
+  MESSAGE("0.1 / 0.1: both " << a[3] << ", class only " << a[1] << ", labels only " << a[2]);
+  CHECK(std::abs(a[3] - 0.1) < tol);
+  CHECK(a[1] == 0.0);
+  CHECK(a[2] == 0.0);
+  auto b = shares(0.2, 0.1);
+  MESSAGE("0.2 / 0.1: both " << b[3] << ", class only " << b[1] << ", labels only " << b[2]);
+  CHECK(std::abs(b[3] - 0.1) < tol);
+  CHECK(std::abs(b[1] - 0.1) < tol);
+  CHECK(b[2] == 0.0);
+  auto c = shares(0.0, 0.3);
+  CHECK(c[3] == 0.0);
+  CHECK(std::abs(c[2] - 0.3) < 4 * std::sqrt(0.3 * 0.7 / 40000));
+  // the same (seed, draw, index) gives the same draws; another index other noise
+  auto d1 = draw_sample(3, 5, 2, {2, 2}, true, 1000, 0.1, 0.1), d2 = draw_sample(3, 5, 2, {2, 2}, true, 1000, 0.1, 0.1);
+  CHECK(torch::equal(d1.noise, d2.noise));
+  CHECK(torch::equal(d1.t, d2.t));
+  CHECK_FALSE(torch::equal(d1.noise, draw_sample(3, 5, 3, {2, 2}, true, 1000, 0.1, 0.1).noise));
+}
+
+TEST_CASE("gradient averaging over 2 Gloo ranks: a parameter unused on one rank is averaged with its zeros, not a hang") {
+  // rank 0 uses a and b, rank 1 only a; c is used nowhere. One process with both ranks' samples would
+  // have grad a = x0 + x1, grad b = y0 (and none for c); the data-parallel mean is half of that.
+  auto x = torch::tensor({{1.0f, 2.0f}, {3.0f, 5.0f}}), y = torch::tensor({7.0f, 11.0f});
+  std::vector<torch::Tensor> ga(2), gb(2);
+  std::vector<bool> c_has(2, true);
+  with_ranks(2, [&](Collectives& comm) {
+    const int r = comm.rank();
+    auto a = torch::zeros({2}, torch::requires_grad()), b = torch::zeros({2}, torch::requires_grad()),
+         c = torch::zeros({2}, torch::requires_grad());
+    auto loss = (a * x[r]).sum();
+    if (r == 0) loss = loss + (b * y).sum();
+    loss.backward();
+    average_gradients(comm, {a, b, c}, /*bucket_bytes=*/8);  // small buckets: several collectives in order
+    ga[static_cast<size_t>(r)] = a.grad().clone();
+    gb[static_cast<size_t>(r)] = b.grad().defined() ? b.grad().clone() : torch::Tensor();
+    c_has[static_cast<size_t>(r)] = c.grad().defined();
+  }, /*timeout_s=*/15);
+  for (size_t r = 0; r < 2; ++r) {
+    CHECK(torch::allclose(ga[r], (x[0] + x[1]) / 2));
+    REQUIRE(gb[r].defined());
+    CHECK(torch::allclose(gb[r], y / 2));
+    CHECK_FALSE(c_has[r]);
+  }
+}
+
+TEST_CASE("SyncBatchNorm over 2 Gloo ranks with batches 3 and 1 of 1000 + 0.01 randn equals batch norm of the whole batch") {
+  const int64_t C = 2;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(13);
+  auto x = 1000 + 0.01 * torch::randn({4, C, 3, 4, 5}, gen);  // float32
+  auto g = torch::randn({4, C, 3, 4, 5}, gen);                // upstream gradient: loss = sum(y * g)
+  // the reference: one process, the concatenated batch, in float64
+  auto xd = x.to(torch::kDouble).requires_grad_(true);
+  auto yd = torch::batch_norm(xd, {}, {}, {}, {}, true, 0.1, 1e-5, false);
+  (yd * g.to(torch::kDouble)).sum().backward();
+  const std::vector<std::pair<int64_t, int64_t>> rows{{0, 3}, {3, 4}};
+  std::vector<torch::Tensor> ys(2), grads(2), rmean(2), rvar(2);
+  with_ranks(2, [&](Collectives& comm) {
+    const size_t r = static_cast<size_t>(comm.rank());
+    SyncBatchNorm bn(C);
+    bn->comm = &comm;
+    bn->train();
+    auto xr = x.slice(0, rows[r].first, rows[r].second).clone().requires_grad_(true);
+    auto y = bn->forward(xr);
+    (y * g.slice(0, rows[r].first, rows[r].second)).sum().backward();
+    ys[r] = y.detach();
+    grads[r] = xr.grad().clone();
+    rmean[r] = bn->running_mean.clone();
+    rvar[r] = bn->running_var.clone();
+  });
+  for (size_t r = 0; r < 2; ++r) {
+    auto want = yd.detach().slice(0, rows[r].first, rows[r].second);
+    const double err = (ys[r].to(torch::kDouble) - want).abs().max().item<double>();
+    MESSAGE("rank " << r << ": largest difference from the float64 whole-batch batch norm " << err << " (output sd 1)");
+    CHECK(err < 0.02);
+    auto gw = xd.grad().slice(0, rows[r].first, rows[r].second);
+    const double gerr = ((grads[r].to(torch::kDouble) - gw).abs().max() / gw.abs().max()).item<double>();
+    MESSAGE("rank " << r << ": input gradient, largest difference relative to its largest value " << gerr);
+    CHECK(gerr < 0.02);
+    // running estimates: momentum 0.1 from (0, 1), the batch mean and the unbiased variance
+    auto xdd = x.to(torch::kDouble).transpose(0, 1).reshape({C, -1});
+    CHECK(torch::allclose(rmean[r].to(torch::kDouble), 0.1 * xdd.mean(1), 1e-6, 1e-3));
+    CHECK(torch::allclose(rvar[r].to(torch::kDouble), 0.9 + 0.1 * xdd.var(1, /*unbiased=*/true), 1e-6, 1e-6));
+  }
 }

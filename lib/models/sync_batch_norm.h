@@ -5,9 +5,11 @@
 // buffers carry BatchNorm's names (weight, bias, running_mean, running_var, num_batches_tracked), so
 // checkpoints of either load into the other.
 //
-// Synchronised training mode: per-channel sums and sums of squares (fp32) are all-reduced with an
-// autograd-aware sum (its backward all-reduces the gradients), mean = S/N, biased variance
-// SS/N - mean^2 for normalising, unbiased variance for the running estimate (momentum 0.1, eps 1e-5).
+// Synchronised training mode: each rank's count, mean and sum of squared deviations per channel
+// (float64, two passes) are gathered from every rank with an autograd-aware all-gather (its backward
+// all-reduces the gradients) and merged by Chan's formula, so batches of different sizes per rank and
+// values far from zero (|mean| >> std) normalise as one process with the concatenated batch would;
+// biased variance for normalising, unbiased for the running estimate (momentum 0.1, eps 1e-5).
 #include "core/collectives.h"
 
 #include <torch/torch.h>
@@ -23,7 +25,8 @@ struct SyncBatchNormImpl : torch::nn::Module {
 };
 TORCH_MODULE(SyncBatchNorm);
 
-// Sum over the ranks whose gradient is the sum over the ranks of the incoming gradients.
-torch::Tensor all_reduce_sum_autograd(const torch::Tensor& x, Collectives& comm);
+// The ranks' rows [world * n, ...] (n the same on every rank) whose gradient is this rank's rows of the
+// sum over the ranks of the incoming gradients.
+torch::Tensor all_gather_rows_autograd(const torch::Tensor& x, Collectives& comm);
 
 }  // namespace meddiff

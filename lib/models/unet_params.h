@@ -14,9 +14,12 @@ struct UNetParams {
   std::vector<int64_t> attention_levels{2};      // levels (0-based) with self-attention; mid block always
   int64_t attention_heads = 4;
   int64_t max_full_attention_tokens = 4096;      // above this many tokens attention is axial (D, H, W in turn)
-  std::vector<std::array<int64_t, 3>> downsample{{2, 2, 2}, {2, 2, 2}};  // per level transition, factor 1 or 2 per axis [D,H,W]
+  std::vector<std::array<int64_t, 3>> downsample{{2, 2, 2}, {2, 2, 2}};  // per level transition, factor 1 or 2 per axis [D,H,W] (typed x, y, z)
   double dropout = 0.0;
-  double class_dropout = 0.1;                    // probability of training with the null class (for guidance)
+  // Guidance dropout: one uniform u per training sample drops the class when u < class_dropout and
+  // the label map when u < label_dropout, so both go together (the unconditional branch guidance
+  // uses) with probability min(class_dropout, label_dropout) (train/ldm_step.h).
+  double class_dropout = 0.1;                    // probability of training with the null class
   bool conditional = true;                       // class-conditional (false: unconditional model)
   double label_dropout = 0.1;                    // probability of training without the label condition (guidance)
 
@@ -28,11 +31,11 @@ struct UNetParams {
     v("attention_levels", attention_levels, "levels with self-attention (the middle block always has it)");
     v("attention_heads", attention_heads, "attention heads");
     v("max_full_attention_tokens", max_full_attention_tokens, "above this many tokens a level uses axial attention");
-    v("downsample", downsample, "per level transition: factor 1 or 2 per axis [D,H,W]");
+    v("downsample", xyz(downsample), "per level transition: factor 1 or 2 per axis [x,y,z]");
     v("dropout", dropout, "dropout in residual blocks");
-    v("class_dropout", class_dropout, "probability of replacing the class by the null class in training (guidance)");
+    v("class_dropout", class_dropout, "probability of replacing the class by the null class in training (guidance); drawn with label_dropout from one uniform, so both are dropped together with probability min(class_dropout, label_dropout)");
     v("conditional", conditional, "class-conditional model (false: unconditional)");
-    v("label_dropout", label_dropout, "with data.labels = condition: probability of training without the label map (guidance)");
+    v("label_dropout", label_dropout, "with data.labels = condition: probability of training without the label map (guidance); see class_dropout");
   }
   void validate(const std::string& where = "unet") const;
 };

@@ -5,7 +5,16 @@
 namespace meddiff {
 
 void average_gradients(Collectives& c, const std::vector<torch::Tensor>& params, int64_t bucket_bytes) {
-  if (c.world_size() == 1) return;
+  if (c.world_size() == 1 || params.empty()) return;
+  // The ranks first agree on which parameters have a gradient: one that was used on any rank is
+  // contributed by every rank (zeros where it was unused), so all ranks fill the same buckets in the
+  // same order; one unused everywhere stays without a gradient, as in one process with the global batch.
+  std::vector<float> has(params.size());
+  for (size_t i = 0; i < params.size(); ++i) has[i] = params[i].grad().defined() ? 1.0f : 0.0f;
+  auto flags = torch::tensor(has).to(params.front().device());
+  c.all_reduce_max(flags);
+  auto any = flags.to(torch::kCPU);
+  const float* used = any.data_ptr<float>();
   std::vector<torch::Tensor> bucket;
   int64_t bytes = 0;
   const double inv = 1.0 / static_cast<double>(c.world_size());
@@ -16,9 +25,11 @@ void average_gradients(Collectives& c, const std::vector<torch::Tensor>& params,
     bucket.clear();
     bytes = 0;
   };
-  for (const auto& p : params) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (used[i] == 0) continue;
+    auto p = params[i];
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     auto g = p.grad();
-    if (!g.defined()) continue;
     bucket.push_back(g);
     bytes += g.numel() * static_cast<int64_t>(g.element_size());
     if (bytes >= bucket_bytes) flush();

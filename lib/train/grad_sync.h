@@ -6,7 +6,11 @@
 //     world size: the mean over the global batch, as one process with the whole batch computes it.
 //     The all-reduce runs after the backward pass, not overlapped with it (measured in the README:
 //     the CPU has no cores left to overlap with; on GPUs the buckets are large and few).
-//   - Parameters without a gradient (unused in this step, the same on every rank) are skipped.
+//   - The ranks agree first (one all-reduce of a flag per parameter) on which parameters have a
+//     gradient: a parameter used on any rank is averaged with zeros from the ranks where it was unused
+//     (as one process with the global batch sums over the samples that used it); one unused on every
+//     rank is skipped everywhere. A rank-dependent set (dropout paths, conditions used by some samples
+//     only) therefore never mismatches the buckets of different ranks.
 #include "core/collectives.h"
 
 #include <nlohmann/json.hpp>

@@ -10,6 +10,18 @@
 
 namespace meddiff {
 
+SampleDraws draw_sample(uint64_t seed, int64_t draw, int64_t index, at::IntArrayRef shape, bool rflow, int64_t timesteps,
+                        double class_dropout, double label_dropout) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(sample_seed(seed, draw, 2, index));
+  SampleDraws d;
+  d.t = rflow ? torch::rand({1}, gen, torch::kDouble) : torch::randint(0, timesteps, {1}, gen, torch::kLong);
+  d.noise = torch::randn(shape, gen);
+  const double u = torch::rand({1}, gen, torch::kDouble).item<double>();
+  d.drop_class = u < class_dropout;
+  d.drop_labels = u < label_dropout;
+  return d;
+}
+
 LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d, int64_t cond_ch)
     : cfg(c), device(d), num_classes(n_classes), cond_channels(cond_ch) {
   const auto& t = cfg.ldm_train;
@@ -58,24 +70,26 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     Batch b = next_batch(micro);
     const int64_t B = b.x.size(0);
     const int64_t draw = step * t.grad_accum + micro;
-    // Per sample, from its index in the global batch: timestep, noise, class dropout, label dropout.
-    std::vector<torch::Tensor> ts, noise, drops, keeps;
+    // Per sample, from its index in the global batch (draw_sample).
+    std::vector<torch::Tensor> ts, noise;
+    std::vector<uint8_t> drop_class, keep_labels;
     for (int64_t j = 0; j < B; ++j) {
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(sample_seed(static_cast<uint64_t>(t.seed), draw, 2, b.first + j));
-      ts.push_back(cfg.ldm.rflow() ? torch::rand({1}, gen, torch::kDouble) : torch::randint(0, schedule.T, {1}, gen, torch::kLong));
-      noise.push_back(torch::randn(b.x[j].sizes(), gen));
-      drops.push_back(torch::rand({1}, gen) < cfg.ldm.unet.class_dropout);
-      keeps.push_back(torch::rand({1}, gen) >= cfg.ldm.unet.label_dropout);
+      auto d = draw_sample(static_cast<uint64_t>(t.seed), draw, b.first + j, b.x[j].sizes(), cfg.ldm.rflow(), schedule.T,
+                           cfg.ldm.unet.class_dropout, cfg.ldm.unet.label_dropout);
+      ts.push_back(d.t);
+      noise.push_back(d.noise);
+      drop_class.push_back(d.drop_class);
+      keep_labels.push_back(!d.drop_labels);
     }
     auto tt = torch::cat(ts).to(device);
     auto eps = torch::stack(noise).to(device);
-    auto drop = torch::cat(drops);
+    auto drop = torch::tensor(std::vector<int64_t>(drop_class.begin(), drop_class.end())).to(torch::kBool);
     auto cls = torch::where(drop, torch::full({B}, num_classes, torch::kLong), b.labels).to(device);
     torch::Tensor cond;
     if (cond_channels > 0) {
       if (!b.cond.defined()) fail("the model is conditioned on label maps but the batch has none");
       // label dropout: the null condition (zeros) for classifier-free guidance on the labels
-      auto keep = torch::cat(keeps).to(torch::kFloat).view({B, 1, 1, 1, 1});
+      auto keep = torch::tensor(std::vector<float>(keep_labels.begin(), keep_labels.end())).view({B, 1, 1, 1, 1});
       cond = (b.cond * keep).to(device);
     }
     auto x0 = b.x.to(device);

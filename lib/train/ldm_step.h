@@ -18,6 +18,22 @@
 
 namespace meddiff {
 
+// The random draws of one training sample, from (seed, draw = step * grad_accum + micro, its index in
+// the global batch) on a CPU generator: the diffusion time (an integer timestep, or for rectified flow a
+// uniform time in [0, 1) before the shift), the noise, and which conditions are dropped for
+// classifier-free guidance. The two drops come from ONE uniform u: the class is dropped when
+// u < class_dropout, the label map when u < label_dropout. So "no class and no label map" -- the
+// unconditional branch that guided sampling contrasts with -- is trained with probability
+// min(class_dropout, label_dropout), and each condition alone is dropped with the rest of its rate
+// (|class_dropout - label_dropout| for the larger one, never for the smaller).
+struct SampleDraws {
+  torch::Tensor t;      // [1]: long timestep, or double time in [0, 1) (rectified flow)
+  torch::Tensor noise;  // `shape`, float
+  bool drop_class = false, drop_labels = false;
+};
+SampleDraws draw_sample(uint64_t seed, int64_t draw, int64_t index, at::IntArrayRef shape, bool rflow, int64_t timesteps,
+                        double class_dropout, double label_dropout);
+
 struct LDMStepStats {
   double loss = 0, lr = 0;
   bool finite = true;
@@ -25,8 +41,8 @@ struct LDMStepStats {
 
 class LDMStepper {
  public:
-  // cond_channels > 0: the U-Net takes the batches' label condition (Batch::cond), dropped to zeros with
-  // probability ldm.unet.label_dropout.
+  // cond_channels > 0: the U-Net takes the batches' label condition (Batch::cond), dropped to zeros as
+  // draw_sample says.
   LDMStepper(const RunConfig& cfg, int64_t channels, int64_t num_classes, const torch::Device& device,
              int64_t cond_channels = 0);
   LDMStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
