@@ -94,7 +94,7 @@ def reference_decoder(cfg):
             return x + self.c2(F.silu(self.n2(h)))
 
     v = cfg["vqgan"]
-    logs = [int(round(math.log2(d))) for d in v["downsample"]]
+    logs = [int(round(math.log2(d))) for d in v["downsample"][::-1]]  # config x,y,z -> tensor D,H,W
     n = max(logs)
     layers = []
     ch = v["n_hiddens"] << n

@@ -17,7 +17,7 @@ echo "| config | stage | micro-batch | --dry-run estimate (GiB) | measured peak 
 echo "|---|---|---|---|---|---|"
 for cfg in "${configs[@]}"; do
   name=$(basename "$cfg" .json)
-  read -r mod d h w sx sy sz vb lb < <(python3 - "$cfg" <<'PY'
+  read -r mod x y z sx sy sz vb lb < <(python3 - "$cfg" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 d = c["data"]; s = d.get("shape", [32, 32, 32]); sp = d.get("spacing", [0, 0, 0])
@@ -27,7 +27,7 @@ PY
 )
   rm -rf "$name"; mkdir "$name"
   # phantoms a little larger than the training shape (foreground crops need room), at the config's spacing
-  "$M" phantoms --modality "$mod" --count 4 --shape "$((d + d / 4)),$((h + h / 4)),$((w + w / 4))" --spacing "$sz,$sy,$sx" \
+  "$M" phantoms --modality "$mod" --count 4 --shape "$((x + x / 4)),$((y + y / 4)),$((z + z / 4))" --spacing "$sx,$sy,$sz" \
     --out "$name/data" > /dev/null 2>&1
   set_data=(--set "data.manifest=$W/$name/data/manifest.json")
   quiet=(--set vqgan_train.val_every=100000 --set vqgan_train.ckpt_every=100000 --set ldm_train.val_every=100000

@@ -39,7 +39,7 @@ TEST_CASE("argument lists are parsed and checked") {
 
 TEST_CASE("phantoms command writes images / labels and a manifest with both classes") {
   test::ScratchDir dir("phantoms");
-  CHECK(cli::run_phantoms({"--modality", "ct", "--count", "3", "--shape", "16,20,24", "--spacing", "2,1,1", "--seed", "5",
+  CHECK(cli::run_phantoms({"--modality", "ct", "--count", "3", "--shape", "24,20,16", "--spacing", "1,1,2", "--seed", "5",
                            "--out", (dir / "ds").string()}) == 0);
   auto m = load_manifest((dir / "ds/manifest.json").string());
   REQUIRE(m.entries.size() == 3);

@@ -40,8 +40,8 @@ TEST_CASE("VQ-GAN shapes for every downsampling configuration") {
     CHECK(lat[1] == z.size(2));
   }
   CHECK_THROWS_WITH_AS(latent_shape(small({4, 4, 4}), {16, 18, 16}, "data.shape"), doctest::Contains("data.shape[1]"), Error);
-  auto bad = small({3, 4, 4});
-  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("vqgan.downsample[0]"), Error);
+  auto bad = small({3, 4, 4});  // [D, H, W] in memory: D is z, typed last (x,y,z)
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("vqgan.downsample[2]"), Error);
 }
 
 TEST_CASE("quantiser EMA update matches hand-computed values") {

@@ -99,7 +99,7 @@ TEST_CASE("paired sampling: the user's label maps keep their grid and edits appl
   auto d = trained_labelled();
   test::ScratchDir dir("paired-user");
   // label maps of phantoms the model never saw (another seed), as a folder of label files
-  REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "2", "--shape", "16,16,16", "--spacing", "2,1.5,1.5", "--seed", "9",
+  REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "2", "--shape", "16,16,16", "--spacing", "1.5,1.5,2", "--seed", "9",
                              "--out", (dir / "heldout").string()}) == 0);
   REQUIRE(sample(dir / "user", {"-n", "2", "--labels", (dir / "heldout/labels").string(), "--format", "nifti,png"}) == 0);
   for (int i = 0; i < 2; ++i) {
@@ -159,4 +159,45 @@ TEST_CASE("paired training: a label-conditioned LDM run resumes (its mask bank b
   REQUIRE(fs::exists(dir / "ldm/mask_bank.pt"));
   REQUIRE(with_steps(3, true) == 0);
   CHECK(load_checkpoint(dir / "ldm/last.pt").step == 3);
+}
+
+TEST_CASE("paired sampling: a label-only manifest, a manifest class the model lacks, and --finalize of a killed nnU-Net job") {
+  auto d = trained_labelled();
+  test::ScratchDir dir("paired-manifests");
+  REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", "2", "--shape", "16,16,16", "--spacing", "1.5,1.5,2", "--seed", "9",
+                             "--out", (dir / "maps").string()}) == 0);
+  // a manifest with only label and class columns, its paths relative to its own folder (not the current one)
+  write_text_atomically(dir / "maps/labels.csv", "label,class\nlabels/case_0000.nii.gz,1\nlabels/case_0001.nii.gz,0\n");
+  REQUIRE(sample(dir / "label_only", {"-n", "2", "--labels", (dir / "maps/labels.csv").string()}) == 0);
+  auto lines = manifest_lines(dir / "label_only/manifest.jsonl");
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["class"] == 1);
+  CHECK(lines[1]["class"] == 0);
+  CHECK(lines[0]["label_map"]["map"] == "case_0000.nii.gz");
+  // class 7 on a 2-class model is refused naming the map (it used to become class 0 without a word); --class overrides
+  write_text_atomically(dir / "maps/bad_class.csv", "label,class\nlabels/case_0000.nii.gz,7\n");
+  test::check_error([&] { sample(dir / "bad_class", {"-n", "1", "--labels", (dir / "maps/bad_class.csv").string()}); },
+                    {"case_0000.nii.gz", "class 7", "0..1"});
+  CHECK_FALSE(fs::exists(dir / "bad_class"));
+  REQUIRE(sample(dir / "forced_class", {"-n", "1", "--class", "1", "--labels", (dir / "maps/bad_class.csv").string()}) == 0);
+  CHECK(manifest_lines(dir / "forced_class/manifest.jsonl")[0]["class"] == 1);
+  // an nnU-Net job killed after writing an image but before its label map and sidecar, with a temporary in labelsTr
+  auto nn = dir / "Dataset900_Synth";
+  REQUIRE(sample(nn, {"-n", "2", "--layout", "nnunet", "--name", "Synth"}) == 0);
+  fs::remove(nn / "meddiff/Synth_0001.json");
+  fs::remove(nn / "labelsTr/Synth_0001.nii.gz");
+  test::leave_stale_temp(nn / "labelsTr/Synth_0001.nii.gz");
+  // --finalize as the README shows it: no --layout or --name (job.json records them); other ones are refused
+  CHECK_THROWS_WITH_AS(cli::run_sample({"--out", nn.string(), "--finalize", "--layout", "flat"}), doctest::Contains("nnunet"), UsageError);
+  REQUIRE(cli::run_sample({"--out", nn.string(), "--finalize"}) == 0);
+  CHECK(fs::exists(nn / "imagesTr/Synth_0000_0000.nii.gz"));
+  CHECK_FALSE(fs::exists(nn / "imagesTr/Synth_0001_0000.nii.gz"));  // the orphan image is gone
+  for (const auto& e : fs::directory_iterator(nn / "labelsTr")) CHECK_FALSE(is_temp_name(e.path().filename().string()));
+  auto ds = nlohmann::json::parse(read_text(nn / "dataset.json"));
+  CHECK(ds["numTraining"] == 1);
+  CHECK(count_files(nn / "imagesTr") == 1);
+  CHECK(count_files(nn / "labelsTr") == 1);
+  // the job resumes: the removed volume is sampled again
+  REQUIRE(sample(nn, {"-n", "2", "--layout", "nnunet", "--name", "Synth"}) == 0);
+  CHECK(nlohmann::json::parse(read_text(nn / "dataset.json"))["numTraining"] == 2);
 }

@@ -10,7 +10,7 @@ namespace meddiff::test {
 
 inline void train_tiny_models(const std::filesystem::path& d, int64_t cases, const std::vector<std::string>& extra) {
   REQUIRE(cli::run_phantoms({"--modality", "ct", "--count", std::to_string(cases), "--shape", "16,16,16", "--spacing",
-                             "2,1.5,1.5", "--out", (d / "data").string()}) == 0);
+                             "1.5,1.5,2", "--out", (d / "data").string()}) == 0);
   auto common = tiny_model_args(d / "data/manifest.json");
   common.insert(common.end(), {"--set", "vqgan_train.steps=2", "--set", "ldm_train.steps=3"});
   common.insert(common.end(), extra.begin(), extra.end());

@@ -56,10 +56,10 @@ int run_info(const Args_t& args) {
     return 0;
   }
   std::cout << fmt::format(
-      "{} ({})\n  shape [D,H,W]   {} x {} x {}\n  spacing x,y,z   {:.6g}, {:.6g}, {:.6g} mm\n"
+      "{} ({})\n  size x,y,z      {} x {} x {} voxels\n  spacing x,y,z   {:.6g}, {:.6g}, {:.6g} mm\n"
       "  origin x,y,z    {:.6g}, {:.6g}, {:.6g} mm\n  direction       [{:.4f} {:.4f} {:.4f}; {:.4f} {:.4f} {:.4f}; {:.4f} {:.4f} {:.4f}]\n"
       "  modality        {}\n  intensity       min {:.6g}, max {:.6g}, mean {:.6g}\n",
-      path, j["format"].get<std::string>(), v.depth(), v.height(), v.width(), g.spacing[0], g.spacing[1], g.spacing[2],
+      path, j["format"].get<std::string>(), v.width(), v.height(), v.depth(), g.spacing[0], g.spacing[1], g.spacing[2],
       g.origin[0], g.origin[1], g.origin[2], g.direction[0], g.direction[1], g.direction[2], g.direction[3],
       g.direction[4], g.direction[5], g.direction[6], g.direction[7], g.direction[8], to_string(v.modality),
       j["min"].get<double>(), j["max"].get<double>(), j["mean"].get<double>());

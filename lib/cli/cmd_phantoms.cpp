@@ -1,6 +1,7 @@
 // meddiff phantoms: the built-in two-class dataset (MR heads with lesions, CT chests with nodules).
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -18,17 +19,17 @@ int run_phantoms(const Args_t& args) {
          "MR class 1 has 1-2 tumour-like lesions, CT class 1 has 1-3 lung nodules.");
   a.add()("modality", "mr or ct", cxxopts::value<std::string>()->default_value("mr"))
       ("count", "Number of cases", cxxopts::value<int64_t>()->default_value("8"))
-      ("shape", "Volume shape D,H,W (voxels)", cxxopts::value<std::string>()->default_value("32,32,32"))
-      ("spacing", "Voxel spacing z,y,x (mm)", cxxopts::value<std::string>()->default_value("1,1,1"))
+      ("shape", "Volume size x,y,z (voxels; x,y,z as in every meddiff option and config key)",
+       cxxopts::value<std::string>()->default_value("32,32,32"))
+      ("spacing", "Voxel spacing x,y,z (mm)", cxxopts::value<std::string>()->default_value("1,1,1"))
       ("seed", "Random seed (same seed, same volumes)", cxxopts::value<uint64_t>()->default_value("0"))
       ("out", "Output folder", cxxopts::value<std::string>())
       ("force", "Overwrite the phantoms of an earlier run in --out");
   auto r = a.parse(args);
   PhantomParams p;
   p.modality = parse_modality(r["modality"].as<std::string>());
-  p.shape = parse_int3(r["shape"].as<std::string>(), "--shape");
-  auto zyx = parse_double3(r["spacing"].as<std::string>(), "--spacing");
-  p.spacing = {zyx[2], zyx[1], zyx[0]};
+  p.shape = reversed_axes(parse_int3(r["shape"].as<std::string>(), "--shape"));  // x,y,z -> [D, H, W]
+  p.spacing = parse_double3(r["spacing"].as<std::string>(), "--spacing");        // x, y, z
   p.seed = r["seed"].as<uint64_t>();
   int64_t count = r["count"].as<int64_t>();
   if (count < 1) usage_fail("--count must be at least 1");

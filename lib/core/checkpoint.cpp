@@ -1,5 +1,7 @@
 #include "core/checkpoint.h"
 
+#include "core/config.h"
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/version.h"
@@ -179,6 +181,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   c.kind = d.at("kind").toStringRef();
   c.step = d.at("step").toInt();
   c.config = nlohmann::json::parse(d.at("config").toStringRef());
+  if (c.config.is_object() && !c.config.empty()) upgrade_axis_order(c.config);  // a config of before the x,y,z order
   if (d.contains("extra")) c.extra = nlohmann::json::parse(d.at("extra").toStringRef());
   for (const auto& e : d.at("state_dict").toGenericDict()) c.tensors[e.key().toStringRef()] = e.value().toTensor();
   return c;

@@ -42,6 +42,59 @@ void apply_override(json& j, const std::string& assignment) {
   *node = value;
 }
 
+const std::vector<std::string>& axis_keys() {
+  static const std::vector<std::string> keys = {"data.shape", "vqgan.downsample", "ldm.unet.downsample[]"};
+  return keys;
+}
+
+namespace {
+// The node at a dotted path (without a trailing "[]"), or nullptr.
+json* node_at(json& j, const std::string& path) {
+  json* node = &j;
+  size_t start = 0;
+  while (true) {
+    auto dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!node->is_object() || !node->contains(part)) return nullptr;
+    node = &(*node)[part];
+    if (dot == std::string::npos) return node;
+    start = dot + 1;
+  }
+}
+
+// Calls f(triple) for each 3-element list the axis key `path` holds in `j`.
+template <typename F>
+void for_each_triple(json& j, const std::string& path, F&& f) {
+  const bool list = path.size() > 2 && path.compare(path.size() - 2, 2, "[]") == 0;
+  json* node = node_at(j, list ? path.substr(0, path.size() - 2) : path);
+  if (!node || !node->is_array()) return;
+  if (!list) {
+    if (node->size() == 3) f(*node);
+    return;
+  }
+  for (auto& t : *node)
+    if (t.is_array() && t.size() == 3) f(t);
+}
+}  // namespace
+
+void upgrade_axis_order(json& config) {
+  if (!config.is_object() || config.contains("axis_order")) return;
+  for (const auto& k : axis_keys()) for_each_triple(config, k, [](json& t) { std::swap(t[0], t[2]); });
+  config["axis_order"] = kAxisOrder;
+}
+
+void check_axis_order(const json& file_config, const std::string& file) {
+  if (!file_config.is_object() || file_config.contains("axis_order")) return;
+  json copy = file_config;
+  for (const auto& k : axis_keys())
+    for_each_triple(copy, k, [&](json& t) {
+      if (t[0] != t[2])
+        fail("{}: '{}' is {}, which reads differently as x,y,z and as z,y,x, and the file does not say its axis order: "
+             "meddiff reads every shape and per-axis factor as x,y,z; write them so and add \"axis_order\": \"xyz\" to the file",
+             file, k.substr(0, k.find('[')), t.dump());
+    });
+}
+
 json load_json_file(const std::string& path) {
   std::string text = read_text(path);
   try {

@@ -7,10 +7,17 @@
 //   }
 // and the same list drives reading (unknown keys and wrong types are errors naming the dotted key),
 // writing (the fully resolved config) and the documentation of the keys.
+//
+// One axis order for users: every key that holds a shape, a spacing or a per-axis factor is typed
+// x, y, z (the order of NIfTI/ITK headers, `meddiff info`, MONAI and MAISI). Shapes and factors are
+// held in tensor order [D, H, W] = (z, y, x) in memory; such a key is listed as
+//   v("shape", xyz(shape), "...")
+// and reversed here, in reading, writing and documenting, and nowhere else. Spacings are held x, y, z.
 #include "core/error.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <set>
@@ -21,6 +28,42 @@
 namespace meddiff {
 
 using json = nlohmann::json;
+
+// A per-axis triple (or a list of them) held [D, H, W] and typed x, y, z: see above.
+template <typename T>
+struct XyzRef {
+  T& value;  // std::array<U, 3> or std::vector<std::array<U, 3>>
+};
+template <typename T>
+XyzRef<T> xyz(T& value) {
+  return {value};
+}
+template <typename U>
+void reverse_axes(std::array<U, 3>& a) {
+  std::swap(a[0], a[2]);
+}
+template <typename U>
+void reverse_axes(std::vector<std::array<U, 3>>& v) {
+  for (auto& a : v) std::swap(a[0], a[2]);
+}
+template <typename T>
+T reversed_axes(T v) {
+  reverse_axes(v);
+  return v;
+}
+// The position a user types for tensor axis a (0 = D) of a shape: 2 - a.
+inline size_t typed_axis(size_t dhw_axis) { return 2 - dhw_axis; }
+
+// The keys whose lists are per-axis ([D, H, W] in memory, x, y, z in files): their dotted paths with
+// "[]" for a list of triples. Configs written before the axis order was fixed (no "axis_order" key)
+// held them D, H, W; upgrade_axis_order() turns such a config (a checkpoint's) into today's.
+const std::vector<std::string>& axis_keys();
+inline constexpr const char* kAxisOrder = "xyz";
+// A checkpoint's config without "axis_order": reverses the axis keys and adds the key.
+void upgrade_axis_order(json& config);
+// A user's config file without "axis_order": an error naming the file and key when an axis key holds a
+// list that reads differently in the two orders (ambiguous); else nothing.
+void check_axis_order(const json& file_config, const std::string& file);
 
 namespace config_detail {
 template <typename T> struct is_vector : std::false_type {};
@@ -43,6 +86,12 @@ class ConfigReader {
     seen_.insert(key);
     if (!j_.contains(key)) return;  // keep the default
     read_value(j_.at(key), out, join(key));
+  }
+
+  template <typename T>
+  void operator()(const char* key, XyzRef<T> ref, const char* doc = "") {
+    (*this)(key, ref.value, doc);  // typed x, y, z (errors name the typed position)
+    if (j_.contains(key)) reverse_axes(ref.value);
   }
 
   // Every key of the object must have been read: unknown keys are errors.
@@ -92,6 +141,10 @@ class ConfigReader {
 class ConfigWriter {
  public:
   template <typename T>
+  void operator()(const char* key, XyzRef<T> ref, const char* doc = "") {
+    (*this)(key, reversed_axes(ref.value), doc);
+  }
+  template <typename T>
   void operator()(const char* key, const T& value, const char* /*doc*/ = "") {
     j_[key] = to_value(value);
   }
@@ -119,6 +172,10 @@ class ConfigWriter {
 class ConfigDoc {
  public:
   explicit ConfigDoc(std::string prefix = "") : prefix_(std::move(prefix)) {}
+  template <typename T>
+  void operator()(const char* key, XyzRef<T> ref, const char* doc = "") {
+    (*this)(key, reversed_axes(ref.value), doc);
+  }
   template <typename T>
   void operator()(const char* key, const T& value, const char* doc = "") {
     std::string path = prefix_.empty() ? key : prefix_ + "." + key;

@@ -7,7 +7,7 @@ namespace meddiff {
 void DataParams::validate(const std::string& w) const {
   modality_enum();
   for (size_t a = 0; a < 3; ++a) {
-    if (shape[a] < 1) fail("config: '{}.shape[{}]' must be positive (got {})", w, a, shape[a]);
+    if (shape[a] < 1) fail("config: '{}.shape[{}]' must be positive (got {})", w, typed_axis(a), shape[a]);
     if (spacing[a] < 0) fail("config: '{}.spacing[{}]' must not be negative (got {})", w, a, spacing[a]);
   }
   if (crop != "centre" && crop != "foreground") fail("config: '{}.crop' must be centre or foreground (got '{}')", w, crop);

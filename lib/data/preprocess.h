@@ -11,7 +11,7 @@ namespace meddiff {
 struct DataParams {
   std::string manifest;                          // folder, glob, CSV or JSON list of cases
   std::string modality = "mr";                   // mr or ct
-  std::array<int64_t, 3> shape{32, 32, 32};      // training shape [D, H, W] in voxels
+  std::array<int64_t, 3> shape{32, 32, 32};      // training shape [D, H, W] in voxels (typed x, y, z)
   std::array<double, 3> spacing{0, 0, 0};        // resample to this spacing [x, y, z] mm first; 0 = keep
   std::string crop = "centre";                   // centre or foreground
   std::array<double, 2> ct_window{-1024, 3071};  // HU mapped to [-1, 1]
@@ -28,7 +28,7 @@ struct DataParams {
   void visit(V& v) {
     v("manifest", manifest, "dataset: a folder, a glob, a CSV (image,class[,label]) or a JSON list");
     v("modality", modality, "mr or ct");
-    v("shape", shape, "training shape [D,H,W] in voxels (crop/pad after resampling)");
+    v("shape", xyz(shape), "training shape [x,y,z] in voxels (crop/pad after resampling)");
     v("spacing", spacing, "resample to this spacing [x,y,z] mm before cropping; 0 keeps the file's");
     v("crop", crop, "centre or foreground (around the label map / non-background voxels)");
     v("ct_window", ct_window, "CT: Hounsfield window mapped to [-1,1]");

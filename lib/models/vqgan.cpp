@@ -26,7 +26,8 @@ std::array<int64_t, 4> latent_shape(const VQGANParams& p, const std::array<int64
   std::array<int64_t, 4> out{p.embedding_dim, 0, 0, 0};
   for (size_t a = 0; a < 3; ++a) {
     if (shape[a] % p.downsample[a] != 0)
-      fail("config: '{}[{}]' = {} is not divisible by vqgan.downsample[{}] = {}", where, a, shape[a], a, p.downsample[a]);
+      fail("config: '{}[{}]' = {} is not divisible by vqgan.downsample[{}] = {}", where, typed_axis(a), shape[a], typed_axis(a),
+           p.downsample[a]);
     out[a + 1] = shape[a] / p.downsample[a];
   }
   return out;

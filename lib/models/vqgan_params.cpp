@@ -16,7 +16,7 @@ void VQGANParams::validate(const std::string& w) const {
   if (n_hiddens < 1) fail("config: '{}.n_hiddens' must be positive (got {})", w, n_hiddens);
   for (size_t a = 0; a < 3; ++a) {
     auto f = downsample[a];
-    if (f < 1 || (f & (f - 1)) != 0) fail("config: '{}.downsample[{}]' must be a power of two (got {})", w, a, f);
+    if (f < 1 || (f & (f - 1)) != 0) fail("config: '{}.downsample[{}]' must be a power of two (got {})", w, typed_axis(a), f);
   }
   if (embedding_dim < 1) fail("config: '{}.embedding_dim' must be positive (got {})", w, embedding_dim);
   if (n_codes < 2) fail("config: '{}.n_codes' must be at least 2 (got {})", w, n_codes);

@@ -8,7 +8,7 @@ namespace meddiff {
 
 struct VQGANParams {
   int64_t n_hiddens = 16;                   // channels after the stem; stage i has n_hiddens * 2^(i+1)
-  std::array<int64_t, 3> downsample{4, 4, 4};  // total factor per axis [D, H, W], each a power of two
+  std::array<int64_t, 3> downsample{4, 4, 4};  // total factor per axis [D, H, W] (typed x, y, z), each a power of two
   int64_t embedding_dim = 8;                // latent channels
   int64_t n_codes = 2048;                   // codebook size
   int64_t n_res_blocks = 1;                 // residual blocks per encoder stage (decoder: one more)
@@ -23,7 +23,7 @@ struct VQGANParams {
   template <typename V>
   void visit(V& v) {
     v("n_hiddens", n_hiddens, "encoder width after the stem; stage i has n_hiddens*2^(i+1) channels");
-    v("downsample", downsample, "total downsampling per axis [D,H,W], powers of two (e.g. [1,4,4])");
+    v("downsample", xyz(downsample), "total downsampling per axis [x,y,z], powers of two (e.g. [4,4,1])");
     v("embedding_dim", embedding_dim, "latent channels (the diffusion model works on these)");
     v("n_codes", n_codes, "codebook size");
     v("n_res_blocks", n_res_blocks, "residual blocks per encoder stage (decoder uses one more)");

@@ -47,6 +47,9 @@ void LDMTrainParams::validate(const std::string& w) const {
 }
 
 void RunConfig::validate() const {
+  if (axis_order != kAxisOrder)
+    fail("config: 'axis_order' must be \"xyz\" (got \"{}\"): meddiff reads every shape, spacing and per-axis factor as x,y,z",
+         axis_order);
   data.validate("data");
   vqgan.validate("vqgan");
   vqgan_train.validate("vqgan_train");
@@ -76,13 +79,14 @@ void RunConfig::validate() const {
          positions * vqgan_train.batch_size);
   for (size_t a = 0; a < 3; ++a)
     if (data.shape[a] < 8 && vqgan_train.video_gan_weight > 0 && vqgan_train.gan_start < vqgan_train.steps)
-      fail("config: 'data.shape[{}]' = {} is too small for the 3-D discriminator (at least 8)", a, data.shape[a]);
+      fail("config: 'data.shape[{}]' = {} is too small for the 3-D discriminator (at least 8)", typed_axis(a), data.shape[a]);
 }
 
 RunConfig resolve_config(const std::string& file, const std::vector<std::string>& overrides) {
   json j = config_to_json(RunConfig{});
   if (!file.empty()) {
     json f = load_json_file(file);
+    check_axis_order(f, file);
     // Read the file strictly (unknown keys named), then merge over the defaults.
     (void)config_from_json<RunConfig>(f);
     j.merge_patch(f);

@@ -111,6 +111,7 @@ struct LDMTrainParams {
 //   {"description", "data", "vqgan", "vqgan_train", "ldm", "ldm_train", "sample"}
 struct RunConfig {
   std::string description;
+  std::string axis_order = kAxisOrder;  // of every shape, spacing and per-axis factor (core/config.h)
   DataParams data;
   VQGANParams vqgan;
   VQGANTrainParams vqgan_train;
@@ -121,6 +122,7 @@ struct RunConfig {
   template <typename V>
   void visit(V& v) {
     v("description", description, "what this config is for");
+    v("axis_order", axis_order, "the order of every shape, spacing and per-axis factor in this file: \"xyz\" (x, y, z, as NIfTI/ITK headers)");
     v("data", data);
     v("vqgan", vqgan);
     v("vqgan_train", vqgan_train);

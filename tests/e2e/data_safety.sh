@@ -10,7 +10,7 @@ rm -rf "$W"; mkdir -p "$W"; cd "$W"
 fail() { echo "FAIL: $*"; exit 1; }
 
 # MR DICOM with 2.5 mm between slices: pydicom reads the spacing back.
-"$M" phantoms --modality mr --count 4 --shape 8,24,24 --spacing 2.5,0.9,0.9 --out data > /dev/null 2>&1
+"$M" phantoms --modality mr --count 4 --shape 24,24,8 --spacing 0.9,0.9,2.5 --out data > /dev/null 2>&1
 "$M" convert data/images/case_0001.nii.gz mr_series/ 2> /dev/null
 "$PY" - mr_series <<'PY'
 import pathlib, sys, pydicom
@@ -26,10 +26,10 @@ print("pydicom: MR SpacingBetweenSlices = SliceThickness = 2.5 mm, anonymous, no
 PY
 
 # Tiny models, then a sampling job slow enough to overlap a second one.
-common=(--set data.manifest=data/manifest.json --set data.shape=[8,24,24] --set vqgan.n_hiddens=4
+common=(--set data.manifest=data/manifest.json --set data.shape=[24,24,8] --set vqgan.n_hiddens=4
         --set vqgan.downsample=[2,2,2] --set vqgan.n_codes=16 --set vqgan.disc_channels=4 --set vqgan.disc_layers=2
         --set vqgan_train.device='"cpu"' --set ldm_train.device='"cpu"' --set ldm.timesteps=400
-        --set ldm.unet.base_channels=8 --set ldm.unet.channel_mults=[1,2] --set ldm.unet.downsample=[[1,2,2]]
+        --set ldm.unet.base_channels=8 --set ldm.unet.channel_mults=[1,2] --set ldm.unet.downsample=[[2,2,1]]
         --set ldm.unet.attention_levels=[1] --set ldm.unet.attention_heads=2 --set ldm_train.batch_size=2)
 "$M" train-vqgan "${common[@]}" --set vqgan_train.steps=2 --out vq > /dev/null 2>&1
 "$M" train-ldm "${common[@]}" --set ldm_train.steps=2 --vqgan vq/last.pt --out ldm > /dev/null 2>&1

@@ -5,8 +5,8 @@ set -euo pipefail
 M=$1; W=$2
 command -v dciodvfy >/dev/null || { echo "dciodvfy not installed (scripts/setup.sh installs dicom3tools)"; exit 1; }
 rm -rf "$W"; mkdir -p "$W"; cd "$W"
-"$M" phantoms --modality ct --count 2 --shape 8,24,24 --spacing 2.5,0.7,0.7 --out ct
-"$M" phantoms --modality mr --count 2 --shape 8,24,24 --spacing 1.5,0.9,0.9 --out mr
+"$M" phantoms --modality ct --count 2 --shape 24,24,8 --spacing 0.7,0.7,2.5 --out ct
+"$M" phantoms --modality mr --count 2 --shape 24,24,8 --spacing 0.9,0.9,1.5 --out mr
 "$M" convert ct/images/case_0001.nii.gz ct_series/
 "$M" convert mr/images/case_0001.nii.gz mr_series/
 status=0

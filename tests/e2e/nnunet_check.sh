@@ -30,7 +30,7 @@ if [[ ! -f $venv/.ready ]]; then
 fi
 rm -rf "$W"; mkdir -p "$W"; cd "$W"
 
-"$M" phantoms --modality ct --count 6 --shape 16,16,16 --spacing 2,1.5,1.5 --out data > /dev/null 2>&1
+"$M" phantoms --modality ct --count 6 --shape 16,16,16 --spacing 1.5,1.5,2 --out data > /dev/null 2>&1
 common=(--set data.manifest=data/manifest.json --set data.modality='"ct"' --set data.shape=[16,16,16] --set vqgan.n_hiddens=4
         --set vqgan.downsample=[2,2,2] --set vqgan.n_codes=32 --set vqgan.disc_channels=4 --set vqgan.disc_layers=2
         --set vqgan_train.device='"cpu"' --set ldm_train.device='"cpu"' --set ldm.timesteps=50
