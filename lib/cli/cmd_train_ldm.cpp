@@ -24,6 +24,7 @@ int run_train_ldm(const Args_t& args) {
   add_dist_options(a);
   a.add()("vqgan", "VQ-GAN checkpoint (stage 1 last.pt; optional with --dry-run)", cxxopts::value<std::string>());
   auto r = a.parse(args);
+  const RunStart start = run_start(r);
   auto resolved = resolve_run_config(r);
   if (!resolved) return 0;  // --print-config
   RunConfig cfg = *resolved;
@@ -38,14 +39,14 @@ int run_train_ldm(const Args_t& args) {
     int64_t n = 0;
     for (const auto& p : unet->parameters()) n += p.numel();
     std::cout << config_to_json(cfg).dump(2) << "\n";
-    std::cout << fmt::format("dry run: config valid\n  latent [{}, {}, {}, {}], {} timesteps, {} schedule, {} prediction\n"
+    std::cout << fmt::format("dry run: config valid\n  latent [{}, {}, {}, {}] ([C, D, H, W]), {} timesteps, {} schedule, {} prediction\n"
                              "  U-Net parameters: {} ({} classes)\n  effective batch {} (micro-batch {} x {} accumulated), "
                              "activation checkpointing {}\n  training memory, measured ({} cases):\n",
                              lat[0], lat[1], lat[2], lat[3], cfg.ldm.timesteps, cfg.ldm.schedule, cfg.ldm.prediction, n, cc.classes,
                              cfg.ldm_train.batch_size * cfg.ldm_train.grad_accum, cfg.ldm_train.batch_size, cfg.ldm_train.grad_accum,
                              cfg.ldm_train.checkpointing ? "on" : "off", cc.cases)
               << std::flush;
-    std::cout << format_probe(probe_ldm_memory(cfg, cc.cases, cc.classes), cfg.ldm_train.batch_size) << "\n";
+    std::cout << format_probe(probe_ldm_memory(cfg, cc.cases, cc.classes, ProbeOptions{r.count("measure-full") > 0}), cfg.ldm_train.batch_size) << "\n";
     return 0;
   }
   std::string vq_path = required(r, "vqgan");
@@ -61,7 +62,7 @@ int run_train_ldm(const Args_t& args) {
   TrainHooks hooks;
   hooks.write_png = [](const std::filesystem::path& p, const torch::Tensor& img) { io::write_png(img, p); };
   auto result = train_ldm(cfg, vq, vq_path, sha256_file(vq_path), all, data.num_classes, r["out"].as<std::string>(),
-                          r.count("resume") > 0, hooks, dp.comm(), dp.device);
+                          start, hooks, dp.comm(), dp.device);
   log_info("train-ldm: {} steps, {:.3f} s/step, final loss {:.4f}, peak memory {:.0f} MiB; checkpoint {}/last.pt",
            result.final_step, result.seconds_per_step, result.final_loss, result.peak_rss_mib, r["out"].as<std::string>());
   return 0;

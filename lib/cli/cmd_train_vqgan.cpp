@@ -21,6 +21,7 @@ int run_train_vqgan(const Args_t& args) {
   add_run_options(a, "runs/vqgan");
   add_dist_options(a);
   auto r = a.parse(args);
+  const RunStart start = run_start(r);
   auto resolved = resolve_run_config(r);
   if (!resolved) return 0;  // --print-config
   RunConfig cfg = *resolved;
@@ -32,22 +33,22 @@ int run_train_vqgan(const Args_t& args) {
     auto lat = latent_shape(cfg.vqgan, cfg.data.shape, "data.shape");
     std::cout << config_to_json(cfg).dump(2) << "\n";
     std::cout << fmt::format(
-        "dry run: config valid\n  input [1, {}, {}, {}] -> latent [{}, {}, {}, {}]\n  parameters: encoder {}, decoder {}, "
+        "dry run: config valid\n  input {}x{}x{} voxels (x,y,z) -> latent [{}, {}, {}, {}] ([C, D, H, W])\n  parameters: encoder {}, decoder {}, "
         "codebook {} x {}\n  effective batch {} (micro-batch {} x {} accumulated), activation checkpointing {}\n",
-        cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2], lat[0], lat[1], lat[2], lat[3], enc, dec,
+        cfg.data.shape[2], cfg.data.shape[1], cfg.data.shape[0], lat[0], lat[1], lat[2], lat[3], enc, dec,
         cfg.vqgan.n_codes, cfg.vqgan.embedding_dim, cfg.vqgan_train.batch_size * cfg.vqgan_train.grad_accum,
         cfg.vqgan_train.batch_size, cfg.vqgan_train.grad_accum, cfg.vqgan_train.checkpointing ? "on" : "off");
     std::cout << std::flush;
     CaseCount cc = count_cases(cfg.data);
     std::cout << fmt::format("  training memory, measured ({} cases):\n", cc.cases);
-    for (const auto& p : probe_vqgan_memory(cfg, cc.cases)) std::cout << format_probe(p, cfg.vqgan_train.batch_size) << "\n";
+    for (const auto& p : probe_vqgan_memory(cfg, cc.cases, ProbeOptions{r.count("measure-full") > 0})) std::cout << format_probe(p, cfg.vqgan_train.batch_size) << "\n";
     return 0;
   }
   TrainingSet data = load_training_set(cfg.data);
   DataParallel dp = join_data_parallel(r, cfg.vqgan_train.device);
   TrainHooks hooks;
   hooks.write_png = [](const std::filesystem::path& p, const torch::Tensor& img) { io::write_png(img, p); };
-  auto result = train_vqgan(cfg, data.train, data.val, r["out"].as<std::string>(), r.count("resume") > 0, hooks, dp.comm(),
+  auto result = train_vqgan(cfg, data.train, data.val, r["out"].as<std::string>(), start, hooks, dp.comm(),
                             dp.device);
   log_info("train-vqgan: {} steps, {:.3f} s/step, peak memory {:.0f} MiB; checkpoint {}/last.pt", result.final_step,
            result.seconds_per_step, result.peak_rss_mib, r["out"].as<std::string>());

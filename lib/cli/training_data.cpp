@@ -6,6 +6,7 @@
 #include "data/manifest.h"
 #include "io/volume_reader.h"
 
+#include <algorithm>
 #include <random>
 
 namespace meddiff::cli {
@@ -46,8 +47,17 @@ TrainingSet load_training_set(const DataParams& p) {
   TrainingSet s;
   for (size_t i = 0; i < order.size(); ++i) (i < n_val ? s.val : s.train).push_back(all[order[i]]);
   s.num_classes = m.num_classes();
-  log_info("{}: {} training and {} validation volumes of {} x {} x {}, {} class(es)", p.manifest, s.train.size(),
-           s.val.size(), p.shape[0], p.shape[1], p.shape[2], s.num_classes);
+  if (auto used = m.classes_used(); static_cast<int64_t>(used.size()) != s.num_classes) {
+    std::vector<int64_t> unused;
+    for (int64_t c = 0; c < s.num_classes; ++c)
+      if (!std::binary_search(used.begin(), used.end(), c)) unused.push_back(c);
+    log_warn("{}: the cases use classes {} of 0..{}: the model gets {} class embeddings, and those of {} are never trained "
+             "(number the classes 0..K-1)",
+             p.manifest, fmt::join(used, ", "), s.num_classes - 1, s.num_classes,
+             unused.size() > 8 ? fmt::format("{} classes", unused.size()) : fmt::format("{}", fmt::join(unused, ", ")));
+  }
+  log_info("{}: {} training and {} validation volumes of {} x {} x {} voxels (x,y,z), {} class(es)", p.manifest, s.train.size(),
+           s.val.size(), p.shape[2], p.shape[1], p.shape[0], s.num_classes);
   return s;
 }
 

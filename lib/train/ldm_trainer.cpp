@@ -33,29 +33,31 @@ Geometry output_geometry(const TrainingVolume& v) {
 
 LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::string& vqgan_path, const std::string& vqgan_sha256,
                          const std::vector<TrainingVolume>& train, int64_t num_classes, const std::filesystem::path& out_dir,
-                         bool resume, const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on) {
+                         RunStart start_mode, const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on) {
+  const bool resume = start_mode == RunStart::Resume;
   const auto& t = cfg.ldm_train;
   if (train.empty()) fail("no training volumes");
   const int world = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
   const bool writer = rank == 0;
   std::optional<RunFolder> folder;  // rank 0 checks and locks it; the others wait, then read
-  if (writer) folder.emplace(out_dir, "train-ldm", resume);
+  if (writer) folder.emplace(out_dir, "train-ldm", start_mode);
   if (comm) comm->barrier();
   torch::Device device = on ? *on : choose_device(t.device);
   fs::path last = out_dir / "last.pt";
   const nlohmann::json data_fp = data_fingerprint(cfg.data, train);
   // A resume continues on the same VQ-GAN and data: checked before anything is encoded.
   std::optional<Checkpoint> resumed;
+  fs::path from = resume ? resume_checkpoint(out_dir) : last;
   if (resume) {
-    resumed = load_checkpoint_of_kind(last, "ldm", "a latent diffusion model");
+    resumed = load_checkpoint_of_kind(from, "ldm", "a latent diffusion model");
     std::string was = resumed->extra.value("vqgan_sha256", "");
     if (!was.empty() && was != vqgan_sha256)
       fail("{}: was trained on the latents of another VQ-GAN (SHA-256 {}, {}); --vqgan {} has SHA-256 {}: resume with "
            "the same VQ-GAN or start a new --out",
-           last.string(), was.substr(0, 16), resumed->extra.value("vqgan_path", "?"), vqgan_path, vqgan_sha256.substr(0, 16));
+           from.string(), was.substr(0, 16), resumed->extra.value("vqgan_path", "?"), vqgan_path, vqgan_sha256.substr(0, 16));
     std::string diff = data_difference(resumed->extra.value("data", nlohmann::json()), data_fp);
     if (!diff.empty())
-      fail("{}: was trained on other data ({}); resume with the same data or start a new --out", last.string(), diff);
+      fail("{}: was trained on other data ({}); resume with the same data or start a new --out", from.string(), diff);
   }
   vq.model->to(device);
 
@@ -122,9 +124,9 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   if (writer && comm) comm->barrier();
   LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, vq.model, lat.latents);
   if (num_labels > 0 && writer) {
-    // The pair check accepts what the training images span and what the autoencoder reproduces of them:
-    // the diffusion model rarely does better than its decoder, and a check it cannot pass would only
-    // regenerate in vain. The autoencoder's own per-label error is reported here.
+    // The pair check judges synthetic pairs against what the training images span (sample --qc-ranges
+    // union also accepts what the autoencoder reproduces of them). The autoencoder's own per-label error
+    // is reported here: where it misses a label, the synthetic pairs will too.
     std::vector<TrainingVolume> recon;
     const int64_t n_fit = std::min<int64_t>(lat.latents.size(0), 64);
     {
@@ -145,9 +147,12 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
       for (const auto& t : training_ranges.ranges)
         if (t.label == r.label && (r.median < t.lo || r.median > t.hi))
           log_warn("labels: the VQ-GAN reproduces '{}' at a median of {:.0f} where the training images have {:.0f} ({} cases): "
-                   "synthetic '{}' may be off by as much; the pair check accepts [{:.0f}, {:.0f}] (both ranges)",
+                   "synthetic '{}' will be off by as much and fail the pair check, which accepts the training images' "
+                   "[{:.0f}, {:.0f}]; a better autoencoder fixes this (sample --qc-ranges union would accept [{:.0f}, {:.0f}], and "
+                   "with it pairs that teach a segmenter the wrong appearance)",
                    names[static_cast<size_t>(r.label)], scanner(r.median), scanner(t.median), n_fit,
-                   names[static_cast<size_t>(r.label)], scanner(std::min(r.lo, t.lo)), scanner(std::max(r.hi, t.hi)));
+                   names[static_cast<size_t>(r.label)], scanner(t.lo), scanner(t.hi), scanner(std::min(r.lo, t.lo)),
+                   scanner(std::max(r.hi, t.hi)));
   }
   auto zn = norm.apply(lat.latents);  // [N, E, d, h, w]
   // latents in the batch machinery (no flips: latents are not flip-equivariant)
@@ -166,7 +171,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     resumed->load_optimizer("adamw", *st.opt, device);
     start = resumed->step;
     resumed.reset();
-    log_info("resuming {} at step {}", last.string(), start);
+    log_info("resuming {} at step {}", from.string(), start);
   }
   st.set_collectives(comm);
   if (writer) write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");

@@ -18,7 +18,7 @@ struct LDMTrainResult {
 
 LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vqgan, const std::string& vqgan_path, const std::string& vqgan_sha256,
                          const std::vector<TrainingVolume>& train, int64_t num_classes,
-                         const std::filesystem::path& out_dir, bool resume, const TrainHooks& hooks,
+                         const std::filesystem::path& out_dir, RunStart start, const TrainHooks& hooks,
                          Collectives* comm = nullptr, std::optional<torch::Device> device = std::nullopt);
 
 }  // namespace meddiff

@@ -1,12 +1,15 @@
 #include "train/memory_probe.h"
 
 #include "core/log.h"
+#include "core/progress.h"
 #include "models/vqgan.h"
 #include "pipeline/device.h"
 #include "train/ldm_step.h"
 #include "train/vqgan_step.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 namespace meddiff {
 namespace {
@@ -55,7 +58,9 @@ void finish(MemoryProbe& p, int64_t batch) {
   p.total_mib = (p.device_memory ? 0 : p.base_mib + p.data_mib) + p.step_mib_batch1 + per_sample * static_cast<double>(batch - 1);
 }
 
-// The warm-up, then micro-batch 1 and min(4, batch): `micro` is the batch size
+int64_t voxels(const std::array<int64_t, 3>& s) { return s[0] * s[1] * s[2]; }
+
+// The warm-up, then micro-batch 1 and min(4, batch) at the config's shape: `micro` is the batch size
 // the build and step functions read, `config_micro` the copy of the config's setting they build with.
 template <typename Build, typename Step>
 void measure_batches(MemoryProbe& p, const torch::Device& device, int64_t batch, int64_t& config_micro, int64_t& micro,
@@ -81,6 +86,49 @@ void measure_batches(MemoryProbe& p, const torch::Device& device, int64_t batch,
   finish(p, batch);
 }
 
+// The warm-up, then micro-batch 1 at each reduced shape (`shape` is what build and step read), fitted
+// as F + a * voxels and extrapolated to `full` voxels x `batch`; seconds likewise.
+template <typename Build, typename Step>
+void measure_reduced(MemoryProbe& p, const torch::Device& device, int64_t batch, const std::array<int64_t, 3>& full,
+                     const std::vector<std::array<int64_t, 3>>& shapes, std::array<int64_t, 3>& shape, Build&& build, Step&& run) {
+  shape = shapes.front();
+  p.base_mib = warm_base(device, build, run);
+  std::array<double, 2> mib{}, sec{}, vox{};
+  for (size_t i = 0; i < 2; ++i) {
+    shape = shapes[i];
+    auto m = measure(device, p.base_mib, build, run);
+    mib[i] = m.step_mib;
+    sec[i] = m.seconds;
+    vox[i] = static_cast<double>(voxels(shape));
+  }
+  p.shapes = shapes;
+  p.step_mib_batch1 = mib[0];
+  p.step_mib_batch2 = mib[1];
+  const double per_voxel = std::max(0.0, (mib[1] - mib[0]) / (vox[1] - vox[0]));
+  const double fixed = mib[0] - per_voxel * vox[0];
+  const double full_vox = static_cast<double>(voxels(full));
+  p.total_mib = (p.device_memory ? 0 : p.base_mib + p.data_mib) + fixed + per_voxel * full_vox * static_cast<double>(batch);
+  const double per_voxel_s = std::max(0.0, (sec[1] - sec[0]) / (vox[1] - vox[0]));
+  p.seconds_per_step = std::max(sec[1], sec[0] + per_voxel_s * (full_vox - vox[0]));
+}
+
+// The product of every downsampling along each axis [D, H, W]: the VQ-GAN's and the U-Net's levels.
+std::array<int64_t, 3> shape_unit(const RunConfig& cfg) {
+  std::array<int64_t, 3> u = cfg.vqgan.downsample;
+  for (const auto& level : cfg.ldm.unet.downsample)
+    for (size_t a = 0; a < 3; ++a) u[a] *= level[a];
+  return u;
+}
+
+std::string shape_xyz(const std::array<int64_t, 3>& s) { return fmt::format("{}x{}x{}", s[2], s[1], s[0]); }
+
+// Full mode at a clinical shape: say first how long it will take, from a reduced probe's step time.
+void announce_full(const std::string& what, double seconds_per_step, int64_t steps) {
+  log_info("dry run: measuring {} at the full training shape: {} steps of about {:.1f} s, about {} (without --measure-full the "
+           "estimate comes from two reduced shapes in seconds)",
+           what, steps, seconds_per_step, format_duration(seconds_per_step * static_cast<double>(steps)));
+}
+
 Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step, int64_t cond_channels = 0) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(1000 + step));
   std::vector<int64_t> s{b};
@@ -95,7 +143,40 @@ Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step, i
 
 }  // namespace
 
-std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases) {
+std::vector<std::array<int64_t, 3>> reduced_probe_shapes(const std::array<int64_t, 3>& full, const std::array<int64_t, 3>& unit,
+                                                         int64_t min_size) {
+  constexpr int64_t kDirect = 64 * 64 * 64;  // up to this many voxels the config's shape is measured as it is
+  if (voxels(full) <= kDirect) return {};
+  std::array<int64_t, 3> most{};
+  for (size_t a = 0; a < 3; ++a) most[a] = std::max<int64_t>(1, full[a] / std::max<int64_t>(1, unit[a]));
+  auto multiples = [&](double fraction) {
+    std::array<int64_t, 3> m{};
+    const double f = std::cbrt(fraction);
+    for (size_t a = 0; a < 3; ++a) {
+      const int64_t lo = std::min(most[a], (min_size + unit[a] - 1) / unit[a]);
+      m[a] = std::clamp<int64_t>(std::llround(static_cast<double>(most[a]) * f), std::max<int64_t>(1, lo), most[a]);
+    }
+    return m;
+  };
+  auto m1 = multiples(1.0 / 64), m2 = multiples(1.0 / 32);
+  auto count = [](const std::array<int64_t, 3>& m) { return voxels(m); };
+  while (2 * count(m2) < 3 * count(m1)) {  // the second at least 1.5 times the first: grow the axis with the most room
+    size_t best = 3;
+    double room = 1.0;
+    for (size_t a = 0; a < 3; ++a) {
+      const double r = static_cast<double>(most[a]) / static_cast<double>(m2[a]);
+      if (m2[a] < most[a] && r > room) best = a, room = r;
+    }
+    if (best == 3) return {};
+    ++m2[best];
+  }
+  std::array<int64_t, 3> s1{}, s2{};
+  for (size_t a = 0; a < 3; ++a) s1[a] = m1[a] * unit[a], s2[a] = m2[a] * unit[a];
+  if (2 * voxels(s2) > voxels(full)) return {};  // hardly smaller: measure the config's shape
+  return {s1, s2};
+}
+
+std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases, const ProbeOptions& o) {
   torch::Device device = choose_device(cfg.vqgan_train.device);
   const auto& shape = cfg.data.shape;
   double data_mib = static_cast<double>(cases) * static_cast<double>(shape[0] * shape[1] * shape[2]) * 4 / kMiB;
@@ -115,17 +196,32 @@ std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases)
     int64_t b = 1;
     auto build = [&] { return std::make_unique<VQGANStepper>(c, device); };
     auto run = [&](VQGANStepper& st, int64_t i) {
-      st.step(i, [&](int64_t) { return random_batch(b, {1, shape[0], shape[1], shape[2]}, i); });
+      const auto& s = c.data.shape;
+      st.step(i, [&](int64_t) { return random_batch(b, {1, s[0], s[1], s[2]}, i); });
     };
-    log_info("dry run: measuring {} on {} (a warm-up step, then two real steps per micro-batch size)",
-             gan ? "the adversarial phase" : "stage 1", p.device);
-    measure_batches(p, device, cfg.vqgan_train.batch_size, c.vqgan_train.batch_size, b, build, run);
+    const auto reduced = reduced_probe_shapes(shape, shape_unit(cfg), 8);
+    if (!reduced.empty()) {
+      log_info("dry run: measuring {} on {} at the reduced shapes {} and {} (x,y,z)", gan ? "the adversarial phase" : "stage 1",
+               p.device, shape_xyz(reduced[0]), shape_xyz(reduced[1]));
+      c.vqgan_train.batch_size = 1;
+      measure_reduced(p, device, cfg.vqgan_train.batch_size, shape, reduced, c.data.shape, build, run);
+      c.data.shape = shape;
+    }
+    if (reduced.empty() || o.full) {
+      if (!reduced.empty()) announce_full(gan ? "the adversarial phase" : "stage 1", p.seconds_per_step, 5);
+      MemoryProbe f = p;
+      f.shapes.clear();
+      log_info("dry run: measuring {} on {} (a warm-up step, then two real steps per micro-batch size)",
+               gan ? "the adversarial phase" : "stage 1", p.device);
+      measure_batches(f, device, cfg.vqgan_train.batch_size, c.vqgan_train.batch_size, b, build, run);
+      p = f;
+    }
     out.push_back(p);
   }
   return out;
 }
 
-MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_classes) {
+MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_classes, const ProbeOptions& o) {
   torch::Device device = choose_device(cfg.ldm_train.device);
   auto lat = latent_shape(cfg.vqgan, cfg.data.shape, "data.shape");
   const double shape_vox = static_cast<double>(cfg.data.shape[0] * cfg.data.shape[1] * cfg.data.shape[2]);
@@ -147,17 +243,36 @@ MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_cl
   const int64_t labels = cfg.data.label_conditioned() ? std::max<int64_t>(2, static_cast<int64_t>(cfg.data.label_names.size())) : 0;
   auto build = [&] { return std::make_unique<LDMStepper>(c, lat[0], num_classes, device, labels); };
   auto run = [&](LDMStepper& st, int64_t i) {
-    st.step(i, [&](int64_t) { return random_batch(b, {lat[0], lat[1], lat[2], lat[3]}, i, labels); });
+    auto l = latent_shape(c.vqgan, c.data.shape, "data.shape");
+    st.step(i, [&](int64_t) { return random_batch(b, {l[0], l[1], l[2], l[3]}, i, labels); });
   };
-  log_info("dry run: measuring stage 2 on {} (a warm-up step, then two real steps per micro-batch size)", p.device);
-  measure_batches(p, device, cfg.ldm_train.batch_size, c.ldm_train.batch_size, b, build, run);
+  const auto reduced = reduced_probe_shapes(cfg.data.shape, shape_unit(cfg), 8);
+  if (!reduced.empty()) {
+    log_info("dry run: measuring stage 2 on {} at the latents of the reduced shapes {} and {} (x,y,z)", p.device,
+             shape_xyz(reduced[0]), shape_xyz(reduced[1]));
+    c.ldm_train.batch_size = 1;
+    measure_reduced(p, device, cfg.ldm_train.batch_size, cfg.data.shape, reduced, c.data.shape, build, run);
+    c.data.shape = cfg.data.shape;
+  }
+  if (reduced.empty() || o.full) {
+    if (!reduced.empty()) announce_full("stage 2", p.seconds_per_step, 5);
+    MemoryProbe f = p;
+    f.shapes.clear();
+    log_info("dry run: measuring stage 2 on {} (a warm-up step, then two real steps per micro-batch size)", p.device);
+    measure_batches(f, device, cfg.ldm_train.batch_size, c.ldm_train.batch_size, b, build, run);
+    p = f;
+  }
   return p;
 }
 
 std::string format_probe(const MemoryProbe& p, int64_t batch) {
-  std::string measured = p.step_mib_batch2 > 0 ? fmt::format("{:.0f} MiB at micro-batch 1, {:.0f} MiB at {}", p.step_mib_batch1,
-                                                             p.step_mib_batch2, p.second_batch)
-                                               : fmt::format("{:.0f} MiB at micro-batch 1", p.step_mib_batch1);
+  std::string measured = !p.shapes.empty()
+                             ? fmt::format("{:.0f} MiB at {} and {:.0f} MiB at {} (x,y,z), micro-batch 1, extrapolated linearly "
+                                           "in voxels x batch",
+                                           p.step_mib_batch1, shape_xyz(p.shapes[0]), p.step_mib_batch2, shape_xyz(p.shapes[1]))
+                         : p.step_mib_batch2 > 0 ? fmt::format("{:.0f} MiB at micro-batch 1, {:.0f} MiB at {}", p.step_mib_batch1,
+                                                               p.step_mib_batch2, p.second_batch)
+                                                 : fmt::format("{:.0f} MiB at micro-batch 1", p.step_mib_batch1);
   if (p.device_memory)
     return fmt::format("  {}: {:.2f} GiB of {} memory at micro-batch {} (measured: {}; CUDA allocator peak, without the CUDA "
                        "context); {:.2f} s per step",

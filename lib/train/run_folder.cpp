@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 
@@ -11,14 +12,66 @@ namespace meddiff {
 namespace fs = std::filesystem;
 
 namespace {
-bool trainer_entry(const std::string& n) {
-  static const std::regex step_ckpt(R"(step-\d+\.pt)");
+const std::regex& step_checkpoint_name() {
+  static const std::regex r(R"(step-(\d{1,15})\.pt)");
+  return r;
+}
+
+// What a trainer writes in its folder (the lock and temporaries aside).
+bool run_entry(const std::string& n) {
   return n == "last.pt" || n == "config.json" || n == "metrics.jsonl" || n == "previews" || n == "latents.pt" || n == "mask_bank.pt" ||
-         n == ".meddiff.lock" || is_temp_name(n) || std::regex_match(n, step_ckpt);
+         std::regex_match(n, step_checkpoint_name());
+}
+
+bool trainer_entry(const std::string& n) { return run_entry(n) || n == ".meddiff.lock" || is_temp_name(n); }
+
+bool checkpoint_name(const std::string& n) { return n == "last.pt" || std::regex_match(n, step_checkpoint_name()); }
+
+// The earlier run's checkpoints in `dir`, sorted: what a new run must not replace without --force.
+// (A run that never wrote one left nothing to lose: its config.json and metrics.jsonl are replaced, its
+// latents.pt is a cache checked against the data, and a new run starts there.)
+std::vector<std::string> earlier_checkpoints(const fs::path& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (checkpoint_name(e.path().filename().string())) found.push_back(e.path().filename().string());
+  std::sort(found.begin(), found.end());
+  return found;
 }
 }  // namespace
 
-RunFolder::RunFolder(const fs::path& out, const std::string& command, bool resume) : out_(out) {
+namespace {
+// last.pt, else the newest step checkpoint, else "".
+fs::path find_resume_checkpoint(const fs::path& dir) {
+  if (fs::exists(dir / "last.pt")) return dir / "last.pt";
+  fs::path newest;
+  int64_t best = -1;
+  std::error_code ec;
+  if (fs::is_directory(dir, ec))
+    for (const auto& e : fs::directory_iterator(dir)) {
+      std::smatch m;
+      std::string n = e.path().filename().string();
+      if (!std::regex_match(n, m, step_checkpoint_name())) continue;
+      int64_t step = std::stoll(m[1].str());
+      if (step > best) best = step, newest = e.path();
+    }
+  return newest;
+}
+
+void nothing_to_resume(const fs::path& dir) {
+  fail("{}: nothing to resume (no last.pt and no step-NNNNNNN.pt checkpoint); start without --resume", dir.string());
+}
+}  // namespace
+
+fs::path resume_checkpoint(const fs::path& dir) {
+  fs::path from = find_resume_checkpoint(dir);
+  if (from.empty()) nothing_to_resume(dir);
+  if (from.filename() != "last.pt")
+    log_warn("{}: no last.pt (a run killed while writing it); resuming from the newest complete checkpoint, {}", dir.string(),
+             from.filename().string());
+  return from;
+}
+
+RunFolder::RunFolder(const fs::path& out, const std::string& command, RunStart start) : out_(out) {
   if (out_.filename().empty() && out_.has_parent_path()) out_ = out_.parent_path();
   std::error_code ec;
   if (fs::exists(out_, ec)) {
@@ -29,13 +82,27 @@ RunFolder::RunFolder(const fs::path& out, const std::string& command, bool resum
         fail("{}: holds '{}', which a meddiff trainer did not write; give a new or empty --out", out_.string(), n);
     }
   }
-  fs::create_directories(out_ / "previews");
+  fs::create_directories(out_);
   lock_.emplace(FileLock::acquire(out_ / ".meddiff.lock", command, out_.string()));
   remove_stale_temps(out_, /*all=*/true);
-  remove_stale_temps(out_ / "previews", /*all=*/true);
-  if (!resume && fs::exists(last()))
-    fail("{}: a training run is already here; use --resume to continue it or another --out", out_.string());
-  if (resume && !fs::exists(last())) fail("{}: nothing to resume (no last.pt)", out_.string());
+  if (fs::exists(out_ / "previews")) remove_stale_temps(out_ / "previews", /*all=*/true);
+  auto earlier = earlier_checkpoints(out_);
+  if (start == RunStart::New && !earlier.empty())
+    fail("{}: holds an earlier training run ({}); --resume continues it, --force deletes it and starts again, or give "
+         "another --out",
+         out_.string(), fmt::join(earlier, ", "));
+  if (start == RunStart::Replace) {
+    // the earlier run's checkpoints, logs and previews; latents.pt stays (a cache checked against the data)
+    std::vector<std::string> doomed;
+    for (const auto& e : fs::directory_iterator(out_)) {
+      const std::string n = e.path().filename().string();
+      if (checkpoint_name(n) || n == "config.json" || n == "metrics.jsonl" || n == "previews" || n == "mask_bank.pt") doomed.push_back(n);
+    }
+    if (!doomed.empty()) log_warn("{}: --force: deleting the earlier run's {}", out_.string(), fmt::join(doomed, ", "));
+    for (const auto& n : doomed) fs::remove_all(out_ / n);
+  }
+  if (start == RunStart::Resume && find_resume_checkpoint(out_).empty()) nothing_to_resume(out_);  // before any work
+  fs::create_directories(out_ / "previews");
 }
 
 std::unique_ptr<JsonlWriter> RunFolder::metrics(int64_t start_step, bool resume) const {

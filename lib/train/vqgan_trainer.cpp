@@ -47,7 +47,7 @@ ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<Trainin
 }
 
 VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
-                             const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir, bool resume,
+                             const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir, RunStart start_mode,
                              const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on) {
   const auto& t = cfg.vqgan_train;
   if (train.empty()) fail("no training volumes");
@@ -55,7 +55,8 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   const bool writer = rank == 0;
   // Rank 0 checks and locks the folder; the others wait for it, then read the same last.pt.
   std::optional<RunFolder> folder;
-  if (writer) folder.emplace(out_dir, "train-vqgan", resume);
+  const bool resume = start_mode == RunStart::Resume;
+  if (writer) folder.emplace(out_dir, "train-vqgan", start_mode);
   if (comm) comm->barrier();
   torch::Device device = on ? *on : choose_device(t.device);
   std::vector<TrainingVolume> all_cases = train;
@@ -65,17 +66,18 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   int64_t start = 0;
   fs::path last = out_dir / "last.pt";
   if (resume) {
-    Checkpoint c = load_checkpoint_of_kind(last, "vqgan", "a VQ-GAN");
+    const fs::path from = resume_checkpoint(out_dir);
+    Checkpoint c = load_checkpoint_of_kind(from, "vqgan", "a VQ-GAN");
     std::string diff = data_difference(c.extra.value("data", nlohmann::json()), data_fp);
     if (!diff.empty())
-      fail("{}: was trained on other data ({}); resume with the same data or start a new --out", last.string(), diff);
+      fail("{}: was trained on other data ({}); resume with the same data or start a new --out", from.string(), diff);
     c.load_module("model", *st.vqgan);
     c.load_module("disc2d", *st.disc2d);
     c.load_module("disc3d", *st.disc3d);
     c.load_optimizer("generator", *st.opt_g, device);
     c.load_optimizer("discriminator", *st.opt_d, device);
     start = c.step;
-    log_info("resuming {} at step {}", last.string(), start);
+    log_info("resuming {} at step {}", from.string(), start);
   }
   st.set_collectives(comm);
   if (writer) write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");

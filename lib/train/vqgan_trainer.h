@@ -15,6 +15,7 @@
 #include "models/patch_discriminator.h"
 #include "models/vqgan.h"
 #include "pipeline/loaded_models.h"
+#include "train/run_folder.h"
 #include "train/train_config.h"
 
 #include <filesystem>
@@ -42,7 +43,7 @@ struct VQGANTrainResult {
 
 VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir,
-                             bool resume, const TrainHooks& hooks, Collectives* comm = nullptr,
+                             RunStart start, const TrainHooks& hooks, Collectives* comm = nullptr,
                              std::optional<torch::Device> device = std::nullopt);
 
 // Reconstruction quality of `model` on volumes: mean PSNR and SSIM, plus the PSNR of predicting `mean_volume`.
