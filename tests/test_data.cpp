@@ -11,7 +11,10 @@
 #include "data/phantom.h"
 #include "data/preview.h"
 #include "data/spatial.h"
+#include "data/surface_distance.h"
 #include "test_support.h"
+
+#include <sys/stat.h>
 
 #include <cmath>
 
@@ -182,6 +185,36 @@ TEST_CASE("manifest: CSV / JSON / folder and glob - all bad entries reported at 
   CHECK(load_manifest((dir / "masks.json").string()).entries[0].label->filename() == "b.nii.gz");
   write_text_atomically(dir / "nolabel.csv", "image,label\na.nii.gz,1\n");
   CHECK_THROWS_WITH_AS(load_manifest((dir / "nolabel.csv").string()), doctest::Contains("no such file"), Error);
+}
+
+TEST_CASE("manifest: classes beyond 999 - FIFOs - devices and link loops are one line each - label-only manifests for label maps") {
+  test::ScratchDir dir("manifest-bad");
+  write_text_atomically(dir / "a.nii.gz", "x");
+  // a huge class used to size a 1 TB embedding; 1000 silently built a 1001-class model
+  write_text_atomically(dir / "huge.csv", "image,class\na.nii.gz,0\na.nii.gz,4000000000\na.nii.gz,1000\na.nii.gz,999\n");
+  test::check_error([&] { load_manifest((dir / "huge.csv").string()); }, {"2 bad entries", "line 3: class 4000000000", "line 4: class 1000", "999"});
+  // a FIFO and a device are not "no such file"; a symbolic-link loop is named, not a raw filesystem error
+  REQUIRE(::mkfifo((dir / "pipe.nii.gz").c_str(), 0644) == 0);
+  fs::create_symlink(dir / "loop2.nii.gz", dir / "loop1.nii.gz");
+  fs::create_symlink(dir / "loop1.nii.gz", dir / "loop2.nii.gz");
+  write_text_atomically(dir / "odd.csv", "image,class\npipe.nii.gz,0\n/dev/zero,0\nloop1.nii.gz,0\n");
+  test::check_error([&] { load_manifest((dir / "odd.csv").string()); },
+                    {"line 2", "pipe.nii.gz: not a regular file", "line 3", "/dev/zero: not a regular file", "line 4", "loop1.nii.gz: cannot be read"});
+  // label maps only: a label column is enough for ManifestKind::LabelMaps, not for images
+  write_text_atomically(dir / "maps.csv", "label,class\na.nii.gz,1\n");
+  auto m = load_manifest((dir / "maps.csv").string(), ManifestKind::LabelMaps);
+  REQUIRE(m.entries.size() == 1);
+  CHECK(m.entries[0].label->filename() == "a.nii.gz");
+  CHECK(m.entries[0].class_label == 1);
+  CHECK_THROWS_WITH_AS(load_manifest((dir / "maps.csv").string()), doctest::Contains("no 'image' column"), Error);
+  write_text_atomically(dir / "maps.json", R"({"cases": [{"label": "a.nii.gz", "class": 0}]})");
+  CHECK(load_manifest((dir / "maps.json").string(), ManifestKind::LabelMaps).entries.size() == 1);
+  CHECK_THROWS_WITH_AS(load_manifest((dir / "maps.json").string()), doctest::Contains("needs an 'image' path"), Error);
+  // the classes a manifest uses
+  write_text_atomically(dir / "gaps.csv", "image,class\na.nii.gz,0\na.nii.gz,5\n");
+  auto g = load_manifest((dir / "gaps.csv").string());
+  CHECK(g.num_classes() == 6);
+  CHECK(g.classes_used() == std::vector<int64_t>{0, 5});
 }
 
 TEST_CASE("phantoms are deterministic / labelled and class 1 alone has lesions") {
@@ -355,4 +388,53 @@ TEST_CASE("eval metrics: MS-SSIM is 1 for identical volumes and falls with noise
   CHECK(match.ncc > 0.98);
   CHECK(match.shift == std::array<int64_t, 3>{-2, 1, 0});
   CHECK(index.all(band_pass(copy))[0].item<double>() < 0.5);  // an unrelated volume
+}
+
+TEST_CASE("surface distances: the distance transform equals brute force with anisotropic spacing - Dice ASSD and HD95 of shifted boxes") {
+  const std::array<double, 3> sp{0.7, 1.3, 2.5};  // x, y, z mm
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto seeds = torch::rand({7, 9, 11}, gen) < 0.03;  // [D, H, W]
+  seeds[3][4][5] = true;
+  auto dt = distance_transform(seeds, sp);
+  auto idx = seeds.nonzero();  // [n, 3] (d, h, w)
+  double worst = 0;
+  for (int64_t d = 0; d < 7; ++d)
+    for (int64_t h = 0; h < 9; ++h)
+      for (int64_t w = 0; w < 11; ++w) {
+        double best = 1e30;
+        for (int64_t i = 0; i < idx.size(0); ++i) {
+          const double dz = (d - idx[i][0].item<int64_t>()) * sp[2], dy = (h - idx[i][1].item<int64_t>()) * sp[1],
+                       dx = (w - idx[i][2].item<int64_t>()) * sp[0];
+          best = std::min(best, std::sqrt(dx * dx + dy * dy + dz * dz));
+        }
+        worst = std::max(worst, std::abs(dt[d][h][w].item<double>() - best));
+      }
+  CHECK(worst < 1e-9);
+  CHECK(std::isinf(distance_transform(torch::zeros({3, 3, 3}, torch::kBool), sp)[1][1][1].item<double>()));
+  // the surface of a 3x3x3 cube is its 26 outer voxels; of a single voxel, itself
+  auto cube = torch::zeros({5, 5, 5}, torch::kBool);
+  cube.slice(0, 1, 4).slice(1, 1, 4).slice(2, 1, 4).fill_(true);
+  CHECK(mask_surface(cube).sum().item<int64_t>() == 26);
+  // truth: a 4x4x4 box of label 2; prediction: the same box moved by 2 voxels along x (W)
+  auto truth = torch::zeros({10, 10, 12}, torch::kLong), pred = torch::zeros({10, 10, 12}, torch::kLong);
+  truth.slice(0, 3, 7).slice(1, 3, 7).slice(2, 3, 7).fill_(2);
+  pred.slice(0, 3, 7).slice(1, 3, 7).slice(2, 5, 9).fill_(2);
+  auto s = score_label(pred, truth, 2, {1.0, 1.0, 1.0});
+  CHECK(s.dice == doctest::Approx(2.0 * 32 / 128));  // 4x4x2 shared of 64 + 64
+  REQUIRE(s.assd.has_value());
+  // closed form: of each box's 56 surface voxels, the 2 x 16 on the planes x = 3,4 (truth) lie 2 and 1
+  // voxels from the other box's surface... checked against brute force over the two surfaces instead
+  auto st = mask_surface(truth == 2).nonzero(), sp2 = mask_surface(pred == 2).nonzero();
+  auto directed = [](const torch::Tensor& a, const torch::Tensor& b) {
+    auto d = torch::cdist(a.to(torch::kDouble), b.to(torch::kDouble));
+    return std::get<0>(d.min(1));
+  };
+  auto ab = directed(sp2, st), ba = directed(st, sp2);
+  CHECK(*s.assd == doctest::Approx((ab.sum() + ba.sum()).item<double>() / static_cast<double>(ab.numel() + ba.numel())));
+  CHECK(*s.hd95 == doctest::Approx(std::max(torch::quantile(ab, 0.95).item<double>(), torch::quantile(ba, 0.95).item<double>())));
+  // an empty prediction: Dice 0, no distances; both empty: Dice 1
+  auto e = score_label(torch::zeros_like(truth), truth, 2, sp);
+  CHECK(e.dice == 0.0);
+  CHECK_FALSE(e.assd.has_value());
+  CHECK(score_label(truth, truth, 3, sp).dice == 1.0);
 }

@@ -189,6 +189,28 @@ TEST_CASE("written DICOM: fresh UIDs / per-slice geometry / CT in HU / no source
   }
 }
 
+TEST_CASE("DICOM text beyond ASCII (label names) is declared UTF-8 and never cut inside a character") {
+  test::ScratchDir dir("utf8");
+  auto src = io::read_volume(fixture("ct_oblique_dicom"));
+  io::WriteOptions wo;
+  wo.dicom.synthetic = true;
+  const std::string legend = "SEGMENTATION label map (pixel value = label: 0=Hintergrund 1=Schädel 2=Gehirn 3=Ventrikel 4=Läsion)";
+  wo.dicom.image_comments = legend;
+  // 63 ASCII characters and an 'ä' (2 bytes): the 64-character series description keeps the whole 'ä'
+  wo.dicom.series_description = std::string(63, 'x') + "\xc3\xa4" + "yz";
+  io::write_volume(src, dir / "utf8", wo);
+  auto f = dicom_files(dir / "utf8");
+  REQUIRE(!f.empty());
+  CHECK(test::dicom_tag(f[0], 0x0008, 0x0005) == "ISO_IR 192");
+  CHECK(test::dicom_tag(f[0], 0x0020, 0x4000) == legend);
+  CHECK(test::dicom_tag(f[0], 0x0008, 0x103e) == std::string(63, 'x') + "\xc3\xa4");
+  // ASCII-only text: no character set attribute, as before
+  wo.dicom.image_comments = "SYNTHETIC";
+  wo.dicom.series_description = "plain";
+  io::write_volume(src, dir / "ascii", wo);
+  CHECK(test::dicom_tag(dicom_files(dir / "ascii")[0], 0x0008, 0x0005).empty());
+}
+
 TEST_CASE("DICOM decimal strings fit 16 characters") {
   CHECK(io::format_ds(0.0) == "0");
   CHECK(io::format_ds(2.5) == "2.5");

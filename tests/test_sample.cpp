@@ -361,6 +361,45 @@ TEST_CASE("training: --resume refuses another VQ-GAN or other data, a second tra
                     {"thesis.tex", "did not write"});
 }
 
+TEST_CASE("training: a new run never replaces an earlier one without --force, and --resume takes the newest complete checkpoint") {
+  auto d = trained();
+  test::ScratchDir dir("train-takeover");
+  auto args = [&](const fs::path& out, std::vector<std::string> extra) {
+    auto a = test::tiny_model_args(d / "data/manifest.json");
+    a.insert(a.end(), {"--set", "ldm_train.ckpt_every=2", "--vqgan", (d / "vqgan/last.pt").string(), "--out", out.string()});
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // an uninterrupted 4-step run, and a run killed while writing its first last.pt (step 2): config.json,
+  // latents.pt, metrics.jsonl and step-0000002.pt, no last.pt
+  REQUIRE(cli::run_train_ldm(args(dir / "full", {"--set", "ldm_train.steps=4"})) == 0);
+  auto run = dir / "killed";
+  REQUIRE(cli::run_train_ldm(args(run, {"--set", "ldm_train.steps=2"})) == 0);
+  fs::remove(run / "last.pt");
+  const auto step2 = sha256_file(run / "step-0000002.pt"), config = sha256_file(run / "config.json");
+  // a new run into it is refused, naming what is there; nothing is touched
+  test::check_error([&] { cli::run_train_ldm(args(run, {"--set", "ldm_train.steps=4", "--set", "ldm_train.lr=0.01"})); },
+                    {run.string(), "step-0000002.pt", "--resume", "--force"});
+  CHECK(sha256_file(run / "step-0000002.pt") == step2);
+  CHECK(sha256_file(run / "config.json") == config);
+  CHECK_THROWS_WITH_AS(cli::run_train_ldm(args(run, {"--resume", "--force"})), doctest::Contains("give one"), UsageError);
+  // --resume continues from step-0000002.pt and ends equal to the uninterrupted run
+  REQUIRE(cli::run_train_ldm(args(run, {"--set", "ldm_train.steps=4", "--resume"})) == 0);
+  auto a = load_checkpoint(dir / "full/last.pt"), b = load_checkpoint(run / "last.pt");
+  CHECK(b.step == 4);
+  int64_t differing = 0;
+  for (const auto& [k, t] : a.tensors)
+    if (k.rfind("optim.", 0) != 0 && !torch::equal(t, b.tensor(k))) ++differing;
+  CHECK(differing == 0);
+  // --force starts again: the earlier checkpoints are gone, the new run's are there
+  REQUIRE(cli::run_train_ldm(args(run, {"--set", "ldm_train.steps=1", "--force"})) == 0);
+  CHECK_FALSE(fs::exists(run / "step-0000004.pt"));
+  CHECK(load_checkpoint(run / "last.pt").step == 1);
+  // an empty folder (or one with only a lock left behind) has nothing to resume
+  fs::create_directories(dir / "empty");
+  test::check_error([&] { cli::run_train_ldm(args(dir / "empty", {"--resume"})); }, {"nothing to resume"});
+}
+
 TEST_CASE("latent cache: rebuilt when the cases or their classes change") {
   auto d = trained();
   test::ScratchDir dir("latent-cache");

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 namespace meddiff::cli {
@@ -60,6 +61,17 @@ int dispatch(const std::vector<Command>& table, int argc, const char* const* arg
     return 2;
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "meddiff %s: error: %s\n", cmd->name, first_line(e.what_without_backtrace()).c_str());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // "filesystem error: cannot create directories: Permission denied [/proc/x]" -> "/proc/x: cannot
+    // create directories (Permission denied)": the path first, as every other meddiff error
+    std::string what = first_line(e.what()), op;
+    const std::string head = "filesystem error: ";
+    if (what.rfind(head, 0) == 0) what = what.substr(head.size());
+    const auto colon = what.find(": ");
+    op = colon == std::string::npos ? what : what.substr(0, colon);
+    std::string where = e.path1().empty() ? std::string() : e.path1().string() + ": ";
+    std::fprintf(stderr, "meddiff %s: error: %s%s (%s)\n", cmd->name, where.c_str(), op.c_str(), e.code().message().c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "meddiff %s: error: %s\n", cmd->name, first_line(e.what()).c_str());

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <regex>
+#include <set>
 
 namespace meddiff::cli {
 namespace fs = std::filesystem;
@@ -130,14 +131,67 @@ std::string settings_difference(const nlohmann::json& recorded, const nlohmann::
   return "";
 }
 
-void SampleFolder::discard_volumes() {
-  // Another shard still writing with the old settings would mix two jobs: refuse.
+void SampleFolder::check_no_other_job(const std::string& what) const {
+  std::error_code ec;
+  if (!fs::is_directory(meta_dir(), ec)) return;
   for (const auto& e : fs::directory_iterator(meta_dir())) {
     std::string n = e.path().filename().string();
     if (!is_lock_name(n) || n == ".meddiff.lock" || e.path() == shard_lock_path_) continue;
     if (!FileLock::try_acquire(e.path(), "sample: checking for running jobs"))
-      fail("{}: another job ({}) is still sampling here; wait for it before --force", out_.string(), n);
+      fail("{}: another job ({}) is still sampling here; wait for it before {}", out_.string(), n, what);
   }
+}
+
+std::optional<int64_t> SampleFolder::volume_of(const fs::path& entry) const {
+  static const std::regex index(R"(_(\d{1,9})(?:_0000\.nii\.gz|_label\.nii\.gz|\.nii\.gz|\.json|\.png|_dicom|_label_dicom)$)");
+  std::smatch m;
+  const std::string n = entry.filename().string();
+  if (!ours(entry) || is_temp_name(n) || is_lock_name(n) || !std::regex_search(n, m, index)) return std::nullopt;
+  if (n.rfind(layout_.prefix() + "_", 0) != 0) return std::nullopt;
+  return std::stoll(m[1].str());
+}
+
+int64_t SampleFolder::remove_unfinished() {
+  check_no_other_job("--finalize");
+  auto lock = folder_lock();
+  int64_t removed = 0;
+  std::set<fs::path> seen;
+  for (const auto& dir : {images_dir(), labels_dir(), meta_dir(), out_}) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec) || !seen.insert(dir).second) continue;
+    removed += remove_stale_temps(dir, /*all=*/true);
+    std::vector<fs::path> doomed;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      auto i = volume_of(e.path());
+      if (i && !finished(*i)) doomed.push_back(e.path());
+    }
+    for (const auto& p : doomed) {
+      log_warn("{}: removing {} of an unfinished volume", out_.string(), fs::relative(p, out_).string());
+      fs::remove_all(p);
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+std::optional<SampleLayout> SampleFolder::recorded_layout(const fs::path& out) {
+  for (const auto& [kind, file] : {std::pair<std::string, fs::path>{"nnunet", out / "meddiff" / "job.json"}, {"flat", out / "job.json"}}) {
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec)) continue;
+    auto j = nlohmann::json::parse(read_text(file), nullptr, false);
+    if (!j.is_object() || !j.contains("settings") || !j["settings"].is_object()) fail("{}: is not a meddiff job file", file.string());
+    SampleLayout l;
+    l.kind = j["settings"].value("layout", kind);
+    if (l.kind != kind) fail("{}: records layout '{}' but lies where the {} layout keeps it", file.string(), l.kind, kind);
+    if (kind == "nnunet") l.name = j["settings"].value("name", l.name);
+    return l;
+  }
+  return std::nullopt;
+}
+
+void SampleFolder::discard_volumes() {
+  // Another shard still writing with the old settings would mix two jobs: refuse.
+  check_no_other_job("--force");
   int64_t removed = 0;
   for (const auto& dir : {images_dir(), labels_dir(), meta_dir(), out_}) {
     if (!fs::is_directory(dir)) continue;

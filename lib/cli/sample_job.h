@@ -63,6 +63,14 @@ class SampleFolder {
   int64_t rebuild(const std::function<nlohmann::json(int64_t finished)>& dataset_json = nullptr);
   // Indices of every sidecar present.
   std::vector<int64_t> sidecar_indices() const;
+  // For --finalize, when no job samples here (else an error naming the running one): removes the
+  // temporaries and the files of volumes that have no finished sidecar (an image a killed job wrote
+  // before its label map and sidecar), so that the folder holds only complete cases. Returns how many
+  // files and folders were removed.
+  int64_t remove_unfinished();
+
+  // The layout and name a folder's job.json records (nnunet: OUT/meddiff/job.json, flat: OUT/job.json).
+  static std::optional<SampleLayout> recorded_layout(const std::filesystem::path& out);
 
  private:
   std::filesystem::path job_file() const { return meta_dir() / "job.json"; }
@@ -73,6 +81,10 @@ class SampleFolder {
   // dataset.json, job.json) and nothing else. Refused while another shard's job holds its lock.
   void discard_volumes();
   bool ours(const std::filesystem::path& entry) const;  // a name this layout writes
+  // The volume index a file or folder name of this layout belongs to, if any.
+  std::optional<int64_t> volume_of(const std::filesystem::path& entry) const;
+  // An error naming the other job when any shard lock but this process's own is held.
+  void check_no_other_job(const std::string& what) const;
 
   std::filesystem::path out_;
   SampleLayout layout_;

@@ -84,7 +84,7 @@ LabelSource::LabelSource(const LoadedLDM& ldm, const std::string& user, const fs
     if (maps_.empty()) fail("{}: the mask bank is empty", bank.string());
     settings_ = {{"source", "mask bank"}, {"sha256", sha256_file(bank)}, {"count", maps_.size()}};
   } else {
-    Manifest m = load_manifest(user);
+    Manifest m = load_manifest(user, ManifestKind::LabelMaps);
     const auto ext = fs::path(user).extension().string();
     const bool with_classes = ext == ".csv" || ext == ".json";
     DataParams p = ldm.data;
@@ -109,6 +109,14 @@ LabelSource::LabelSource(const LoadedLDM& ldm, const std::string& user, const fs
   }
   settings_["augment"] = augment_;
   settings_["edits"] = edits_json;
+}
+
+void LabelSource::check_classes(int64_t num_classes, const std::string& source) const {
+  for (size_t k = 0; k < classes_.size(); ++k)
+    if (classes_[k] >= num_classes)
+      usage_fail("--labels {}: the map {} has class {}, which this model does not have (classes 0..{}); correct the "
+                 "manifest's class column or give --class",
+                 source, names_[k], classes_[k], num_classes - 1);
 }
 
 PairLabel LabelSource::for_volume(uint64_t seed, int64_t index) const {

@@ -2,7 +2,8 @@
 // Where the label maps of paired sampling come from (sample on a label-conditioned model):
 //   - the mask bank: the training label maps the LDM saved beside its checkpoint (mask_bank.pt);
 //     volume i draws map (seed, i) and, unless turned off, a random geometric augmentation of it;
-//   - the user's own maps (--labels DIR|manifest): volume i takes map i mod their count, resampled to
+//   - the user's own maps (--labels DIR|manifest; a manifest may name only a label column, its
+//     relative paths resolve against its own folder): volume i takes map i mod their count, resampled to
 //     the training spacing (nearest neighbour) and cropped/padded to the training shape around the
 //     labelled voxels; its geometry is then the map's own.
 // The pair's class is its map's case class when known (the bank; a CSV/JSON manifest), so a map with a
@@ -43,6 +44,9 @@ class LabelSource {
   LabelSource(const LoadedLDM& ldm, const std::string& user, const std::filesystem::path& bank, std::optional<bool> augment,
               std::vector<LabelEdit> edits);
   PairLabel for_volume(uint64_t seed, int64_t index) const;
+  // A usage error naming the map when a map's class (from a --labels manifest) is not one of the
+  // model's 0..num_classes-1 (a map's class would otherwise be replaced without a word).
+  void check_classes(int64_t num_classes, const std::string& source) const;
   // What determines the maps (recorded in job.json: a change is another job).
   nlohmann::json settings() const { return settings_; }
   int64_t count() const { return static_cast<int64_t>(maps_.size()); }

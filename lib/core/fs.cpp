@@ -216,6 +216,27 @@ void write_text_atomically(const fs::path& target, const std::string& text) {
   write_atomically(target, [&](const fs::path& p) { write_file_checked(p, text, target.string()); });
 }
 
+void StagedFiles::add(const fs::path& target, const std::function<void(const fs::path&)>& write) {
+  if (target.has_parent_path() && !fs::exists(target.parent_path())) {
+    std::error_code ec;
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) fail("{}: cannot create folder: {}", target.parent_path().string(), ec.message());
+  }
+  auto tmp = std::make_unique<TempPath>(target);
+  write(tmp->path());
+  if (!fs::exists(tmp->path())) fail("{}: the writer produced no file", target.string());
+  temps_.push_back(std::move(tmp));
+}
+
+void StagedFiles::add_text(const fs::path& target, const std::string& text) {
+  add(target, [&](const fs::path& p) { write_file_checked(p, text, target.string()); });
+}
+
+void StagedFiles::commit() {
+  for (auto& t : temps_) t->commit();
+  temps_.clear();
+}
+
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open: {}", path.string(), fs::exists(path) ? "permission denied" : "no such file");

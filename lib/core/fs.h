@@ -4,7 +4,9 @@
 // A crash, a full disk or an I/O error leaves either the old file or nothing, never half a file.
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace meddiff {
 
@@ -41,6 +43,20 @@ int remove_stale_temps(const fs::path& dir, bool all = false);
 void write_atomically(const fs::path& target, const std::function<void(const fs::path&)>& write,
                       const std::function<void(const fs::path&)>& verify = nullptr);
 void write_text_atomically(const fs::path& target, const std::string& text);
+
+// Files that appear together or not at all (e.g. an eval's eval.json, report.md and plots): each is
+// written to its temporary when added; commit() renames them into place in the order they were added
+// (add last the file that marks the set complete). Destroyed before commit(), or after a failed add,
+// no target is touched and the temporaries are gone.
+class StagedFiles {
+ public:
+  void add(const fs::path& target, const std::function<void(const fs::path& tmp)>& write);
+  void add_text(const fs::path& target, const std::string& text);
+  void commit();
+
+ private:
+  std::vector<std::unique_ptr<TempPath>> temps_;
+};
 
 // A file written with checked POSIX writes: ENOSPC, EIO and short writes are errors naming `what`
 // (default: the path). finish() flushes (fsync) and closes; the destructor closes without flushing.

@@ -46,15 +46,30 @@ fs::path resolve(const fs::path& base, const std::string& p) {
   return path.is_absolute() ? path : base / path;
 }
 
-// Appends "where: problem" for every missing file.
+// What is wrong with an input path of a manifest entry ("" when it is a readable regular file, or a
+// folder where folders are allowed): missing, a FIFO or device, or unreadable (a symbolic-link loop).
+std::string path_problem(const fs::path& p, bool folder_ok) {
+  std::error_code ec;
+  auto st = fs::status(p, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) return fmt::format("{}: cannot be read ({})", p.string(), ec.message());
+  if (!fs::exists(st)) return fmt::format("{}: no such file", p.string());
+  if (fs::is_regular_file(st) || (folder_ok && fs::is_directory(st))) return "";
+  if (fs::is_directory(st)) return fmt::format("{}: is a folder, not a file", p.string());
+  return fmt::format("{}: not a regular file (a FIFO, socket or device)", p.string());
+}
+
+// Appends "where: problem" for every missing or unusable file and every class out of range.
 void check_files(const Manifest& m, std::vector<std::string>& problems, const std::vector<std::string>& where) {
   for (size_t i = 0; i < m.entries.size(); ++i) {
     const auto& e = m.entries[i];
-    if (!fs::is_regular_file(e.image) && !fs::is_directory(e.image))
-      problems.push_back(fmt::format("{}: {}: no such file", where[i], e.image.string()));
-    if (e.label && !fs::is_regular_file(*e.label))
-      problems.push_back(fmt::format("{}: label {}: no such file", where[i], e.label->string()));
+    if (!e.image.empty())
+      if (auto p = path_problem(e.image, /*folder_ok=*/true); !p.empty()) problems.push_back(fmt::format("{}: {}", where[i], p));
+    if (e.label)
+      if (auto p = path_problem(*e.label, false); !p.empty()) problems.push_back(fmt::format("{}: label {}", where[i], p));
     if (e.class_label < 0) problems.push_back(fmt::format("{}: class {} is negative", where[i], e.class_label));
+    if (e.class_label >= kMaxClasses)
+      problems.push_back(fmt::format("{}: class {} is beyond the largest class id meddiff takes ({}; classes are numbered "
+                                     "0, 1, ..., K-1)", where[i], e.class_label, kMaxClasses - 1));
   }
 }
 
@@ -78,13 +93,22 @@ bool has_image_extension(const fs::path& p) {
   return std::any_of(std::begin(exts), std::end(exts), [&](const char* x) { return e == x; });
 }
 
+std::vector<int64_t> Manifest::classes_used() const {
+  std::vector<int64_t> c;
+  for (const auto& e : entries) c.push_back(e.class_label);
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
+}
+
 int64_t Manifest::num_classes() const {
   int64_t n = 0;
   for (const auto& e : entries) n = std::max(n, e.class_label + 1);
   return n;
 }
 
-Manifest load_manifest(const std::string& source) {
+Manifest load_manifest(const std::string& source, ManifestKind kind) {
+  const bool labels = kind == ManifestKind::LabelMaps;
   Manifest m;
   m.source = source;
   std::vector<std::string> where, problems;
@@ -119,7 +143,8 @@ Manifest load_manifest(const std::string& source) {
       else if (h == "label" || h == "mask") col_label = c;
       else fail("{}: unknown column '{}' (expected image, class, label)", source, h);
     }
-    if (col_img < 0) fail("{}: no 'image' column in the header", source);
+    if (col_img < 0 && !(labels && col_label >= 0))
+      fail("{}: no '{}' column in the header", source, labels ? "label' (or 'image" : "image");
     int lineno = 1;
     while (std::getline(in, line)) {
       ++lineno;
@@ -131,13 +156,17 @@ Manifest load_manifest(const std::string& source) {
         continue;
       }
       ManifestEntry e;
-      e.image = resolve(src.parent_path(), cells[static_cast<size_t>(col_img)]);
+      if (col_img >= 0) e.image = resolve(src.parent_path(), cells[static_cast<size_t>(col_img)]);
       if (col_cls >= 0 && !parse_int(cells[static_cast<size_t>(col_cls)], e.class_label)) {
         problems.push_back(fmt::format("{}: class '{}' is not an integer", w, cells[static_cast<size_t>(col_cls)]));
         continue;
       }
       if (col_label >= 0 && !cells[static_cast<size_t>(col_label)].empty())
         e.label = resolve(src.parent_path(), cells[static_cast<size_t>(col_label)]);
+      if (e.image.empty() && !e.label) {
+        problems.push_back(fmt::format("{}: no label map named", w));
+        continue;
+      }
       m.entries.push_back(e);
       where.push_back(w);
     }
@@ -159,8 +188,11 @@ Manifest load_manifest(const std::string& source) {
     for (size_t i = 0; i < cases->size(); ++i) {
       const auto& c = (*cases)[i];
       std::string w = fmt::format("cases[{}]", i);
-      if (!c.is_object() || !c.contains("image") || !c["image"].is_string()) {
-        problems.push_back(w + ": needs an 'image' path");
+      const bool named = c.is_object() && ((c.contains("image") && c["image"].is_string()) ||
+                                           (labels && ((c.contains("label") && c["label"].is_string()) ||
+                                                       (c.contains("mask") && c["mask"].is_string()))));
+      if (!named) {
+        problems.push_back(w + (labels ? ": needs a 'label' (or 'image') path" : ": needs an 'image' path"));
         continue;
       }
       ManifestEntry e;

@@ -26,6 +26,13 @@ set +e; "$M" convert missing.nii.gz out.nii.gz 2>err.txt; rc=$?; set -e
 [[ $(wc -l < err.txt) == 1 ]] || fail "error is not one line: $(cat err.txt)"
 grep -q "missing.nii.gz: no such file" err.txt || fail "missing input message: $(cat err.txt)"
 [[ ! -e out.nii.gz ]] || fail "output left behind"
+# an output where no folder can be made: one line naming the path and the reason, not a raw "filesystem error"
+set +e; "$M" phantoms --count 1 --shape 8,8,8 --out /proc/meddiff-nowhere/data 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && $(wc -l < err.txt) == 1 ]] && grep -q "/proc/meddiff-nowhere" err.txt && ! grep -q "filesystem error" err.txt \
+  || fail "unwritable --out: exit $rc, $(cat err.txt)"
+# training: --resume and --force together are refused
+set +e; "$M" train-vqgan --config configs-none.json --resume --force --out x 2>err.txt; rc=$?; set -e
+[[ $rc == 2 ]] && grep -q "give one" err.txt || fail "--resume --force: exit $rc, $(cat err.txt)"
 # bench: every subset of parts gives its table and JSON (the demo's sizes, one repeat)
 "$M" bench --parts unet --repeat 1 > bench-unet.txt || fail "bench --parts unet"
 grep -q "U-Net forward" bench-unet.txt || fail "bench table: $(cat bench-unet.txt)"

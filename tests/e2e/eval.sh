@@ -62,6 +62,45 @@ cmp ev1/eval.json ev2/eval.json || fail "two runs gave different eval.json"
 q "$M" sample --ldm ldm0/last.pt -n 4 --steps 5 --seed 1 --device cpu --out untrained --eval heldout
 [[ -f untrained/eval/eval.json && -f untrained/eval/report.md && -f untrained/eval/histogram.png ]] || fail "sample --eval wrote no eval"
 grep -q "Memorisation audit" untrained/eval/report.md || fail "sample --eval: no audit (the LDM's training data)"
+# the training set as --real (a natural mistake) is refused, naming the overlap: the audit would calibrate on
+# copies and flag nothing; a copy of a training volume under another name is caught by its voxels
+set +e
+"$M" eval --real data --synthetic planted --train data --vqgan vq/last.pt --device cpu --out ev_same 2> err.txt; rc=$?
+set -e
+[[ $rc == 1 && ! -e ev_same/eval.json ]] && grep -q "overlap" err.txt && grep -q "case_0000.nii.gz" err.txt \
+  || { cat err.txt; fail "--real = --train accepted"; }
+mkdir realcopy && cp heldout/images/case_000{0,1,2}.nii.gz realcopy/ && cp data/images/case_0007.nii.gz realcopy/renamed.nii.gz
+set +e
+"$M" eval --real realcopy --synthetic planted --train data --vqgan vq/last.pt --device cpu --out ev_copy 2> err.txt; rc=$?
+set -e
+[[ $rc == 1 ]] && grep -q "renamed.nii.gz has the voxels of the training volume .*case_0007.nii.gz" err.txt \
+  || { cat err.txt; fail "a renamed training volume in --real accepted"; }
+# a killed or failed eval (PNGs without eval.json, a dead process's temporary) is taken over without --force;
+# a finished one needs --force
+mkdir ev_killed && cp ev1/closest_1.png ev1/histogram.png ev_killed/ && echo partial > "ev_killed/.closest_2.tmp-$(hostname)-999999-1.png"
+q "$M" eval --real heldout --synthetic planted --train data --vqgan vq/last.pt --device cpu --out ev_killed
+cmp ev1/eval.json ev_killed/eval.json || fail "the re-run after a kill gave another eval.json"
+ls -a ev_killed | grep -q "tmp-" && fail "the killed run's temporary is still there: $(ls -a ev_killed)"
+set +e
+"$M" eval --real heldout --synthetic planted --vqgan vq/last.pt --device cpu --out ev_killed 2> err.txt; rc=$?
+set -e
+[[ $rc == 1 ]] && grep -q -- "--force" err.txt || { cat err.txt; fail "a finished eval replaced without --force"; }
+# --downstream seg: a segmenter trained on 3 real cases, with and without the held-out phantoms' pairs (here real
+# phantoms stand in for synthetic pairs), scored on the held-out phantoms: the table lands in eval.json and report.md
+q "$M" eval --real heldout --synthetic fresh --vqgan vq/last.pt --device cpu --downstream seg --seg-train data --seg-cases 3 \
+  --seg-iterations 20 --seg-seeds 1 --out ev_seg
+python3 - ev_seg/eval.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["downstream"]
+assert d["counts"] == {"real_train": 3, "synthetic": 4, "held_out": 6}, d["counts"]
+rows = {r["name"]: r for r in d["labels"]}
+for name in ("skull", "brain", "ventricles"):
+    r = rows[name]
+    assert set(r["dice"]) == {"real", "real+synthetic", "synthetic"}, r["dice"].keys()
+    assert 0 <= r["dice"]["real"]["mean"] <= 1 and "gain" in r and r["gain"]["verdict"], r
+print("downstream:", d["summary"])
+PY
+grep -q "## Downstream segmentation" ev_seg/report.md || fail "no downstream table in report.md"
 # bad input: one line naming the problem, nothing written
 set +e
 "$M" eval --real heldout --synthetic planted --vqgan vq/last.pt --features resnet.pt --out bad 2> err.txt; rc=$?
