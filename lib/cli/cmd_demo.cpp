@@ -72,7 +72,7 @@ std::string pair_check_report(const fs::path& manifest, const std::string& title
     }
   }
   std::string s = fmt::format("## Per-label check: `{}`\n\n{} of {} pairs pass (inside every label with at least 8 voxels, the "
-                              "synthetic median lies in the range of the training cases, as they are or as the VQ-GAN reproduces them; {}).\n\n"
+                              "synthetic median lies in the range of the training images' medians, the default rule; {}).\n\n"
                               "| label | accepted range | synthetic medians (min / median / max) | pairs passing |\n|---|---|---|---|\n",
                               title, all_passed, pairs, ct ? "HU" : "MR output units 0-1000");
   for (auto& [label, nr] : rows) {
@@ -89,8 +89,28 @@ std::string pair_check_report(const fs::path& manifest, const std::string& title
   return s + "\n";
 }
 
+// The downstream segmentation table of `meddiff eval --downstream seg` as a Markdown section.
+std::string downstream_summary(const nlohmann::json& d, Modality modality) {
+  std::string s = fmt::format(
+      "## Does the synthetic data help a segmenter? (`eval/report.md`, {})\n\n**{}.**\n\n{}\n\n"
+      "| label | Dice: {} real | + {} synthetic pairs | synthetic only | gain (per seed) | verdict |\n|---|---|---|---|---|---|\n",
+      modality == Modality::CT ? "CT" : "MR", d["summary"].get<std::string>(), d["protocol"].get<std::string>(),
+      d["counts"]["real_train"].get<int64_t>(), d["counts"]["synthetic"].get<int64_t>());
+  auto dice = [](const nlohmann::json& row, const char* cfg) {
+    if (!row.contains("dice") || !row["dice"].contains(cfg)) return std::string("-");
+    return fmt::format("{:.3f}", row["dice"][cfg]["mean"].get<double>());
+  };
+  for (const auto& row : d["labels"]) {
+    if (!row.contains("gain")) continue;
+    s += fmt::format("| {} | {} | {} | {} | {:+.3f} ({:+.3f}) | {} |\n", row["name"].get<std::string>(), dice(row, "real"),
+                     dice(row, "real+synthetic"), dice(row, "synthetic"), row["gain"]["mean"].get<double>(),
+                     fmt::join(row["gain"]["seeds"].get<std::vector<double>>(), ", "), row["gain"]["verdict"].get<std::string>());
+  }
+  return s + "\n";
+}
+
 // The headline numbers of `meddiff eval` as a Markdown section.
-std::string eval_summary(const fs::path& eval_json) {
+std::string eval_summary(const fs::path& eval_json, Modality modality) {
   auto j = nlohmann::json::parse(read_text(eval_json));
   const auto& f = j["fidelity"];
   const auto& d = j["diversity"];
@@ -112,6 +132,7 @@ std::string eval_summary(const fs::path& eval_json) {
                      m["held_out_ncc"]["max"].get<double>(), m["threshold_ncc"].get<double>(),
                      m["threshold_distance_ratio"].get<double>(), m["near_copies"].size());
   }
+  if (j.contains("downstream")) s += "\n" + downstream_summary(j["downstream"], modality);
   return s + "\n";
 }
 
@@ -149,7 +170,7 @@ int run_demo(const Args_t& args) {
   std::string mod = modality == Modality::CT ? "ct" : "mr";
   int64_t n = quick ? 8 : 24;
   std::string shape = quick ? "16,16,16" : "32,32,32";
-  std::string spacing = modality == Modality::CT ? (quick ? "4,3,3" : "2.5,1.5,1.5") : (quick ? "2,2,2" : "1.2,1,1");
+  std::string spacing = modality == Modality::CT ? (quick ? "3,3,4" : "1.5,1.5,2.5") : (quick ? "2,2,2" : "1,1,1.2");  // x,y,z mm
 
   log_info("demo 1/5: phantoms ({} {} cases, and {} held-out label maps)", n, mod, n / 3);
   auto t0 = std::chrono::steady_clock::now();
@@ -174,19 +195,24 @@ int run_demo(const Args_t& args) {
   run_train_ldm({"--config", config, "--vqgan", (out / "vqgan/last.pt").string(), "--out", (out / "ldm").string()});
   double t_ldm = seconds_since(t0);
 
-  log_info("demo 4/5: sampling 8 image + label pairs from the mask bank and {} from the held-out label maps, DDIM {} steps, "
-           "guidance {}", n / 3, cfg.sample.steps, cfg.sample.guidance);
+  // enough pairs for the downstream check: a few real cases plus many synthetic pairs, as a user with scarce labels has
+  const int64_t pairs = quick ? 8 : 48, seg_real = quick ? 2 : 4;
+  log_info("demo 4/5: sampling {} image + label pairs from the mask bank and {} from the held-out label maps, DDIM {} steps, "
+           "guidance {}", pairs, n / 3, cfg.sample.steps, cfg.sample.guidance);
   t0 = std::chrono::steady_clock::now();
-  run_sample({"--ldm", (out / "ldm/last.pt").string(), "-n", "8", "--format", "nifti,dicom,png", "--seed", "1",
+  run_sample({"--ldm", (out / "ldm/last.pt").string(), "-n", std::to_string(pairs), "--format", "nifti,dicom,png", "--seed", "1",
               "--device", device, "--out", (out / "samples").string()});
   run_sample({"--ldm", (out / "ldm/last.pt").string(), "-n", std::to_string(n / 3), "--format", "nifti,png", "--seed", "1",
               "--labels", (out / "heldout/manifest.json").string(), "--device", device, "--out", (out / "samples_heldout").string()});
   double t_sample = seconds_since(t0);
 
-  log_info("demo 5/5: eval of samples/ against the held-out phantoms, memorisation audit against the training phantoms");
+  log_info("demo 5/5: eval of samples/ against the held-out phantoms, memorisation audit against the training phantoms, "
+           "downstream segmentation with {} real cases", seg_real);
   t0 = std::chrono::steady_clock::now();
   run_eval({"--real", (out / "heldout").string(), "--synthetic", (out / "samples").string(), "--train", (out / "data").string(),
-            "--vqgan", (out / "vqgan/last.pt").string(), "--device", device, "--out", (out / "eval").string()});
+            "--vqgan", (out / "vqgan/last.pt").string(), "--device", device, "--downstream", "seg", "--seg-cases",
+            std::to_string(seg_real), "--seg-iterations", quick ? "20" : "200", "--seg-seeds", quick ? "1" : "2", "--out",
+            (out / "eval").string()});
   double t_eval = seconds_since(t0);
 
   double psnr = last_metric(out / "vqgan/metrics.jsonl", "val_psnr");
@@ -201,7 +227,7 @@ int run_demo(const Args_t& args) {
       "| phantoms | {} {} cases, classes 0/1 alternating: `data/` | {:.0f} s |\n"
       "| VQ-GAN | {} steps; weighted L1 {:.4f}; validation PSNR {:.2f} dB (mean-volume baseline {:.2f} dB), SSIM {:.4f}: `vqgan/last.pt` | {:.0f} s |\n"
       "| latent diffusion | {} steps; loss {:.4f}: `ldm/last.pt` | {:.0f} s |\n"
-      "| sampling | 8 image + label pairs from the mask bank (`samples/`) and {} from held-out label maps (`samples_heldout/`), DDIM {} steps, guidance {} | {:.0f} s |\n"
+      "| sampling | {} image + label pairs from the mask bank (`samples/`) and {} from held-out label maps (`samples_heldout/`), DDIM {} steps, guidance {} | {:.0f} s |\n"
       "| eval | `eval/report.md`, `eval/eval.json` (summary below) | {:.0f} s |\n"
       "| total | | {:.0f} s |\n\n"
       "## Files\n\n"
@@ -214,7 +240,7 @@ int run_demo(const Args_t& args) {
       "- `vqgan/previews/`: validation input / reconstruction / |difference|; `ldm/previews/`: one sample per class during training.\n"
       "- `vqgan/metrics.jsonl`, `ldm/metrics.jsonl`: training curves; `config.json`: the resolved config.\n",
       mod, quick ? ", --quick" : "", version(), git_hash(), torch_version(), device, n, mod, t_data, cfg.vqgan_train.steps,
-      vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, n / 3, cfg.sample.steps, cfg.sample.guidance,
+      vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, pairs, n / 3, cfg.sample.steps, cfg.sample.guidance,
       t_sample, t_eval, seconds_since(t_all), modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
   report += "\n## Pairs (axial | coronal | sagittal, label outlines in white)\n\n";
   for (const char* folder : {"samples", "samples_heldout"})
@@ -224,7 +250,7 @@ int run_demo(const Args_t& args) {
     }
   report += "\n" + pair_check_report(out / "samples/manifest.jsonl", "samples/", modality) +
             pair_check_report(out / "samples_heldout/manifest.jsonl", "samples_heldout/", modality);
-  report += eval_summary(out / "eval/eval.json");
+  report += eval_summary(out / "eval/eval.json", modality);
   write_text_atomically(out / "report.md", report);
   log_info("demo: done in {:.0f} s; report {}", seconds_since(t_all), (out / "report.md").string());
   return 0;

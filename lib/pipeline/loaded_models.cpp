@@ -57,7 +57,9 @@ LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& devic
     const auto& lj = x.at("labels");
     l.label_names = lj.at("names").get<std::vector<std::string>>();
     l.num_labels = static_cast<int64_t>(l.label_names.size());
-    l.label_ranges = LabelIntensityRanges::from_json(lj.at("ranges"));
+    l.union_ranges = LabelIntensityRanges::from_json(lj.at("ranges"));
+    // the training images' own ranges (older checkpoints recorded only the union)
+    l.label_ranges = lj.contains("training_ranges") ? LabelIntensityRanges::from_json(lj.at("training_ranges")) : l.union_ranges;
     l.mask_bank = path.parent_path() / lj.value("mask_bank", "mask_bank.pt");
   }
   l.model = UNet3d(l.ldm.unet, l.latent_shape[0], l.num_classes, l.num_labels);

@@ -52,7 +52,8 @@ struct LoadedLDM {
   // Label-conditioned models (data.labels = condition); num_labels = 0 otherwise.
   int64_t num_labels = 0;
   std::vector<std::string> label_names;
-  LabelIntensityRanges label_ranges;  // the per-pair quality check
+  LabelIntensityRanges label_ranges;  // the per-pair check's default: the training images' own ranges
+  LabelIntensityRanges union_ranges;  // the union with what the VQ-GAN reproduces of them (sample --qc-ranges union)
   std::filesystem::path mask_bank;    // the training label maps (next to the checkpoint)
 };
 LoadedLDM load_ldm(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
