@@ -296,6 +296,28 @@ TEST_CASE("batches: the slices of N ranks make up the global batch and every epo
   meddiff::test::check_error([&] { make_batch(cases, 3, 1, 0, false, {2, 4}); }, {"outside the global batch of 4"});
 }
 
+TEST_CASE("batches: the label maps travel with their images through the random flips") {
+  std::vector<TrainingVolume> cases;
+  for (int64_t i = 0; i < 3; ++i) {
+    TrainingVolume v;
+    v.x = torch::arange(4 * 5 * 6, torch::kFloat).reshape({1, 4, 5, 6}) + 1000.0 * static_cast<double>(i);
+    v.label = torch::arange(4 * 5 * 6, torch::kLong).reshape({4, 5, 6}) % 7;  // a map that no flip leaves unchanged
+    cases.push_back(v);
+  }
+  int64_t flipped = 0;
+  for (int64_t step = 0; step < 12; ++step) {
+    Batch b = make_batch(cases, 2, 5, step, true);
+    REQUIRE(b.seg.defined());
+    CHECK(b.seg.sizes() == torch::IntArrayRef({2, 4, 5, 6}));
+    // the map is a function of the unflipped voxel value: it must still be that function after the flips
+    CHECK(torch::equal(b.seg, b.x.select(1, 0).remainder(1000.0).to(torch::kLong) % 7));
+    for (int64_t j = 0; j < 2; ++j) flipped += torch::equal(b.x[j][0].remainder(1000.0), cases[0].x[0]) ? 0 : 1;
+  }
+  CHECK(flipped > 0);
+  cases[1].label = torch::Tensor();  // not every case has a map: no maps in the batches
+  CHECK_FALSE(make_batch(cases, 3, 5, 0, true).seg.defined());
+}
+
 TEST_CASE("eval metrics: Fréchet distance and k-NN manifold metrics against closed forms") {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   auto x = torch::randn({200, 6}, gen, torch::kDouble);

@@ -297,3 +297,17 @@ TEST_CASE("SyncBatchNorm over 2 Gloo ranks with batches 3 and 1 of 1000 + 0.01 r
     CHECK(torch::allclose(rvar[r].to(torch::kDouble), 0.9 + 0.1 * xdd.var(1, /*unbiased=*/true), 1e-6, 1e-6));
   }
 }
+
+TEST_CASE("label-balanced L1: each label's mean error weighs alike; 0 is the plain L1, no label maps the plain L1") {
+  // 1 x 1 x 1 x 2 x 4 volume: label 1 on one voxel with error 4, label 0 on seven voxels with error 1
+  auto x = torch::zeros({1, 1, 1, 2, 4});
+  auto rec = torch::ones({1, 1, 1, 2, 4});
+  rec[0][0][0][1][3] = 4.0;
+  auto seg = torch::zeros({1, 1, 2, 4}, torch::kLong);
+  seg[0][0][1][3] = 1;
+  const double plain = (7 * 1.0 + 4.0) / 8, balanced = (1.0 + 4.0) / 2;
+  CHECK(reconstruction_l1(rec, x, seg, 0.0).item<double>() == doctest::Approx(plain));
+  CHECK(reconstruction_l1(rec, x, seg, 1.0).item<double>() == doctest::Approx(balanced));
+  CHECK(reconstruction_l1(rec, x, seg, 0.25).item<double>() == doctest::Approx(0.75 * plain + 0.25 * balanced));
+  CHECK(reconstruction_l1(rec, x, torch::Tensor(), 1.0).item<double>() == doctest::Approx(plain));
+}

@@ -30,7 +30,7 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
     fail("batch slice [{}, {}) lies outside the global batch of {}", slice.first, slice.first + batch_size, G);
   const int64_t N = static_cast<int64_t>(cases.size());
   std::map<int64_t, std::vector<size_t>> perms;  // epoch -> order of the cases
-  std::vector<torch::Tensor> xs, conds;
+  std::vector<torch::Tensor> xs, conds, segs;
   std::vector<int64_t> labels;
   for (int64_t b = 0; b < batch_size; ++b) {
     const int64_t pos = step * G + slice.first + b;  // position in the endless sequence of samples
@@ -44,6 +44,7 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
     const auto& c = cases[perm[static_cast<size_t>(pos % N)]];
     auto x = c.x;
     auto cond = c.cond;
+    auto seg = c.label;
     if (flip) {
       std::mt19937_64 rng(step_seed(seed, pos, 8));
       std::vector<int64_t> dims;
@@ -52,10 +53,16 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
       if (!dims.empty()) {
         x = x.flip(dims);
         if (cond.defined()) cond = cond.flip(dims);
+        if (seg.defined()) {
+          std::vector<int64_t> seg_dims;  // the label map has no channel axis
+          for (int64_t d : dims) seg_dims.push_back(d - 1);
+          seg = seg.flip(seg_dims);
+        }
       }
     }
     xs.push_back(x);
     if (cond.defined()) conds.push_back(cond);
+    if (seg.defined()) segs.push_back(seg);
     labels.push_back(c.class_label);
   }
   if (!conds.empty() && conds.size() != xs.size()) fail("some training cases have a label condition and some do not");
@@ -65,6 +72,7 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
   out.x = torch::stack(xs);
   out.labels = torch::tensor(labels, torch::kLong);
   if (!conds.empty()) out.cond = torch::stack(conds);
+  if (segs.size() == xs.size()) out.seg = torch::stack(segs);
   return out;
 }
 

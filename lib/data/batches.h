@@ -20,6 +20,7 @@ struct Batch {
   torch::Tensor x;       // [B, 1, D, H, W]
   torch::Tensor labels;  // int64 [B] class labels
   torch::Tensor cond;    // float [B, L, d, h, w] label condition, when the cases have one
+  torch::Tensor seg;     // int64 [B, D, H, W] the cases' label maps (flipped with x), when every case has one
   int64_t first = 0;     // index of x[0] in the global batch (per-sample random draws key on first + j)
 };
 

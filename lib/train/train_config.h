@@ -18,6 +18,7 @@ struct VQGANTrainParams {
   double weight_decay = 0.0;
   double grad_clip = 1.0;                // max global norm; 0 = off
   double l1_weight = 4.0;                // reconstruction
+  double label_balance = 0.0;            // share of the L1 term balanced over the label maps' labels (0: plain L1)
   int64_t gan_start = 10000;             // step at which the GAN terms switch on
   double image_gan_weight = 1.0;         // 2-D slice discriminator
   double video_gan_weight = 1.0;         // 3-D volume discriminator
@@ -45,6 +46,7 @@ struct VQGANTrainParams {
     v("weight_decay", weight_decay, "weight decay (adamw)");
     v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off");
     v("l1_weight", l1_weight, "weight of the L1 reconstruction loss");
+    v("label_balance", label_balance, "cases with label maps: share of the L1 term that is the mean over labels of each label's mean L1, so that small structures weigh as much as large ones (0: plain L1 over the voxels, as the reference; 1: fully balanced)");
     v("gan_start", gan_start, "step at which the adversarial and feature-matching terms start");
     v("image_gan_weight", image_gan_weight, "weight of the 2-D slice discriminator terms");
     v("video_gan_weight", video_gan_weight, "weight of the 3-D volume discriminator terms");

@@ -79,6 +79,21 @@ std::vector<torch::Tensor> VQGANStepper::codebook() const {
   return {vqgan->quantizer->embeddings, vqgan->quantizer->cluster_size, vqgan->quantizer->embed_avg};
 }
 
+torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance) {
+  auto err = (rec - x).abs();  // [B, 1, D, H, W]
+  auto plain = err.mean();
+  if (balance <= 0 || !seg.defined()) return plain;
+  // per label: the mean error over its voxels in the batch; the labels present weigh alike
+  auto e = err.flatten();
+  auto s = seg.flatten();
+  const int64_t K = s.max().item<int64_t>() + 1;
+  auto sums = torch::zeros({K}, e.options()).index_add_(0, s, e);
+  auto counts = torch::bincount(s, {}, K).to(e.dtype());
+  auto present = counts > 0;
+  auto balanced = (sums.masked_select(present) / counts.masked_select(present)).mean();
+  return (1 - balance) * plain + balance * balanced;
+}
+
 VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_t)>& next_batch) {
   const auto& t = cfg.vqgan_train;
   const bool gan = step >= t.gan_start;
@@ -106,7 +121,7 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
       auto out = vqgan->forward(x, gen);
       vq = out.vq;
       rec = out.reconstruction.to(torch::kFloat);
-      auto l1 = torch::l1_loss(rec, x) * t.l1_weight;
+      auto l1 = reconstruction_l1(rec, x, batch.seg.defined() ? batch.seg.to(device) : torch::Tensor(), t.label_balance) * t.l1_weight;
       loss_g = l1 + vq.commitment;
       s_l1 = s_l1 + l1.detach();
       real2d = select_slices(x, slice_idx, t.slice_axis);

@@ -21,6 +21,11 @@
 
 namespace meddiff {
 
+// The L1 reconstruction term: the mean |rec - x| over the voxels, and with `balance` > 0 and label maps
+// `seg` [B, D, H, W] that share of it replaced by the mean over the labels present of each label's mean
+// |rec - x| (a 30-voxel structure then weighs as much as the background).
+torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance);
+
 struct VQGANStepStats {
   double loss = 0, l1 = 0, commitment = 0, perplexity = 0, usage = 0, restarted = 0;
   double adv = 0, feature_matching = 0, perceptual = 0, d_loss = 0;

@@ -12,6 +12,7 @@
 #include "train/grad_sync.h"
 #include "train/run_folder.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace meddiff {
@@ -62,6 +63,12 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   std::vector<TrainingVolume> all_cases = train;
   all_cases.insert(all_cases.end(), val.begin(), val.end());
   const nlohmann::json data_fp = data_fingerprint(cfg.data, all_cases);
+  if (t.label_balance > 0 && writer) {
+    const auto with_labels = std::count_if(train.begin(), train.end(), [](const TrainingVolume& v) { return v.label.defined(); });
+    if (with_labels < static_cast<std::ptrdiff_t>(train.size()))
+      log_warn("vqgan_train.label_balance {} applies to batches whose cases all have label maps; {} of {} training cases have "
+               "one, the other batches take plain L1", t.label_balance, with_labels, train.size());
+  }
   VQGANStepper st(cfg, device);
   int64_t start = 0;
   fs::path last = out_dir / "last.pt";
