@@ -81,15 +81,24 @@ void measure_batches(MemoryProbe& p, const torch::Device& device, int64_t batch,
     } else {
       p.step_mib_batch2 = m.step_mib;
       p.second_batch = b;
+      // seconds at the config's micro-batch, linear in the batch
+      p.seconds_per_step += std::max(0.0, m.seconds - p.seconds_per_step) / static_cast<double>(b - 1) * static_cast<double>(batch - 1);
     }
   }
   finish(p, batch);
 }
 
-// The warm-up, then micro-batch 1 at each reduced shape (`shape` is what build and step read), fitted
-// as F + a * voxels and extrapolated to `full` voxels x `batch`; seconds likewise.
+// The micro-batch of the reduced probes. At least 2: LibTorch's CPU convolution takes another algorithm for
+// a single small volume (measured on the duke config at 64x64x16: 612 MiB a step at micro-batch 1, 483 MiB
+// at 2), and a full-size volume takes the batched one (probes at micro-batch 1 read the duke VQ-GAN at
+// 27.2 GiB where its steps peak at 10.1 GiB).
+int64_t probe_batch(int64_t batch) { return std::max<int64_t>(2, std::min<int64_t>(batch, 4)); }
+
+// The warm-up, then micro-batch `micro` (set by the caller, `probe_batch`) at each reduced shape (`shape` is
+// what build and step read), fitted as F + a * voxels x batch and extrapolated to `full` voxels x `batch`;
+// seconds likewise.
 template <typename Build, typename Step>
-void measure_reduced(MemoryProbe& p, const torch::Device& device, int64_t batch, const std::array<int64_t, 3>& full,
+void measure_reduced(MemoryProbe& p, const torch::Device& device, int64_t batch, int64_t micro, const std::array<int64_t, 3>& full,
                      const std::vector<std::array<int64_t, 3>>& shapes, std::array<int64_t, 3>& shape, Build&& build, Step&& run) {
   shape = shapes.front();
   p.base_mib = warm_base(device, build, run);
@@ -99,15 +108,16 @@ void measure_reduced(MemoryProbe& p, const torch::Device& device, int64_t batch,
     auto m = measure(device, p.base_mib, build, run);
     mib[i] = m.step_mib;
     sec[i] = m.seconds;
-    vox[i] = static_cast<double>(voxels(shape));
+    vox[i] = static_cast<double>(voxels(shape) * micro);
   }
   p.shapes = shapes;
+  p.second_batch = micro;
   p.step_mib_batch1 = mib[0];
   p.step_mib_batch2 = mib[1];
   const double per_voxel = std::max(0.0, (mib[1] - mib[0]) / (vox[1] - vox[0]));
   const double fixed = mib[0] - per_voxel * vox[0];
-  const double full_vox = static_cast<double>(voxels(full));
-  p.total_mib = (p.device_memory ? 0 : p.base_mib + p.data_mib) + fixed + per_voxel * full_vox * static_cast<double>(batch);
+  const double full_vox = static_cast<double>(voxels(full)) * static_cast<double>(batch);
+  p.total_mib = (p.device_memory ? 0 : p.base_mib + p.data_mib) + fixed + per_voxel * full_vox;
   const double per_voxel_s = std::max(0.0, (sec[1] - sec[0]) / (vox[1] - vox[0]));
   p.seconds_per_step = std::max(sec[1], sec[0] + per_voxel_s * (full_vox - vox[0]));
 }
@@ -158,7 +168,7 @@ std::vector<std::array<int64_t, 3>> reduced_probe_shapes(const std::array<int64_
     }
     return m;
   };
-  auto m1 = multiples(1.0 / 64), m2 = multiples(1.0 / 32);
+  auto m1 = multiples(1.0 / 32), m2 = multiples(1.0 / 16);
   auto count = [](const std::array<int64_t, 3>& m) { return voxels(m); };
   while (2 * count(m2) < 3 * count(m1)) {  // the second at least 1.5 times the first: grow the axis with the most room
     size_t best = 3;
@@ -203,8 +213,8 @@ std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases,
     if (!reduced.empty()) {
       log_info("dry run: measuring {} on {} at the reduced shapes {} and {} (x,y,z)", gan ? "the adversarial phase" : "stage 1",
                p.device, shape_xyz(reduced[0]), shape_xyz(reduced[1]));
-      c.vqgan_train.batch_size = 1;
-      measure_reduced(p, device, cfg.vqgan_train.batch_size, shape, reduced, c.data.shape, build, run);
+      c.vqgan_train.batch_size = b = probe_batch(cfg.vqgan_train.batch_size);
+      measure_reduced(p, device, cfg.vqgan_train.batch_size, b, shape, reduced, c.data.shape, build, run);
       c.data.shape = shape;
     }
     if (reduced.empty() || o.full) {
@@ -246,12 +256,16 @@ MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_cl
     auto l = latent_shape(c.vqgan, c.data.shape, "data.shape");
     st.step(i, [&](int64_t) { return random_batch(b, {l[0], l[1], l[2], l[3]}, i, labels); });
   };
-  const auto reduced = reduced_probe_shapes(cfg.data.shape, shape_unit(cfg), 8);
+  // The latents are small (a 32x256x256 volume: 16x32x32), so stage 2 is measured at its own shape unless the
+  // latent itself is large: extrapolated from reduced latents, the parameters' and Adam's fixed gigabytes
+  // swamp the activations' slope (measured: lidc-ct-128 11.4 GiB for a real 8.1, duke 8.3 for 6.3).
+  const bool large_latent = lat[1] * lat[2] * lat[3] > int64_t{64} * 64 * 64;
+  const auto reduced = large_latent ? reduced_probe_shapes(cfg.data.shape, shape_unit(cfg), 8) : std::vector<std::array<int64_t, 3>>{};
   if (!reduced.empty()) {
     log_info("dry run: measuring stage 2 on {} at the latents of the reduced shapes {} and {} (x,y,z)", p.device,
              shape_xyz(reduced[0]), shape_xyz(reduced[1]));
-    c.ldm_train.batch_size = 1;
-    measure_reduced(p, device, cfg.ldm_train.batch_size, cfg.data.shape, reduced, c.data.shape, build, run);
+    c.ldm_train.batch_size = b = probe_batch(cfg.ldm_train.batch_size);
+    measure_reduced(p, device, cfg.ldm_train.batch_size, b, cfg.data.shape, reduced, c.data.shape, build, run);
     c.data.shape = cfg.data.shape;
   }
   if (reduced.empty() || o.full) {
@@ -267,9 +281,10 @@ MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_cl
 
 std::string format_probe(const MemoryProbe& p, int64_t batch) {
   std::string measured = !p.shapes.empty()
-                             ? fmt::format("{:.0f} MiB at {} and {:.0f} MiB at {} (x,y,z), micro-batch 1, extrapolated linearly "
+                             ? fmt::format("{:.0f} MiB at {} and {:.0f} MiB at {} (x,y,z), micro-batch {}, extrapolated linearly "
                                            "in voxels x batch",
-                                           p.step_mib_batch1, shape_xyz(p.shapes[0]), p.step_mib_batch2, shape_xyz(p.shapes[1]))
+                                           p.step_mib_batch1, shape_xyz(p.shapes[0]), p.step_mib_batch2, shape_xyz(p.shapes[1]),
+                                           p.second_batch)
                          : p.step_mib_batch2 > 0 ? fmt::format("{:.0f} MiB at micro-batch 1, {:.0f} MiB at {}", p.step_mib_batch1,
                                                                p.step_mib_batch2, p.second_batch)
                                                  : fmt::format("{:.0f} MiB at micro-batch 1", p.step_mib_batch1);

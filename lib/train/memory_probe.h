@@ -3,7 +3,8 @@
 // The probe builds the models and optimisers of the config on its device and runs real optimisation
 // steps on random data, reading the process's peak resident memory (CPU) or the CUDA allocator's
 // peak. Two modes:
-//  - reduced (the default for shapes above 64^3 voxels): steps at micro-batch 1 on two reduced
+//  - reduced (the default for shapes above 64^3 voxels): steps at micro-batch min(max(2, batch), 4)
+//    (a single small volume takes another CPU convolution algorithm than a batch) on two reduced
 //    shapes (multiples of the networks' downsampling, about 1/64 and 1/32 of the voxels), fitted as
 //    fixed + per-voxel memory (parameters and optimiser state are fixed; activations grow linearly
 //    with voxels x batch) and extrapolated to the config's shape and micro-batch: seconds, not the
@@ -28,9 +29,9 @@ struct MemoryProbe {
   int64_t second_batch = 0;
   double data_mib = 0;           // training data held in memory
   double total_mib = 0;          // the estimate at the config's micro-batch
-  double seconds_per_step = 0;   // of a step at micro-batch 1 at the config's shape (measured, or extrapolated)
+  double seconds_per_step = 0;   // of a step at the config's shape and micro-batch (measured at micro-batch 1, extrapolated)
   bool device_memory = false;    // CUDA allocator figures (host memory not included)
-  // Reduced mode: the two shapes [D, H, W] measured at micro-batch 1 (step_mib_batch1 / 2 are theirs).
+  // Reduced mode: the two shapes [D, H, W] measured at micro-batch `second_batch` (step_mib_batch1 / 2 are theirs).
   std::vector<std::array<int64_t, 3>> shapes;
 };
 
