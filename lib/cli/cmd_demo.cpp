@@ -147,21 +147,29 @@ int run_demo(const Args_t& args) {
       ("modality", "mr (heads with lesions) or ct (chests with nodules)", cxxopts::value<std::string>()->default_value("mr"))
       ("quick", "Toy size, for smoke tests")
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
-      ("print-config", "Print the demo's config and exit");
+      ("set", "Override a key of the demo's config: key.path=value (repeatable), e.g. vqgan_train.label_balance=0",
+       cxxopts::value<std::vector<std::string>>())
+      ("print-config", "Print the demo's config (with --set applied) and exit");
   auto r = a.parse(args);
   Modality modality = parse_modality(r["modality"].as<std::string>());
   if (modality == Modality::Unknown) usage_fail("--modality must be mr or ct");
   bool quick = r.count("quick") > 0;
   fs::path out = r["out"].as<std::string>();
   RunConfig cfg = demo_config(modality, quick);
+  if (r.count("set")) {
+    nlohmann::json j = config_to_json(cfg);
+    for (const auto& o : r["set"].as<std::vector<std::string>>()) apply_override(j, o);
+    cfg = config_from_json<RunConfig>(j);
+    cfg.validate();
+  }
+  if (r.count("print-config")) {
+    std::cout << config_to_json(cfg).dump(2) << "\n";
+    return 0;
+  }
   std::string device = r["device"].as<std::string>();
   choose_device(device);
   cfg.vqgan_train.device = device;
   cfg.ldm_train.device = device;
-  if (r.count("print-config")) {
-    std::cout << config_to_json(demo_config(modality, quick)).dump(2) << "\n";
-    return 0;
-  }
   // The demo writes several folders and files: only into a new or empty folder, never beside other files.
   if (fs::exists(out) && (!fs::is_directory(out) || !fs::is_empty(out)))
     fail("{}: is not empty (an earlier demo?); the demo needs a new or empty --out", out.string());
@@ -211,7 +219,7 @@ int run_demo(const Args_t& args) {
   t0 = std::chrono::steady_clock::now();
   run_eval({"--real", (out / "heldout").string(), "--synthetic", (out / "samples").string(), "--train", (out / "data").string(),
             "--vqgan", (out / "vqgan/last.pt").string(), "--device", device, "--downstream", "seg", "--seg-cases",
-            std::to_string(seg_real), "--seg-iterations", quick ? "20" : "200", "--seg-seeds", quick ? "1" : "2", "--out",
+            std::to_string(seg_real), "--seg-iterations", quick ? "20" : "300", "--seg-seeds", quick ? "1" : "2", "--out",
             (out / "eval").string()});
   double t_eval = seconds_since(t0);
 

@@ -47,7 +47,7 @@ EvalRequest parse_eval_request(const Args_t& args) {
       ("seg-train", "--downstream: the real labelled training cases of the segmenter (default: --train)", cxxopts::value<std::string>())
       ("seg-cases", "--downstream: use only the first N of them (a few real cases, as when labels are scarce; 0 = all)",
        cxxopts::value<int64_t>()->default_value("0"))
-      ("seg-iterations", "--downstream: training iterations per run (the fixed budget)", cxxopts::value<int64_t>()->default_value("200"))
+      ("seg-iterations", "--downstream: training iterations per run (the fixed budget)", cxxopts::value<int64_t>()->default_value("300"))
       ("seg-channels", "--downstream: base channels of the segmentation U-Net (8: minutes on a CPU at 32^3; more on a GPU)",
        cxxopts::value<int64_t>()->default_value("8"))
       ("seg-lr", "--downstream: Adam learning rate", cxxopts::value<double>()->default_value("0.003"))

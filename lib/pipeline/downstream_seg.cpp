@@ -19,18 +19,19 @@ void DownstreamParams::validate() const {
   if (seeds < 1 || seeds > 16) fail("downstream: seeds must be within 1..16 (got {})", seeds);
   if (!(synthetic_share >= 0 && synthetic_share <= 1)) fail("downstream: the synthetic share must be within [0, 1] (got {})", synthetic_share);
   if (base_channels < 4 || levels < 1 || levels > 5) fail("downstream: base channels >= 4 and 1..5 levels needed");
+  if (!(weight_power >= 0 && weight_power <= 2)) fail("downstream: the class weight power must be within [0, 2] (got {})", weight_power);
 }
 
 nlohmann::json DownstreamParams::to_json() const {
   return {{"iterations", iterations}, {"batch", batch}, {"lr", lr}, {"seeds", seeds}, {"synthetic_share", synthetic_share},
-          {"base_channels", base_channels}, {"levels", levels}};
+          {"base_channels", base_channels}, {"levels", levels}, {"class_weight_power", weight_power}};
 }
 
 namespace {
 
 const char* const kConfigs[3] = {"real", "real+synthetic", "synthetic"};
 
-// Cross-entropy weighted by 1 / sqrt(label frequency) (small labels are learned within a short budget)
+// Cross-entropy weighted by 1 / label frequency^weight_power (0.5: 1 / sqrt) (small labels are learned within a short budget)
 // + soft Dice over the labels other than the background (batch Dice).
 torch::Tensor seg_loss(const torch::Tensor& logits, const torch::Tensor& y, int64_t K, const torch::Tensor& class_weight) {
   auto ce = torch::nn::functional::cross_entropy(logits, y, torch::nn::functional::CrossEntropyFuncOptions().weight(class_weight));
@@ -54,7 +55,7 @@ SegUNet train_run(const std::vector<const SegCase*>& real, const std::vector<con
   for (const auto* set : {&real, &synth})
     for (const auto* c : *set) counts += torch::bincount(c->label.flatten(), {}, K).to(torch::kDouble);
   auto freq = counts / counts.sum();
-  auto weight = freq.rsqrt();
+  auto weight = freq.pow(-p.weight_power);
   weight = (weight / (weight * freq).sum()).to(torch::kFloat).to(device);  // the average voxel weighs 1
   for (int64_t it = 0; it < p.iterations; ++it) {
     std::vector<torch::Tensor> xs, ys;
