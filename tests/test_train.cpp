@@ -9,6 +9,7 @@
 #include "models/sync_batch_norm.h"
 #include "train/grad_sync.h"
 #include "train/launch_env.h"
+#include "train/memory_probe.h"
 #include "train/process_group.h"
 #include "train/ldm_step.h"
 #include "train/train_config.h"
@@ -310,4 +311,45 @@ TEST_CASE("label-balanced L1: each label's mean error weighs alike; 0 is the pla
   CHECK(reconstruction_l1(rec, x, seg, 1.0).item<double>() == doctest::Approx(balanced));
   CHECK(reconstruction_l1(rec, x, seg, 0.25).item<double>() == doctest::Approx(0.75 * plain + 0.25 * balanced));
   CHECK(reconstruction_l1(rec, x, torch::Tensor(), 1.0).item<double>() == doctest::Approx(plain));
+}
+
+TEST_CASE("axis order: a config file without axis_order whose lists read differently as x,y,z and z,y,x is refused; a checkpoint's is upgraded") {
+  test::ScratchDir dir("axes");
+  write_text_atomically(dir / "old.json", R"({"data": {"shape": [16, 32, 32]}})");
+  test::check_error([&] { resolve_config((dir / "old.json").string(), {}); }, {"old.json", "data.shape", "axis_order"});
+  // the same lists either way: nothing to misread
+  write_text_atomically(dir / "cube.json", R"({"data": {"shape": [32, 32, 32], "spacing": [1.0, 1.0, 1.0]}})");
+  CHECK(resolve_config((dir / "cube.json").string(), {}).data.shape == std::array<int64_t, 3>{32, 32, 32});
+  // declared: x,y,z, held [D, H, W]
+  write_text_atomically(dir / "new.json", R"({"axis_order": "xyz", "data": {"shape": [32, 32, 16], "spacing": [1.0, 1.0, 3.0]}})");
+  auto c = resolve_config((dir / "new.json").string(), {});
+  CHECK(c.data.shape == std::array<int64_t, 3>{16, 32, 32});
+  CHECK(c.data.spacing[2] == 3.0);  // x,y,z: z is 3 mm
+  // a checkpoint's config of before the axis order held [D, H, W]: upgraded to x,y,z on load
+  nlohmann::json before = config_to_json(c);
+  before.erase("axis_order");
+  before["data"]["shape"] = {16, 32, 32};
+  upgrade_axis_order(before);  // (data.spacing was x,y,z already)
+  auto upgraded = config_from_json<RunConfig>(before);
+  CHECK(upgraded.data.shape == c.data.shape);
+  CHECK(upgraded.data.spacing == c.data.spacing);
+}
+
+TEST_CASE("dry run: the reduced probe shapes are multiples of the downsampling, small, growing, and none at demo sizes") {
+  CHECK(reduced_probe_shapes({32, 32, 32}, {4, 4, 4}, 8).empty());
+  CHECK(reduced_probe_shapes({64, 64, 64}, {4, 4, 4}, 8).empty());
+  for (const auto& [full, unit] : std::vector<std::pair<std::array<int64_t, 3>, std::array<int64_t, 3>>>{
+           {{32, 256, 256}, {8, 16, 16}}, {{128, 128, 128}, {16, 16, 16}}, {{144, 192, 192}, {8, 8, 8}}}) {
+    auto s = reduced_probe_shapes(full, unit, 8);
+    REQUIRE(s.size() == 2);
+    auto vox = [](const std::array<int64_t, 3>& a) { return static_cast<double>(a[0] * a[1] * a[2]); };
+    for (const auto& r : s)
+      for (size_t a = 0; a < 3; ++a) {
+        CHECK(r[a] % unit[a] == 0);
+        CHECK(r[a] <= full[a]);
+      }
+    CHECK(vox(s[1]) >= 1.5 * vox(s[0]));
+    CHECK(vox(s[1]) <= 0.5 * vox(full));
+    CHECK(vox(s[0]) >= vox(full) / 200);
+  }
 }
