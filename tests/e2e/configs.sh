@@ -15,6 +15,11 @@ done
 grep -q "GiB peak resident memory at micro-batch" out.txt || fail "dry run reports no measured memory: $(cat out.txt)"
 "$M" train-ldm --config "$SRC/configs/demo-mr.json" --dry-run > out.txt 2>&1 || { cat out.txt; fail "train-ldm --dry-run demo-mr"; }
 grep -q "LDM: .* GiB peak resident memory" out.txt || fail "LDM dry run reports no measured memory: $(cat out.txt)"
+# above 64^3 voxels the dry run measures two reduced shapes (multiples of the downsampling) at micro-batch 2
+"$M" train-vqgan --config "$SRC/configs/demo-mr.json" --set 'data.shape=[96,96,48]' --dry-run > out.txt 2>&1 \
+  || { cat out.txt; fail "train-vqgan --dry-run at 96x96x48"; }
+grep -q "at the reduced shapes 32x32x16 and 40x40x20 (x,y,z)" out.txt && grep -q "micro-batch 2, extrapolated linearly" out.txt \
+  || fail "dry run at 96x96x48 did not use the reduced probes: $(cat out.txt)"
 for m in mr ct; do
   "$M" demo --print-config --modality $m > demo.json
   diff -u "$SRC/configs/demo-$m.json" demo.json || fail "configs/demo-$m.json differs from 'meddiff demo --print-config --modality $m'"
