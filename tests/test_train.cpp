@@ -299,7 +299,7 @@ TEST_CASE("SyncBatchNorm over 2 Gloo ranks with batches 3 and 1 of 1000 + 0.01 r
   }
 }
 
-TEST_CASE("label-balanced L1: each label's mean error weighs alike; 0 is the plain L1, no label maps the plain L1") {
+TEST_CASE("label-balanced L1: each label's mean error weighs alike - 0 is the plain L1, no label maps the plain L1") {
   // 1 x 1 x 1 x 2 x 4 volume: label 1 on one voxel with error 4, label 0 on seven voxels with error 1
   auto x = torch::zeros({1, 1, 1, 2, 4});
   auto rec = torch::ones({1, 1, 1, 2, 4});
@@ -313,7 +313,7 @@ TEST_CASE("label-balanced L1: each label's mean error weighs alike; 0 is the pla
   CHECK(reconstruction_l1(rec, x, torch::Tensor(), 1.0).item<double>() == doctest::Approx(plain));
 }
 
-TEST_CASE("axis order: a config file without axis_order whose lists read differently as x,y,z and z,y,x is refused; a checkpoint's is upgraded") {
+TEST_CASE("axis order: a config file without axis_order whose lists read differently as x,y,z and z,y,x is refused - a checkpoint's is upgraded") {
   test::ScratchDir dir("axes");
   write_text_atomically(dir / "old.json", R"({"data": {"shape": [16, 32, 32]}})");
   test::check_error([&] { resolve_config((dir / "old.json").string(), {}); }, {"old.json", "data.shape", "axis_order"});
