@@ -5,7 +5,7 @@
 // peak. Two modes:
 //  - reduced (the default for shapes above 64^3 voxels): steps at micro-batch min(max(2, batch), 4)
 //    (a single small volume takes another CPU convolution algorithm than a batch) on two reduced
-//    shapes (multiples of the networks' downsampling, about 1/64 and 1/32 of the voxels), fitted as
+//    shapes (multiples of the networks' downsampling, about 1/32 and 1/16 of the voxels), fitted as
 //    fixed + per-voxel memory (parameters and optimiser state are fixed; activations grow linearly
 //    with voxels x batch) and extrapolated to the config's shape and micro-batch: seconds, not the
 //    minutes of steps at a clinical shape;
@@ -29,14 +29,14 @@ struct MemoryProbe {
   int64_t second_batch = 0;
   double data_mib = 0;           // training data held in memory
   double total_mib = 0;          // the estimate at the config's micro-batch
-  double seconds_per_step = 0;   // of a step at the config's shape and micro-batch (measured at micro-batch 1, extrapolated)
+  double seconds_per_step = 0;   // of a step at the config's shape and micro-batch (measured, or extrapolated from the probes)
   bool device_memory = false;    // CUDA allocator figures (host memory not included)
   // Reduced mode: the two shapes [D, H, W] measured at micro-batch `second_batch` (step_mib_batch1 / 2 are theirs).
   std::vector<std::array<int64_t, 3>> shapes;
 };
 
 // The reduced shapes [D, H, W] of a config (multiples of `unit` per axis, at least `min_size` voxels
-// per axis): about 1/64 and 1/32 of the voxels, the second at least 1.5 times the first; empty when
+// per axis): about 1/32 and 1/16 of the voxels, the second at least 1.5 times the first; empty when
 // the config's shape is small enough (at most 64^3 voxels) or too few units to reduce.
 std::vector<std::array<int64_t, 3>> reduced_probe_shapes(const std::array<int64_t, 3>& full, const std::array<int64_t, 3>& unit,
                                                          int64_t min_size);
