@@ -139,10 +139,138 @@ def write_bad_inputs():
         (OUT / name).write_bytes(gzip.compress(bytes(raw), mtime=0))
 
 
+def volume(shape_xyz, base, seed):
+    """Integer test volume: base + 10 * x + 100 * y + 1000 * z + seed, so every voxel says where it is."""
+    x, y, z = np.meshgrid(*[np.arange(n) for n in shape_xyz], indexing="ij")
+    return (base + 10 * x + 100 * y + 1000 * z + seed).astype(np.int32)
+
+
+def write_datasets():
+    """Small datasets in the layouts users keep real data in (nnU-Net v2 raw, MSD, BraTS 2021, a DICOM tree),
+    each with a defect meddiff must report. datasets/expected.json lists the cases meddiff must find and voxel
+    values (index x,y,z -> value) per channel, computed here."""
+    import shutil
+    root = OUT / "datasets"
+    if root.exists():
+        shutil.rmtree(root)
+    shape = (6, 5, 4)
+    checker = np.indices(shape).sum(axis=0)  # label maps: x + y + z modulo the label count
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    expected = {}
+
+    def save(data, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = nib.Nifti1Image(data.astype(np.int16), affine)
+        raw = img.to_bytes()
+        path.write_bytes(gzip.compress(raw, mtime=0))
+
+    # nnU-Net v2 raw: two channels; case_002 lacks its ADC file.
+    nn = root / "Dataset001_Tiny"
+    nn.mkdir(parents=True)
+    json.dump({"channel_names": {"0": "T2", "1": "ADC"}, "labels": {"background": 0, "zone": 1},
+               "numTraining": 3, "file_ending": ".nii.gz"}, open(nn / "dataset.json", "w"))
+    for i in range(3):
+        for c in range(2):
+            if i == 2 and c == 1:
+                continue
+            save(volume(shape, 20000 * c, i), nn / "imagesTr" / f"case_{i:03d}_{c:04d}.nii.gz")
+        save(checker % 2, nn / "labelsTr" / f"case_{i:03d}.nii.gz")
+    expected["nnunet"] = {"source": nn.name, "layout": "nnU-Net raw", "channel_names": ["T2", "ADC"],
+                          "label_names": ["background", "zone"], "cases": ["case_000", "case_001"], "problems": 1,
+                          "voxel": {"case": "case_001", "channel": 1, "index": [3, 2, 1],
+                                    "value": int(volume(shape, 20000, 1)[3, 2, 1])}}
+
+    # MSD: 4-D images, four channels; BRATS_003 is listed but missing.
+    msd = root / "Task01_Tiny"
+    msd.mkdir(parents=True)
+    training = []
+    for i in (1, 2, 3):
+        training.append({"image": f"./imagesTr/BRATS_{i:03d}.nii.gz", "label": f"./labelsTr/BRATS_{i:03d}.nii.gz"})
+        if i == 3:
+            continue
+        four = np.stack([volume(shape, 5000 * c, i) for c in range(4)], axis=-1)
+        save(four, msd / "imagesTr" / f"BRATS_{i:03d}.nii.gz")
+        save(checker % 3, msd / "labelsTr" / f"BRATS_{i:03d}.nii.gz")
+    json.dump({"name": "Tiny", "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+               "labels": {"0": "background", "1": "edema", "2": "tumour"}, "numTraining": 3, "training": training,
+               "test": []}, open(msd / "dataset.json", "w"))
+    expected["msd"] = {"source": msd.name, "layout": "MSD", "channel_names": ["FLAIR", "T1w", "t1gd", "T2w"],
+                       "label_names": ["background", "edema", "tumour"], "cases": ["BRATS_001", "BRATS_002"], "problems": 1,
+                       "voxel": {"case": "BRATS_002", "channel": 2, "index": [4, 1, 3],
+                                 "value": int(volume(shape, 10000, 2)[4, 1, 3])}}
+
+    # BraTS 2021: case folders; 00001 lacks its t2, 00002 has no segmentation (a validation case).
+    brats = root / "BraTS2021_tiny"
+    seqs = ["t1", "t1ce", "t2", "flair"]
+    for i in range(3):
+        case = f"BraTS2021_{i:05d}"
+        for c, s_ in enumerate(seqs):
+            if i == 1 and s_ == "t2":
+                continue
+            save(volume(shape, 3000 * c, i), brats / case / f"{case}_{s_}.nii.gz")
+        if i != 2:
+            save(checker % 5 * (checker % 5 != 3), brats / case / f"{case}_seg.nii.gz")
+    expected["brats"] = {"source": brats.name, "layout": "BraTS", "channel_names": seqs,
+                         "cases": ["BraTS2021_00000", "BraTS2021_00002"], "problems": 1, "labels": [True, False],
+                         "voxel": {"case": "BraTS2021_00002", "channel": 3, "index": [5, 4, 3],
+                                   "value": int(volume(shape, 9000, 2)[5, 4, 3])}}
+
+    # A DICOM tree: patient/study/series folders with a CT series, a localiser and a secondary capture, a flat
+    # folder with two interleaved MR series under cryptic names, a text file and a truncated DICOM file.
+    tree = root / "dicom_tree"
+
+    def series(folder, names, modality, n, uid_key, description, image_type, sop_class, base):
+        study = generate_uid(entropy_srcs=["tree-study-" + folder.parts[-2]])
+        uid = generate_uid(entropy_srcs=["tree-series-" + uid_key])
+        for k in range(n):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = sop_class
+            meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[f"tree-sop-{uid_key}-{k}"])
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+            ds.Modality, ds.ImageType, ds.SeriesDescription = modality, image_type, description
+            ds.PatientName, ds.PatientID = "TREE^FIXTURE", "TREE-001"
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, uid
+            ds.FrameOfReferenceUID = generate_uid(entropy_srcs=["tree-frame-" + uid_key])
+            ds.SeriesNumber, ds.InstanceNumber = {"ct": 2, "scout": 1, "sc": 99, "t1": 3, "t2": 4}[uid_key], k + 1
+            ds.ImagePositionPatient = ["0", "0", f"{2.0 * k:g}"]
+            ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+            ds.PixelSpacing, ds.SliceThickness = ["0.7", "0.7"], "2"
+            ds.Rows, ds.Columns = 4, 6
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            if modality == "CT":
+                ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+            pixels = (base + 10 * np.arange(6)[None, :] + 100 * np.arange(4)[:, None] + 1000 * k).astype(np.uint16)
+            ds.PixelData = pixels.tobytes()
+            folder.mkdir(parents=True, exist_ok=True)
+            ds.save_as(folder / names(k), enforce_file_format=True)
+
+    study = tree / "PAT1" / "STUDY1"
+    ct, mr_axial = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"
+    series(study / "SE1", lambda k: f"IM{k:04d}.dcm", "CT", 12, "ct", "CHEST 2.0", ["ORIGINAL", "PRIMARY", "AXIAL"], ct, 1000)
+    series(study / "SE0", lambda k: f"IM{k:04d}.dcm", "CT", 3, "scout", "Topogram 0.6", ["ORIGINAL", "PRIMARY", "LOCALIZER"], ct, 0)
+    series(study / "SE9", lambda k: f"IM{k:04d}.dcm", "CT", 12, "sc", "Dose report", ["DERIVED", "SECONDARY"],
+           "1.2.840.10008.5.1.4.1.1.7", 0)
+    flat = tree / "PAT2" / "dump"
+    series(flat, lambda k: f"{(k * 7919) % 1000:08X}", "MR", 11, "t1", "T1 axial", ["ORIGINAL", "PRIMARY", "M"], mr_axial, 100)
+    series(flat, lambda k: f"{(k * 104729 + 17) % 1000:08X}B", "MR", 10, "t2", "T2 axial", ["ORIGINAL", "PRIMARY", "M"], mr_axial, 200)
+    (tree / "PAT2" / "README.txt").write_text("exported by a PACS\n")
+    good = (study / "SE1" / "IM0000.dcm").read_bytes()
+    (tree / "PAT2" / "broken.dcm").write_bytes(good[:180])  # the preamble, "DICM" and a cut file meta header
+    expected["dicom"] = {"source": "dicom_tree", "layout": "DICOM tree", "cases": 3, "skipped": 2, "unreadable": ["broken.dcm"],
+                         "modalities": {"CT": 1, "MR": 2},
+                         "voxel": {"info_contains": "CT 12 slices", "index": [3, 2, 5], "value": 1000 + 30 + 200 + 5000 - 1024}}
+    (root / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     write_nifti()
     write_dicom_series()
     write_bad_inputs()
+    write_datasets()
     total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     print(f"fixtures written to {OUT} ({total} bytes)")

@@ -171,7 +171,7 @@ TEST_CASE("manifest: CSV / JSON / folder and glob - all bad entries reported at 
   write_text_atomically(dir / "m.json", R"({"cases": [{"image": "a.nii.gz", "class": 1, "colour": "red"}]})");
   CHECK_THROWS_WITH_AS(load_manifest((dir / "m.json").string()), doctest::Contains("unknown key 'colour'"), Error);
   Manifest out;
-  out.entries.push_back({dir / "a.nii.gz", 1, dir / "b.nii.gz"});
+  out.entries.push_back(ManifestEntry{dir / "a.nii.gz", 1, dir / "b.nii.gz", "", {}, ""});
   save_manifest_json(out, dir / "saved.json");
   auto back = load_manifest((dir / "saved.json").string());
   CHECK(back.entries[0].class_label == 1);

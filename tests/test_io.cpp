@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/phantom.h"
+#include "io/dataset_index.h"
 #include "io/dicom_series.h"
 #include "io/png.h"
 #include "io/volume_reader.h"
@@ -285,4 +286,115 @@ TEST_CASE("PNG write and read back") {
   auto img = torch::arange(0, 60, torch::kUInt8).reshape({6, 10});
   io::write_png(img, dir / "a.png");
   CHECK(torch::equal(io::read_png(dir / "a.png"), img));
+}
+
+// Datasets written by nibabel and pydicom (scripts/make_fixtures.py, datasets/expected.json): the cases, channels and
+// label names each layout gives, the defect each one holds reported as one problem, and a voxel of a named channel
+// read back with the value the script wrote.
+TEST_CASE("dataset sources: nnU-Net raw - MSD - BraTS and a DICOM tree written by nibabel and pydicom") {
+  const auto all = expected("datasets/expected.json");
+  auto case_of = [](const Manifest& m, const std::string& id) -> const ManifestEntry& {
+    for (const auto& e : m.entries)
+      if (e.id == id) return e;
+    FAIL("no case " << id);
+    throw 0;
+  };
+  for (std::string key : {"nnunet", "msd", "brats"}) {
+    CAPTURE(key);
+    const auto& e = all[key];
+    auto d = io::index_dataset(fixture("datasets/" + e["source"].get<std::string>()).string(), SourceParams{});
+    CHECK(d.manifest.layout == e["layout"].get<std::string>());
+    CHECK(d.manifest.channel_names == e["channel_names"].get<std::vector<std::string>>());
+    if (e.contains("label_names")) CHECK(d.manifest.label_names == e["label_names"].get<std::vector<std::string>>());
+    std::vector<std::string> ids;
+    for (const auto& c : d.manifest.entries) ids.push_back(c.id);
+    CHECK(ids == e["cases"].get<std::vector<std::string>>());
+    CHECK(d.report.problems.size() == e["problems"].get<size_t>());
+    const auto& vx = e["voxel"];
+    const auto& c = case_of(d.manifest, vx["case"].get<std::string>());
+    Volume v = io::read_channel(c.channel_files().at(vx["channel"].get<size_t>()));
+    auto idx = vx["index"];
+    CHECK(v.image[idx[2].get<int64_t>()][idx[1].get<int64_t>()][idx[0].get<int64_t>()].item<float>() == vx["value"].get<float>());
+    CHECK(v.geometry.spacing[0] == doctest::Approx(1.5));
+    CHECK(v.geometry.spacing[2] == doctest::Approx(2.0));
+    if (c.label) CHECK(io::read_label_map(*c.label, v).max().item<int64_t>() == static_cast<int64_t>(key == "brats" ? 4 : d.manifest.label_names.size() - 1));
+  }
+  // BraTS: a case folder without a segmentation is a case without a label map (a validation case)
+  auto brats = io::index_dataset(fixture("datasets/BraTS2021_tiny").string(), SourceParams{});
+  auto with_labels = all["brats"]["labels"].get<std::vector<bool>>();
+  for (size_t i = 0; i < brats.manifest.entries.size(); ++i) CHECK(brats.manifest.entries[i].label.has_value() == with_labels[i]);
+  // BraTS 2023 suffixes on a BraTS 2021 folder: every case is a problem, and no case is an error naming the folder
+  SourceParams p2023;
+  p2023.brats_sequences = {"t1n", "t1c", "t2w", "t2f"};
+  test::check_error([&] { io::index_dataset(fixture("datasets/BraTS2021_tiny").string(), p2023); },
+                     {"BraTS2021_tiny: no cases", "no *_t1n file"});
+
+  // DICOM tree: one case per series; the localiser and the secondary capture left out and said why, the cut file
+  // listed as unreadable, the text file not mentioned; the two series of the flat folder read apart by their UID.
+  const auto& e = all["dicom"];
+  auto d = io::index_dataset(fixture("datasets/dicom_tree").string(), SourceParams{});
+  CHECK(d.manifest.layout == "DICOM tree");
+  CHECK(d.manifest.entries.size() == e["cases"].get<size_t>());
+  CHECK(d.report.skipped.size() == e["skipped"].get<size_t>());
+  REQUIRE(d.report.unreadable.size() == 1);
+  CHECK(fs::path(d.report.unreadable[0]).filename() == "broken.dcm");
+  std::map<std::string, int> modalities;
+  std::set<std::string> uids;
+  for (const auto& c : d.manifest.entries) {
+    Volume v = io::read_channel(c.channel_files().front());
+    modalities[to_string(v.modality)]++;
+    uids.insert(c.channel_files().front().series_uid);
+    if (c.info.find(e["voxel"]["info_contains"].get<std::string>()) != std::string::npos) {
+      auto idx = e["voxel"]["index"];
+      CHECK(v.depth() == 12);
+      CHECK(v.image[idx[2].get<int64_t>()][idx[1].get<int64_t>()][idx[0].get<int64_t>()].item<float>() == e["voxel"]["value"].get<float>());
+    } else {
+      CHECK(v.modality == Modality::MR);
+    }
+  }
+  CHECK(modalities["CT"] == 1);
+  CHECK(modalities["MR"] == 2);
+  CHECK(uids.size() == 3);  // the CT folder's one series ("") and the flat folder's two UIDs
+  // the rules: only CT, and one series per study
+  SourceParams ct;
+  ct.dicom.modality = {"CT"};
+  CHECK(io::index_dataset(fixture("datasets/dicom_tree").string(), ct).manifest.entries.size() == 1);
+  SourceParams one;
+  one.dicom.per_study = "most_slices";
+  auto o = io::index_dataset(fixture("datasets/dicom_tree").string(), one);
+  CHECK(o.manifest.entries.size() == 2);  // the flat folder's 11-slice T1, not its 10-slice T2
+  CHECK(o.report.skipped.size() == 3);
+  SourceParams keep;
+  keep.dicom.keep_localizers = keep.dicom.keep_derived = true;
+  keep.dicom.min_slices = 3;
+  CHECK(io::index_dataset(fixture("datasets/dicom_tree").string(), keep).manifest.entries.size() == 5);
+}
+
+// A manifest written by `meddiff index` reads back to the same cases: channels, 4-D components, DICOM series UIDs.
+TEST_CASE("dataset manifest: save_manifest_json and load_manifest round-trip channels - components and series") {
+  test::ScratchDir dir("manifest_roundtrip");
+  for (std::string src : {"Task01_Tiny", "BraTS2021_tiny", "dicom_tree"}) {
+    CAPTURE(src);
+    auto d = io::index_dataset(fixture("datasets/" + src).string(), SourceParams{});
+    save_manifest_json(d.manifest, dir / "m.json");
+    Manifest back = load_manifest((dir / "m.json").string());
+    REQUIRE(back.entries.size() == d.manifest.entries.size());
+    CHECK(back.channel_names == d.manifest.channel_names);
+    CHECK(back.layout == d.manifest.layout);
+    for (size_t i = 0; i < back.entries.size(); ++i) {
+      auto a = back.entries[i].channel_files(), b = d.manifest.entries[i].channel_files();
+      REQUIRE(a.size() == b.size());
+      for (size_t c = 0; c < a.size(); ++c) {
+        CHECK(fs::weakly_canonical(a[c].path) == fs::weakly_canonical(b[c].path));
+        CHECK(a[c].component == b[c].component);
+        CHECK(a[c].series_uid == b[c].series_uid);
+      }
+      CHECK(back.entries[i].id == d.manifest.entries[i].id);
+      CHECK(back.entries[i].label.has_value() == d.manifest.entries[i].label.has_value());
+    }
+  }
+  // data.channels names a channel the dataset lacks: one error listing the ones it has
+  auto msd = io::index_dataset(fixture("datasets/Task01_Tiny").string(), SourceParams{}).manifest;
+  CHECK(select_channels(msd, {"t2w", "flair"}, "data.channels") == std::vector<size_t>{3, 0});
+  test::check_error([&] { select_channels(msd, {"t1ce"}, "data.channels"); }, {"data.channels", "t1ce", "FLAIR, T1w, t1gd, T2w"});
 }

@@ -6,6 +6,7 @@ int main(int argc, char** argv) {
   static const std::vector<Command> table = {
       {"demo", "the whole pipeline on built-in phantoms: data, VQ-GAN, diffusion, samples, report", run_demo},
       {"phantoms", "generate a two-class MR or CT phantom dataset with labels and a manifest", run_phantoms},
+      {"index", "list the cases of a dataset (nnU-Net raw, MSD, BraTS, DICOM tree, list) and write its manifest", run_index},
       {"convert", "convert between NIfTI, NRRD, MHA and DICOM series keeping geometry and values", run_convert},
       {"train-vqgan", "train the 3-D VQ-GAN autoencoder (stage 1)", run_train_vqgan},
       {"reconstruct", "encode and decode a volume with a trained VQ-GAN; prints PSNR and SSIM", run_reconstruct},

@@ -55,7 +55,7 @@ int run_phantoms(const Args_t& args) {
     wo.description = fmt::format("SYNTHETIC meddiff phantom seed={} case={} class={}", p.seed, i, cls);
     io::write_volume(v, out / "images" / name, wo);
     io::write_label_map(*v.label, v.geometry, out / "labels" / name, wo);
-    m.entries.push_back({out / "images" / name, cls, out / "labels" / name});
+    m.entries.push_back(ManifestEntry{out / "images" / name, cls, out / "labels" / name, "", {}, ""});
     progress.update(i + 1);
   }
   save_manifest_json(m, out / "manifest.json");

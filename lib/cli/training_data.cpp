@@ -4,28 +4,53 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/manifest.h"
+#include "io/dataset_index.h"
 #include "io/volume_reader.h"
 
 #include <algorithm>
 #include <random>
 
 namespace meddiff::cli {
+namespace {
+
+// The one channel a run trains on: data.channels' name, or the dataset's only channel.
+size_t training_channel(const Manifest& m, const DataParams& p) {
+  auto sel = select_channels(m, p.channels, "data.channels");
+  if (sel.size() != 1) {
+    std::vector<std::string> names = m.channel_names;
+    fail("{}: the cases have {} channels ({}); name the one to train on in data.channels, e.g. \"channels\": [\"{}\"] "
+         "(meddiff trains on one channel of a dataset so far)", p.manifest, sel.size(), fmt::join(names, ", "),
+         names.empty() ? std::string("channel_0") : names.back());
+  }
+  return sel.front();
+}
+
+// Case e's channel `channel` as a Volume, with its label map when it has one.
+Volume read_case(const ManifestEntry& e, size_t channel, const DataParams& p) {
+  io::ReadOptions ro;
+  ro.modality = p.modality_enum();
+  Volume v = io::read_channel(e.channel_files().at(channel), ro);
+  if (e.label) v.label = io::read_label_map(*e.label, v);
+  return v;
+}
+
+std::string case_name(const ManifestEntry& e) { return e.id.empty() ? e.image.string() : "case " + e.id; }
+
+}  // namespace
 
 TrainingSet load_training_set(const DataParams& p) {
   if (p.manifest.empty()) fail("config: 'data.manifest' is empty (a folder, glob, CSV or JSON list of volumes)");
-  Manifest m = load_manifest(p.manifest);
+  Manifest m = io::load_dataset(p.manifest, p.effective_source());
+  const size_t channel = training_channel(m, p);
   std::vector<TrainingVolume> all;
   std::vector<std::string> problems;
   Progress progress("loading", static_cast<int64_t>(m.entries.size()));
-  io::ReadOptions ro;
-  ro.modality = p.modality_enum();
   for (const auto& e : m.entries) {
     try {
-      Volume v = io::read_volume(e.image, ro);
-      if (e.label) v.label = io::read_label_map(*e.label, v);
-      all.push_back(preprocess(v, p, e.class_label, e.image.string()));
+      Volume v = read_case(e, channel, p);
+      all.push_back(preprocess(v, p, e.class_label, e.channel_files()[channel].path.string()));
       if (e.label) all.back().label_source = e.label->string();
-      else if (p.label_conditioned()) fail("{}: has no label map (data.labels = condition needs a 'label' for every case)", e.image.string());
+      else if (p.label_conditioned()) fail("{}: has no label map (data.labels = condition needs a 'label' for every case)", case_name(e));
     } catch (const Error& err) {
       problems.push_back(err.what());
     }
@@ -63,14 +88,11 @@ TrainingSet load_training_set(const DataParams& p) {
 
 CaseCount count_cases(const DataParams& p) {
   try {
-    Manifest m = load_manifest(p.manifest);
+    Manifest m = io::load_dataset(p.manifest, p.effective_source());
+    const size_t channel = training_channel(m, p);
     if (!m.entries.empty()) {
-      io::ReadOptions ro;
-      ro.modality = p.modality_enum();
       const auto& e = m.entries.front();
-      Volume v = io::read_volume(e.image, ro);
-      if (e.label) v.label = io::read_label_map(*e.label, v);
-      preprocess(v, p, e.class_label, e.image.string());
+      preprocess(read_case(e, channel, p), p, e.class_label, e.channel_files()[channel].path.string());
     }
     return {static_cast<int64_t>(m.entries.size()), std::max<int64_t>(1, m.num_classes())};
   } catch (const Error& e) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <sstream>
 
 namespace meddiff {
@@ -58,12 +59,19 @@ std::string path_problem(const fs::path& p, bool folder_ok) {
   return fmt::format("{}: not a regular file (a FIFO, socket or device)", p.string());
 }
 
-// Appends "where: problem" for every missing or unusable file and every class out of range.
-void check_files(const Manifest& m, std::vector<std::string>& problems, const std::vector<std::string>& where) {
-  for (size_t i = 0; i < m.entries.size(); ++i) {
-    const auto& e = m.entries[i];
-    if (!e.image.empty())
-      if (auto p = path_problem(e.image, /*folder_ok=*/true); !p.empty()) problems.push_back(fmt::format("{}: {}", where[i], p));
+}  // namespace
+
+std::vector<std::string> entry_problems(const std::vector<ManifestEntry>& entries, const std::vector<std::string>& where) {
+  std::vector<std::string> problems;
+  const size_t channels = entries.empty() ? 1 : entries.front().channel_files().size();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    const auto files = e.channel_files();
+    if (!e.image.empty() || files.size() > 1)
+      for (const auto& c : files)
+        if (auto p = path_problem(c.path, /*folder_ok=*/true); !p.empty()) problems.push_back(fmt::format("{}: {}", where[i], p));
+    if (files.size() != channels)
+      problems.push_back(fmt::format("{}: {} channel(s), the first case has {}", where[i], files.size(), channels));
     if (e.label)
       if (auto p = path_problem(*e.label, false); !p.empty()) problems.push_back(fmt::format("{}: label {}", where[i], p));
     if (e.class_label < 0) problems.push_back(fmt::format("{}: class {} is negative", where[i], e.class_label));
@@ -71,9 +79,42 @@ void check_files(const Manifest& m, std::vector<std::string>& problems, const st
       problems.push_back(fmt::format("{}: class {} is beyond the largest class id meddiff takes ({}; classes are numbered "
                                      "0, 1, ..., K-1)", where[i], e.class_label, kMaxClasses - 1));
   }
+  return problems;
 }
 
-}  // namespace
+std::vector<ChannelFile> ManifestEntry::channel_files() const {
+  if (!channels.empty()) return channels;
+  return {ChannelFile{image, -1, ""}};
+}
+
+int64_t Manifest::num_channels() const {
+  if (!channel_names.empty()) return static_cast<int64_t>(channel_names.size());
+  return entries.empty() ? 1 : static_cast<int64_t>(entries.front().channel_files().size());
+}
+
+std::vector<size_t> select_channels(const Manifest& m, const std::vector<std::string>& wanted, const std::string& key) {
+  const auto n = static_cast<size_t>(m.num_channels());
+  std::vector<std::string> names = m.channel_names;
+  for (size_t c = names.size(); c < n; ++c) names.push_back(n == 1 ? "image" : fmt::format("channel_{}", c));
+  std::vector<size_t> out;
+  if (wanted.empty()) {
+    for (size_t c = 0; c < n; ++c) out.push_back(c);
+    return out;
+  }
+  auto lower = [](std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  for (const auto& w : wanted) {
+    auto it = std::find_if(names.begin(), names.end(), [&](const std::string& x) { return lower(x) == lower(w); });
+    if (it == names.end())
+      fail("{}: no channel '{}' in {} (its channels: {})", key, w, m.source, fmt::join(names, ", "));
+    auto idx = static_cast<size_t>(it - names.begin());
+    if (std::find(out.begin(), out.end(), idx) != out.end()) fail("{}: channel '{}' named twice", key, w);
+    out.push_back(idx);
+  }
+  return out;
+}
 
 bool wildcard_match(const std::string& pat, const std::string& s) {
   size_t p = 0, i = 0, star = std::string::npos, mark = 0;
@@ -126,7 +167,7 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
     std::sort(files.begin(), files.end());
     if (files.empty()) fail("{}: no image files (nii, nii.gz, nrrd, mha, mhd) match", source);
     for (auto& f : files) {
-      m.entries.push_back({f, 0, std::nullopt});
+      m.entries.push_back(ManifestEntry{f, 0, std::nullopt, "", {}, ""});
       where.push_back(f.filename().string());
     }
   } else if (ext == "csv") {
@@ -179,16 +220,32 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
     }
     const nlohmann::json* cases = &j;
     if (j.is_object()) {
+      auto names = [&](const char* key) {
+        std::vector<std::string> out;
+        if (!j.contains(key)) return out;
+        if (!j[key].is_array()) fail("{}: '{}' must be a list of names", source, key);
+        for (const auto& n : j[key]) {
+          if (!n.is_string()) fail("{}: '{}' must be a list of names", source, key);
+          out.push_back(n.get<std::string>());
+        }
+        return out;
+      };
       for (auto it = j.begin(); it != j.end(); ++it)
-        if (it.key() != "cases" && it.key() != "description") fail("{}: unknown key '{}' (expected cases)", source, it.key());
+        if (it.key() != "cases" && it.key() != "description" && it.key() != "layout" && it.key() != "channel_names" &&
+            it.key() != "label_names" && it.key() != "source")
+          fail("{}: unknown key '{}' (expected cases, channel_names, label_names, layout, source, description)", source, it.key());
       if (!j.contains("cases")) fail("{}: no 'cases' list", source);
       cases = &j["cases"];
+      m.channel_names = names("channel_names");
+      m.label_names = names("label_names");
+      if (j.contains("layout") && j["layout"].is_string()) m.layout = j["layout"].get<std::string>();
     }
     if (!cases->is_array()) fail("{}: 'cases' must be a list", source);
     for (size_t i = 0; i < cases->size(); ++i) {
       const auto& c = (*cases)[i];
       std::string w = fmt::format("cases[{}]", i);
       const bool named = c.is_object() && ((c.contains("image") && c["image"].is_string()) ||
+                                           (!labels && c.contains("channels") && c["channels"].is_array() && !c["channels"].empty()) ||
                                            (labels && ((c.contains("label") && c["label"].is_string()) ||
                                                        (c.contains("mask") && c["mask"].is_string()))));
       if (!named) {
@@ -205,7 +262,35 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
         } else if (it.key() == "label" || it.key() == "mask") {
           if (!it->is_string()) { problems.push_back(w + "." + it.key() + ": must be a path"); ok = false; }
           else e.label = resolve(src.parent_path(), it->get<std::string>());
-        } else if (it.key() != "id") {
+        } else if (it.key() == "channels") {
+          for (size_t k = 0; k < it->size() && ok; ++k) {
+            const auto& ch = (*it)[k];
+            ChannelFile f;
+            if (ch.is_string()) f.path = resolve(src.parent_path(), ch.get<std::string>());
+            else if (ch.is_object() && ch.contains("file") && ch["file"].is_string()) {
+              f.path = resolve(src.parent_path(), ch["file"].get<std::string>());
+              for (auto kt = ch.begin(); kt != ch.end() && ok; ++kt) {
+                if (kt.key() == "component" && kt->is_number_integer() && kt->get<int64_t>() >= 0) f.component = kt->get<int64_t>();
+                else if (kt.key() == "series_uid" && kt->is_string()) f.series_uid = kt->get<std::string>();
+                else if (kt.key() != "file") {
+                  problems.push_back(fmt::format("{}.channels[{}].{}: unknown key or wrong type (component: an integer >= 0, "
+                                                 "series_uid: a string)", w, k, kt.key()));
+                  ok = false;
+                }
+              }
+            } else {
+              problems.push_back(fmt::format("{}.channels[{}]: a path or {{\"file\": path, \"component\": k}}", w, k));
+              ok = false;
+            }
+            e.channels.push_back(f);
+          }
+          if (ok && !e.channels.empty()) e.image = e.channels.front().path;
+        } else if (it.key() == "series_uid") {
+          if (!it->is_string()) { problems.push_back(w + ".series_uid: must be a string"); ok = false; }
+          else e.channels = {ChannelFile{e.image, -1, it->get<std::string>()}};
+        } else if (it.key() == "id" || it.key() == "info") {
+          if (it->is_string()) (it.key() == "id" ? e.id : e.info) = it->get<std::string>();
+        } else {
           problems.push_back(fmt::format("{}: unknown key '{}'", w, it.key()));
           ok = false;
         }
@@ -218,7 +303,14 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
     if (!fs::exists(src)) fail("{}: no such file or folder", source);
     fail("{}: a manifest is a folder, a glob, a .csv or a .json file", source);
   }
-  check_files(m, problems, where);
+  // "series_uid" names a series of the "image" folder; the two keys may come in either order
+  for (auto& e : m.entries)
+    if (e.channels.size() == 1 && e.channels.front().path.empty()) e.channels.front().path = e.image;
+  for (auto& p : entry_problems(m.entries, where)) problems.push_back(p);
+  if (!m.channel_names.empty() && !m.entries.empty() &&
+      m.entries.front().channel_files().size() != m.channel_names.size())
+    problems.push_back(fmt::format("channel_names lists {} channels, the cases have {}", m.channel_names.size(),
+                                   m.entries.front().channel_files().size()));
   if (!problems.empty()) {
     std::string all;
     for (size_t i = 0; i < problems.size(); ++i) all += (i ? "; " : "") + problems[i];
@@ -230,13 +322,37 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
 
 void save_manifest_json(const Manifest& m, const fs::path& path) {
   nlohmann::json cases = nlohmann::json::array();
-  fs::path base = path.parent_path();
+  fs::path base = fs::absolute(path).parent_path();
+  auto rel = [&](const fs::path& p) { return fs::absolute(p).lexically_relative(base).string(); };
   for (const auto& e : m.entries) {
-    nlohmann::json c = {{"image", fs::relative(e.image, base).string()}, {"class", e.class_label}};
-    if (e.label) c["label"] = fs::relative(*e.label, base).string();
+    nlohmann::json c = nlohmann::json::object();
+    if (!e.id.empty()) c["id"] = e.id;
+    const auto files = e.channel_files();
+    if (files.size() == 1 && files.front().component < 0) {
+      c["image"] = rel(files.front().path);
+      if (!files.front().series_uid.empty()) c["series_uid"] = files.front().series_uid;
+    } else {
+      nlohmann::json chans = nlohmann::json::array();
+      for (const auto& f : files) {
+        if (f.component < 0 && f.series_uid.empty()) { chans.push_back(rel(f.path)); continue; }
+        nlohmann::json o = {{"file", rel(f.path)}};
+        if (f.component >= 0) o["component"] = f.component;
+        if (!f.series_uid.empty()) o["series_uid"] = f.series_uid;
+        chans.push_back(o);
+      }
+      c["channels"] = chans;
+    }
+    c["class"] = e.class_label;
+    if (e.label) c["label"] = rel(*e.label);
+    if (!e.info.empty()) c["info"] = e.info;
     cases.push_back(c);
   }
-  write_text_atomically(path, nlohmann::json{{"cases", cases}}.dump(2) + "\n");
+  nlohmann::json j = nlohmann::json::object();
+  if (m.layout != "list") j["layout"] = m.layout;
+  if (!m.channel_names.empty()) j["channel_names"] = m.channel_names;
+  if (!m.label_names.empty()) j["label_names"] = m.label_names;
+  j["cases"] = cases;
+  write_text_atomically(path, j.dump(2) + "\n");
 }
 
 }  // namespace meddiff

@@ -17,7 +17,19 @@ void DataParams::validate(const std::string& w) const {
   for (size_t i = 0; i < label_names.size(); ++i)
     if (label_names[i].empty()) fail("config: '{}.label_names[{}]' is empty", w, i);
   if (label_names.size() == 1) fail("config: '{}.label_names' needs the background and at least one label", w);
+  for (size_t i = 0; i < channels.size(); ++i)
+    if (channels[i].empty()) fail("config: '{}.channels[{}]' is empty", w, i);
+  if (channels.size() > 1)
+    fail("config: '{}.channels' names {} channels ({}); meddiff trains on one channel of a dataset so far: name one, e.g. "
+         "[\"{}\"]", w, channels.size(), fmt::join(channels, ", "), channels.back());
+  source.validate(w + ".source");
   intensity().validate();
+}
+
+SourceParams DataParams::effective_source() const {
+  SourceParams s = source;
+  if (s.dicom.modality.empty()) s.dicom.modality = {modality_enum() == Modality::CT ? "CT" : "MR"};
+  return s;
 }
 
 Modality DataParams::modality_enum() const {

@@ -3,6 +3,7 @@
 // window to [-1, 1], then crop/pad to the training shape (padding at -1). The window and the
 // resulting geometry are kept so outputs can be mapped back to scanner units and world coordinates.
 #include "core/config.h"
+#include "data/dataset_source.h"
 #include "data/intensity.h"
 #include "data/volume.h"
 
@@ -23,10 +24,12 @@ struct DataParams {
   int64_t seed = 0;                              // split and batch order
   std::string labels = "none";                   // none, or condition: the LDM is conditioned on label maps
   std::vector<std::string> label_names;          // index -> name (nnU-Net dataset.json); empty: background, label_1, ...
+  std::vector<std::string> channels;             // which channels of a multi-channel dataset (names); empty: its only one
+  SourceParams source;                           // how dataset folders (BraTS, DICOM trees) are read into cases
 
   template <typename V>
   void visit(V& v) {
-    v("manifest", manifest, "dataset: a folder, a glob, a CSV (image,class[,label]) or a JSON list");
+    v("manifest", manifest, "dataset: an nnU-Net raw or MSD task folder, a BraTS folder, a DICOM tree, a folder of images, a glob, a CSV (image,class[,label]) or a JSON manifest (`meddiff index`)");
     v("modality", modality, "mr or ct");
     v("shape", xyz(shape), "training shape [x,y,z] in voxels (crop/pad after resampling)");
     v("spacing", spacing, "resample to this spacing [x,y,z] mm before cropping; 0 keeps the file's");
@@ -40,11 +43,16 @@ struct DataParams {
     v("seed", seed, "seed of the train/validation split and of the batch order");
     v("labels", labels, "none, or condition: the LDM is conditioned on the cases' label maps (paired image + label sampling)");
     v("label_names", label_names, "label index -> name, e.g. [\"background\",\"lesion\"]; empty: background, label_1, ...");
+    v("channels", channels, "the channel to train on, by name, of a multi-channel dataset (e.g. [\"flair\"] of BraTS); `meddiff index` lists them");
+    v("source", source, "how dataset folders are read: BraTS suffixes, classes per case, DICOM series rules");
   }
   void validate(const std::string& where = "data") const;
   Modality modality_enum() const;
   IntensityParams intensity() const;
   bool label_conditioned() const { return labels == "condition"; }
+  // `source` as a training run reads it: a DICOM tree gives the series of data.modality unless
+  // data.source.dicom.modality names others.
+  SourceParams effective_source() const;
 };
 
 struct TrainingVolume {

@@ -36,8 +36,9 @@ Modality guess_modality(const torch::Tensor& image) {
 
 namespace {
 
-// Header checks before any voxel is read: exists, readable, scalar, 3-D.
-void check_header(const std::filesystem::path& path) {
+// Header checks before any voxel is read: exists, readable, scalar, 3-D (4-D with at least component + 1
+// components along the 4th axis when a component is asked for).
+void check_header(const std::filesystem::path& path, int64_t component = -1) {
   const std::string name = path.string();
   if (!std::filesystem::exists(path)) fail("{}: no such file", name);
   if (!std::filesystem::is_regular_file(path)) fail("{}: not a regular file", name);
@@ -57,8 +58,15 @@ void check_header(const std::filesystem::path& path) {
   std::vector<size_t> size;
   for (unsigned d = 0; d < dims; ++d) size.push_back(imageio->GetDimensions(d));
   std::string shape = fmt::format("{}", fmt::join(size, "x"));
-  for (unsigned d = 3; d < dims; ++d)
-    if (size[d] > 1) fail("{}: is a {}-D image (size {}); meddiff reads 3-D volumes", name, dims, shape);
+  if (component >= 0) {
+    if (dims != 4 || static_cast<int64_t>(size[3]) <= component)
+      fail("{}: has no channel {} along a 4th axis (size {}); the manifest names component {} of it", name, component, shape, component);
+  } else {
+    for (unsigned d = 3; d < dims; ++d)
+      if (size[d] > 1)
+        fail("{}: is a {}-D image (size {}); meddiff reads 3-D volumes (a 4-D file's channels: index it as an MSD dataset or "
+             "name its components in a JSON manifest)", name, dims, shape);
+  }
   if (dims < 3 || size[2] <= 1) fail("{}: is a 2-D image (size {}); meddiff reads 3-D volumes", name, shape);
   if (imageio->GetNumberOfComponents() != 1)
     fail("{}: has {} components per voxel; meddiff reads scalar (grey-level) volumes", name,
@@ -80,6 +88,37 @@ FloatImage3::Pointer read_itk_file(const std::filesystem::path& path) {
   return reader->GetOutput();
 }
 
+// Component `component` of a 4-D file: the 3-D volume at that index of the 4th axis, with the geometry of the
+// first three axes.
+Volume read_component(const std::filesystem::path& path, int64_t component) {
+  register_io_factories();
+  check_header(path, component);
+  using Image4 = itk::Image<float, 4>;
+  auto reader = itk::ImageFileReader<Image4>::New();
+  reader->SetFileName(path.string());
+  CapturedStderr quiet;
+  try {
+    reader->Update();
+  } catch (const std::exception& e) {
+    fail("{}: cannot read voxels: {}", path.string(), itk_message(e));
+  }
+  const Image4* img = reader->GetOutput();
+  auto size = img->GetLargestPossibleRegion().GetSize();
+  const auto n3 = static_cast<int64_t>(size[0] * size[1] * size[2]);
+  // ITK's buffer is x fastest, then y, z, t: component c is the c-th block of n3 voxels, laid out [z][y][x]
+  Volume v;
+  v.image = torch::from_blob(const_cast<float*>(img->GetBufferPointer()) + component * n3,
+                             {static_cast<int64_t>(size[2]), static_cast<int64_t>(size[1]), static_cast<int64_t>(size[0])},
+                             torch::kFloat32)
+                .clone();
+  for (int a = 0; a < 3; ++a) {
+    v.geometry.spacing[static_cast<size_t>(a)] = img->GetSpacing()[a];
+    v.geometry.origin[static_cast<size_t>(a)] = img->GetOrigin()[a];
+    for (int b = 0; b < 3; ++b) v.geometry.direction[static_cast<size_t>(3 * a + b)] = img->GetDirection()[a][b];
+  }
+  return v;
+}
+
 }  // namespace
 
 Volume read_volume(const std::filesystem::path& path, const ReadOptions& options) {
@@ -92,6 +131,8 @@ Volume read_volume(const std::filesystem::path& path, const ReadOptions& options
     if (!std::filesystem::is_directory(path))
       fail("{}: not a known image format (nii, nii.gz, nrrd, nhdr, mha, mhd) nor a DICOM series folder", name);
     v = read_dicom_series(path, options.series_uid);
+  } else if (options.component >= 0) {
+    v = read_component(path, options.component);
   } else {
     auto image = read_itk_file(path);
     v.image = tensor_from_itk<float>(image.GetPointer());
@@ -105,6 +146,13 @@ Volume read_volume(const std::filesystem::path& path, const ReadOptions& options
     log_debug("{}: modality not given, guessed {} from the intensities", name, to_string(v.modality));
   }
   return v;
+}
+
+Volume read_channel(const ChannelFile& channel, const ReadOptions& options) {
+  ReadOptions o = options;
+  o.component = channel.component;
+  if (!channel.series_uid.empty()) o.series_uid = channel.series_uid;
+  return read_volume(channel.path, o);
 }
 
 torch::Tensor read_label_map(const std::filesystem::path& path, const Volume& like) {

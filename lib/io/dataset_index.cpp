@@ -1,0 +1,77 @@
+#include "io/dataset_index.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "data/manifest.h"
+
+#include <fmt/format.h>
+
+namespace meddiff::io {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool holds_image_files(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(dir, ec))
+    if (f.is_regular_file() && has_image_extension(f.path())) return true;
+  return false;
+}
+
+}  // namespace
+
+IndexedDataset index_dataset(const std::string& source, const SourceParams& p) {
+  IndexedDataset out;
+  const fs::path path(source);
+  std::unique_ptr<DatasetSource> chosen;
+  if (fs::is_directory(path) && !holds_image_files(path)) {
+    std::vector<std::unique_ptr<DatasetSource>> sources;
+    sources.push_back(make_nnunet_source());
+    sources.push_back(make_msd_source());
+    sources.push_back(make_brats_source());
+    sources.push_back(make_dicom_tree_source());
+    for (auto& s : sources)
+      if (s->recognises(path)) {
+        chosen = std::move(s);
+        break;
+      }
+  }
+  if (chosen) {
+    out.manifest = chosen->index(path, p, out.report);
+  } else {
+    out.manifest = load_manifest(source);  // a folder of image files, a glob, a CSV or a JSON manifest
+  }
+  if (!p.classes.empty()) apply_class_file(out.manifest, p.classes, out.report);
+  std::vector<std::string> where;
+  for (size_t i = 0; i < out.manifest.entries.size(); ++i) {
+    const auto& e = out.manifest.entries[i];
+    where.push_back(e.id.empty() ? e.image.string() : fmt::format("case {}", e.id));
+  }
+  for (auto& problem : entry_problems(out.manifest.entries, where)) out.report.problems.push_back(source + ": " + problem);
+  if (out.manifest.entries.empty()) {
+    std::string why;
+    if (!out.report.problems.empty()) why = fmt::format(" ({} problem(s), the first: {})", out.report.problems.size(), out.report.problems.front());
+    else if (!out.report.skipped.empty()) why = fmt::format(" ({} DICOM series left out by data.source.dicom, the first: {})", out.report.skipped.size(), out.report.skipped.front());
+    else if (chosen && chosen->layout() == "DICOM tree") why = " (no image files, dataset.json, BraTS case folders or DICOM series below it)";
+    fail("{}: no cases{}", source, why);
+  }
+  return out;
+}
+
+Manifest load_dataset(const std::string& source, const SourceParams& p) {
+  auto d = index_dataset(source, p);
+  if (!d.report.problems.empty())
+    fail("{}: {} problem(s) (`meddiff index {}` lists them; with --out it writes a manifest of the usable cases): {}", source,
+         d.report.problems.size(), source, fmt::join(d.report.problems, "; "));
+  if (!d.report.skipped.empty())
+    log_info("{}: {} DICOM series left out by data.source.dicom (`meddiff index {}` lists why)", source, d.report.skipped.size(), source);
+  if (!d.report.unreadable.empty())
+    log_warn("{}: {} file(s) look like DICOM but cannot be parsed, the first: {}", source, d.report.unreadable.size(),
+             d.report.unreadable.front());
+  if (d.manifest.layout != "list")
+    log_info("{}: {} layout, {} case(s), channels {}", source, d.manifest.layout, d.manifest.entries.size(),
+             d.manifest.channel_names.empty() ? std::string("image") : fmt::format("{}", fmt::join(d.manifest.channel_names, ", ")));
+  return d.manifest;
+}
+
+}  // namespace meddiff::io

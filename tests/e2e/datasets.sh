@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# End to end: datasets as users keep them (tests/fixtures/datasets, written by nibabel and pydicom), through
+# `meddiff index` and into training. Usage: datasets.sh MEDDIFF SOURCE_DIR WORKDIR
+set -euo pipefail
+M=$1; SRC=$2; W=$3
+rm -rf "$W"; mkdir -p "$W"; cd "$W"
+fail() { echo "FAIL: $*"; exit 1; }
+D=$SRC/tests/fixtures/datasets
+
+# the table: layout, channels, one line per case left out
+"$M" index "$D/BraTS2021_tiny" > brats.txt
+grep -q "BraTS layout, 2 case(s), 4 channel(s) (t1, t1ce, t2, flair)" brats.txt || fail "BraTS table: $(cat brats.txt)"
+grep -q "left out: .*BraTS2021_00001: case left out: no \*_t2 file" brats.txt || fail "BraTS problem line: $(cat brats.txt)"
+"$M" index "$D/dicom_tree" > tree.txt 2>/dev/null
+grep -q "DICOM tree layout, 3 case(s)" tree.txt || fail "DICOM tree table: $(cat tree.txt)"
+[[ $(grep -c "^series left out:" tree.txt) == 2 ]] || fail "DICOM series left out: $(cat tree.txt)"
+grep -q "^unreadable DICOM file: .*broken.dcm" tree.txt || fail "unreadable DICOM file: $(cat tree.txt)"
+grep -q "README" tree.txt && fail "a text file is reported: $(cat tree.txt)"
+
+# --out: a manifest that training reads; --strict refuses and writes nothing
+"$M" index "$D/Task01_Tiny" --out msd.json > /dev/null
+python3 - <<'PY' || fail "MSD manifest"
+import json
+m = json.load(open("msd.json"))
+assert m["layout"] == "MSD" and m["channel_names"] == ["FLAIR", "T1w", "t1gd", "T2w"], m
+assert [c["id"] for c in m["cases"]] == ["BRATS_001", "BRATS_002"], m["cases"]
+assert [ch["component"] for ch in m["cases"][0]["channels"]] == [0, 1, 2, 3], m["cases"][0]
+PY
+set +e; "$M" index "$D/BraTS2021_tiny" --strict --out strict.json > /dev/null 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && ! -e strict.json ]] || fail "--strict: exit $rc, $(ls)"
+set +e; "$M" index "$D/no-such-dataset" 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && $(wc -l < err.txt) == 1 ]] && grep -q "no-such-dataset" err.txt || fail "missing source: exit $rc, $(cat err.txt)"
+
+# training: a multi-channel dataset without data.channels is refused with its channels; with one it trains
+TINY=(--set data.shape=[16,16,16] --set vqgan_train.steps=2 --set data.val_fraction=0 --set vqgan.n_hiddens=4
+      --set vqgan.downsample=[2,2,2] --set vqgan_train.batch_size=1)
+set +e; "$M" train-vqgan --set data.manifest='"msd.json"' "${TINY[@]}" --out run-none 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && $(grep -c "error:" err.txt) == 1 ]] && grep -q "data.channels" err.txt && grep -q "FLAIR, T1w, t1gd, T2w" err.txt \
+  || fail "no data.channels: exit $rc, $(cat err.txt)"
+"$M" train-vqgan --set data.manifest='"msd.json"' --set 'data.channels=["t1gd"]' "${TINY[@]}" --out run-msd > train.txt 2>&1 \
+  || fail "train on one MSD channel: $(tail -3 train.txt)"
+[[ -f run-msd/last.pt ]] || fail "no checkpoint"
+# a BraTS folder with a broken case: refused before training, naming the case and `meddiff index`
+set +e; "$M" train-vqgan --set data.manifest="\"$D/BraTS2021_tiny\"" --set 'data.channels=["flair"]' "${TINY[@]}" --out run-brats 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "BraTS2021_00001" err.txt && grep -q "meddiff index" err.txt || fail "BraTS problem: exit $rc, $(cat err.txt)"
+[[ ! -e run-brats/last.pt ]] || fail "a checkpoint after a refused start"
+# a DICOM tree trains on the series of data.modality (the CT one)
+"$M" train-vqgan --set data.manifest="\"$D/dicom_tree\"" --set data.modality='"ct"' "${TINY[@]}" --out run-dicom > dicom.txt 2>&1 \
+  || fail "train on a DICOM tree: $(tail -3 dicom.txt)"
+grep -q "1 training and 0 validation volumes" dicom.txt || fail "DICOM tree cases: $(grep volumes dicom.txt)"
+echo "e2e datasets: ok"
