@@ -311,6 +311,8 @@ TEST_CASE("label-balanced L1: each label's mean error weighs alike - 0 is the pl
   CHECK(reconstruction_l1(rec, x, seg, 1.0).item<double>() == doctest::Approx(balanced));
   CHECK(reconstruction_l1(rec, x, seg, 0.25).item<double>() == doctest::Approx(0.75 * plain + 0.25 * balanced));
   CHECK(reconstruction_l1(rec, x, torch::Tensor(), 1.0).item<double>() == doctest::Approx(plain));
+  // the label count given (as the trainer does, to avoid a device-to-host read per step): labels absent from the batch do not count
+  CHECK(reconstruction_l1(rec, x, seg, 1.0, 9).item<double>() == doctest::Approx(balanced));
 }
 
 TEST_CASE("axis order: a config file without axis_order whose lists read differently as x,y,z and z,y,x is refused - a checkpoint's is upgraded") {

@@ -79,14 +79,15 @@ std::vector<torch::Tensor> VQGANStepper::codebook() const {
   return {vqgan->quantizer->embeddings, vqgan->quantizer->cluster_size, vqgan->quantizer->embed_avg};
 }
 
-torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance) {
+torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance,
+                                int64_t num_labels) {
   auto err = (rec - x).abs();  // [B, 1, D, H, W]
   auto plain = err.mean();
   if (balance <= 0 || !seg.defined()) return plain;
   // per label: the mean error over its voxels in the batch; the labels present weigh alike
   auto e = err.flatten();
   auto s = seg.flatten();
-  const int64_t K = s.max().item<int64_t>() + 1;
+  const int64_t K = num_labels > 0 ? num_labels : s.max().item<int64_t>() + 1;  // given: no device-to-host read per step
   auto sums = torch::zeros({K}, e.options()).index_add_(0, s, e);
   auto counts = torch::bincount(s, {}, K).to(e.dtype());
   auto present = counts > 0;
@@ -121,7 +122,7 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
       auto out = vqgan->forward(x, gen);
       vq = out.vq;
       rec = out.reconstruction.to(torch::kFloat);
-      auto l1 = reconstruction_l1(rec, x, batch.seg.defined() ? batch.seg.to(device) : torch::Tensor(), t.label_balance) * t.l1_weight;
+      auto l1 = reconstruction_l1(rec, x, batch.seg.defined() ? batch.seg.to(device) : torch::Tensor(), t.label_balance, num_labels) * t.l1_weight;
       loss_g = l1 + vq.commitment;
       s_l1 = s_l1 + l1.detach();
       real2d = select_slices(x, slice_idx, t.slice_axis);

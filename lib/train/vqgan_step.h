@@ -24,7 +24,8 @@ namespace meddiff {
 // The L1 reconstruction term: the mean |rec - x| over the voxels, and with `balance` > 0 and label maps
 // `seg` [B, D, H, W] that share of it replaced by the mean over the labels present of each label's mean
 // |rec - x| (a 30-voxel structure then weighs as much as the background).
-torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance);
+torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance,
+                                int64_t num_labels = 0);
 
 struct VQGANStepStats {
   double loss = 0, l1 = 0, commitment = 0, perplexity = 0, usage = 0, restarted = 0;
@@ -48,6 +49,7 @@ class VQGANStepper {
   torch::Device device;
   Collectives* comm = nullptr;
   bool bf16 = false;
+  int64_t num_labels = 0;  // 1 + the largest label of the training label maps (label_balance); 0: read from each batch
   VQGAN vqgan{nullptr};
   PatchDiscriminator disc2d{nullptr}, disc3d{nullptr};
   std::vector<torch::Tensor> gen_params, disc_params;

@@ -70,6 +70,12 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
                "one, the other batches take plain L1", t.label_balance, with_labels, train.size());
   }
   VQGANStepper st(cfg, device);
+  // The label maps travel with the batches only when the loss reads them (label_balance > 0).
+  std::vector<TrainingVolume> batch_cases = train;
+  for (auto& c : batch_cases) {
+    if (t.label_balance <= 0) c.label = torch::Tensor();
+    else if (c.label.defined()) st.num_labels = std::max(st.num_labels, c.label.max().item<int64_t>() + 1);
+  }
   int64_t start = 0;
   fs::path last = out_dir / "last.pt";
   if (resume) {
@@ -139,7 +145,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   if (writer) progress.emplace(world > 1 ? fmt::format("train-vqgan x{}", world) : "train-vqgan", t.steps, start);
   // Micro-batch m of step s is global batch number s * grad_accum + m of the data order; this rank
   // takes its slice of it.
-  BatchPrefetcher batches(train, t.batch_size, static_cast<uint64_t>(cfg.data.seed), cfg.data.flip, start * t.grad_accum,
+  BatchPrefetcher batches(batch_cases, t.batch_size, static_cast<uint64_t>(cfg.data.seed), cfg.data.flip, start * t.grad_accum,
                           t.steps * t.grad_accum, BatchSlice{rank * t.batch_size, world * t.batch_size});
   int64_t bad_in_row = 0;
   auto t0 = std::chrono::steady_clock::now();
