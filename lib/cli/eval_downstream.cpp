@@ -37,7 +37,7 @@ nlohmann::json downstream_check(const EvalRequest& q, const SetSummary& real, co
                                 const torch::Device& device) {
   const std::string train_src = !q.seg_train.empty() ? q.seg_train : q.train;
   auto held_out = labelled_cases(real.entries, data, "--real (held-out)");
-  auto train = labelled_cases(eval_entries(train_src, "segmenter training"), data, "segmenter training", q.seg_cases);
+  auto train = labelled_cases(eval_entries(train_src, "segmenter training", data), data, "segmenter training", q.seg_cases);
   auto synth = labelled_cases(synthetic.entries, data, "--synthetic");
   const int64_t K = std::max({static_cast<int64_t>(data.label_names.size()), labels_in(held_out), labels_in(train), labels_in(synth)});
   const int64_t runs = q.seg.seeds * 3;

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
+#include "cli/training_data.h"
 #include "io/volume_reader.h"
 
 #include <nlohmann/json.hpp>
@@ -53,7 +54,7 @@ std::vector<ManifestEntry> sample_manifest(const fs::path& jsonl) {
 
 }  // namespace
 
-std::vector<ManifestEntry> eval_entries(const std::string& source, const std::string& what) {
+std::vector<ManifestEntry> eval_entries(const std::string& source, const std::string& what, const DataParams& p) {
   fs::path src = source;
   std::vector<ManifestEntry> entries;
   if (fs::is_directory(src) && fs::exists(src / "manifest.jsonl"))
@@ -63,7 +64,7 @@ std::vector<ManifestEntry> eval_entries(const std::string& source, const std::st
   else {
     std::string m = source;
     if (fs::is_directory(src) && fs::exists(src / "manifest.json")) m = (src / "manifest.json").string();
-    for (const auto& e : load_manifest(m).entries) {
+    for (const auto& e : training_cases(m, p).entries) {
       const std::string name = e.image.filename().string();
       if (name.find("_label.") != std::string::npos) continue;  // a label map, paired below
       ManifestEntry x = e;
@@ -80,11 +81,7 @@ std::vector<ManifestEntry> eval_entries(const std::string& source, const std::st
 }
 
 TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p) {
-  io::ReadOptions ro;
-  ro.modality = p.modality_enum();
-  Volume v = io::read_volume(e.image, ro);
-  if (e.label) v.label = io::read_label_map(*e.label, v);
-  auto t = preprocess(v, p, e.class_label, e.image.string());
+  auto t = preprocess(read_case(e, p), p, e.class_label, e.image.string());
   if (!torch::isfinite(t.x).all().item<bool>()) fail("{}: holds NaN or infinite values", e.image.string());
   if (e.label) t.label_source = e.label->string();
   return t;
@@ -92,7 +89,7 @@ TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p) {
 
 SetSummary summarise_set(const std::string& source, const DataParams& p, const std::string& what, const SummaryOptions& o) {
   SetSummary s;
-  s.entries = eval_entries(source, what);
+  s.entries = eval_entries(source, what, p);
   std::vector<torch::Tensor> lf, lat, nf;
   std::vector<std::string> problems;
   s.histogram = torch::zeros({o.bins}, torch::kDouble);

@@ -2,7 +2,9 @@
 // The volumes `meddiff eval` compares, from any of:
 //   - a sample folder of `meddiff sample` or its manifest.jsonl (images, label maps and classes as sampled);
 //   - a folder with a manifest.json (e.g. `meddiff phantoms`), a manifest (CSV, JSON), a glob or a folder
-//     of images; in a folder or glob, "X_label.EXT" beside "X.EXT" is X's label map and not a volume.
+//     of images; in a folder or glob, "X_label.EXT" beside "X.EXT" is X's label map and not a volume;
+//   - a dataset folder (nnU-Net raw, MSD, BraTS, DICOM tree), read as training reads it (data.source, and the
+//     channel of data.channels).
 // Every volume is prepared with the data settings of the VQ-GAN (its training normalisation), its label
 // map on the same grid; all problems are reported together.
 #include "data/distribution_metrics.h"
@@ -18,7 +20,7 @@
 
 namespace meddiff::cli {
 
-std::vector<ManifestEntry> eval_entries(const std::string& source, const std::string& what);
+std::vector<ManifestEntry> eval_entries(const std::string& source, const std::string& what, const DataParams& p);
 // One volume (and its label map) prepared with `p`; an error names the file.
 TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p);
 

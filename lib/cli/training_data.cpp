@@ -25,30 +25,41 @@ size_t training_channel(const Manifest& m, const DataParams& p) {
   return sel.front();
 }
 
-// Case e's channel `channel` as a Volume, with its label map when it has one.
-Volume read_case(const ManifestEntry& e, size_t channel, const DataParams& p) {
-  io::ReadOptions ro;
-  ro.modality = p.modality_enum();
-  Volume v = io::read_channel(e.channel_files().at(channel), ro);
-  if (e.label) v.label = io::read_label_map(*e.label, v);
-  return v;
-}
-
 std::string case_name(const ManifestEntry& e) { return e.id.empty() ? e.image.string() : "case " + e.id; }
 
 }  // namespace
 
+Manifest training_cases(const std::string& source, const DataParams& p) {
+  Manifest m = io::load_dataset(source, p.effective_source());
+  const size_t channel = training_channel(m, p);
+  if (m.num_channels() > 1) {
+    for (auto& e : m.entries) {
+      e.channels = {e.channel_files().at(channel)};
+      e.image = e.channels.front().path;
+    }
+    m.channel_names = {m.channel_names.at(channel)};
+  }
+  return m;
+}
+
+Volume read_case(const ManifestEntry& e, const DataParams& p) {
+  io::ReadOptions ro;
+  ro.modality = p.modality_enum();
+  Volume v = io::read_channel(e.channel_files().front(), ro);
+  if (e.label) v.label = io::read_label_map(*e.label, v);
+  return v;
+}
+
 TrainingSet load_training_set(const DataParams& p) {
   if (p.manifest.empty()) fail("config: 'data.manifest' is empty (a folder, glob, CSV or JSON list of volumes)");
-  Manifest m = io::load_dataset(p.manifest, p.effective_source());
-  const size_t channel = training_channel(m, p);
+  Manifest m = training_cases(p.manifest, p);
   std::vector<TrainingVolume> all;
   std::vector<std::string> problems;
   Progress progress("loading", static_cast<int64_t>(m.entries.size()));
   for (const auto& e : m.entries) {
     try {
-      Volume v = read_case(e, channel, p);
-      all.push_back(preprocess(v, p, e.class_label, e.channel_files()[channel].path.string()));
+      Volume v = read_case(e, p);
+      all.push_back(preprocess(v, p, e.class_label, e.image.string()));
       if (e.label) all.back().label_source = e.label->string();
       else if (p.label_conditioned()) fail("{}: has no label map (data.labels = condition needs a 'label' for every case)", case_name(e));
     } catch (const Error& err) {
@@ -88,11 +99,10 @@ TrainingSet load_training_set(const DataParams& p) {
 
 CaseCount count_cases(const DataParams& p) {
   try {
-    Manifest m = io::load_dataset(p.manifest, p.effective_source());
-    const size_t channel = training_channel(m, p);
+    Manifest m = training_cases(p.manifest, p);
     if (!m.entries.empty()) {
       const auto& e = m.entries.front();
-      preprocess(read_case(e, channel, p), p, e.class_label, e.channel_files()[channel].path.string());
+      preprocess(read_case(e, p), p, e.class_label, e.image.string());
     }
     return {static_cast<int64_t>(m.entries.size()), std::max<int64_t>(1, m.num_classes())};
   } catch (const Error& e) {

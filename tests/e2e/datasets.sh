@@ -40,6 +40,14 @@ set +e; "$M" train-vqgan --set data.manifest='"msd.json"' "${TINY[@]}" --out run
 "$M" train-vqgan --set data.manifest='"msd.json"' --set 'data.channels=["t1gd"]' "${TINY[@]}" --out run-msd > train.txt 2>&1 \
   || fail "train on one MSD channel: $(tail -3 train.txt)"
 [[ -f run-msd/last.pt ]] || fail "no checkpoint"
+# eval reads an indexed multi-channel set with the VQ-GAN's channel (t1gd): the same cases give distance 0
+"$M" eval --real msd.json --synthetic msd.json --vqgan run-msd/last.pt --pairs 1 --out ev > eval.txt 2>&1 || fail "eval: $(tail -3 eval.txt)"
+python3 - <<'PY' || fail "eval of an MSD manifest"
+import json
+j = json.load(open("ev/eval.json"))
+assert j["counts"]["real"] == 2 and j["counts"]["synthetic"] == 2, j["counts"]
+assert abs(j["fidelity"]["frechet_distance"]) < 1e-6, j["fidelity"]
+PY
 # a BraTS folder with a broken case: refused before training, naming the case and `meddiff index`
 set +e; "$M" train-vqgan --set data.manifest="\"$D/BraTS2021_tiny\"" --set 'data.channels=["flair"]' "${TINY[@]}" --out run-brats 2>err.txt; rc=$?; set -e
 [[ $rc == 1 ]] && grep -q "BraTS2021_00001" err.txt && grep -q "meddiff index" err.txt || fail "BraTS problem: exit $rc, $(cat err.txt)"
