@@ -81,25 +81,43 @@ std::pair<std::string, int64_t> split_channel_name(const std::string& name, cons
   return {stem.substr(0, stem.size() - 5), std::stoll(digits)};
 }
 
-class NnUNetSource : public DatasetSource {
+// A folder with a dataset.json whose keys say which layout it is; the channel names under channels_key().
+class DatasetJsonSource : public DatasetSource {
  public:
-  std::string layout() const override { return "nnU-Net raw"; }
   bool recognises(const fs::path& path) const override {
     if (!fs::is_regular_file(path / "dataset.json")) return false;
     try {
-      return read_dataset_json(path).contains("channel_names");
+      return describes(read_dataset_json(path));
     } catch (const Error&) {
       return false;
     }
   }
   Manifest index(const fs::path& dir, const SourceParams&, IndexReport& report) const override {
-    const fs::path file = dir / "dataset.json";
     auto j = read_dataset_json(dir);
     Manifest m;
     m.source = dir.string();
     m.layout = layout();
-    m.channel_names = indexed_names(j, file, "channel_names");
+    m.channel_names = indexed_names(j, dir / "dataset.json", channels_key());
     m.label_names = label_names_of(j);
+    add_cases(dir, j, m, report);
+    return m;
+  }
+
+ protected:
+  virtual bool describes(const nlohmann::json& j) const = 0;
+  virtual const char* channels_key() const = 0;
+  virtual void add_cases(const fs::path& dir, const nlohmann::json& j, Manifest& m, IndexReport& report) const = 0;
+};
+
+class NnUNetSource : public DatasetJsonSource {
+ public:
+  std::string layout() const override { return "nnU-Net raw"; }
+
+ protected:
+  bool describes(const nlohmann::json& j) const override { return j.contains("channel_names"); }
+  const char* channels_key() const override { return "channel_names"; }
+  void add_cases(const fs::path& dir, const nlohmann::json& j, Manifest& m, IndexReport& report) const override {
+    const fs::path file = dir / "dataset.json";
     std::string ending = j.value("file_ending", std::string(".nii.gz"));
     if (!has_image_extension("x" + ending))
       fail("{}: file_ending \"{}\" is not a volume format meddiff reads (.nii.gz, .nii, .nrrd, .mha, .mhd)", file.string(), ending);
@@ -140,30 +158,18 @@ class NnUNetSource : public DatasetSource {
       }
       m.entries.push_back(e);
     }
-    return m;
   }
 };
 
-class MsdSource : public DatasetSource {
+class MsdSource : public DatasetJsonSource {
  public:
   std::string layout() const override { return "MSD"; }
-  bool recognises(const fs::path& path) const override {
-    if (!fs::is_regular_file(path / "dataset.json")) return false;
-    try {
-      auto j = read_dataset_json(path);
-      return j.contains("training") && j.contains("modality");
-    } catch (const Error&) {
-      return false;
-    }
-  }
-  Manifest index(const fs::path& dir, const SourceParams&, IndexReport& report) const override {
+
+ protected:
+  bool describes(const nlohmann::json& j) const override { return j.contains("training") && j.contains("modality"); }
+  const char* channels_key() const override { return "modality"; }
+  void add_cases(const fs::path& dir, const nlohmann::json& j, Manifest& m, IndexReport& report) const override {
     const fs::path file = dir / "dataset.json";
-    auto j = read_dataset_json(dir);
-    Manifest m;
-    m.source = dir.string();
-    m.layout = layout();
-    m.channel_names = indexed_names(j, file, "modality");
-    m.label_names = label_names_of(j);
     if (!j["training"].is_array()) fail("{}: 'training' must be a list of {{\"image\", \"label\"}}", file.string());
     const auto n = static_cast<int64_t>(m.channel_names.size());
     for (size_t i = 0; i < j["training"].size(); ++i) {
@@ -204,7 +210,6 @@ class MsdSource : public DatasetSource {
       }
       m.entries.push_back(e);
     }
-    return m;
   }
 };
 
