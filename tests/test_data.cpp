@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/batches.h"
+#include "data/dataset_cache.h"
 #include "data/distribution_metrics.h"
 #include "data/metrics.h"
 #include "data/nearest_volume.h"
@@ -459,4 +460,76 @@ TEST_CASE("surface distances: the distance transform equals brute force with ani
   CHECK(e.dice == 0.0);
   CHECK_FALSE(e.assd.has_value());
   CHECK(score_label(truth, truth, 3, sp).dice == 1.0);
+}
+
+// The dataset cache: built once (each case made once, in parallel), mapped afterwards (no case made), the
+// records equal to what was made (float16 images, uint8 labels, geometry, window, class); a changed case is
+// the only one made again, other settings make all again, and a failing case is one error naming it.
+TEST_CASE("dataset cache: built once - mapped after - a changed case rebuilt alone - other settings rebuilt") {
+  meddiff::test::ScratchDir dir("dataset_cache");
+  const int64_t N = 5;
+  auto volume = [](size_t i, double offset) {
+    TrainingVolume t;
+    auto g = torch::Generator(at::detail::createCPUGenerator(static_cast<uint64_t>(i) + 1));
+    t.x = (torch::rand({1, 4, 6, 8}, g) * 2 - 1 + offset).clamp(-1, 1);
+    if (i % 2 == 0) t.label = torch::randint(0, 4, {4, 6, 8}, g, torch::kLong);
+    t.geometry.spacing = {0.5 + double(i), 1.0, 2.5};
+    t.geometry.origin = {double(i), -3.0, 7.25};
+    t.window = {-100.0 * double(i), 900.0};
+    t.class_label = int64_t(i % 3);
+    t.source = "case" + std::to_string(i) + ".nii.gz";
+    t.label_source = t.label.defined() ? "case" + std::to_string(i) + "_seg.nii.gz" : "";
+    return t;
+  };
+  CacheSpec spec;
+  spec.dir = dir / "cache";
+  spec.settings = {{"shape", {4, 6, 8}}, {"modality", "mr"}};
+  spec.shape = {1, 4, 6, 8};
+  for (int64_t i = 0; i < N; ++i) spec.cases.push_back({{"files", {"case" + std::to_string(i), 100 + i, 7}}});
+  std::atomic<int> made{0};
+  auto make = [&](size_t i) {
+    ++made;
+    return volume(i, 0.0);
+  };
+  auto first = cached_cases(spec, make, "test");
+  CHECK(made.load() == N);
+  auto second = cached_cases(spec, make, "test");
+  CHECK(made.load() == N);  // mapped, nothing made
+  REQUIRE(second.size() == size_t(N));
+  for (size_t i = 0; i < size_t(N); ++i) {
+    auto want = volume(i, 0.0);
+    CHECK((second[i].x.scalar_type() == torch::kHalf));
+    CHECK(torch::equal(second[i].x, want.x.to(torch::kHalf)));
+    CHECK((second[i].x.to(torch::kFloat) - want.x).abs().max().item<double>() < 1e-3);  // float16 of values in [-1, 1]
+    CHECK(second[i].label.defined() == want.label.defined());
+    if (want.label.defined()) CHECK(torch::equal(second[i].label.to(torch::kLong), want.label));
+    CHECK(second[i].geometry.approx_equal(want.geometry));
+    CHECK(second[i].window.lo == want.window.lo);
+    CHECK(second[i].class_label == want.class_label);
+    CHECK(second[i].source == want.source);
+  }
+  // case 3's file changed: only it is made again, the others' records are reused
+  spec.cases[3]["files"][2] = 8;
+  int before = made.load();
+  auto third = cached_cases(spec, [&](size_t i) { ++made; return volume(i, i == 3 ? 0.5 : 0.0); }, "test");
+  CHECK(made.load() - before == 1);
+  CHECK(torch::equal(third[3].x, volume(3, 0.5).x.to(torch::kHalf)));
+  CHECK(torch::equal(third[1].x, volume(1, 0.0).x.to(torch::kHalf)));
+  // other settings: every case made again
+  spec.settings["shape"] = {4, 6, 9};
+  before = made.load();
+  cached_cases(spec, make, "test");
+  CHECK(made.load() - before == N);
+  // a case that fails: one error naming it, no cache folder left for these settings
+  spec.settings["modality"] = "ct";
+  meddiff::test::check_error([&] {
+    cached_cases(spec, [&](size_t i) -> TrainingVolume {
+      if (i == 2) fail("case2.nii.gz: cannot read voxels");
+      return volume(i, 0.0);
+    }, "test");
+  }, {"1 of 5 cases cannot be used", "case2.nii.gz: cannot read voxels"});
+  int complete = 0;
+  for (const auto& f : fs::directory_iterator(spec.dir))
+    if (fs::exists(f.path() / "meta.json")) ++complete;
+  CHECK(complete == 2);  // the first settings' (its earlier build superseded when case 3 changed) and the 4x6x9 one; the failed build left nothing
 }

@@ -1,5 +1,7 @@
 #include "cli/run_options.h"
 
+#include <nlohmann/json.hpp>
+
 #include <iostream>
 
 namespace meddiff::cli {
@@ -14,6 +16,8 @@ void add_run_options(Args& a, const std::string& default_out) {
                   "reduced shapes, extrapolated), and exit")
       ("measure-full", "With --dry-run: measure with real steps at the full training shape (minutes at clinical sizes; the "
                        "expected duration is printed first)")
+      ("cache", "Preprocessed dataset cache folder (data.cache): cases are preprocessed once, in parallel, and mapped from it",
+       cxxopts::value<std::string>())
       ("print-config", "Print the resolved config and exit");
 }
 
@@ -23,7 +27,9 @@ RunStart run_start(const cxxopts::ParseResult& r) {
 }
 
 std::vector<std::string> set_overrides(const cxxopts::ParseResult& r) {
-  return r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  auto out = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (r.count("cache")) out.push_back("data.cache=" + nlohmann::json(r["cache"].as<std::string>()).dump());
+  return out;
 }
 
 std::optional<RunConfig> resolve_run_config(const cxxopts::ParseResult& r) {

@@ -4,10 +4,13 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/manifest.h"
+#include "core/threads.h"
+#include "data/dataset_cache.h"
 #include "io/dataset_index.h"
 #include "io/volume_reader.h"
 
 #include <algorithm>
+#include <mutex>
 #include <random>
 
 namespace meddiff::cli {
@@ -53,25 +56,53 @@ Volume read_case(const ManifestEntry& e, const DataParams& p) {
 TrainingSet load_training_set(const DataParams& p) {
   if (p.manifest.empty()) fail("config: 'data.manifest' is empty (a folder, glob, CSV or JSON list of volumes)");
   Manifest m = training_cases(p.manifest, p);
-  std::vector<TrainingVolume> all;
-  std::vector<std::string> problems;
-  Progress progress("loading", static_cast<int64_t>(m.entries.size()));
-  for (const auto& e : m.entries) {
-    try {
-      Volume v = read_case(e, p);
-      all.push_back(preprocess(v, p, e.class_label, e.image.string()));
-      if (e.label) all.back().label_source = e.label->string();
-      else if (p.label_conditioned()) fail("{}: has no label map (data.labels = condition needs a 'label' for every case)", case_name(e));
-    } catch (const Error& err) {
-      problems.push_back(err.what());
-    }
-    progress.update(static_cast<int64_t>(all.size() + problems.size()));
+  if (p.label_conditioned()) {
+    std::vector<std::string> without;
+    for (const auto& e : m.entries)
+      if (!e.label) without.push_back(case_name(e));
+    if (!without.empty())
+      fail("{}: {} case(s) have no label map (data.labels = condition needs a 'label' for every case): {}", p.manifest,
+           without.size(), fmt::join(without.begin(), without.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(5, without.size())), ", "));
   }
-  progress.finish();
-  if (!problems.empty()) {
-    std::string joined;
-    for (size_t i = 0; i < problems.size(); ++i) joined += (i ? "; " : "") + problems[i];
-    fail("{}: {} of {} cases cannot be used: {}", p.manifest, problems.size(), m.entries.size(), joined);
+  const size_t n = m.entries.size();
+  auto make = [&](size_t i) {
+    const auto& e = m.entries[i];
+    TrainingVolume t = preprocess(read_case(e, p), p, e.class_label, e.image.string());
+    if (e.label) t.label_source = e.label->string();
+    return t;
+  };
+  std::vector<TrainingVolume> all;
+  if (!p.cache.empty()) {
+    CacheSpec spec;
+    spec.dir = p.cache;
+    spec.settings = p.record_settings();
+    spec.shape = {1, p.shape[0], p.shape[1], p.shape[2]};
+    for (const auto& e : m.entries) {
+      nlohmann::json files = nlohmann::json::array();
+      for (const auto& c : e.channel_files()) files.push_back({file_fingerprint(c.path), c.component, c.series_uid});
+      spec.cases.push_back({{"files", files}, {"label", e.label ? file_fingerprint(*e.label) : nlohmann::json()}, {"class", e.class_label}});
+    }
+    all = cached_cases(spec, make, p.manifest);
+  } else {  // read and preprocess on every core; every failing case goes into one error
+    all.resize(n);
+    std::vector<std::string> errors(n);
+    Progress progress("loading", static_cast<int64_t>(n));
+    std::mutex mu;
+    int64_t done = 0;
+    parallel_for(n, 0, [&](size_t i) {
+      try {
+        all[i] = make(i);
+      } catch (const std::exception& err) {
+        errors[i] = err.what();
+      }
+      std::lock_guard<std::mutex> g(mu);
+      progress.update(++done);
+    });
+    progress.finish();
+    std::vector<std::string> problems;
+    for (const auto& e : errors)
+      if (!e.empty()) problems.push_back(e);
+    if (!problems.empty()) fail("{}: {} of {} cases cannot be used: {}", p.manifest, problems.size(), n, fmt::join(problems, "; "));
   }
   std::vector<size_t> order(all.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;

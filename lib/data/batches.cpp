@@ -69,10 +69,10 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
   Batch out;
   out.step = step;
   out.first = slice.first;
-  out.x = torch::stack(xs);
+  out.x = torch::stack(xs).to(torch::kFloat);  // cases from the dataset cache are float16 views
   out.labels = torch::tensor(labels, torch::kLong);
   if (!conds.empty()) out.cond = torch::stack(conds);
-  if (segs.size() == xs.size()) out.seg = torch::stack(segs);
+  if (segs.size() == xs.size()) out.seg = torch::stack(segs).to(torch::kLong);  // uint8 in the dataset cache
   return out;
 }
 

@@ -27,7 +27,7 @@ LabelIntensityRanges fit_label_ranges(const std::vector<TrainingVolume>& cases, 
   std::vector<std::vector<double>> medians(static_cast<size_t>(num_labels));
   for (const auto& c : cases) {
     if (!c.label.defined()) continue;
-    auto x = c.x[0];
+    auto x = c.x[0].to(torch::kFloat);  // a float16 view when the cases come from the dataset cache
     for (int64_t l = 0; l < num_labels; ++l) {
       auto inside = c.label == l;
       if (inside.sum().item<int64_t>() < out.min_voxels) continue;

@@ -26,6 +26,11 @@ void DataParams::validate(const std::string& w) const {
   intensity().validate();
 }
 
+nlohmann::json DataParams::record_settings() const {
+  return {{"modality", modality}, {"shape", shape}, {"spacing", spacing}, {"crop", crop}, {"ct_window", ct_window},
+          {"mr_percentiles", mr_percentiles}, {"channels", channels}};
+}
+
 SourceParams DataParams::effective_source() const {
   SourceParams s = source;
   if (s.dicom.modality.empty()) s.dicom.modality = {modality_enum() == Modality::CT ? "CT" : "MR"};

@@ -26,6 +26,7 @@ struct DataParams {
   std::vector<std::string> label_names;          // index -> name (nnU-Net dataset.json); empty: background, label_1, ...
   std::vector<std::string> channels;             // which channels of a multi-channel dataset (names); empty: its only one
   SourceParams source;                           // how dataset folders (BraTS, DICOM trees) are read into cases
+  std::string cache;                             // preprocessed dataset cache folder; "" = preprocess at every start
 
   template <typename V>
   void visit(V& v) {
@@ -45,6 +46,7 @@ struct DataParams {
     v("label_names", label_names, "label index -> name, e.g. [\"background\",\"lesion\"]; empty: background, label_1, ...");
     v("channels", channels, "the channel to train on, by name, of a multi-channel dataset (e.g. [\"flair\"] of BraTS); `meddiff index` lists them");
     v("source", source, "how dataset folders are read: BraTS suffixes, classes per case, DICOM series rules");
+    v("cache", cache, "folder of the preprocessed dataset cache (float16 records mapped into memory, built once in parallel, shared by runs and ranks); empty: preprocess at every start");
   }
   void validate(const std::string& where = "data") const;
   Modality modality_enum() const;
@@ -53,6 +55,8 @@ struct DataParams {
   // `source` as a training run reads it: a DICOM tree gives the series of data.modality unless
   // data.source.dicom.modality names others.
   SourceParams effective_source() const;
+  // The settings a preprocessed case depends on (the dataset cache's key).
+  nlohmann::json record_settings() const;
 };
 
 struct TrainingVolume {

@@ -109,27 +109,66 @@ std::string itk_message(const std::exception& e) {
   return d;
 }
 
+namespace {
+
+// One redirection of the process's stderr shared by every live capture (threads read volumes in parallel):
+// the first capture redirects it into a temporary file, the last one restores it. Each capture reads what
+// was printed while it was alive (with several at once, it may include another thread's lines).
+struct SharedCapture {
+  std::mutex mu;
+  int count = 0;
+  int saved = -1;
+  std::FILE* file = nullptr;
+};
+SharedCapture& shared_capture() {
+  static SharedCapture c;
+  return c;
+}
+
+}  // namespace
+
 CapturedStderr::CapturedStderr() {
+  auto& c = shared_capture();
+  std::lock_guard<std::mutex> lock(c.mu);
   std::fflush(stderr);
-  file_ = std::tmpfile();
-  if (!file_) return;
-  saved_ = ::dup(STDERR_FILENO);
-  if (saved_ < 0 || ::dup2(::fileno(file_), STDERR_FILENO) < 0) {
-    if (saved_ >= 0) ::close(saved_);
-    saved_ = -1;
+  if (c.count == 0) {
+    c.file = std::tmpfile();
+    if (!c.file) return;
+    c.saved = ::dup(STDERR_FILENO);
+    if (c.saved < 0 || ::dup2(::fileno(c.file), STDERR_FILENO) < 0) {
+      if (c.saved >= 0) ::close(c.saved);
+      c.saved = -1;
+      std::fclose(c.file);
+      c.file = nullptr;
+      return;
+    }
   }
+  ++c.count;
+  active_ = true;
+  start_ = ::lseek(::fileno(c.file), 0, SEEK_END);
 }
 
 void CapturedStderr::stop() {
-  if (saved_ < 0) return;
+  if (!active_) return;
+  active_ = false;
+  auto& c = shared_capture();
+  std::lock_guard<std::mutex> lock(c.mu);
   std::fflush(stderr);
-  ::dup2(saved_, STDERR_FILENO);
-  ::close(saved_);
-  saved_ = -1;
-  std::rewind(file_);
+  const int fd = ::fileno(c.file);
   char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0 && text_.size() < (1 << 20)) text_.append(buf, n);
+  off_t at = start_ < 0 ? 0 : start_;
+  ssize_t n;
+  while ((n = ::pread(fd, buf, sizeof buf, at)) > 0 && text_.size() < (1 << 20)) {
+    text_.append(buf, static_cast<size_t>(n));
+    at += n;
+  }
+  if (--c.count == 0) {
+    ::dup2(c.saved, STDERR_FILENO);
+    ::close(c.saved);
+    c.saved = -1;
+    std::fclose(c.file);
+    c.file = nullptr;
+  }
 }
 
 std::string CapturedStderr::text() {
@@ -145,9 +184,6 @@ std::string CapturedStderr::first_line() {
   return t.substr(0, t.find('\n'));
 }
 
-CapturedStderr::~CapturedStderr() {
-  stop();
-  if (file_) std::fclose(file_);
-}
+CapturedStderr::~CapturedStderr() { stop(); }
 
 }  // namespace meddiff::io

@@ -32,6 +32,7 @@ std::string itk_message(const std::exception& e);
 
 // While alive, what ITK's C libraries (nifti1_io, MetaIO, NrrdIO, GDCM) print to stderr goes to a
 // buffer instead: meddiff reports every failure in one line of its own. text() is what was caught.
+// Thread-safe: captures alive at once share one redirection (the last one to end restores stderr).
 class CapturedStderr {
  public:
   CapturedStderr();
@@ -43,8 +44,8 @@ class CapturedStderr {
 
  private:
   void stop();
-  int saved_ = -1;
-  std::FILE* file_ = nullptr;
+  bool active_ = false;
+  long start_ = 0;  // offset in the shared file where this capture began
   std::string text_;
 };
 

@@ -32,7 +32,7 @@ LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volume
   std::vector<int64_t> cls;
   Progress progress("encoding latents", static_cast<int64_t>(volumes.size()));
   for (const auto& v : volumes) {
-    zs.push_back(encode_volume(vqgan, v.x.unsqueeze(0).to(device)).to(torch::kCPU, torch::kFloat)[0]);  // [E, d, h, w]
+    zs.push_back(encode_volume(vqgan, v.x.unsqueeze(0).to(device, torch::kFloat)).to(torch::kCPU, torch::kFloat)[0]);  // [E, d, h, w]
     cls.push_back(v.class_label);
     progress.update(static_cast<int64_t>(zs.size()));
   }

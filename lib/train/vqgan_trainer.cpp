@@ -19,8 +19,8 @@ namespace meddiff {
 namespace {
 
 torch::Tensor mean_of(const std::vector<TrainingVolume>& v) {
-  auto m = torch::zeros_like(v.front().x);
-  for (const auto& c : v) m += c.x;
+  auto m = torch::zeros_like(v.front().x, torch::kFloat);
+  for (const auto& c : v) m += c.x;  // x may be a float16 view of the dataset cache
   return m / static_cast<double>(v.size());
 }
 
@@ -33,11 +33,12 @@ ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<Trainin
   model->eval();
   ValidationResult r;
   for (const auto& c : val) {
-    auto x = c.x.unsqueeze(0).to(device);
+    auto xf = c.x.to(torch::kFloat);  // a float16 view when the cases come from the dataset cache
+    auto x = xf.unsqueeze(0).to(device);
     auto rec = model->forward(x).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat);
-    r.psnr += psnr(c.x.unsqueeze(0), rec);
-    r.ssim += ssim3d(c.x.unsqueeze(0), rec);
-    r.psnr_mean_baseline += psnr(c.x, mean_volume);
+    r.psnr += psnr(xf.unsqueeze(0), rec);
+    r.ssim += ssim3d(xf.unsqueeze(0), rec);
+    r.psnr_mean_baseline += psnr(xf, mean_volume);
   }
   double n = static_cast<double>(std::max<size_t>(1, val.size()));
   r.psnr /= n;
@@ -132,9 +133,9 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
       torch::NoGradGuard ng;
       st.vqgan->eval();
       const auto& c = val.front();
-      auto rec = st.vqgan->forward(c.x.unsqueeze(0).to(device)).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0][0];
+      auto rec = st.vqgan->forward(c.x.unsqueeze(0).to(device, torch::kFloat)).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0][0];
       st.vqgan->train();
-      auto x = c.x[0];
+      auto x = c.x[0].to(torch::kFloat);
       auto panel = vconcat({orthogonal_panel(x, c.geometry, {-1, 1}), orthogonal_panel(rec, c.geometry, {-1, 1}),
                             orthogonal_panel((rec - x).abs(), c.geometry, {0, 1})});
       hooks.write_png(out_dir / "previews" / fmt::format("step-{:07d}.png", step), panel);
