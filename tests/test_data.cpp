@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <set>
 
 using namespace meddiff;
 
@@ -532,4 +533,42 @@ TEST_CASE("dataset cache: built once - mapped after - a changed case rebuilt alo
   for (const auto& f : fs::directory_iterator(spec.dir))
     if (fs::exists(f.path() / "meta.json")) ++complete;
   CHECK(complete == 2);  // the first settings' (its earlier build superseded when case 3 changed) and the 4x6x9 one; the failed build left nothing
+}
+
+// Patch batches: the crop sits inside the volume, the label map is cut with the image, and foreground patches
+// hold the one labelled voxel (centred where the border allows); the draws are reproducible.
+TEST_CASE("patch batches: foreground patches hold the labelled voxel - image and label map cut alike - inside the volume") {
+  TrainingVolume c;
+  c.x = torch::arange(12 * 10 * 8, torch::kFloat).reshape({1, 12, 10, 8}) / 1000.0 - 0.9;
+  c.label = torch::zeros({12, 10, 8}, torch::kLong);
+  c.label[9][2][6] = 3;
+  c.source = "case";
+  BatchPatch fg{{4, 6, 4}, 1.0};
+  for (uint64_t s = 0; s < 20; ++s) {
+    auto o = patch_origin(c, fg, s);
+    CHECK(o == std::array<int64_t, 3>{7, 0, 4});  // centre (9, 2, 6) - half the size, clamped at the borders
+  }
+  BatchPatch any{{4, 6, 4}, 0.0};
+  std::set<std::array<int64_t, 3>> seen;
+  for (uint64_t s = 0; s < 200; ++s) {
+    auto o = patch_origin(c, any, s);
+    CHECK(o[0] >= 0);
+    CHECK(o[0] <= 8);
+    CHECK(o[1] <= 4);
+    CHECK(o[2] <= 4);
+    seen.insert(o);
+  }
+  CHECK(seen.size() > 50);  // 9 x 5 x 5 = 225 origins possible
+  CHECK(patch_origin(c, any, 7) == patch_origin(c, any, 7));
+  std::vector<TrainingVolume> cases{c, c};
+  Batch b = make_batch(cases, 2, 3, 0, false, {}, BatchPatch{{4, 6, 4}, 0.5});
+  REQUIRE(b.x.sizes() == torch::IntArrayRef({2, 1, 4, 6, 4}));
+  REQUIRE(b.seg.sizes() == torch::IntArrayRef({2, 4, 6, 4}));
+  for (int64_t i = 0; i < 2; ++i) {
+    // the value at the patch's corner says where it was cut; the label map was cut at the same place
+    const auto v = static_cast<int64_t>(std::lround((b.x[i][0][0][0][0].item<double>() + 0.9) * 1000.0));
+    const int64_t d = v / 80, h = (v / 8) % 10, w = v % 8;
+    CHECK(torch::equal(b.seg[i], c.label.narrow(0, d, 4).narrow(1, h, 6).narrow(2, w, 4)));
+  }
+  meddiff::test::check_error([&] { patch_origin(c, BatchPatch{{13, 6, 4}, 0.5}, 1); }, {"case", "larger than the volume"});
 }

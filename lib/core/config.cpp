@@ -43,7 +43,7 @@ void apply_override(json& j, const std::string& assignment) {
 }
 
 const std::vector<std::string>& axis_keys() {
-  static const std::vector<std::string> keys = {"data.shape", "vqgan.downsample", "ldm.unet.downsample[]"};
+  static const std::vector<std::string> keys = {"data.shape", "vqgan.downsample", "vqgan_train.patch", "ldm.unet.downsample[]"};
   return keys;
 }
 

@@ -2,6 +2,8 @@
 
 #include "core/error.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 #include <numeric>
@@ -22,8 +24,30 @@ uint64_t sample_seed(uint64_t seed, int64_t step, uint64_t stream, int64_t index
   return step_seed(step_seed(seed, step, stream), index, 0x5A4D);
 }
 
+std::array<int64_t, 3> patch_origin(const TrainingVolume& c, const BatchPatch& patch, uint64_t rng_seed) {
+  std::mt19937_64 rng(rng_seed);
+  std::array<int64_t, 3> dims{c.x.size(1), c.x.size(2), c.x.size(3)}, origin{0, 0, 0};
+  for (size_t a = 0; a < 3; ++a)
+    if (patch.size[a] > dims[a])
+      fail("{}: patch [{}] is larger than the volume [{}] (vqgan_train.patch must fit data.shape)", c.source,
+           fmt::join(patch.size, ", "), fmt::join(dims, ", "));
+  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+  if (u < patch.foreground) {
+    auto mask = c.label.defined() ? (c.label > 0) : (c.x[0] > -0.95);
+    auto where = mask.flatten().nonzero();  // [M, 1]
+    if (where.size(0) > 0) {
+      int64_t k = where[static_cast<int64_t>(rng() % static_cast<uint64_t>(where.size(0)))][0].item<int64_t>();
+      std::array<int64_t, 3> centre{k / (dims[1] * dims[2]), (k / dims[2]) % dims[1], k % dims[2]};
+      for (size_t a = 0; a < 3; ++a) origin[a] = std::clamp(centre[a] - patch.size[a] / 2, int64_t{0}, dims[a] - patch.size[a]);
+      return origin;
+    }
+  }
+  for (size_t a = 0; a < 3; ++a) origin[a] = static_cast<int64_t>(rng() % static_cast<uint64_t>(dims[a] - patch.size[a] + 1));
+  return origin;
+}
+
 Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip,
-                 BatchSlice slice) {
+                 BatchSlice slice, const BatchPatch& patch) {
   if (cases.empty()) fail("no training cases");
   const int64_t G = slice.global > 0 ? slice.global : batch_size;
   if (slice.first < 0 || slice.first + batch_size > G)
@@ -45,6 +69,14 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
     auto x = c.x;
     auto cond = c.cond;
     auto seg = c.label;
+    if (patch.active()) {
+      if (cond.defined()) fail("patches of label-conditioned latents are not supported");
+      auto o = patch_origin(c, patch, step_seed(seed, pos, 9));
+      for (int64_t a = 0; a < 3; ++a) {
+        x = x.narrow(a + 1, o[static_cast<size_t>(a)], patch.size[static_cast<size_t>(a)]);
+        if (seg.defined()) seg = seg.narrow(a, o[static_cast<size_t>(a)], patch.size[static_cast<size_t>(a)]);
+      }
+    }
     if (flip) {
       std::mt19937_64 rng(step_seed(seed, pos, 8));
       std::vector<int64_t> dims;
@@ -77,8 +109,8 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
 }
 
 BatchPrefetcher::BatchPrefetcher(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, bool flip,
-                                 int64_t first_step, int64_t last_step, BatchSlice slice, size_t depth)
-    : cases_(cases), batch_size_(batch_size), seed_(seed), flip_(flip), slice_(slice), next_step_(first_step), last_step_(last_step),
+                                 int64_t first_step, int64_t last_step, BatchSlice slice, BatchPatch patch, size_t depth)
+    : cases_(cases), batch_size_(batch_size), seed_(seed), flip_(flip), slice_(slice), patch_(patch), next_step_(first_step), last_step_(last_step),
       depth_(depth), thread_([this] { run(); }) {}
 
 BatchPrefetcher::~BatchPrefetcher() {
@@ -94,7 +126,7 @@ void BatchPrefetcher::run() {
   try {
     torch::NoGradGuard ng;
     for (int64_t s = next_step_; s < last_step_; ++s) {
-      Batch b = make_batch(cases_, batch_size_, seed_, s, flip_, slice_);
+      Batch b = make_batch(cases_, batch_size_, seed_, s, flip_, slice_, patch_);
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [&] { return stop_ || queue_.size() < depth_; });
       if (stop_) return;

@@ -30,13 +30,24 @@ struct BatchSlice {
   int64_t global = 0;  // global batch size (0: batch_size, one process)
 };
 
+// Random patches of the cases instead of whole volumes (patch training of the autoencoder).
+struct BatchPatch {
+  std::array<int64_t, 3> size{0, 0, 0};  // [D, H, W] voxels; 0: whole volumes
+  double foreground = 0.5;               // share of patches centred on a labelled voxel (no label map: a non-background one)
+  bool active() const { return size[0] > 0; }
+};
+
+// Where a patch of `size` starts in case c for draw `rng_seed`: with probability `foreground` centred on a random
+// voxel with a label > 0 (without a label map: one above the background, x > -0.95), else uniform; inside the volume.
+std::array<int64_t, 3> patch_origin(const TrainingVolume& c, const BatchPatch& patch, uint64_t rng_seed);
+
 Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, int64_t step, bool flip,
-                 BatchSlice slice = {});
+                 BatchSlice slice = {}, const BatchPatch& patch = {});
 
 class BatchPrefetcher {
  public:
   BatchPrefetcher(const std::vector<TrainingVolume>& cases, int64_t batch_size, uint64_t seed, bool flip,
-                  int64_t first_step, int64_t last_step, BatchSlice slice = {}, size_t depth = 2);
+                  int64_t first_step, int64_t last_step, BatchSlice slice = {}, BatchPatch patch = {}, size_t depth = 2);
   ~BatchPrefetcher();
   Batch next();  // batches in step order
 
@@ -47,6 +58,7 @@ class BatchPrefetcher {
   uint64_t seed_;
   bool flip_;
   BatchSlice slice_;
+  BatchPatch patch_;
   int64_t next_step_, last_step_;
   size_t depth_;
   std::deque<Batch> queue_;

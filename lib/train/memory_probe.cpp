@@ -188,14 +188,19 @@ std::vector<std::array<int64_t, 3>> reduced_probe_shapes(const std::array<int64_
 
 std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases, const ProbeOptions& o) {
   torch::Device device = choose_device(cfg.vqgan_train.device);
-  const auto& shape = cfg.data.shape;
-  double data_mib = static_cast<double>(cases) * static_cast<double>(shape[0] * shape[1] * shape[2]) * 4 / kMiB;
+  const auto& full = cfg.data.shape;
+  double data_mib = static_cast<double>(cases) * static_cast<double>(full[0] * full[1] * full[2]) * 4 / kMiB;
+  // a training step sees the patch (vqgan_train.patch) or the whole volume
+  const auto& patch = cfg.vqgan_train.patch;
+  const auto shape = patch[0] > 0 ? patch : full;
   std::vector<MemoryProbe> out;
   const bool gan_reached = cfg.vqgan_train.gan_start < cfg.vqgan_train.steps;
   for (bool gan : {false, true}) {
     if (gan && !gan_reached) continue;
     if (!gan && cfg.vqgan_train.gan_start == 0) continue;
     RunConfig c = cfg;
+    c.data.shape = shape;
+    c.vqgan_train.patch = {0, 0, 0};
     c.vqgan_train.gan_start = gan ? 0 : int64_t{1} << 40;
     c.vqgan_train.grad_accum = 1;
     MemoryProbe p;

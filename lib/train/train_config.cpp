@@ -65,6 +65,17 @@ void RunConfig::validate() const {
   if (!ldm.rflow() && sample.steps > ldm.timesteps)
     fail("config: 'sample.steps' ({}) exceeds 'ldm.timesteps' ({})", sample.steps, ldm.timesteps);
   latent_shape(vqgan, data.shape, "data.shape");
+  const auto& patch = vqgan_train.patch;
+  if (patch[0] != 0 || patch[1] != 0 || patch[2] != 0) {
+    for (size_t a = 0; a < 3; ++a)
+      if (patch[a] < 1 || patch[a] > data.shape[a])
+        fail("config: 'vqgan_train.patch' is [{}] (x,y,z): every size must be within 1..data.shape ([{}]), or all 0 for whole volumes",
+             fmt::join(std::vector<int64_t>{patch[2], patch[1], patch[0]}, ","),
+             fmt::join(std::vector<int64_t>{data.shape[2], data.shape[1], data.shape[0]}, ","));
+    latent_shape(vqgan, patch, "vqgan_train.patch");
+    if (!(vqgan_train.patch_foreground >= 0 && vqgan_train.patch_foreground <= 1))
+      fail("config: 'vqgan_train.patch_foreground' must be within [0, 1] (got {})", vqgan_train.patch_foreground);
+  }
   // Each stage halves the axis with replicate padding: the discriminator and codebook need room.
   auto lat = latent_shape(vqgan, data.shape, "data.shape");
   for (size_t a = 0; a < 3; ++a) {

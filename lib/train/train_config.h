@@ -19,6 +19,8 @@ struct VQGANTrainParams {
   double grad_clip = 1.0;                // max global norm; 0 = off
   double l1_weight = 4.0;                // reconstruction
   double label_balance = 0.0;            // share of the L1 term balanced over the label maps' labels (0: plain L1)
+  std::array<int64_t, 3> patch{0, 0, 0};  // train on random patches [D, H, W] of the volumes (typed x, y, z); 0: whole volumes
+  double patch_foreground = 0.5;         // share of patches centred on a labelled / non-background voxel
   int64_t gan_start = 10000;             // step at which the GAN terms switch on
   double image_gan_weight = 1.0;         // 2-D slice discriminator
   double video_gan_weight = 1.0;         // 3-D volume discriminator
@@ -47,6 +49,8 @@ struct VQGANTrainParams {
     v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off");
     v("l1_weight", l1_weight, "weight of the L1 reconstruction loss");
     v("label_balance", label_balance, "cases with label maps: share of the L1 term that is the mean over labels of each label's mean L1, so that small structures weigh as much as large ones (0: plain L1 over the voxels, as the reference; 1: fully balanced)");
+    v("patch", xyz(patch), "train on random patches of this size [x,y,z] (voxels) of the preprocessed volumes; [0,0,0]: whole volumes. The autoencoder is convolutional: it is applied to whole volumes afterwards (validation, latents, sampling)");
+    v("patch_foreground", patch_foreground, "share of the patches centred on a labelled voxel (no label map: a voxel above the background)");
     v("gan_start", gan_start, "step at which the adversarial and feature-matching terms start");
     v("image_gan_weight", image_gan_weight, "weight of the 2-D slice discriminator terms");
     v("video_gan_weight", video_gan_weight, "weight of the 3-D volume discriminator terms");

@@ -147,7 +147,8 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   // Micro-batch m of step s is global batch number s * grad_accum + m of the data order; this rank
   // takes its slice of it.
   BatchPrefetcher batches(batch_cases, t.batch_size, static_cast<uint64_t>(cfg.data.seed), cfg.data.flip, start * t.grad_accum,
-                          t.steps * t.grad_accum, BatchSlice{rank * t.batch_size, world * t.batch_size});
+                          t.steps * t.grad_accum, BatchSlice{rank * t.batch_size, world * t.batch_size},
+                          BatchPatch{t.patch, t.patch_foreground});
   int64_t bad_in_row = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start; step < t.steps; ++step) {

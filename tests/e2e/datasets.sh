@@ -70,4 +70,10 @@ touch -d "2001-01-01" ph/images/case_0002.nii.gz
 "$M" train-vqgan "${PH[@]}" --cache cache --out c3 > c3.txt 2>&1 || fail "changed case: $(tail -3 c3.txt)"
 grep -q "1 of 6 cases are new or their files changed" c3.txt || fail "changed case message: $(cat c3.txt)"
 [[ $(ls -d cache/v1-* | wc -l) == 1 ]] || fail "superseded cache left: $(ls cache)"
+# patch training: 8^3 patches of the 16^3 volumes; validation and the checkpoint on whole volumes
+"$M" train-vqgan "${PH[@]}" --set vqgan_train.patch=[8,8,8] --set data.val_fraction=0.2 --cache cache --out p1 > p1.txt 2>&1 \
+  || fail "patch training: $(tail -3 p1.txt)"
+grep -q '"val_psnr"' p1/metrics.jsonl || fail "no validation on whole volumes: $(tail -2 p1/metrics.jsonl)"
+set +e; "$M" train-vqgan "${PH[@]}" --set vqgan_train.patch=[8,8,5] --out p2 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "vqgan_train.patch" err.txt || fail "a patch the downsampling does not divide: exit $rc, $(cat err.txt)"
 echo "e2e datasets: ok"
