@@ -58,6 +58,15 @@ int run_train_ldm(const Args_t& args) {
   TrainingSet data = load_training_set(cfg.data);
   std::vector<TrainingVolume> all = data.train;
   all.insert(all.end(), data.val.begin(), data.val.end());  // the diffusion model uses every case
+  if (cfg.data.label_conditioned() && cfg.data.label_names.empty() && !data.label_names.empty()) {
+    // the dataset's own label names (dataset.json), one per label value the maps hold
+    int64_t values = static_cast<int64_t>(data.label_names.size());
+    for (const auto& v : all)
+      if (v.label.defined()) values = std::max(values, v.label.max().item<int64_t>() + 1);
+    cfg.data.label_names = data.label_names;
+    for (auto l = static_cast<int64_t>(cfg.data.label_names.size()); l < values; ++l) cfg.data.label_names.push_back(fmt::format("label_{}", l));
+    log_info("{}: label names from the dataset: {}", cfg.data.manifest, fmt::join(cfg.data.label_names, ", "));
+  }
   DataParallel dp = join_data_parallel(r, cfg.ldm_train.device);
   TrainHooks hooks;
   hooks.write_png = [](const std::filesystem::path& p, const torch::Tensor& img) { io::write_png(img, p); };

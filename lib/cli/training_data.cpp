@@ -114,6 +114,7 @@ TrainingSet load_training_set(const DataParams& p) {
   TrainingSet s;
   for (size_t i = 0; i < order.size(); ++i) (i < n_val ? s.val : s.train).push_back(all[order[i]]);
   s.num_classes = m.num_classes();
+  s.label_names = m.label_names;
   if (auto used = m.classes_used(); static_cast<int64_t>(used.size()) != s.num_classes) {
     std::vector<int64_t> unused;
     for (int64_t c = 0; c < s.num_classes; ++c)

@@ -10,6 +10,7 @@ namespace meddiff::cli {
 struct TrainingSet {
   std::vector<TrainingVolume> train, val;
   int64_t num_classes = 1;
+  std::vector<std::string> label_names;  // label value -> name, when the dataset names them (nnU-Net / MSD dataset.json)
 };
 
 TrainingSet load_training_set(const DataParams& p);

@@ -40,6 +40,16 @@ set +e; "$M" train-vqgan --set data.manifest='"msd.json"' "${TINY[@]}" --out run
 "$M" train-vqgan --set data.manifest='"msd.json"' --set 'data.channels=["t1gd"]' "${TINY[@]}" --out run-msd > train.txt 2>&1 \
   || fail "train on one MSD channel: $(tail -3 train.txt)"
 [[ -f run-msd/last.pt ]] || fail "no checkpoint"
+# label-conditioned stage 2 on the MSD set: the label names come from its dataset.json
+"$M" train-ldm --set data.manifest='"msd.json"' --set 'data.channels=["t1gd"]' --set data.labels='"condition"' \
+  --set data.shape=[16,16,16] --set data.val_fraction=0 --set ldm_train.steps=2 --vqgan run-msd/last.pt --out ldm-msd > ldm.txt 2>&1 \
+  || fail "label-conditioned train-ldm on MSD: $(tail -3 ldm.txt)"
+"$M" info ldm-msd/last.pt > ldm-info.json
+python3 - <<'PY' || fail "label names of the MSD model"
+import json
+c = json.load(open("ldm-info.json"))["config"]
+assert c["data"]["label_names"] == ["background", "edema", "tumour"], c["data"]["label_names"]
+PY
 # eval reads an indexed multi-channel set with the VQ-GAN's channel (t1gd): the same cases give distance 0
 "$M" eval --real msd.json --synthetic msd.json --vqgan run-msd/last.pt --pairs 1 --out ev > eval.txt 2>&1 || fail "eval: $(tail -3 eval.txt)"
 python3 - <<'PY' || fail "eval of an MSD manifest"
