@@ -156,12 +156,7 @@ int run_demo(const Args_t& args) {
   bool quick = r.count("quick") > 0;
   fs::path out = r["out"].as<std::string>();
   RunConfig cfg = demo_config(modality, quick);
-  if (r.count("set")) {
-    nlohmann::json j = config_to_json(cfg);
-    for (const auto& o : r["set"].as<std::vector<std::string>>()) apply_override(j, o);
-    cfg = config_from_json<RunConfig>(j);
-    cfg.validate();
-  }
+  if (r.count("set")) cfg = with_overrides(config_to_json(cfg), r["set"].as<std::vector<std::string>>());
   if (r.count("print-config")) {
     std::cout << config_to_json(cfg).dump(2) << "\n";
     return 0;

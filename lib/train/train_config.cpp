@@ -103,8 +103,12 @@ RunConfig resolve_config(const std::string& file, const std::vector<std::string>
     (void)config_from_json<RunConfig>(f);
     j.merge_patch(f);
   }
-  for (const auto& o : overrides) apply_override(j, o);
-  auto c = config_from_json<RunConfig>(j);
+  return with_overrides(std::move(j), overrides);
+}
+
+RunConfig with_overrides(json config, const std::vector<std::string>& overrides) {
+  for (const auto& o : overrides) apply_override(config, o);
+  auto c = config_from_json<RunConfig>(config);
   c.validate();
   return c;
 }

@@ -142,5 +142,7 @@ struct RunConfig {
 
 // The resolved config: defaults <- file <- --set overrides, validated.
 RunConfig resolve_config(const std::string& file, const std::vector<std::string>& overrides);
+// A config (as JSON) with --set overrides applied, read strictly and validated.
+RunConfig with_overrides(json config, const std::vector<std::string>& overrides);
 
 }  // namespace meddiff
