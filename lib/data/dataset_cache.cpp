@@ -7,6 +7,7 @@
 #include "core/progress.h"
 #include "core/sha256.h"
 #include "core/threads.h"
+#include "data/geometry_json.h"
 
 #include <fmt/format.h>
 
@@ -63,18 +64,6 @@ std::shared_ptr<Mapping> map_file(const fs::path& path, size_t expected) {
 torch::Tensor view(const std::shared_ptr<Mapping>& m, size_t offset, at::IntArrayRef sizes, torch::Dtype dtype) {
   auto keep = m;
   return torch::from_blob(static_cast<char*>(m->data) + offset, sizes, [keep](void*) {}, torch::TensorOptions().dtype(dtype));
-}
-
-nlohmann::json geometry_json(const Geometry& g) {
-  return {{"spacing", g.spacing}, {"origin", g.origin}, {"direction", g.direction}};
-}
-
-Geometry geometry_from(const nlohmann::json& j) {
-  Geometry g;
-  g.spacing = j.at("spacing").get<std::array<double, 3>>();
-  g.origin = j.at("origin").get<std::array<double, 3>>();
-  g.direction = j.at("direction").get<std::array<double, 9>>();
-  return g;
 }
 
 // A file of `size` bytes (zeros) written at offsets from several threads; errors name it.
@@ -153,7 +142,7 @@ std::vector<TrainingVolume> map_entry(const Entry& e, const std::array<int64_t, 
     auto& v = out[i];
     v.x = view(images, i * img_bytes, {shape[0], shape[1], shape[2], shape[3]}, torch::kHalf);
     if (c.at("has_label").get<bool>()) v.label = view(labels, i * lab_bytes, {shape[1], shape[2], shape[3]}, torch::kUInt8);
-    v.geometry = geometry_from(c.at("geometry"));
+    v.geometry = geometry_from_json(c.at("geometry"));
     v.window = c.at("window").get<IntensityWindow>();
     v.class_label = c.at("class").get<int64_t>();
     v.source = c.at("source").get<std::string>();

@@ -11,18 +11,6 @@ T section(const nlohmann::json& config, const char* key) {
 }
 }  // namespace
 
-nlohmann::json geometry_json(const Geometry& g) {
-  return {{"spacing", g.spacing}, {"origin", g.origin}, {"direction", g.direction}};
-}
-
-Geometry geometry_from_json(const nlohmann::json& j) {
-  Geometry g;
-  g.spacing = j.at("spacing").get<std::array<double, 3>>();
-  g.origin = j.at("origin").get<std::array<double, 3>>();
-  g.direction = j.at("direction").get<std::array<double, 9>>();
-  return g;
-}
-
 LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& device) {
   Checkpoint c = load_checkpoint_of_kind(path, "vqgan", "a VQ-GAN");
   LoadedVQGAN out;

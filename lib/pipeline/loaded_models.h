@@ -2,6 +2,7 @@
 // Trained models loaded for inference (sampling, reconstruction, evaluation): the network in eval
 // mode on a device, and the parts of the run's config that inference needs. Trainers write the
 // checkpoints (lib/train); everything that only uses them goes through here.
+#include "data/geometry_json.h"
 #include "data/label_check.h"
 #include "data/preprocess.h"
 #include "data/volume.h"
@@ -57,8 +58,5 @@ struct LoadedLDM {
   std::filesystem::path mask_bank;    // the training label maps (next to the checkpoint)
 };
 LoadedLDM load_ldm(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
-
-nlohmann::json geometry_json(const Geometry& g);
-Geometry geometry_from_json(const nlohmann::json& j);
 
 }  // namespace meddiff
