@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/manifest.h"
+#include "core/error_text.h"
 #include "core/threads.h"
 #include "data/dataset_cache.h"
 #include "io/dataset_index.h"
@@ -48,7 +49,13 @@ Manifest training_cases(const std::string& source, const DataParams& p) {
 Volume read_case(const ManifestEntry& e, const DataParams& p) {
   io::ReadOptions ro;
   ro.modality = p.modality_enum();
-  Volume v = io::read_channel(e.channel_files().front(), ro);
+  const ChannelFile channel = e.channel_files().front();  // channel_files() returns a copy
+  // DICOM series are read one at a time: their reader checks files in a child process (fork), which is safe only
+  // while no other thread of this process is inside a library call
+  static std::mutex dicom;
+  std::unique_lock<std::mutex> one_dicom(dicom, std::defer_lock);
+  if (io::format_of(channel.path) == io::Format::DicomSeries) one_dicom.lock();
+  Volume v = io::read_channel(channel, ro);
   if (e.label) v.label = io::read_label_map(*e.label, v);
   return v;
 }
@@ -93,7 +100,7 @@ TrainingSet load_training_set(const DataParams& p) {
       try {
         all[i] = make(i);
       } catch (const std::exception& err) {
-        errors[i] = err.what();
+        errors[i] = error_text(err);
       }
       std::lock_guard<std::mutex> g(mu);
       progress.update(++done);

@@ -1,6 +1,7 @@
 #include "data/dataset_cache.h"
 
 #include "core/error.h"
+#include "core/error_text.h"
 #include "core/fs.h"
 #include "core/lock.h"
 #include "core/log.h"
@@ -258,7 +259,7 @@ std::vector<TrainingVolume> cached_cases(const CacheSpec& spec, const std::funct
         fail("{}: label values beyond 0..255 (the cache stores label maps as bytes)", v.label_source);
       put(i, v);
     } catch (const std::exception& e) {
-      errors[i] = e.what();
+      errors[i] = error_text(e);
     }
     std::lock_guard<std::mutex> g(mu);
     progress.update(static_cast<int64_t>(++done));
