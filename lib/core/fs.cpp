@@ -1,6 +1,7 @@
 #include "core/fs.h"
 
 #include "core/error.h"
+#include "core/text.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -17,11 +18,6 @@
 namespace meddiff {
 namespace {
 std::atomic<int> g_counter{0};
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
 
 // Host name as it appears in temporary names: the short name, [A-Za-z0-9_] only.
 std::string host_token() {
@@ -79,7 +75,7 @@ bool process_alive(long pid) {
 }
 
 std::string full_extension(const fs::path& path) {
-  std::string name = lower(path.filename().string());
+  std::string name = to_lower(path.filename().string());
   for (const char* two : {".nii.gz", ".tar.gz"}) {
     std::string t(two);
     if (name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0) return t.substr(1);

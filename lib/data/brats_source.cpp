@@ -5,29 +5,24 @@
 // label map.
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/text.h"
 #include "data/dataset_source.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 
 namespace meddiff {
 namespace {
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // The file name without its image extension, lower case ("BraTS2021_00000_flair.nii.gz" -> "brats2021_00000_flair").
 std::string image_stem(const fs::path& p) {
   std::string name = p.filename().string();
-  return lower(name.substr(0, name.size() - full_extension(p).size() - 1));
+  return to_lower(name.substr(0, name.size() - full_extension(p).size() - 1));
 }
 
 bool has_suffix(const std::string& stem, const std::string& suffix) {
-  const std::string s = lower(suffix);
+  const std::string s = to_lower(suffix);
   if (stem.size() <= s.size() + 1 || stem.compare(stem.size() - s.size(), s.size(), s) != 0) return false;
   char sep = stem[stem.size() - s.size() - 1];
   return sep == '_' || sep == '-';

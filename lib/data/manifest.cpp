@@ -2,12 +2,12 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/text.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <sstream>
 
 namespace meddiff {
@@ -101,12 +101,8 @@ std::vector<size_t> select_channels(const Manifest& m, const std::vector<std::st
     for (size_t c = 0; c < n; ++c) out.push_back(c);
     return out;
   }
-  auto lower = [](std::string s) {
-    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return s;
-  };
   for (const auto& w : wanted) {
-    auto it = std::find_if(names.begin(), names.end(), [&](const std::string& x) { return lower(x) == lower(w); });
+    auto it = std::find_if(names.begin(), names.end(), [&](const std::string& x) { return to_lower(x) == to_lower(w); });
     if (it == names.end())
       fail("{}: no channel '{}' in {} (its channels: {})", key, w, m.source, fmt::join(names, ", "));
     auto idx = static_cast<size_t>(it - names.begin());

@@ -24,9 +24,6 @@ struct ChannelFile {
   std::filesystem::path path;
   int64_t component = -1;  // index along the 4th axis of a 4-D file; -1: the file is 3-D
   std::string series_uid;  // a DICOM folder holding several series: which one ("" = the only one)
-  bool operator==(const ChannelFile& o) const {
-    return path == o.path && component == o.component && series_uid == o.series_uid;
-  }
 };
 
 struct ManifestEntry {

@@ -1,6 +1,7 @@
 #include "data/volume.h"
 
 #include "core/error.h"
+#include "core/text.h"
 
 #include <algorithm>
 #include <cctype>
@@ -17,8 +18,7 @@ std::string to_string(Modality m) {
 }
 
 Modality parse_modality(const std::string& s) {
-  std::string l = s;
-  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string l = to_lower(s);
   if (l == "ct") return Modality::CT;
   if (l == "mr" || l == "mri") return Modality::MR;
   if (l == "unknown" || l.empty()) return Modality::Unknown;

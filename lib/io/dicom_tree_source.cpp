@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/threads.h"
 #include "data/manifest.h"
 #include "io/dataset_index.h"
@@ -203,11 +204,6 @@ std::vector<FileHeader> scan_headers(const std::vector<std::string>& files, std:
   return out;
 }
 
-std::string upper(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool is_localizer(const std::string& image_type, const std::string& description) {
   for (const char* w : {"LOCALIZER", "SCOUT"})
     if (image_type.find(w) != std::string::npos) return true;
@@ -263,19 +259,19 @@ class DicomTreeSource : public DatasetSource {
       const auto& first = headers[s.files.front()].v;
       const std::string where = fmt::format("{} (series {} '{}', {} {} file(s))", fs::relative(*s.folders.begin(), root).string(),
                                             first[fSeriesNumber], first[fDescription], s.files.size(), first[fModality]);
-      const std::string type = upper(first[fImageType]), desc = upper(first[fDescription]);
+      const std::string type = to_upper(first[fImageType]), desc = to_upper(first[fDescription]);
       std::string why;
       if (!rules.modality.empty() &&
-          std::none_of(rules.modality.begin(), rules.modality.end(), [&](const std::string& x) { return upper(x) == upper(first[fModality]); }))
+          std::none_of(rules.modality.begin(), rules.modality.end(), [&](const std::string& x) { return to_upper(x) == to_upper(first[fModality]); }))
         why = fmt::format("modality {} is not one of {}", first[fModality].empty() ? "(none)" : first[fModality], fmt::join(rules.modality, ", "));
       else if (!rules.keep_localizers && is_localizer(type, desc))
         why = "a localiser / scout (data.source.dicom.keep_localizers keeps it)";
       else if (!rules.keep_derived && (first[fSopClass].rfind("1.2.840.10008.5.1.4.1.1.7", 0) == 0 ||
                                        (type.rfind("DERIVED", 0) == 0 && type.find("SECONDARY") != std::string::npos)))
         why = "a derived secondary capture (data.source.dicom.keep_derived keeps it)";
-      else if (!rules.series_description.empty() && !wildcard_match(upper(rules.series_description), desc))
+      else if (!rules.series_description.empty() && !wildcard_match(to_upper(rules.series_description), desc))
         why = fmt::format("description '{}' does not match '{}'", first[fDescription], rules.series_description);
-      else if (!rules.image_type.empty() && !wildcard_match(upper(rules.image_type), type))
+      else if (!rules.image_type.empty() && !wildcard_match(to_upper(rules.image_type), type))
         why = fmt::format("image type '{}' does not match '{}'", first[fImageType], rules.image_type);
       else if (s.frames > 1)
         why = fmt::format("multi-frame ({} frames per file): meddiff reads one slice per file", s.frames);

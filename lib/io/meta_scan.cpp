@@ -1,6 +1,7 @@
 // MetaImage (.mha / .mhd) payload check: the header's DimSize, ElementType and channels against the
 // bytes present in the data (LOCAL after the header, a separate file, or a LIST of slice files).
 #include "core/error.h"
+#include "core/text.h"
 #include "io/payload_scan.h"
 
 #include <algorithm>
@@ -11,14 +12,13 @@
 
 namespace meddiff::io {
 namespace {
-using detail::lower;
 using detail::trim;
 
 int64_t element_bytes(const std::string& type, const std::string& name) {
   static const std::map<std::string, int64_t> sizes = {
       {"met_char", 1}, {"met_uchar", 1}, {"met_short", 2}, {"met_ushort", 2}, {"met_int", 4}, {"met_uint", 4},
       {"met_long", 4}, {"met_ulong", 4}, {"met_long_long", 8}, {"met_ulong_long", 8}, {"met_float", 4}, {"met_double", 8}};
-  std::string t = lower(type);
+  std::string t = to_lower(type);
   auto arr = t.find("_array");
   if (arr != std::string::npos) t = t.substr(0, arr);
   auto it = sizes.find(t);
@@ -53,12 +53,12 @@ PayloadScan scan_metaimage(const std::filesystem::path& path) {
   while (std::getline(in, line)) {
     auto eq = line.find('=');
     if (eq == std::string::npos) continue;
-    std::string key = lower(trim(line.substr(0, eq))), value = trim(line.substr(eq + 1));
+    std::string key = to_lower(trim(line.substr(0, eq))), value = trim(line.substr(eq + 1));
     h[key] = value;
     if (key == "elementdatafile") {  // always the last header field
       data_file = value;
       header_end = static_cast<int64_t>(in.tellg());
-      if (lower(value).rfind("list", 0) == 0) {
+      if (to_lower(value).rfind("list", 0) == 0) {
         while (std::getline(in, line))
           if (!trim(line).empty()) list_files.push_back(trim(line));
       }
@@ -79,8 +79,8 @@ PayloadScan scan_metaimage(const std::filesystem::path& path) {
     if (h.count(key))
       for (double sp : numbers(h[key]))
         if (!std::isfinite(sp) || sp <= 0) fail("{}: voxel spacing '{}' is not positive ({})", name, h[key], key);
-  bool compressed = h.count("compresseddata") && lower(h["compresseddata"]) == "true";
-  bool binary = !h.count("binarydata") || lower(h["binarydata"]) == "true";
+  bool compressed = h.count("compresseddata") && to_lower(h["compresseddata"]) == "true";
+  bool binary = !h.count("binarydata") || to_lower(h["binarydata"]) == "true";
   if (!binary) {
     s.checked = false;  // ASCII voxels: ITK's reader parses (and fails on) them itself
     s.read_bytes = s.expected_bytes;
@@ -89,10 +89,10 @@ PayloadScan scan_metaimage(const std::filesystem::path& path) {
   auto dir = path.parent_path();
   std::vector<std::filesystem::path> files;
   int64_t offset = 0;
-  if (lower(data_file) == "local") {
+  if (to_lower(data_file) == "local") {
     files.push_back(path);
     offset = header_end;
-  } else if (!list_files.empty() || lower(data_file).rfind("list", 0) == 0) {
+  } else if (!list_files.empty() || to_lower(data_file).rfind("list", 0) == 0) {
     for (const auto& f : list_files) files.push_back(dir / f);
   } else if (data_file.find('%') != std::string::npos) {
     s.checked = false;  // file-name pattern: each slice file is checked by ITK's reader only

@@ -1,6 +1,7 @@
 // NRRD (.nrrd attached, .nhdr detached) payload check: sizes and type against the bytes present,
 // for raw, gzip, ascii and hex encodings (bzip2 is left to ITK's reader).
 #include "core/error.h"
+#include "core/text.h"
 #include "io/payload_scan.h"
 
 #include <algorithm>
@@ -12,11 +13,10 @@
 
 namespace meddiff::io {
 namespace {
-using detail::lower;
 using detail::trim;
 
 int64_t type_bytes(const std::string& type_in, const std::string& name) {
-  std::string t = lower(type_in);
+  std::string t = to_lower(type_in);
   for (auto pre : {"signed ", "unsigned "})
     if (t.rfind(pre, 0) == 0) t = t.substr(std::string(pre).size());
   if (t.size() > 4 && t.compare(t.size() - 4, 4, " int") == 0 && t != "int") t = t.substr(0, t.size() - 4);
@@ -65,10 +65,10 @@ PayloadScan scan_nrrd(const std::filesystem::path& path) {
     if (line[0] == '#' || line.find(":=") != std::string::npos) continue;
     auto colon = line.find(": ");
     if (colon == std::string::npos) continue;
-    std::string key = lower(trim(line.substr(0, colon))), value = trim(line.substr(colon + 2));
+    std::string key = to_lower(trim(line.substr(0, colon))), value = trim(line.substr(colon + 2));
     key.erase(std::remove(key.begin(), key.end(), ' '), key.end());
     f[key] = value;
-    if (key == "datafile" && lower(value).rfind("list", 0) == 0) in_list = true;
+    if (key == "datafile" && to_lower(value).rfind("list", 0) == 0) in_list = true;
   }
   int64_t header_end = in.eof() ? detail::file_size(path) : static_cast<int64_t>(in.tellg());
   if (!f.count("sizes") || !f.count("type")) fail("{}: not a NRRD file (corrupt or wrong format: no sizes or type)", name);
@@ -93,7 +93,7 @@ PayloadScan scan_nrrd(const std::filesystem::path& path) {
     std::istringstream ss(f["spacings"]);
     std::string item;
     while (ss >> item) {
-      if (lower(item) == "nan") continue;  // NRRD's "no spacing on this axis" (e.g. a vector axis)
+      if (to_lower(item) == "nan") continue;  // NRRD's "no spacing on this axis" (e.g. a vector axis)
       double v = std::nan("");
       try {
         v = std::stod(item);
@@ -102,7 +102,7 @@ PayloadScan scan_nrrd(const std::filesystem::path& path) {
       if (!std::isfinite(v) || v <= 0) fail("{}: voxel spacing '{}' is not positive", name, f["spacings"]);
     }
   }
-  std::string enc = lower(f.count("encoding") ? f["encoding"] : "raw");
+  std::string enc = to_lower(f.count("encoding") ? f["encoding"] : "raw");
   const bool gz = enc == "gz" || enc == "gzip", raw = enc == "raw", hex = enc == "hex";
   const bool text = enc == "ascii" || enc == "text" || enc == "txt";
   if (!gz && !raw && !hex && !text) {

@@ -35,9 +35,8 @@ namespace detail {
 // Bytes of a zlib or gzip stream starting at `offset` in `path`, inflated and counted up to `limit`;
 // `complete` tells whether the stream reached its end (or the limit) without an error.
 int64_t inflated_size(const std::filesystem::path& path, int64_t offset, int64_t limit, bool& complete);
-// Header text helpers: surrounding blanks removed; lower case.
+// Header text: surrounding blanks removed (lower case: core/text.h's to_lower).
 std::string trim(const std::string& s);
-std::string lower(std::string s);
 // Size in bytes of a file, or -1.
 int64_t file_size(const std::filesystem::path& path);
 }  // namespace detail
