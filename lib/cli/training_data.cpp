@@ -2,11 +2,9 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "core/progress.h"
-#include "data/manifest.h"
-#include "core/error_text.h"
 #include "core/threads.h"
 #include "data/dataset_cache.h"
+#include "data/manifest.h"
 #include "io/dataset_index.h"
 #include "io/volume_reader.h"
 
@@ -92,24 +90,7 @@ TrainingSet load_training_set(const DataParams& p) {
     all = cached_cases(spec, make, p.manifest);
   } else {  // read and preprocess on every core; every failing case goes into one error
     all.resize(n);
-    std::vector<std::string> errors(n);
-    Progress progress("loading", static_cast<int64_t>(n));
-    std::mutex mu;
-    int64_t done = 0;
-    parallel_for(n, 0, [&](size_t i) {
-      try {
-        all[i] = make(i);
-      } catch (const std::exception& err) {
-        errors[i] = error_text(err);
-      }
-      std::lock_guard<std::mutex> g(mu);
-      progress.update(++done);
-    });
-    progress.finish();
-    std::vector<std::string> problems;
-    for (const auto& e : errors)
-      if (!e.empty()) problems.push_back(e);
-    if (!problems.empty()) fail("{}: {} of {} cases cannot be used: {}", p.manifest, problems.size(), n, fmt::join(problems, "; "));
+    for_each_case(n, "loading", p.manifest, n, [&](size_t i) { all[i] = make(i); });
   }
   std::vector<size_t> order(all.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;

@@ -1,9 +1,14 @@
 #include "core/threads.h"
 
+#include "core/error.h"
+#include "core/error_text.h"
+#include "core/progress.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -37,6 +42,28 @@ void parallel_for(size_t n, int workers, const std::function<void(size_t)>& fn) 
       for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
     });
   for (auto& t : pool) t.join();
+}
+
+void for_each_case(size_t n, const std::string& label, const std::string& what, size_t total,
+                   const std::function<void(size_t)>& fn) {
+  std::vector<std::string> errors(n);
+  Progress progress(label, static_cast<int64_t>(n));
+  std::mutex mu;
+  int64_t done = 0;
+  parallel_for(n, 0, [&](size_t i) {
+    try {
+      fn(i);
+    } catch (const std::exception& e) {
+      errors[i] = error_text(e);
+    }
+    std::lock_guard<std::mutex> g(mu);
+    progress.update(++done);
+  });
+  progress.finish();
+  std::vector<std::string> bad;
+  for (const auto& e : errors)
+    if (!e.empty()) bad.push_back(e);
+  if (!bad.empty()) fail("{}: {} of {} cases cannot be used: {}", what, bad.size(), total, fmt::join(bad, "; "));
 }
 
 }  // namespace meddiff

@@ -1,11 +1,9 @@
 #include "data/dataset_cache.h"
 
 #include "core/error.h"
-#include "core/error_text.h"
 #include "core/fs.h"
 #include "core/lock.h"
 #include "core/log.h"
-#include "core/progress.h"
 #include "core/sha256.h"
 #include "core/threads.h"
 #include "data/geometry_json.h"
@@ -22,7 +20,6 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 
 namespace meddiff {
 namespace {
@@ -240,35 +237,20 @@ std::vector<TrainingVolume> cached_cases(const CacheSpec& spec, const std::funct
       if (auto it = reusable.find(case_keys[i]); it != reusable.end()) put(i, old[it->second.first][it->second.second]);
   }
   // the others made in parallel; every failing case goes into one error
-  std::vector<std::string> errors(n);
   std::vector<size_t> todo;
   for (size_t i = 0; i < n; ++i)
     if (!reusable.count(case_keys[i])) todo.push_back(i);
-  Progress progress("preprocessing", static_cast<int64_t>(todo.size()));
-  std::mutex mu;
-  size_t done = 0;
-  parallel_for(todo.size(), 0, [&](size_t t) {
+  for_each_case(todo.size(), "preprocessing", what, n, [&](size_t t) {
     const size_t i = todo[t];
-    try {
-      TrainingVolume v = make(i);
-      const auto& x = v.x;
-      if (x.dim() != 4 || x.size(0) != spec.shape[0] || x.size(1) != spec.shape[1] || x.size(2) != spec.shape[2] ||
-          x.size(3) != spec.shape[3])
-        fail("{}: preprocessed to {}, the cache's records are {}", v.source, x.sizes(), fmt::join(spec.shape, "x"));
-      if (v.label.defined() && (v.label.min().item<int64_t>() < 0 || v.label.max().item<int64_t>() > 255))
-        fail("{}: label values beyond 0..255 (the cache stores label maps as bytes)", v.label_source);
-      put(i, v);
-    } catch (const std::exception& e) {
-      errors[i] = error_text(e);
-    }
-    std::lock_guard<std::mutex> g(mu);
-    progress.update(static_cast<int64_t>(++done));
+    TrainingVolume v = make(i);
+    const auto& x = v.x;
+    if (x.dim() != 4 || x.size(0) != spec.shape[0] || x.size(1) != spec.shape[1] || x.size(2) != spec.shape[2] ||
+        x.size(3) != spec.shape[3])
+      fail("{}: preprocessed to {}, the cache's records are {}", v.source, x.sizes(), fmt::join(spec.shape, "x"));
+    if (v.label.defined() && (v.label.min().item<int64_t>() < 0 || v.label.max().item<int64_t>() > 255))
+      fail("{}: label values beyond 0..255 (the cache stores label maps as bytes)", v.label_source);
+    put(i, v);
   });
-  progress.finish();
-  std::vector<std::string> bad;
-  for (const auto& e : errors)
-    if (!e.empty()) bad.push_back(e);
-  if (!bad.empty()) fail("{}: {} of {} cases cannot be used: {}", what, bad.size(), n, fmt::join(bad, "; "));
   images.finish();
   labels.finish();
   write_file_checked(tmp.path() / "meta.json",
