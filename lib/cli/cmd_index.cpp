@@ -48,22 +48,9 @@ int run_index(const Args_t& args) {
   const bool refused = r.count("strict") && !d.report.problems.empty();
   if (r.count("out") && !refused) save_manifest_json(m, r["out"].as<std::string>());
   if (r.count("json")) {
-    nlohmann::json j = {{"source", source}, {"layout", m.layout}, {"channel_names", m.channel_names}, {"label_names", m.label_names},
-                        {"cases", m.entries.size()}, {"problems", d.report.problems}, {"skipped", d.report.skipped},
-                        {"unreadable", d.report.unreadable}};
-    nlohmann::json cases = nlohmann::json::array();
-    for (const auto& e : m.entries) {
-      nlohmann::json chans = nlohmann::json::array();
-      for (const auto& c : e.channel_files()) {
-        nlohmann::json o = {{"file", c.path.string()}};
-        if (c.component >= 0) o["component"] = c.component;
-        if (!c.series_uid.empty()) o["series_uid"] = c.series_uid;
-        chans.push_back(o);
-      }
-      cases.push_back({{"id", e.id}, {"class", e.class_label}, {"channels", chans},
-                       {"label", e.label ? e.label->string() : std::string()}, {"info", e.info}});
-    }
-    j["case_list"] = cases;
+    // the manifest as --out writes it (paths as found), and the report
+    nlohmann::json j = {{"source", source}, {"manifest", manifest_json(m, {})}, {"problems", d.report.problems},
+                        {"skipped", d.report.skipped}, {"unreadable", d.report.unreadable}};
     std::cout << j.dump(2) << "\n";
   } else {
     std::string out = fmt::format("{}: {} layout, {} case(s), {} channel(s){}{}\n", source, m.layout, m.entries.size(), m.num_channels(),

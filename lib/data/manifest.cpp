@@ -316,10 +316,9 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
   return m;
 }
 
-void save_manifest_json(const Manifest& m, const fs::path& path) {
+nlohmann::json manifest_json(const Manifest& m, const fs::path& base) {
   nlohmann::json cases = nlohmann::json::array();
-  fs::path base = fs::absolute(path).parent_path();
-  auto rel = [&](const fs::path& p) { return fs::absolute(p).lexically_relative(base).string(); };
+  auto rel = [&](const fs::path& p) { return base.empty() ? p.string() : fs::absolute(p).lexically_relative(base).string(); };
   for (const auto& e : m.entries) {
     nlohmann::json c = nlohmann::json::object();
     if (!e.id.empty()) c["id"] = e.id;
@@ -348,7 +347,11 @@ void save_manifest_json(const Manifest& m, const fs::path& path) {
   if (!m.channel_names.empty()) j["channel_names"] = m.channel_names;
   if (!m.label_names.empty()) j["label_names"] = m.label_names;
   j["cases"] = cases;
-  write_text_atomically(path, j.dump(2) + "\n");
+  return j;
+}
+
+void save_manifest_json(const Manifest& m, const fs::path& path) {
+  write_text_atomically(path, manifest_json(m, fs::absolute(path).parent_path()).dump(2) + "\n");
 }
 
 }  // namespace meddiff

@@ -9,6 +9,8 @@
 // current folder). Loading checks every entry (missing files, FIFOs and devices, unreadable paths,
 // negative classes or classes beyond kMaxClasses - 1) and reports all bad ones in a single error.
 // A manifest of label maps (ManifestKind::LabelMaps, `sample --labels`) may name only a label column.
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -57,8 +59,9 @@ Manifest load_manifest(const std::string& source, ManifestKind kind = ManifestKi
 // Problems of a list of entries: missing files, FIFOs and devices, unreadable paths, classes out of range, and
 // cases whose channel count differs from the first case's. `where[i]` names entry i in each message.
 std::vector<std::string> entry_problems(const std::vector<ManifestEntry>& entries, const std::vector<std::string>& where);
-// Writes `m` as {"layout", "channel_names", "label_names", "cases": [...]} with paths relative to the JSON file's
-// folder, atomically; load_manifest reads it back to the same cases.
+// `m` as {"layout", "channel_names", "label_names", "cases": [...]}: paths relative to `base` (as given when empty).
+nlohmann::json manifest_json(const Manifest& m, const std::filesystem::path& base);
+// Writes manifest_json(m, the JSON file's folder) atomically; load_manifest reads it back to the same cases.
 void save_manifest_json(const Manifest& m, const std::filesystem::path& path);
 // True for the file name endings meddiff reads as images (nii, nii.gz, nrrd, nhdr, mha, mhd).
 bool has_image_extension(const std::filesystem::path& p);

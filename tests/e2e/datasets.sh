@@ -26,6 +26,14 @@ assert m["layout"] == "MSD" and m["channel_names"] == ["FLAIR", "T1w", "t1gd", "
 assert [c["id"] for c in m["cases"]] == ["BRATS_001", "BRATS_002"], m["cases"]
 assert [ch["component"] for ch in m["cases"][0]["channels"]] == [0, 1, 2, 3], m["cases"][0]
 PY
+"$M" index "$D/Task01_Tiny" --json > msd-index.json 2>/dev/null
+python3 - <<'PY' || fail "index --json"
+import json
+j = json.load(open("msd-index.json"))
+m = j["manifest"]
+assert m["layout"] == "MSD" and [c["id"] for c in m["cases"]] == ["BRATS_001", "BRATS_002"], m
+assert len(j["problems"]) == 1 and "BRATS_003" in j["problems"][0], j["problems"]
+PY
 set +e; "$M" index "$D/BraTS2021_tiny" --strict --out strict.json > /dev/null 2>err.txt; rc=$?; set -e
 [[ $rc == 1 && ! -e strict.json ]] || fail "--strict: exit $rc, $(ls)"
 set +e; "$M" index "$D/no-such-dataset" 2>err.txt; rc=$?; set -e
