@@ -8,6 +8,7 @@
 #include "io/itk_image.h"
 #include "io/payload_scan.h"
 
+#include <itkExtractImageFilter.h>
 #include <itkImageFileReader.h>
 #include <itkImageIOFactory.h>
 
@@ -102,20 +103,18 @@ Volume read_component(const std::filesystem::path& path, int64_t component) {
   } catch (const std::exception& e) {
     fail("{}: cannot read voxels: {}", path.string(), itk_message(e));
   }
-  const Image4* img = reader->GetOutput();
-  auto size = img->GetLargestPossibleRegion().GetSize();
-  const auto n3 = static_cast<int64_t>(size[0] * size[1] * size[2]);
-  // ITK's buffer is x fastest, then y, z, t: component c is the c-th block of n3 voxels, laid out [z][y][x]
+  // the 3-D image at index `component` of the 4th axis (its geometry: the 4-D one's first three axes)
+  auto region = reader->GetOutput()->GetLargestPossibleRegion();
+  region.SetSize(3, 0);
+  region.SetIndex(3, component);
+  auto extract = itk::ExtractImageFilter<Image4, FloatImage3>::New();
+  extract->SetInput(reader->GetOutput());
+  extract->SetExtractionRegion(region);
+  extract->SetDirectionCollapseToSubmatrix();
+  extract->Update();
   Volume v;
-  v.image = torch::from_blob(const_cast<float*>(img->GetBufferPointer()) + component * n3,
-                             {static_cast<int64_t>(size[2]), static_cast<int64_t>(size[1]), static_cast<int64_t>(size[0])},
-                             torch::kFloat32)
-                .clone();
-  for (int a = 0; a < 3; ++a) {
-    v.geometry.spacing[static_cast<size_t>(a)] = img->GetSpacing()[a];
-    v.geometry.origin[static_cast<size_t>(a)] = img->GetOrigin()[a];
-    for (int b = 0; b < 3; ++b) v.geometry.direction[static_cast<size_t>(3 * a + b)] = img->GetDirection()[a][b];
-  }
+  v.image = tensor_from_itk<float>(extract->GetOutput());
+  v.geometry = geometry_of(extract->GetOutput());
   return v;
 }
 
