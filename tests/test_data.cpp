@@ -472,11 +472,11 @@ TEST_CASE("dataset cache: built once - mapped after - a changed case rebuilt alo
   auto volume = [](size_t i, double offset) {
     TrainingVolume t;
     auto g = torch::Generator(at::detail::createCPUGenerator(static_cast<uint64_t>(i) + 1));
-    t.x = (torch::rand({1, 4, 6, 8}, g) * 2 - 1 + offset).clamp(-1, 1);
+    t.x = (torch::rand({2, 4, 6, 8}, g) * 2 - 1 + offset).clamp(-1, 1);  // two channels
     if (i % 2 == 0) t.label = torch::randint(0, 4, {4, 6, 8}, g, torch::kLong);
     t.geometry.spacing = {0.5 + double(i), 1.0, 2.5};
     t.geometry.origin = {double(i), -3.0, 7.25};
-    t.window = {-100.0 * double(i), 900.0};
+    t.windows = {{-100.0 * double(i), 900.0}, {5.0, 50.0 + double(i)}};
     t.class_label = int64_t(i % 3);
     t.source = "case" + std::to_string(i) + ".nii.gz";
     t.label_source = t.label.defined() ? "case" + std::to_string(i) + "_seg.nii.gz" : "";
@@ -485,7 +485,7 @@ TEST_CASE("dataset cache: built once - mapped after - a changed case rebuilt alo
   CacheSpec spec;
   spec.dir = dir / "cache";
   spec.settings = {{"shape", {4, 6, 8}}, {"modality", "mr"}};
-  spec.shape = {1, 4, 6, 8};
+  spec.shape = {2, 4, 6, 8};
   for (int64_t i = 0; i < N; ++i) spec.cases.push_back({{"files", {"case" + std::to_string(i), 100 + i, 7}}});
   std::atomic<int> made{0};
   auto make = [&](size_t i) {
@@ -505,7 +505,9 @@ TEST_CASE("dataset cache: built once - mapped after - a changed case rebuilt alo
     CHECK(second[i].label.defined() == want.label.defined());
     if (want.label.defined()) CHECK(torch::equal(second[i].label.to(torch::kLong), want.label));
     CHECK(second[i].geometry.approx_equal(want.geometry));
-    CHECK(second[i].window.lo == want.window.lo);
+    REQUIRE(second[i].windows.size() == 2);
+    CHECK(second[i].windows[0].lo == want.windows[0].lo);
+    CHECK(second[i].windows[1].hi == want.windows[1].hi);
     CHECK(second[i].class_label == want.class_label);
     CHECK(second[i].source == want.source);
   }
@@ -571,4 +573,73 @@ TEST_CASE("patch batches: foreground patches hold the labelled voxel - image and
     CHECK(torch::equal(b.seg[i], c.label.narrow(0, d, 4).narrow(1, h, 6).narrow(2, w, 4)));
   }
   meddiff::test::check_error([&] { patch_origin(c, BatchPatch{{13, 6, 4}, 0.5}, 1); }, {"case", "larger than the volume"});
+}
+
+TEST_CASE("multi-channel preprocess: each channel as alone - one crop box from the union foreground - channels off the grid refused") {
+  DataParams p;
+  p.modality = "mr";
+  p.shape = {8, 10, 12};
+  Geometry g = oblique_geometry();
+  // two channels on one grid: ramps along world x and y (their own intensity ranges)
+  Volume a = world_ramp(g, {14, 16, 18}, 0), b = world_ramp(g, {14, 16, 18}, 1);
+  b.image = b.image * 10 + 500;
+  auto both = preprocess(std::vector<Volume>{a, b}, p, 1, "case7");
+  REQUIRE(both.x.sizes() == torch::IntArrayRef({2, 8, 10, 12}));
+  REQUIRE(both.windows.size() == 2);
+  for (size_t c = 0; c < 2; ++c) {  // centre crop: each channel exactly as it is preprocessed alone
+    auto alone = preprocess(c == 0 ? a : b, p, 1, "case7");
+    CHECK(torch::equal(both.x[static_cast<int64_t>(c)], alone.x[0]));
+    CHECK(both.windows[c].lo == alone.windows[0].lo);
+    CHECK(both.windows[c].hi == alone.windows[0].hi);
+    CHECK(both.geometry.approx_equal(alone.geometry));
+  }
+  CHECK(both.windows[1].hi > both.windows[0].hi + 100);  // a window per channel, not one for all
+  // foreground crop without a label map: a blob in each channel at opposite corners; the box holds both
+  Volume fa, fb;
+  fa.geometry = fb.geometry = g;
+  fa.image = torch::zeros({20, 20, 20});
+  fb.image = torch::zeros({20, 20, 20});
+  using torch::indexing::Slice;
+  fa.image.index_put_({Slice(2, 4), Slice(2, 4), Slice(2, 4)}, 1000.0);
+  fb.image.index_put_({Slice(9, 11), Slice(9, 11), Slice(9, 11)}, 1000.0);
+  p.shape = {12, 12, 12};
+  p.crop = "foreground";
+  p.mr_percentiles = {0.0, 100.0};
+  auto fg = preprocess(std::vector<Volume>{fa, fb}, p, 0, "case8");
+  CHECK(fg.x[0].max().item<double>() > 0.9);  // channel 0's blob is inside the box
+  CHECK(fg.x[1].max().item<double>() > 0.9);  // and channel 1's
+  auto only_a = preprocess(fa, p, 0, "case8");
+  CHECK_FALSE(only_a.geometry.approx_equal(fg.geometry));  // channel 0 alone would be cut elsewhere
+  // a channel on another grid is refused, naming the case and the channel
+  Volume off = b;
+  off.geometry.spacing[2] = 3.0;
+  test::check_error([&] { preprocess(std::vector<Volume>{a, off}, p, 0, "case7"); }, {"case7", "channel 1", "grid"});
+}
+
+TEST_CASE("MR phantom sequences: one anatomy with the tissue contrasts of T1 - T1ce - T2 and FLAIR") {
+  PhantomParams p;
+  p.modality = Modality::MR;
+  p.seed = 3;
+  auto seq = make_phantom_sequences(p, 1, 1, {"t1", "t1ce", "t2", "flair"});
+  REQUIRE(seq.size() == 4);
+  auto anatomy = make_phantom(p, 1, 1);
+  REQUIRE(seq[0].label.has_value());
+  CHECK(torch::equal(*seq[0].label, *anatomy.label));  // the label map of the single-image phantom
+  const auto& lab = *anatomy.label;
+  auto med = [&](size_t s, int64_t l) { return seq[s].image.masked_select(lab == l).median().item<double>(); };
+  using namespace phantom_label;
+  enum { T1, T1CE, T2, FLAIR };
+  CHECK(med(T1, kCavity) < 0.5 * med(T1, kOrgan));        // CSF dark in T1
+  CHECK(med(FLAIR, kCavity) < 0.5 * med(FLAIR, kOrgan));  // and suppressed in FLAIR
+  CHECK(med(T2, kCavity) > 1.8 * med(T2, kOrgan));        // bright in T2
+  CHECK(med(T1CE, kLesion) > 1.5 * med(T1CE, kOrgan));    // the lesion enhances
+  CHECK(med(T1, kLesion) < med(T1, kOrgan));              // hypointense without contrast
+  CHECK(med(T2, kLesion) > 1.5 * med(T2, kOrgan));
+  CHECK(med(FLAIR, kLesion) > 1.5 * med(FLAIR, kOrgan));
+  CHECK(med(T1, kShell) > med(T1, kOrgan));               // fat-bright scalp in T1
+  for (const auto& v : seq) CHECK(v.geometry.approx_equal(anatomy.geometry));
+  CHECK(torch::equal(make_phantom_sequences(p, 1, 1, {"t2"})[0].image, seq[2].image));  // each sequence its own stream
+  test::check_error([&] { make_phantom_sequences(p, 0, 0, {"t1", "dwi"}); }, {"dwi", "t1, t1ce, t2, flair"});
+  p.modality = Modality::CT;
+  test::check_error([&] { make_phantom_sequences(p, 0, 0, {"t1"}); }, {"MR"});
 }

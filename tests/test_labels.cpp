@@ -138,6 +138,39 @@ TEST_CASE("pair check: training ranges per label and synthetic medians outside t
   CHECK(pc.detail.size() == 2);
 }
 
+TEST_CASE("pair check with several channels: a range per label and channel - the failing channel is named") {
+  std::vector<TrainingVolume> train;
+  for (double shift : {0.0, 0.1}) {
+    TrainingVolume v;
+    v.label = torch::zeros({8, 8, 8}, torch::kLong);
+    v.label.index_put_({Slice(2, 6), Slice(2, 6), Slice(2, 6)}, 1);
+    auto inside = v.label == 1;
+    // channel 0: the label at 0.0 / 0.1; channel 1: at -0.5 / -0.4
+    v.x = torch::stack({torch::where(inside, torch::full({8, 8, 8}, shift), torch::full({8, 8, 8}, -1.0)),
+                        torch::where(inside, torch::full({8, 8, 8}, shift - 0.5), torch::full({8, 8, 8}, -1.0))})
+              .to(torch::kFloat);
+    train.push_back(v);
+  }
+  auto ranges = fit_label_ranges(train, 2);
+  REQUIRE(ranges.ranges.size() == 4);  // labels 0 and 1, each in 2 channels
+  auto r11 = std::find_if(ranges.ranges.begin(), ranges.ranges.end(), [](const LabelRange& r) { return r.label == 1 && r.channel == 1; });
+  REQUIRE(r11 != ranges.ranges.end());
+  CHECK(r11->lo == doctest::Approx(-0.5 - 0.05));
+  CHECK(r11->hi == doctest::Approx(-0.4 + 0.05));
+  auto back = LabelIntensityRanges::from_json(ranges.to_json());
+  CHECK(back.ranges[static_cast<size_t>(r11 - ranges.ranges.begin())].channel == 1);
+  auto label = train[0].label;
+  auto inside = label == 1;
+  auto good = train[1].x.clone();
+  CHECK(check_pair(good, label, ranges, {"bg", "lesion"}, {-1000, 1000}, {"t1", "flair"}).passed);
+  auto bad = good.clone();
+  bad[1].masked_fill_(inside, 0.3);  // flair wrong, t1 right
+  auto pc = check_pair(bad, label, ranges, {"bg", "lesion"}, {-1000, 1000}, {"t1", "flair"});
+  CHECK_FALSE(pc.passed);
+  CHECK(pc.failed.find("lesion in flair: median 300") != std::string::npos);
+  CHECK(pc.failed.find("in t1") == std::string::npos);
+}
+
 TEST_CASE("outline preview: label boundaries are white over the image") {
   auto label = torch::zeros({9, 9, 9}, torch::kLong);
   label.index_put_({Slice(2, 7), Slice(2, 7), Slice(2, 7)}, 1);

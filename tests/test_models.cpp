@@ -44,6 +44,24 @@ TEST_CASE("VQ-GAN shapes for every downsampling configuration") {
   CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("vqgan.downsample[2]"), Error);
 }
 
+TEST_CASE("VQ-GAN with 4 image channels: 4 in and out - the latent as with one - only the first and last convolutions differ") {
+  torch::manual_seed(0);
+  auto p = small({2, 2, 2});
+  VQGAN one(p), four(p, 4);
+  CHECK(four->channels == 4);
+  auto x = torch::rand({2, 4, 8, 8, 8}) * 2 - 1;
+  auto out = four->forward(x);
+  CHECK((out.reconstruction.sizes() == x.sizes()));
+  CHECK((four->encode(x).sizes() == one->encode(x.slice(1, 0, 1)).sizes()));
+  auto a = one->named_parameters(), b = four->named_parameters();
+  REQUIRE(a.size() == b.size());
+  std::vector<std::string> differ;
+  for (const auto& kv : a)
+    if (kv.value().sizes() != b[kv.key()].sizes()) differ.push_back(kv.key());
+  CHECK(differ.size() == 3);  // encoder conv_first's weight, decoder conv_last's weight and bias
+  CHECK_THROWS_WITH_AS(four->forward(torch::rand({1, 1, 8, 8, 8})), doctest::Contains("channels"), c10::Error);
+}
+
 TEST_CASE("quantiser EMA update matches hand-computed values") {
   VQGANParams p = small({2, 2, 2});
   p.embedding_dim = 1;

@@ -355,3 +355,38 @@ TEST_CASE("dry run: the reduced probe shapes are multiples of the downsampling, 
     CHECK(vox(s[0]) >= vox(full) / 200);
   }
 }
+
+TEST_CASE("a VQ-GAN on 3 MR sequences: batches of 3 channels - checkpoint holds 3-channel convolutions - per-channel previews") {
+  test::ScratchDir dir("three-channels");
+  auto cfg = tiny_config();
+  cfg.data.channels = {"t1", "t2", "flair"};
+  cfg.vqgan_train.steps = 2;
+  cfg.vqgan_train.gan_start = 1;  // the discriminators see 3 channels too
+  cfg.vqgan_train.val_every = 2;
+  cfg.vqgan_train.perceptual_weight = 0;
+  PhantomParams p;
+  p.shape = {16, 16, 16};
+  std::vector<TrainingVolume> data;
+  for (int i = 0; i < 3; ++i)
+    data.push_back(preprocess(make_phantom_sequences(p, i, i % 2, cfg.data.channels), cfg.data, i % 2, "phantom"));
+  REQUIRE(data[0].x.size(0) == 3);
+  std::vector<TrainingVolume> train(data.begin(), data.begin() + 2), val(data.begin() + 2, data.end());
+  TrainHooks hooks;
+  std::vector<int64_t> preview_rows;
+  hooks.write_png = [&](const fs::path&, const torch::Tensor& img) { preview_rows.push_back(img.size(0)); };
+  auto r = train_vqgan(cfg, train, val, dir / "run", RunStart::New, hooks);
+  CHECK(r.final_step == 2);
+  CHECK(std::isfinite(r.validations.back().psnr));
+  auto ck = load_checkpoint(dir / "run/last.pt");
+  CHECK(ck.tensor("model.encoder.conv_first.conv.weight").size(1) == 3);
+  CHECK(ck.tensor("model.decoder.conv_last.conv.weight").size(0) == 3);
+  // the preview holds input, reconstruction and error of each channel: 3 x the rows of one channel
+  REQUIRE(preview_rows.size() == 1);
+  auto one = tiny_config();
+  one.vqgan_train.steps = 2;
+  one.vqgan_train.val_every = 2;
+  CHECK(train_vqgan(one, phantoms(3), phantoms(1), dir / "one", RunStart::New, hooks).final_step == 2);
+  REQUIRE(preview_rows.size() == 2);
+  // one channel: 3 panels and 2 gaps of 4 rows (h = 3P + 8); three: 9 panels and 8 gaps (9P + 32 = 3h + 8)
+  CHECK(preview_rows[0] == 3 * preview_rows[1] + 8);
+}

@@ -91,13 +91,13 @@ nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const
   }
   Measured dec;
   if (b.has("vqgan") || b.has("samplers")) {
-  VQGAN vq(cfg.vqgan);
+  VQGAN vq(cfg.vqgan, cfg.data.image_channels());
   vq->to(b.device);
   vq->eval();
   j["vqgan_parameters"] = parameter_count(*vq);
   AutoencoderRun run;
   run.budget_bytes = memory_budget_bytes(cfg.sample.max_memory_gib, b.device);
-  auto vol = torch::rand({1, 1, cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2]}, torch::TensorOptions().device(b.device)) * 2 - 1;
+  auto vol = torch::rand({1, cfg.data.image_channels(), cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2]}, torch::TensorOptions().device(b.device)) * 2 - 1;
   torch::Tensor z;
   auto enc = measure([&] { torch::NoGradGuard ng; z = encode_volume(vq, vol, run); }, b.device, b.repeats, true);
   dec = measure([&] { torch::NoGradGuard ng; decode_latent(vq, z, run); }, b.device, b.repeats, true);

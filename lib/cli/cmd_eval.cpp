@@ -51,7 +51,10 @@ double mean_ms_ssim(const SetSummary& set, const DataParams& p, int64_t pairs, u
   Progress progress("MS-SSIM " + what, static_cast<int64_t>(chosen.size()));
   int64_t done = 0;
   for (auto [i, j] : chosen) {
-    sum += ms_ssim3d(load_eval_volume(set.entries[i], p).x[0], load_eval_volume(set.entries[j], p).x[0]);
+    auto a = load_eval_volume(set.entries[i], p).x, b = load_eval_volume(set.entries[j], p).x;
+    double pair = 0;  // the channels' mean
+    for (int64_t c = 0; c < a.size(0); ++c) pair += ms_ssim3d(a[c], b[c]);
+    sum += pair / static_cast<double>(a.size(0));
     progress.update(++done);
   }
   progress.finish();
@@ -64,11 +67,12 @@ std::vector<double> fractions(const torch::Tensor& counts) {
   return std::vector<double>(h.data_ptr<double>(), h.data_ptr<double>() + h.numel());
 }
 
-// The memorisation audit's image: at most 64 voxels along any axis (average pooling), detail band.
-torch::Tensor audit_grid(const torch::Tensor& x) {  // [1, D, H, W] -> [d, h, w]
+// The memorisation audit's image: at most 64 voxels along any axis (average pooling), detail band; of the
+// channels' mean (a copy of a training case copies every channel, so it copies their mean).
+torch::Tensor audit_grid(const torch::Tensor& x) {  // [C, D, H, W] -> [d, h, w]
   int64_t m = std::max({x.size(1), x.size(2), x.size(3)});
   int64_t f = (m + 63) / 64;
-  auto v = x.unsqueeze(0).to(torch::kFloat);
+  auto v = x.to(torch::kFloat).mean(0, /*keepdim=*/true).unsqueeze(0);
   if (f > 1) v = torch::avg_pool3d(v, f);
   return band_pass(v[0][0]);
 }

@@ -11,17 +11,83 @@
 #include "data/phantom.h"
 #include "io/volume_writer.h"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
 namespace meddiff::cli {
+
+namespace {
+
+// Where case i's files go in each layout (relative to --out), and what else the layout writes.
+struct PhantomLayout {
+  std::string kind;                    // flat, brats, nnunet
+  std::vector<std::string> sequences;  // empty: one image per case
+  std::string case_id(int64_t i) const { return kind == "brats" ? fmt::format("BraTS2021_{:05d}", i) : fmt::format("case_{:04d}", i); }
+  fs::path image(int64_t i, size_t c) const {
+    const std::string id = case_id(i);
+    if (kind == "brats") return fs::path(id) / fmt::format("{}_{}.nii.gz", id, sequences.at(c));
+    if (kind == "nnunet") return fs::path("imagesTr") / fmt::format("{}_{:04d}.nii.gz", id, c);
+    return fs::path("images") / (sequences.empty() ? id + ".nii.gz" : fmt::format("{}_{}.nii.gz", id, sequences.at(c)));
+  }
+  fs::path label(int64_t i) const {
+    const std::string id = case_id(i);
+    if (kind == "brats") return fs::path(id) / (id + "_seg.nii.gz");
+    if (kind == "nnunet") return fs::path("labelsTr") / (id + ".nii.gz");
+    return fs::path("labels") / (id + ".nii.gz");
+  }
+  size_t channels() const { return std::max<size_t>(1, sequences.size()); }
+  // the layout's own index of the cases: manifest.json (flat), dataset.json (nnU-Net), classes.csv (BraTS)
+  fs::path index_file() const { return kind == "brats" ? "classes.csv" : kind == "nnunet" ? "dataset.json" : "manifest.json"; }
+};
+
+void write_index(const PhantomLayout& l, const fs::path& out, Modality modality, int64_t count) {
+  if (l.kind == "flat") {
+    Manifest m;
+    if (!l.sequences.empty()) m.channel_names = l.sequences;
+    for (int64_t i = 0; i < count; ++i) {
+      ManifestEntry e{out / l.image(i, 0), i % 2, out / l.label(i), "", {}, ""};
+      if (!l.sequences.empty())
+        for (size_t c = 0; c < l.channels(); ++c) e.channels.push_back(ChannelFile{out / l.image(i, c), -1, ""});
+      m.entries.push_back(e);
+    }
+    save_manifest_json(m, out / l.index_file());
+    return;
+  }
+  std::string text;
+  if (l.kind == "brats") {  // the classes, for data.source.classes
+    text = "id,class\n";
+    for (int64_t i = 0; i < count; ++i) text += fmt::format("{},{}\n", l.case_id(i), i % 2);
+  } else {  // nnU-Net v2 raw
+    nlohmann::json channels = nlohmann::json::object(), labels = nlohmann::json::object();
+    if (l.sequences.empty()) channels["0"] = modality == Modality::CT ? "CT" : "MRI";
+    for (size_t c = 0; c < l.sequences.size(); ++c) channels[std::to_string(c)] = l.sequences[c];
+    const auto names = phantom_label_names(modality);
+    for (size_t v = 0; v < names.size(); ++v) labels[names[v]] = v;
+    text = nlohmann::json{{"channel_names", channels}, {"labels", labels}, {"numTraining", count}, {"file_ending", ".nii.gz"},
+                          {"name", "meddiff phantoms"}, {"description", "SYNTHETIC meddiff phantoms; no patient data"}}.dump(2) + "\n";
+  }
+  write_text_atomically(out / l.index_file(), text);
+}
+
+}  // namespace
 
 int run_phantoms(const Args_t& args) {
   Args a("phantoms",
-         "Generate a two-class phantom dataset (images, label maps, manifest.json). Case i has class i % 2: "
-         "MR class 1 has 1-2 tumour-like lesions, CT class 1 has 1-3 lung nodules.");
+         "Generate a two-class phantom dataset (images, label maps and the layout's index). Case i has class i % 2: "
+         "MR class 1 has 1-2 tumour-like lesions, CT class 1 has 1-3 lung nodules. MR cases can be several co-registered "
+         "sequences of one anatomy (--sequences), laid out as a flat list (manifest.json), BraTS case folders or an nnU-Net "
+         "raw dataset.");
   a.add()("modality", "mr or ct", cxxopts::value<std::string>()->default_value("mr"))
       ("count", "Number of cases", cxxopts::value<int64_t>()->default_value("8"))
       ("shape", "Volume size x,y,z (voxels; x,y,z as in every meddiff option and config key)",
        cxxopts::value<std::string>()->default_value("32,32,32"))
       ("spacing", "Voxel spacing x,y,z (mm)", cxxopts::value<std::string>()->default_value("1,1,1"))
+      ("sequences", "MR: the sequences of each case, e.g. t1,t1ce,t2,flair (default: one image; brats: all four)",
+       cxxopts::value<std::string>()->default_value(""))
+      ("layout", "flat (images/, labels/, manifest.json), brats (BraTS2021_NNNNN/ folders with _<sequence> and _seg files, "
+                 "classes.csv) or nnunet (imagesTr/ CASE_XXXX, labelsTr/, dataset.json)",
+       cxxopts::value<std::string>()->default_value("flat"))
       ("seed", "Random seed (same seed, same volumes)", cxxopts::value<uint64_t>()->default_value("0"))
       ("out", "Output folder", cxxopts::value<std::string>())
       ("force", "Overwrite the phantoms of an earlier run in --out");
@@ -34,33 +100,54 @@ int run_phantoms(const Args_t& args) {
   int64_t count = r["count"].as<int64_t>();
   if (count < 1) usage_fail("--count must be at least 1");
   p.validate();
+  PhantomLayout layout;
+  layout.kind = r["layout"].as<std::string>();
+  if (layout.kind != "flat" && layout.kind != "brats" && layout.kind != "nnunet")
+    usage_fail("--layout must be flat, brats or nnunet (got '{}')", layout.kind);
+  for (const auto& s : split_commas(r["sequences"].as<std::string>()))
+    if (!s.empty()) layout.sequences.push_back(s);
+  if (layout.sequences.empty() && layout.kind == "brats") layout.sequences = phantom_sequences();
+  if (!layout.sequences.empty() && p.modality != Modality::MR) usage_fail("--sequences: MR phantoms only");
+  if (layout.kind == "brats" && p.modality != Modality::MR) usage_fail("--layout brats: MR phantoms only");
+  for (const auto& s : layout.sequences) {
+    const auto& known = phantom_sequences();
+    if (std::find(known.begin(), known.end(), s) == known.end())
+      usage_fail("--sequences: unknown MR sequence '{}' (known: {})", s, fmt::join(known, ", "));
+    if (std::count(layout.sequences.begin(), layout.sequences.end(), s) > 1) usage_fail("--sequences names '{}' twice", s);
+  }
   fs::path out = required(r, "out");
   const bool force = r.count("force") > 0;
   // Fail before any work if an earlier run's files are there and --force is not given.
   OutputRules rules;
   rules.force = force;
-  check_output(out / "manifest.json", rules);
-  for (int64_t i = 0; i < count; ++i)
-    for (const char* sub : {"images", "labels"}) check_output(out / sub / fmt::format("case_{:04d}.nii.gz", i), rules);
-  fs::create_directories(out / "images");
-  fs::create_directories(out / "labels");
-  Manifest m;
+  check_output(out / layout.index_file(), rules);
+  for (int64_t i = 0; i < count; ++i) {
+    for (size_t c = 0; c < layout.channels(); ++c) check_output(out / layout.image(i, c), rules);
+    check_output(out / layout.label(i), rules);
+  }
   Progress progress("phantoms", count);
   for (int64_t i = 0; i < count; ++i) {
-    int64_t cls = i % 2;
-    Volume v = make_phantom(p, i, cls);
-    std::string name = fmt::format("case_{:04d}.nii.gz", i);
+    const int64_t cls = i % 2;
+    std::vector<Volume> vs = layout.sequences.empty() ? std::vector<Volume>{make_phantom(p, i, cls)}
+                                                      : make_phantom_sequences(p, i, cls, layout.sequences);
     io::WriteOptions wo;
     wo.overwrite = force;
-    wo.description = fmt::format("SYNTHETIC meddiff phantom seed={} case={} class={}", p.seed, i, cls);
-    io::write_volume(v, out / "images" / name, wo);
-    io::write_label_map(*v.label, v.geometry, out / "labels" / name, wo);
-    m.entries.push_back(ManifestEntry{out / "images" / name, cls, out / "labels" / name, "", {}, ""});
+    for (size_t c = 0; c < vs.size(); ++c) {
+      wo.description = fmt::format("SYNTHETIC meddiff phantom seed={} case={} class={}{}", p.seed, i, cls,
+                                   layout.sequences.empty() ? std::string() : " " + layout.sequences[c]);
+      fs::create_directories((out / layout.image(i, c)).parent_path());
+      io::write_volume(vs[c], out / layout.image(i, c), wo);
+    }
+    wo.description = fmt::format("SYNTHETIC meddiff phantom label map seed={} case={} class={}", p.seed, i, cls);
+    fs::create_directories((out / layout.label(i)).parent_path());
+    io::write_label_map(*vs.front().label, vs.front().geometry, out / layout.label(i), wo);
     progress.update(i + 1);
   }
-  save_manifest_json(m, out / "manifest.json");
+  write_index(layout, out, p.modality, count);
   progress.finish();
-  log_info("wrote {} {} phantoms to {} (manifest.json)", count, to_string(p.modality), out.string());
+  log_info("wrote {} {} phantoms{} to {} ({} layout, {})", count, to_string(p.modality),
+           layout.sequences.empty() ? std::string() : fmt::format(" ({})", fmt::join(layout.sequences, ", ")), out.string(), layout.kind,
+           layout.index_file().string());
   return 0;
 }
 

@@ -21,7 +21,8 @@ int run_reconstruct(const Args_t& args) {
   Args a("reconstruct",
          "Pass a volume through a trained VQ-GAN and write the reconstruction with the input's geometry; prints PSNR and "
          "SSIM (on the [-1,1] intensity scale of the training config).",
-         "--vqgan CKPT IN OUT");
+         "--vqgan CKPT IN OUT  (a multi-channel VQ-GAN: IN and OUT list one file per channel, comma-separated, e.g. "
+         "t1.nii.gz,t1ce.nii.gz,t2.nii.gz,flair.nii.gz)");
   a.add()("vqgan", "VQ-GAN checkpoint (last.pt)", cxxopts::value<std::string>())
       ("input", "Volume file or DICOM folder", cxxopts::value<std::string>())
       ("output", "Reconstruction (file or DICOM folder)", cxxopts::value<std::string>())
@@ -35,7 +36,6 @@ int run_reconstruct(const Args_t& args) {
   auto r = a.parse(args);
   std::string ckpt = required(r, "vqgan"), in = required(r, "input"), out = required(r, "output");
   const bool force = r.count("force") > 0;
-  io::check_volume_output(out, {in, ckpt}, force);
   torch::Device device = choose_device(r["device"].as<std::string>());
   LoadedVQGAN vq = load_vqgan(ckpt, device);
   const auto& dp = vq.data;
@@ -46,45 +46,72 @@ int run_reconstruct(const Args_t& args) {
   io::ReadOptions ro;
   ro.modality = dp.modality_enum();
   ro.series_uid = r["series"].as<std::string>();
-  Volume v = io::read_volume(in, ro);
-  for (size_t a2 = 0; a2 < 3; ++a2)
-    if (dp.spacing[a2] > 0 && std::abs(v.geometry.spacing[a2] - dp.spacing[a2]) > 0.1 * dp.spacing[a2])
-      log_warn("{}: spacing {} mm differs from the training spacing {} mm", in, v.geometry.spacing[a2], dp.spacing[a2]);
-  IntensityWindow w = window_for(v, dp.intensity());
-  auto x = normalise(v.image, w);  // [D, H, W]
-  v.image = torch::Tensor();       // the scanner values are no longer needed
+  // A multi-channel VQ-GAN takes one input and one output per channel, comma-separated, in its channel order.
+  const auto ins = split_commas(in), outs = split_commas(out);
+  const auto C = static_cast<size_t>(dp.image_channels());
+  if (ins.size() != C || outs.size() != C)
+    usage_fail("the VQ-GAN {} takes {} channel(s){}: give as many comma-separated inputs and outputs (got {} and {})", ckpt, C,
+               dp.channels.empty() ? std::string() : fmt::format(" ({})", fmt::join(dp.channels, ", ")), ins.size(), outs.size());
+  std::vector<std::filesystem::path> inputs(ins.begin(), ins.end());
+  inputs.push_back(ckpt);
+  for (const auto& o : outs) io::check_volume_output(o, inputs, force);
+  std::vector<Volume> vs;
+  std::vector<IntensityWindow> ws;
+  std::vector<torch::Tensor> xs;  // [D, H, W] each, normalised
+  for (size_t c = 0; c < C; ++c) {
+    Volume v = io::read_volume(ins[c], ro);
+    if (c > 0 && (v.image.sizes() != xs[0].sizes() || !v.geometry.approx_equal(vs[0].geometry, 1e-4)))
+      fail("{}: not on the grid of {} (the channels of a volume must be co-registered on one grid)", ins[c], ins[0]);
+    for (size_t a2 = 0; a2 < 3; ++a2)
+      if (dp.spacing[a2] > 0 && std::abs(v.geometry.spacing[a2] - dp.spacing[a2]) > 0.1 * dp.spacing[a2])
+        log_warn("{}: spacing {} mm differs from the training spacing {} mm", ins[c], v.geometry.spacing[a2], dp.spacing[a2]);
+    ws.push_back(window_for(v, dp.intensity()));
+    xs.push_back(normalise(v.image, ws.back()));
+    v.image = torch::Tensor();  // the scanner values are no longer needed
+    vs.push_back(std::move(v));
+  }
+  const auto& x0 = xs.front();
   // Pad every axis to a multiple of its downsampling factor (at -1), run, crop back.
   std::array<int64_t, 3> padded{};
   for (size_t a2 = 0; a2 < 3; ++a2) {
     int64_t f = vq.vqgan.downsample[a2];
-    padded[a2] = (x.size(static_cast<int64_t>(a2)) + f - 1) / f * f;
+    padded[a2] = (x0.size(static_cast<int64_t>(a2)) + f - 1) / f * f;
   }
-  Volume nv;
-  nv.image = x;
   torch::Tensor rec;
   {
-    auto input = extract_window(nv, {0, 0, 0}, padded, -1.0).image.unsqueeze(0).unsqueeze(0).to(device);  // [1, 1, D', H', W']
+    std::vector<torch::Tensor> channels;
+    for (const auto& x : xs) {
+      Volume nv;
+      nv.image = x;
+      channels.push_back(extract_window(nv, {0, 0, 0}, padded, -1.0).image);
+    }
+    auto input = torch::stack(channels).unsqueeze(0).to(device);  // [1, C, D', H', W']
+    channels.clear();
     std::array<int64_t, 3> lat{padded[0] / vq.vqgan.downsample[0], padded[1] / vq.vqgan.downsample[1], padded[2] / vq.vqgan.downsample[2]};
     if (decode_splits(vq.model, lat, 1, run, device))
       log_info("{}: {} x {} x {} runs through the autoencoder in slabs (budget {:.1f} GiB)", in, padded[0], padded[1], padded[2],
                static_cast<double>(run.budget_bytes) / (1 << 30));
     auto z = encode_volume(vq.model, input, run);
     input = torch::Tensor();
-    rec = decode_latent(vq.model, z, run).clamp(-1, 1).to(torch::kCPU, torch::kFloat);
+    rec = decode_latent(vq.model, z, run).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];  // [C, D', H', W']
   }
   using torch::indexing::Slice;
-  rec = rec[0][0].index({Slice(0, x.size(0)), Slice(0, x.size(1)), Slice(0, x.size(2))}).contiguous();
-  double p = psnr(x, rec), s = ssim3d(x, rec);
-  Volume outv = v;
-  outv.image = denormalise(rec, w, /*round=*/true);
-  outv.label.reset();
-  io::WriteOptions wo;
-  wo.overwrite = force;
-  wo.description = fmt::format("meddiff VQ-GAN reconstruction (step {})", vq.step);
-  wo.dicom.series_description = "meddiff VQ-GAN reconstruction";
-  wo.dicom.image_comments = "reconstruction by a meddiff VQ-GAN of a converted volume; patient identity not copied";
-  io::write_volume(outv, out, wo);
-  std::cout << fmt::format("{}: PSNR {:.2f} dB, SSIM {:.4f} (VQ-GAN step {})\n", in, p, s, vq.step);
+  for (size_t c = 0; c < C; ++c) {
+    const auto& x = xs[c];
+    auto rc = rec[static_cast<int64_t>(c)].index({Slice(0, x.size(0)), Slice(0, x.size(1)), Slice(0, x.size(2))}).contiguous();
+    double p = psnr(x, rc), s = ssim3d(x, rc);
+    Volume outv = vs[c];
+    outv.image = denormalise(rc, ws[c], /*round=*/true);
+    outv.label.reset();
+    io::WriteOptions wo;
+    wo.overwrite = force;
+    wo.description = fmt::format("meddiff VQ-GAN reconstruction (step {})", vq.step);
+    wo.dicom.series_description = "meddiff VQ-GAN reconstruction";
+    wo.dicom.image_comments = "reconstruction by a meddiff VQ-GAN of a converted volume; patient identity not copied";
+    io::write_volume(outv, outs[c], wo);
+    std::cout << fmt::format("{}: PSNR {:.2f} dB, SSIM {:.4f} (VQ-GAN step {}{})\n", ins[c], p, s, vq.step,
+                             C > 1 ? ", channel " + dp.channels[c] : std::string());
+  }
   return 0;
 }
 

@@ -48,7 +48,8 @@ int finalize(SampleRequest q) {
   const int64_t removed = folder.remove_unfinished();
   const auto modality = parse_modality((*job)["info"].value("modality", "MR"));
   const auto names = (*job)["info"].value("label_names", std::vector<std::string>{});
-  int64_t count = folder.rebuild([&](int64_t n) { return nnunet_dataset_json(recorded->name, modality, names, n); });
+  const auto channels = (*job)["info"].value("channel_names", std::vector<std::string>{});
+  int64_t count = folder.rebuild([&](int64_t n) { return nnunet_dataset_json(recorded->name, modality, channels, names, n); });
   log_info("sample --finalize: {} finished volume(s) in {}{}", count, (q.out / "manifest.jsonl").string(),
            removed ? fmt::format("; {} file(s) of unfinished volumes removed", removed) : "");
   return 0;
@@ -166,7 +167,7 @@ int run_sample(const Args_t& args) {
 
   const nlohmann::json settings = job_settings(q, ldm, sp, ldm_sha, vq_sha, labels ? labels->settings() : nlohmann::json());
   const nlohmann::json info = {{"modality", to_string(ldm.modality)}, {"ldm_step", ldm.step}, {"config", ldm.config},
-                               {"label_names", ldm.label_names}};
+                               {"label_names", ldm.label_names}, {"channel_names", ldm.data.channels}};
   const int64_t timesteps = network_evaluations(sp, ldm.schedule);  // per volume (x2 with guidance)
   std::vector<int64_t> mine;
   for (int64_t i = q.shard.k - 1; i < q.n; i += q.shard.n) mine.push_back(i);
@@ -177,7 +178,7 @@ int run_sample(const Args_t& args) {
 
   folder.lock_shard(q.shard.k, q.shard.n);
   folder.open(settings, info, q.force);
-  auto dataset_json = [&](int64_t count) { return nnunet_dataset_json(q.layout.name, ldm.modality, ldm.label_names, count); };
+  auto dataset_json = [&](int64_t count) { return nnunet_dataset_json(q.layout.name, ldm.modality, ldm.data.channels, ldm.label_names, count); };
   folder.rebuild(dataset_json);  // repairs a manifest line lost to a kill
   std::vector<int64_t> todo;
   for (int64_t i : mine)
@@ -190,6 +191,7 @@ int run_sample(const Args_t& args) {
   rules.ranges = q.qc_ranges == "union" ? &ldm.union_ranges : &ldm.label_ranges;
   rules.names = ldm.label_names;
   rules.window = w;
+  rules.channel_names = ldm.data.channels;
   Progress progress(fmt::format("sample ({} {} steps)", sp.sampler, sp.steps), static_cast<int64_t>(todo.size()) * timesteps);
   int64_t steps_done = 0, qc_failed = 0, qc_regenerated = 0;
   for (size_t b0 = 0; b0 < todo.size(); b0 += static_cast<size_t>(batch)) {
@@ -218,12 +220,17 @@ int run_sample(const Args_t& args) {
     const double seconds = seconds_since(t0) / static_cast<double>(items.size());
     for (size_t j = 0; j < items.size(); ++j) {
       const auto& it = items[j];
-      Volume v;
-      v.image = denormalise(res.images[j], w, true);
-      v.geometry = paired ? pairs[j].geometry : ldm.geometry;
-      v.modality = ldm.modality;
+      std::vector<Volume> channels;  // synthetic MR: +1 is data.mr_output_max in every channel
+      for (int64_t c = 0; c < res.images[j].size(0); ++c) {
+        Volume v;
+        v.image = denormalise(res.images[j][c], w, true);
+        v.geometry = paired ? pairs[j].geometry : ldm.geometry;
+        v.modality = ldm.modality;
+        channels.push_back(std::move(v));
+      }
       SampleProvenance pv{q.seed, it.index, it.cls, res.attempts[j], sp.sampler, sp.steps, sp.guidance};
-      nlohmann::json files = write_sample_files(folder, q.layout, q.formats, v, paired ? it.label : torch::Tensor(), ldm.label_names, w, pv);
+      nlohmann::json files = write_sample_files(folder, q.layout, q.formats, channels, ldm.data.channels,
+                                                paired ? it.label : torch::Tensor(), ldm.label_names, w, pv);
       nlohmann::json rec = settings;
       rec.update({{"index", it.index}, {"class", it.cls}, {"files", files}, {"synthetic", true}, {"modality", to_string(ldm.modality)},
                   {"ldm_step", ldm.step}, {"meddiff_version", version() + "+" + git_hash()}, {"seconds", seconds}});

@@ -31,7 +31,11 @@ int run_train_ldm(const Args_t& args) {
   if (r.count("dry-run")) {
     // The VQ-GAN is checked when given; otherwise the config's vqgan section describes it.
     VQGANParams vp = cfg.vqgan;
-    if (r.count("vqgan")) vp = load_vqgan(r["vqgan"].as<std::string>()).vqgan;
+    if (r.count("vqgan")) {
+      auto vq = load_vqgan(r["vqgan"].as<std::string>());
+      vp = vq.vqgan;
+      use_model_channels(cfg.data, vq.data.channels, r["vqgan"].as<std::string>());
+    }
     auto lat = latent_shape(vp, cfg.data.shape, "data.shape");
     cfg.vqgan = vp;
     CaseCount cc = count_cases(cfg.data);
@@ -54,8 +58,12 @@ int run_train_ldm(const Args_t& args) {
   // The data must be prepared as the VQ-GAN saw it.
   if (config_to_json(vq.vqgan) != config_to_json(cfg.vqgan)) log_info("using the VQ-GAN architecture stored in {}", vq_path);
   cfg.vqgan = vq.vqgan;
+  use_model_channels(cfg.data, vq.data.channels, vq_path);
   cfg.validate();
   TrainingSet data = load_training_set(cfg.data);
+  if (resolved_channels(cfg.data, data.channel_names).size() != vq.data.channels.size())
+    fail("{}: the cases have {} channel(s) ({}) but the VQ-GAN {} takes {}", cfg.data.manifest, data.channel_names.size(),
+         fmt::join(data.channel_names, ", "), vq_path, vq.data.image_channels());
   std::vector<TrainingVolume> all = data.train;
   all.insert(all.end(), data.val.begin(), data.val.end());  // the diffusion model uses every case
   if (cfg.data.label_conditioned() && cfg.data.label_names.empty() && !data.label_names.empty()) {

@@ -26,25 +26,27 @@ int run_train_vqgan(const Args_t& args) {
   if (!resolved) return 0;  // --print-config
   RunConfig cfg = *resolved;
   if (r.count("dry-run")) {
-    VQGAN model(cfg.vqgan);
+    CaseCount cc = count_cases(cfg.data);
+    cfg.data.channels = resolved_channels(cfg.data, cc.channel_names);
+    VQGAN model(cfg.vqgan, cfg.data.image_channels());
     int64_t enc = 0, dec = 0;
     for (const auto& p : model->encoder->parameters()) enc += p.numel();
     for (const auto& p : model->decoder->parameters()) dec += p.numel();
     auto lat = latent_shape(cfg.vqgan, cfg.data.shape, "data.shape");
     std::cout << config_to_json(cfg).dump(2) << "\n";
     std::cout << fmt::format(
-        "dry run: config valid\n  input {}x{}x{} voxels (x,y,z) -> latent [{}, {}, {}, {}] ([C, D, H, W])\n  parameters: encoder {}, decoder {}, "
+        "dry run: config valid\n  input {}x{}x{} voxels (x,y,z) x {} channel(s) -> latent [{}, {}, {}, {}] ([C, D, H, W])\n  parameters: encoder {}, decoder {}, "
         "codebook {} x {}\n  effective batch {} (micro-batch {} x {} accumulated), activation checkpointing {}\n",
-        cfg.data.shape[2], cfg.data.shape[1], cfg.data.shape[0], lat[0], lat[1], lat[2], lat[3], enc, dec,
+        cfg.data.shape[2], cfg.data.shape[1], cfg.data.shape[0], cfg.data.image_channels(), lat[0], lat[1], lat[2], lat[3], enc, dec,
         cfg.vqgan.n_codes, cfg.vqgan.embedding_dim, cfg.vqgan_train.batch_size * cfg.vqgan_train.grad_accum,
         cfg.vqgan_train.batch_size, cfg.vqgan_train.grad_accum, cfg.vqgan_train.checkpointing ? "on" : "off");
     std::cout << std::flush;
-    CaseCount cc = count_cases(cfg.data);
     std::cout << fmt::format("  training memory, measured ({} cases):\n", cc.cases);
     for (const auto& p : probe_vqgan_memory(cfg, cc.cases, ProbeOptions{r.count("measure-full") > 0})) std::cout << format_probe(p, cfg.vqgan_train.batch_size) << "\n";
     return 0;
   }
   TrainingSet data = load_training_set(cfg.data);
+  cfg.data.channels = resolved_channels(cfg.data, data.channel_names);  // recorded: the model has one image channel per name
   DataParallel dp = join_data_parallel(r, cfg.vqgan_train.device);
   TrainHooks hooks;
   hooks.write_png = [](const std::filesystem::path& p, const torch::Tensor& img) { io::write_png(img, p); };

@@ -1,5 +1,7 @@
 #include "cli/demo_config.h"
 
+#include "data/phantom.h"
+
 namespace meddiff::cli {
 
 RunConfig demo_config(Modality modality, bool quick) {
@@ -69,8 +71,7 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.sample.batch = 4;
   // Paired image + label sampling: the diffusion model is conditioned on the phantoms' label maps.
   c.data.labels = "condition";
-  c.data.label_names = ct ? std::vector<std::string>{"air", "soft_tissue", "lung", "bone", "nodule"}
-                          : std::vector<std::string>{"background", "skull", "brain", "ventricles", "lesion"};
+  c.data.label_names = phantom_label_names(ct ? Modality::CT : Modality::MR);
   return c;
 }
 

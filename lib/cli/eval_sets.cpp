@@ -33,20 +33,24 @@ std::vector<ManifestEntry> sample_manifest(const fs::path& jsonl) {
       fail("{}: line {} is not a sample record (no \"files\")", jsonl.string(), n);
     ManifestEntry e;
     e.class_label = j.value("class", int64_t{0});
-    fs::path dicom, label_dicom;
+    fs::path label_dicom;
+    std::vector<fs::path> nifti, dicom;  // the channels, in the order sample wrote them
     for (const auto& f : j["files"]) {
       if (!f.is_string()) continue;
       const std::string s = f.get<std::string>();
       const fs::path p = jsonl.parent_path() / s;
       const bool label = s.rfind("labelsTr/", 0) == 0 || s.find("_label.") != std::string::npos;
       if (ends_with(s, "_label_dicom")) label_dicom = p;
-      else if (ends_with(s, "_dicom")) dicom = p;
+      else if (ends_with(s, "_dicom")) dicom.push_back(p);
       else if (has_image_extension(p) && label) e.label = p;
-      else if (has_image_extension(p)) e.image = p;
+      else if (has_image_extension(p)) nifti.push_back(p);
     }
-    if (e.image.empty()) e.image = dicom;
+    const auto& images = nifti.empty() ? dicom : nifti;
+    if (images.empty()) fail("{}: line {} lists no NIfTI or DICOM volume", jsonl.string(), n);
+    e.image = images.front();
+    if (images.size() > 1)
+      for (const auto& p : images) e.channels.push_back(ChannelFile{p, -1, ""});
     if (!e.label && !label_dicom.empty()) e.label = label_dicom;
-    if (e.image.empty()) fail("{}: line {} lists no NIfTI or DICOM volume", jsonl.string(), n);
     out.push_back(e);
   }
   return out;
@@ -81,7 +85,11 @@ std::vector<ManifestEntry> eval_entries(const std::string& source, const std::st
 }
 
 TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p) {
-  auto t = preprocess(read_case(e, p), p, e.class_label, e.image.string());
+  auto channels = read_case(e, p);
+  if (static_cast<int64_t>(channels.size()) != p.image_channels())
+    fail("{}: {} channel(s), the VQ-GAN takes {}{}", e.image.string(), channels.size(), p.image_channels(),
+         p.channels.empty() ? std::string() : fmt::format(" ({})", fmt::join(p.channels, ", ")));
+  auto t = preprocess(channels, p, e.class_label, e.image.string());
   if (!torch::isfinite(t.x).all().item<bool>()) fail("{}: holds NaN or infinite values", e.image.string());
   if (e.label) t.label_source = e.label->string();
   return t;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "core/threads.h"
 #include "data/dataset_cache.h"
 #include "data/manifest.h"
@@ -15,47 +16,60 @@
 namespace meddiff::cli {
 namespace {
 
-// The one channel a run trains on: data.channels' name, or the dataset's only channel.
-size_t training_channel(const Manifest& m, const DataParams& p) {
-  auto sel = select_channels(m, p.channels, "data.channels");
-  if (sel.size() != 1) {
-    std::vector<std::string> names = m.channel_names;
-    fail("{}: the cases have {} channels ({}); name the one to train on in data.channels, e.g. \"channels\": [\"{}\"] "
-         "(meddiff trains on one channel of a dataset so far)", p.manifest, sel.size(), fmt::join(names, ", "),
-         names.empty() ? std::string("channel_0") : names.back());
-  }
-  return sel.front();
-}
-
 std::string case_name(const ManifestEntry& e) { return e.id.empty() ? e.image.string() : "case " + e.id; }
 
 }  // namespace
 
 Manifest training_cases(const std::string& source, const DataParams& p) {
   Manifest m = io::load_dataset(source, p.effective_source());
-  const size_t channel = training_channel(m, p);
-  if (m.num_channels() > 1) {
+  const auto sel = select_channels(m, p.channels, "data.channels");
+  const auto n = static_cast<size_t>(m.num_channels());
+  std::vector<std::string> names;
+  for (size_t c : sel) names.push_back(c < m.channel_names.size() ? m.channel_names[c] : n == 1 ? "image" : fmt::format("channel_{}", c));
+  bool identity = sel.size() == n;
+  for (size_t i = 0; i < sel.size(); ++i) identity = identity && sel[i] == i;
+  if (!identity) {
     for (auto& e : m.entries) {
-      e.channels = {e.channel_files().at(channel)};
+      const auto files = e.channel_files();
+      e.channels.clear();
+      for (size_t c : sel) e.channels.push_back(files.at(c));
       e.image = e.channels.front().path;
     }
-    m.channel_names = {m.channel_names.at(channel)};
   }
+  if (n > 1 || !m.channel_names.empty()) m.channel_names = names;
   return m;
 }
 
-Volume read_case(const ManifestEntry& e, const DataParams& p) {
+std::vector<Volume> read_case(const ManifestEntry& e, const DataParams& p) {
   io::ReadOptions ro;
   ro.modality = p.modality_enum();
-  const ChannelFile channel = e.channel_files().front();  // channel_files() returns a copy
-  // DICOM series are read one at a time: their reader checks files in a child process (fork), which is safe only
-  // while no other thread of this process is inside a library call
-  static std::mutex dicom;
-  std::unique_lock<std::mutex> one_dicom(dicom, std::defer_lock);
-  if (io::format_of(channel.path) == io::Format::DicomSeries) one_dicom.lock();
-  Volume v = io::read_channel(channel, ro);
-  if (e.label) v.label = io::read_label_map(*e.label, v);
-  return v;
+  std::vector<Volume> out;
+  for (const ChannelFile& channel : e.channel_files()) {  // channel_files() returns a copy: iterate the temporary's lifetime
+    // DICOM series are read one at a time: their reader checks files in a child process (fork), which is safe only
+    // while no other thread of this process is inside a library call
+    static std::mutex dicom;
+    std::unique_lock<std::mutex> one_dicom(dicom, std::defer_lock);
+    if (io::format_of(channel.path) == io::Format::DicomSeries) one_dicom.lock();
+    out.push_back(io::read_channel(channel, ro));
+  }
+  if (e.label) out.front().label = io::read_label_map(*e.label, out.front());
+  return out;
+}
+
+std::vector<std::string> resolved_channels(const DataParams& p, const std::vector<std::string>& dataset_channels) {
+  return dataset_channels.size() > 1 ? dataset_channels : p.channels;
+}
+
+void use_model_channels(DataParams& p, const std::vector<std::string>& model_channels, const std::string& model_path) {
+  if (p.channels.empty()) {
+    p.channels = model_channels;
+    return;
+  }
+  bool same = p.channels.size() == model_channels.size() || (p.channels.size() == 1 && model_channels.empty());
+  for (size_t i = 0; same && i < model_channels.size(); ++i) same = to_lower(p.channels[i]) == to_lower(model_channels[i]);
+  if (!same)
+    fail("config: 'data.channels' = [{}] but the VQ-GAN {} was trained on [{}]; leave data.channels empty to use the VQ-GAN's",
+         fmt::join(p.channels, ", "), model_path, model_channels.empty() ? std::string("one channel") : fmt::format("{}", fmt::join(model_channels, ", ")));
 }
 
 TrainingSet load_training_set(const DataParams& p) {
@@ -81,7 +95,7 @@ TrainingSet load_training_set(const DataParams& p) {
     CacheSpec spec;
     spec.dir = p.cache;
     spec.settings = p.record_settings();
-    spec.shape = {1, p.shape[0], p.shape[1], p.shape[2]};
+    spec.shape = {std::max<int64_t>(1, m.num_channels()), p.shape[0], p.shape[1], p.shape[2]};
     for (const auto& e : m.entries) {
       nlohmann::json files = nlohmann::json::array();
       for (const auto& c : e.channel_files()) files.push_back({file_fingerprint(c.path), c.component, c.series_uid});
@@ -103,6 +117,7 @@ TrainingSet load_training_set(const DataParams& p) {
   for (size_t i = 0; i < order.size(); ++i) (i < n_val ? s.val : s.train).push_back(all[order[i]]);
   s.num_classes = m.num_classes();
   s.label_names = m.label_names;
+  s.channel_names = m.channel_names;
   if (auto used = m.classes_used(); static_cast<int64_t>(used.size()) != s.num_classes) {
     std::vector<int64_t> unused;
     for (int64_t c = 0; c < s.num_classes; ++c)
@@ -112,8 +127,10 @@ TrainingSet load_training_set(const DataParams& p) {
              p.manifest, fmt::join(used, ", "), s.num_classes - 1, s.num_classes,
              unused.size() > 8 ? fmt::format("{} classes", unused.size()) : fmt::format("{}", fmt::join(unused, ", ")));
   }
-  log_info("{}: {} training and {} validation volumes of {} x {} x {} voxels (x,y,z), {} class(es)", p.manifest, s.train.size(),
-           s.val.size(), p.shape[2], p.shape[1], p.shape[0], s.num_classes);
+  log_info("{}: {} training and {} validation volumes of {} x {} x {} voxels (x,y,z){}, {} class(es)", p.manifest, s.train.size(),
+           s.val.size(), p.shape[2], p.shape[1], p.shape[0],
+           s.channel_names.size() > 1 ? fmt::format(" x {} channels ({})", s.channel_names.size(), fmt::join(s.channel_names, ", ")) : "",
+           s.num_classes);
   return s;
 }
 
@@ -124,7 +141,7 @@ CaseCount count_cases(const DataParams& p) {
       const auto& e = m.entries.front();
       preprocess(read_case(e, p), p, e.class_label, e.image.string());
     }
-    return {static_cast<int64_t>(m.entries.size()), std::max<int64_t>(1, m.num_classes())};
+    return {static_cast<int64_t>(m.entries.size()), std::max<int64_t>(1, m.num_classes()), m.channel_names};
   } catch (const Error& e) {
     log_info("dry run: the data is not readable yet ({}); the estimate leaves the training set out", e.what());
     return {};

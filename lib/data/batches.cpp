@@ -33,7 +33,7 @@ std::array<int64_t, 3> patch_origin(const TrainingVolume& c, const BatchPatch& p
            fmt::join(patch.size, ", "), fmt::join(dims, ", "));
   const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
   if (u < patch.foreground) {
-    auto mask = c.label.defined() ? (c.label > 0) : (c.x[0] > -0.95);
+    auto mask = c.label.defined() ? (c.label > 0) : (c.x > -0.95).any(0);  // any channel
     auto where = mask.flatten().nonzero();  // [M, 1]
     if (where.size(0) > 0) {
       int64_t k = where[static_cast<int64_t>(rng() % static_cast<uint64_t>(where.size(0)))][0].item<int64_t>();

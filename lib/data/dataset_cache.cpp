@@ -24,7 +24,7 @@
 namespace meddiff {
 namespace {
 
-constexpr const char* kVersion = "v1";
+constexpr const char* kVersion = "v2";  // v2: per-channel windows
 
 int64_t numel(const std::array<int64_t, 4>& s) { return s[0] * s[1] * s[2] * s[3]; }
 
@@ -141,7 +141,7 @@ std::vector<TrainingVolume> map_entry(const Entry& e, const std::array<int64_t, 
     v.x = view(images, i * img_bytes, {shape[0], shape[1], shape[2], shape[3]}, torch::kHalf);
     if (c.at("has_label").get<bool>()) v.label = view(labels, i * lab_bytes, {shape[1], shape[2], shape[3]}, torch::kUInt8);
     v.geometry = geometry_from_json(c.at("geometry"));
-    v.window = c.at("window").get<IntensityWindow>();
+    v.windows = c.at("windows").get<std::vector<IntensityWindow>>();
     v.class_label = c.at("class").get<int64_t>();
     v.source = c.at("source").get<std::string>();
     v.label_source = c.at("label_source").get<std::string>();
@@ -228,7 +228,7 @@ std::vector<TrainingVolume> cached_cases(const CacheSpec& spec, const std::funct
       labels.write_at(i * lab_bytes, l.data_ptr(), lab_bytes);  // the file's zeros stand for "no label map" otherwise
     }
     cases[i] = {{"key", case_keys[i]}, {"source", v.source}, {"label_source", v.label_source}, {"class", v.class_label},
-                {"has_label", v.label.defined()}, {"geometry", geometry_json(v.geometry)}, {"window", v.window}};
+                {"has_label", v.label.defined()}, {"geometry", geometry_json(v.geometry)}, {"windows", v.windows}};
   };
   {  // records of earlier caches, copied
     std::vector<std::vector<TrainingVolume>> old(entries.size());

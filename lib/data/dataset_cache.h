@@ -4,7 +4,7 @@
 // that a restart, a resume or a second run with the same data settings starts without preprocessing, and
 // memory does not grow with the number of cases (the pages are the file's, shared by every process of a node).
 //
-// DIR/v1-<key>/ holds meta.json (settings, record shape, per case: its key, source, class, geometry, window),
+// DIR/v2-<key>/ holds meta.json (settings, record shape [C, D, H, W], per case: its key, source, class, geometry, windows),
 // images.f16 and labels.u8; <key> is a digest of the data settings and of every case's files (path, size,
 // modification time). A cache is built under DIR/.build.lock (the first process to take it builds, the
 // others wait and then map the result), in a temporary folder renamed into place when complete. Records of an

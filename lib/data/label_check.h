@@ -18,6 +18,7 @@ struct LabelRange {
   double lo = 0, hi = 0;  // accepted medians, normalised [-1, 1]
   double median = 0;      // median of the training cases' medians
   int64_t cases = 0;      // training cases that contain the label
+  int64_t channel = 0;    // the image channel it holds for (one range per label and channel)
 };
 
 struct LabelIntensityRanges {
@@ -37,8 +38,10 @@ struct PairCheck {
   nlohmann::json detail; // per label: name, voxels, median, range (scanner units), passed
 };
 
-// image: normalised [-1, 1] on the label's grid; window: to report in scanner units (HU for CT).
+// image: normalised [-1, 1] on the label's grid, [C, D, H, W] (or [D, H, W]: one channel); window: to report in
+// scanner units (HU for CT); channel_names: to name the channel of a failing range when there are several.
 PairCheck check_pair(const torch::Tensor& image, const torch::Tensor& label, const LabelIntensityRanges& ranges,
-                     const std::vector<std::string>& names, const IntensityWindow& window);
+                     const std::vector<std::string>& names, const IntensityWindow& window,
+                     const std::vector<std::string>& channel_names = {});
 
 }  // namespace meddiff

@@ -3,6 +3,7 @@
 #include "core/error.h"
 
 #include <cmath>
+#include <map>
 #include <random>
 
 namespace meddiff {
@@ -195,6 +196,62 @@ Volume make_phantom(const PhantomParams& p, int64_t index, int64_t class_label) 
     v.geometry.origin[static_cast<size_t>(a)] = -0.5 * static_cast<double>(n - 1) * p.spacing[static_cast<size_t>(a)];
   }
   return v;
+}
+
+std::vector<std::string> phantom_label_names(Modality m) {
+  if (m == Modality::CT) return {"air", "soft_tissue", "lung", "bone", "nodule"};
+  return {"background", "skull", "brain", "ventricles", "lesion"};
+}
+
+const std::vector<std::string>& phantom_sequences() {
+  static const std::vector<std::string> names{"t1", "t1ce", "t2", "flair"};
+  return names;
+}
+
+std::vector<Volume> make_phantom_sequences(const PhantomParams& p, int64_t index, int64_t class_label,
+                                           const std::vector<std::string>& sequences) {
+  if (p.modality != Modality::MR) fail("phantoms: MR sequences need --modality mr");
+  if (sequences.empty()) fail("phantoms: no sequence named");
+  // intensity per label (background, skull/scalp, brain, ventricles, lesion) of each sequence
+  static const std::map<std::string, std::array<double, 5>> levels{
+      {"t1", {0, 700, 600, 150, 420}},
+      {"t1ce", {0, 720, 620, 160, 1100}},
+      {"t2", {0, 380, 520, 1250, 1000}},
+      {"flair", {0, 330, 480, 90, 1050}},
+  };
+  Volume anatomy = make_phantom(p, index, class_label);
+  const auto label = *anatomy.label;
+  std::vector<Volume> out;
+  torch::NoGradGuard ng;
+  for (size_t k = 0; k < sequences.size(); ++k) {
+    auto it = levels.find(sequences[k]);
+    if (it == levels.end())
+      fail("phantoms: unknown MR sequence '{}' (known: {})", sequences[k], fmt::join(phantom_sequences(), ", "));
+    for (size_t j = 0; j < k; ++j)
+      if (sequences[j] == sequences[k]) fail("phantoms: sequence '{}' named twice", sequences[k]);
+    // one stream per (case, sequence); the name hashed with FNV-1a (std::hash differs between libraries)
+    uint64_t name_hash = 0xCBF29CE484222325ULL;
+    for (unsigned char ch : sequences[k]) name_hash = (name_hash ^ ch) * 0x100000001B3ULL;
+    uint64_t seq_seed = p.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) * 0xBF58476D1CE4E5B9ULL +
+                        name_hash * 0x94D049BB133111EBULL + 7;
+    Draw d(seq_seed);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(d.next());
+    const double scale = d.uniform(0.9, 1.1);  // scanner gain of this acquisition
+    auto lut = torch::tensor(std::vector<float>(it->second.begin(), it->second.end())) * scale;
+    auto image = lut.index({label});
+    auto brain = label == phantom_label::kOrgan;
+    image = torch::where(brain, image * (1 + 0.05 * smooth_field(p, gen, 5)), image);  // tissue texture
+    image = image * (1 + 0.08 * smooth_field(p, gen, 3));                            // bias field
+    const double sigma = 12.0;  // Rician-like noise: the magnitude of a noisy signal
+    auto n1 = torch::randn(image.sizes(), gen) * sigma, n2 = torch::randn(image.sizes(), gen) * sigma;
+    Volume v;
+    v.image = ((image + n1).square() + n2.square()).sqrt().round().to(torch::kFloat).contiguous();
+    v.geometry = anatomy.geometry;
+    v.modality = Modality::MR;
+    if (k == 0) v.label = label;
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 }  // namespace meddiff

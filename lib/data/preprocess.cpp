@@ -17,11 +17,11 @@ void DataParams::validate(const std::string& w) const {
   for (size_t i = 0; i < label_names.size(); ++i)
     if (label_names[i].empty()) fail("config: '{}.label_names[{}]' is empty", w, i);
   if (label_names.size() == 1) fail("config: '{}.label_names' needs the background and at least one label", w);
-  for (size_t i = 0; i < channels.size(); ++i)
+  for (size_t i = 0; i < channels.size(); ++i) {
     if (channels[i].empty()) fail("config: '{}.channels[{}]' is empty", w, i);
-  if (channels.size() > 1)
-    fail("config: '{}.channels' names {} channels ({}); meddiff trains on one channel of a dataset so far: name one, e.g. "
-         "[\"{}\"]", w, channels.size(), fmt::join(channels, ", "), channels.back());
+    for (size_t j = 0; j < i; ++j)
+      if (channels[j] == channels[i]) fail("config: '{}.channels' names '{}' twice", w, channels[i]);
+  }
   source.validate(w + ".source");
   intensity().validate();
 }
@@ -53,20 +53,52 @@ IntensityParams DataParams::intensity() const {
   return p;
 }
 
-TrainingVolume preprocess(const Volume& in, const DataParams& p, int64_t class_label, const std::string& source) {
-  Volume v = in;
-  v.modality = p.modality_enum();
-  if (p.spacing[0] > 0 && p.spacing[1] > 0 && p.spacing[2] > 0) v = resample_to_spacing(v, p.spacing);
+TrainingVolume preprocess(const std::vector<Volume>& in, const DataParams& p, int64_t class_label, const std::string& source) {
+  if (in.empty()) fail("{}: a case without an image", source);
+  const bool resample = p.spacing[0] > 0 && p.spacing[1] > 0 && p.spacing[2] > 0;
   TrainingVolume t;
-  t.window = window_for(v, p.intensity());
-  v.image = normalise(v.image, t.window);
-  v = crop_or_pad(v, p.shape, p.crop == "foreground" ? CropMode::Foreground : CropMode::Centre, -1.0, -0.99);
-  t.x = v.image.unsqueeze(0).contiguous();  // [1, D, H, W]
-  if (v.label) t.label = v.label->contiguous();
-  t.geometry = v.geometry;
+  std::vector<Volume> vs;
+  for (size_t c = 0; c < in.size(); ++c) {
+    if (c > 0 && (in[c].size_xyz() != in[0].size_xyz() || !in[c].geometry.approx_equal(in[0].geometry, 1e-4)))
+      fail("{}: channel {} is not on the grid of channel 0 ({} x {} x {} voxels at {} mm vs {} x {} x {} at {} mm, or another "
+           "origin / direction); the channels of a case must be co-registered on one grid",
+           source, c, in[c].width(), in[c].height(), in[c].depth(), fmt::join(in[c].geometry.spacing, " x "), in[0].width(),
+           in[0].height(), in[0].depth(), fmt::join(in[0].geometry.spacing, " x "));
+    Volume v = in[c];
+    v.modality = p.modality_enum();
+    if (c > 0) v.label.reset();
+    if (resample) v = resample_to_spacing(v, p.spacing);
+    t.windows.push_back(window_for(v, p.intensity()));
+    v.image = normalise(v.image, t.windows.back());
+    vs.push_back(std::move(v));
+  }
+  const CropMode mode = p.crop == "foreground" ? CropMode::Foreground : CropMode::Centre;
+  // One crop box for every channel: without a label map the foreground is that of any channel.
+  std::optional<torch::Tensor> box_mask = vs.front().label;
+  if (!box_mask && vs.size() > 1) {
+    auto any = vs.front().image > -0.99;
+    for (size_t c = 1; c < vs.size(); ++c) any = any | (vs[c].image > -0.99);
+    box_mask = any.to(torch::kLong);
+  }
+  std::vector<torch::Tensor> images;
+  for (auto& v : vs) {
+    const auto own_label = v.label;
+    v.label = box_mask;
+    Volume cropped = crop_or_pad(v, p.shape, mode, -1.0, -0.99);
+    images.push_back(cropped.image);
+    if (&v == &vs.front()) {
+      t.geometry = cropped.geometry;
+      if (own_label) t.label = cropped.label->contiguous();  // the box mask is the label map itself when there is one
+    }
+  }
+  t.x = torch::stack(images).contiguous();  // [C, D, H, W]
   t.class_label = class_label;
   t.source = source;
   return t;
+}
+
+TrainingVolume preprocess(const Volume& v, const DataParams& p, int64_t class_label, const std::string& source) {
+  return preprocess(std::vector<Volume>{v}, p, class_label, source);
 }
 
 }  // namespace meddiff

@@ -24,7 +24,7 @@ struct DataParams {
   int64_t seed = 0;                              // split and batch order
   std::string labels = "none";                   // none, or condition: the LDM is conditioned on label maps
   std::vector<std::string> label_names;          // index -> name (nnU-Net dataset.json); empty: background, label_1, ...
-  std::vector<std::string> channels;             // which channels of a multi-channel dataset (names); empty: its only one
+  std::vector<std::string> channels;             // which channels of a multi-channel dataset (names, in order); empty: all
   SourceParams source;                           // how dataset folders (BraTS, DICOM trees) are read into cases
   std::string cache;                             // preprocessed dataset cache folder; "" = preprocess at every start
 
@@ -44,7 +44,7 @@ struct DataParams {
     v("seed", seed, "seed of the train/validation split and of the batch order");
     v("labels", labels, "none, or condition: the LDM is conditioned on the cases' label maps (paired image + label sampling)");
     v("label_names", label_names, "label index -> name, e.g. [\"background\",\"lesion\"]; empty: background, label_1, ...");
-    v("channels", channels, "the channel to train on, by name, of a multi-channel dataset (e.g. [\"flair\"] of BraTS); `meddiff index` lists them");
+    v("channels", channels, "the channels to train on, by name and in this order (e.g. [\"t1\",\"t1ce\",\"t2\",\"flair\"] or [\"flair\"] of BraTS); empty: all of the dataset's; `meddiff index` lists them");
     v("source", source, "how dataset folders are read: BraTS suffixes, classes per case, DICOM series rules");
     v("cache", cache, "folder of the preprocessed dataset cache (float16 records mapped into memory, built once in parallel, shared by runs and ranks); empty: preprocess at every start");
   }
@@ -52,6 +52,9 @@ struct DataParams {
   Modality modality_enum() const;
   IntensityParams intensity() const;
   bool label_conditioned() const { return labels == "condition"; }
+  // Image channels of the models trained on this data: one per name in `channels` (a training run writes the
+  // dataset's channel names there when it has several), else 1. Old checkpoints have none: 1.
+  int64_t image_channels() const { return std::max<int64_t>(1, static_cast<int64_t>(channels.size())); }
   // `source` as a training run reads it: a DICOM tree gives the series of data.modality unless
   // data.source.dicom.modality names others.
   SourceParams effective_source() const;
@@ -60,9 +63,9 @@ struct DataParams {
 };
 
 struct TrainingVolume {
-  torch::Tensor x;          // [1, D, H, W] float in [-1, 1]
+  torch::Tensor x;          // [C, D, H, W] float in [-1, 1], one row per image channel
   Geometry geometry;        // geometry of x (after resample / crop)
-  IntensityWindow window;   // scanner values of -1 and +1
+  std::vector<IntensityWindow> windows;  // per channel: scanner values of -1 and +1
   int64_t class_label = 0;
   std::string source;
   std::string label_source;  // the label map's file, when the case has one
@@ -70,6 +73,10 @@ struct TrainingVolume {
   torch::Tensor cond;       // float [L, d, h, w]: the label condition of a latent (stage 2 items)
 };
 
+// The channels of one case (the same grid; the label map, when there is one, on the first) -> one training
+// volume: each channel resampled and windowed on its own (MR percentiles per channel), all cropped by the
+// same box (the foreground of the label map, or of any channel without one).
+TrainingVolume preprocess(const std::vector<Volume>& channels, const DataParams& p, int64_t class_label, const std::string& source);
 TrainingVolume preprocess(const Volume& v, const DataParams& p, int64_t class_label, const std::string& source);
 
 }  // namespace meddiff

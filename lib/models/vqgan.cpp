@@ -4,17 +4,18 @@
 
 namespace meddiff {
 
-VQGANImpl::VQGANImpl(const VQGANParams& p) : params(p) {
+VQGANImpl::VQGANImpl(const VQGANParams& p, int64_t image_channels) : params(p), channels(image_channels) {
   p.validate();
-  encoder = register_module("encoder", VQEncoder(p));
+  if (image_channels < 1) fail("VQ-GAN: {} image channels (at least 1)", image_channels);
+  encoder = register_module("encoder", VQEncoder(p, image_channels));
   quantizer = register_module("codebook", VectorQuantizer(p));
-  decoder = register_module("decoder", VQDecoder(p));
+  decoder = register_module("decoder", VQDecoder(p, image_channels));
 }
 
 VQGANOutput VQGANImpl::forward(const torch::Tensor& x, std::optional<at::Generator> gen) {
   auto z = encoder(x);              // [B, E, d, h, w]
   auto vq = quantizer(z, gen);
-  auto rec = decoder(vq.quantized);  // [B, 1, D, H, W]
+  auto rec = decoder(vq.quantized);  // [B, C, D, H, W]
   return {rec, vq};
 }
 

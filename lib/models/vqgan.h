@@ -1,6 +1,7 @@
 #pragma once
 // The 3-D VQ-GAN autoencoder: encoder -> vector quantiser -> decoder. Inputs and outputs are
-// [B, 1, D, H, W] in [-1, 1]; latents are [B, embedding_dim, D/fd, H/fh, W/fw].
+// [B, C, D, H, W] in [-1, 1] (C image channels: 1, or the sequences of a multi-channel dataset, e.g. BraTS'
+// t1, t1ce, t2, flair); latents are [B, embedding_dim, D/fd, H/fh, W/fw] whatever C is.
 #include "models/vector_quantizer.h"
 #include "models/vqgan_decoder.h"
 #include "models/vqgan_encoder.h"
@@ -8,16 +9,17 @@
 namespace meddiff {
 
 struct VQGANOutput {
-  torch::Tensor reconstruction;  // [B, 1, D, H, W]
+  torch::Tensor reconstruction;  // [B, C, D, H, W]
   VQOutput vq;
 };
 
 struct VQGANImpl : torch::nn::Module {
-  explicit VQGANImpl(const VQGANParams& p);
+  explicit VQGANImpl(const VQGANParams& p, int64_t image_channels = 1);
   VQGANOutput forward(const torch::Tensor& x, std::optional<at::Generator> gen = std::nullopt);
   torch::Tensor encode(const torch::Tensor& x);            // pre-quantisation latent
   torch::Tensor decode_latent(const torch::Tensor& z);     // quantise (nearest code) then decode
   VQGANParams params;
+  int64_t channels;  // image channels C
   VQEncoder encoder{nullptr};
   VectorQuantizer quantizer{nullptr};
   VQDecoder decoder{nullptr};

@@ -4,7 +4,7 @@
 
 namespace meddiff {
 
-VQDecoderImpl::VQDecoderImpl(const VQGANParams& p) {
+VQDecoderImpl::VQDecoderImpl(const VQGANParams& p, int64_t image_channels) {
   auto strides = stage_strides(p);
   auto n = static_cast<int64_t>(strides.size());
   int64_t ch = p.n_hiddens << n;
@@ -24,13 +24,13 @@ VQDecoderImpl::VQDecoderImpl(const VQGANParams& p) {
     ch = out;
   }
   final_norm = register_module("final_norm", group_norm(ch));
-  conv_last = register_module("conv_last", SamePadConv3d(ch, 1, Int3{3, 3, 3}, Int3{1, 1, 1}));
+  conv_last = register_module("conv_last", SamePadConv3d(ch, image_channels, Int3{3, 3, 3}, Int3{1, 1, 1}));
 }
 
 torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z) {
   auto h = ops::conv3d(post_vq_conv, z);  // [B, C_top, d, h, w]
   for (const auto& stage : *up) h = stage->as<torch::nn::Sequential>()->forward(h);  // doubles halved axes
-  return conv_last(ops::norm_act(final_norm, h));  // [B, 1, D, H, W]
+  return conv_last(ops::norm_act(final_norm, h));  // [B, C, D, H, W]
 }
 
 }  // namespace meddiff

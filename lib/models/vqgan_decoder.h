@@ -8,7 +8,7 @@
 namespace meddiff {
 
 struct VQDecoderImpl : torch::nn::Module {
-  explicit VQDecoderImpl(const VQGANParams& p);
+  VQDecoderImpl(const VQGANParams& p, int64_t image_channels);
   torch::Tensor forward(const torch::Tensor& z);
   torch::nn::Conv3d post_vq_conv{nullptr};
   torch::nn::ModuleList up{nullptr};  // per stage: Sequential(ConvTranspose3d, ResBlock3d...)

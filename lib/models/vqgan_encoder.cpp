@@ -4,8 +4,8 @@
 
 namespace meddiff {
 
-VQEncoderImpl::VQEncoderImpl(const VQGANParams& p) {
-  conv_first = register_module("conv_first", SamePadConv3d(1, p.n_hiddens, Int3{3, 3, 3}, Int3{1, 1, 1}));
+VQEncoderImpl::VQEncoderImpl(const VQGANParams& p, int64_t image_channels) {
+  conv_first = register_module("conv_first", SamePadConv3d(image_channels, p.n_hiddens, Int3{3, 3, 3}, Int3{1, 1, 1}));
   down = register_module("down", torch::nn::ModuleList());
   int64_t ch = p.n_hiddens;
   int64_t i = 0;

@@ -7,7 +7,7 @@
 namespace meddiff {
 
 struct VQEncoderImpl : torch::nn::Module {
-  explicit VQEncoderImpl(const VQGANParams& p);
+  VQEncoderImpl(const VQGANParams& p, int64_t image_channels);
   torch::Tensor forward(const torch::Tensor& x);
   SamePadConv3d conv_first{nullptr};
   torch::nn::ModuleList down{nullptr};  // per stage: Sequential(SamePadConv3d, ResBlock3d...)

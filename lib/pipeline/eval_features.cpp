@@ -66,7 +66,7 @@ torch::Tensor FeatureNetwork::forward(const torch::Tensor& x) const {
 
 namespace {
 
-torch::Tensor normalise(torch::Tensor x, const FeatureInput& in) {  // x: [1, D, H, W] in [-1, 1]
+torch::Tensor normalise(torch::Tensor x, const FeatureInput& in) {  // x: one channel [1, D, H, W] in [-1, 1]
   x = x.to(torch::kFloat);
   if (in.norm == "zscore") return (x - x.mean()) / x.std().clamp_min(1e-6);
   if (in.norm == "unit") return (x + 1) * 0.5;
@@ -79,6 +79,20 @@ torch::Tensor normalise(torch::Tensor x, const FeatureInput& in) {  // x: [1, D,
 FeatureNetwork::Result FeatureNetwork::features(const torch::Tensor& volume, const FeatureInput& in) const {
   torch::NoGradGuard ng;
   Result r;
+  if (volume.size(0) > 1) {  // several channels: each one's features, side by side
+    std::vector<Result> per;
+    for (int64_t c = 0; c < volume.size(0); ++c) per.push_back(features(volume.slice(0, c, c + 1), in));
+    std::vector<torch::Tensor> f;
+    for (const auto& p : per) f.push_back(p.feature);
+    r.feature = torch::cat(f);
+    if (slice_wise_)
+      for (size_t a = 0; a < 3; ++a) {
+        std::vector<torch::Tensor> planes;
+        for (const auto& p : per) planes.push_back(p.planes[a]);
+        r.planes[a] = torch::cat(planes, 1);
+      }
+    return r;
+  }
   auto x = normalise(volume, in).unsqueeze(0);  // [1, 1, D, H, W]
   if (!slice_wise_) {
     if (in.size[0] > 0)

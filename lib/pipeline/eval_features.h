@@ -44,7 +44,8 @@ class FeatureNetwork {
     torch::Tensor feature;                 // [F] (2d: the mean slice feature of each plane, concatenated: [3 F])
     std::array<torch::Tensor, 3> planes;   // 2d: [slices, F] per plane (axial, coronal, sagittal)
   };
-  // x: one prepared volume [1, D, H, W] in [-1, 1].
+  // x: one prepared volume [C, D, H, W] in [-1, 1]; several channels: each channel's features concatenated
+  // ([C F], planes [slices, C F]).
   Result features(const torch::Tensor& x, const FeatureInput& in) const;
 
  private:

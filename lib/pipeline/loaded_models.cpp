@@ -18,7 +18,7 @@ LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& d
   out.data = section<DataParams>(c.config, "data");
   out.vqgan = section<VQGANParams>(c.config, "vqgan");
   out.sample = section<SampleDefaults>(c.config, "sample");
-  out.model = VQGAN(out.vqgan);
+  out.model = VQGAN(out.vqgan, out.data.image_channels());
   c.load_module("model", *out.model);
   out.model->to(device);
   out.model->eval();

@@ -47,10 +47,10 @@ BatchResult generate_batch(LoadedLDM& ldm, VQGAN& vqgan, const std::vector<Batch
     std::vector<size_t> again;
     for (size_t k = 0; k < pending.size(); ++k) {
       const size_t j = pending[k];
-      r.images[j] = vols[static_cast<int64_t>(k)][0];
+      r.images[j] = vols[static_cast<int64_t>(k)];
       r.attempts[j] = attempt;
       if (!paired) continue;
-      r.checks[j] = check_pair(r.images[j], items[j].label, *rules.ranges, rules.names, rules.window);
+      r.checks[j] = check_pair(r.images[j], items[j].label, *rules.ranges, rules.names, rules.window, rules.channel_names);
       if (!r.checks[j].passed && attempt < rules.retries) again.push_back(j);
     }
     if (!again.empty()) {

@@ -30,10 +30,11 @@ struct PairRules {
   const LabelIntensityRanges* ranges = nullptr;     // the ranges it is judged against
   std::vector<std::string> names;                   // label names, for the report
   IntensityWindow window;                           // scanner units of the report
+  std::vector<std::string> channel_names;           // the image channels, for the report
 };
 
 struct BatchResult {
-  std::vector<torch::Tensor> images;  // [D, H, W] in [-1, 1], CPU float
+  std::vector<torch::Tensor> images;  // [C, D, H, W] in [-1, 1], CPU float
   std::vector<int64_t> attempts;      // 0 = the first
   std::vector<PairCheck> checks;      // label-conditioned models only
   int64_t regenerated = 0;            // pairs generated again

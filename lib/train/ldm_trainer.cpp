@@ -143,15 +143,20 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     labels_json["reproduced_ranges"] = reproduced.to_json();
     const IntensityWindow w = output_window(cfg.data.modality_enum(), cfg.data.intensity());
     auto scanner = [&](double v) { return to_scanner_units(v, w); };
+    // 'lesion' or, with several image channels, 'lesion' in t1ce
+    auto what = [&](const LabelRange& r) {
+      std::string n = fmt::format("'{}'", names[static_cast<size_t>(r.label)]);
+      if (cfg.data.image_channels() > 1) n += " in " + cfg.data.channels.at(static_cast<size_t>(r.channel));
+      return n;
+    };
     for (const auto& r : reproduced.ranges)
       for (const auto& t : training_ranges.ranges)
-        if (t.label == r.label && (r.median < t.lo || r.median > t.hi))
-          log_warn("labels: the VQ-GAN reproduces '{}' at a median of {:.0f} where the training images have {:.0f} ({} cases): "
-                   "synthetic '{}' will be off by as much and fail the pair check, which accepts the training images' "
+        if (t.label == r.label && t.channel == r.channel && (r.median < t.lo || r.median > t.hi))
+          log_warn("labels: the VQ-GAN reproduces {} at a median of {:.0f} where the training images have {:.0f} ({} cases): "
+                   "synthetic {} will be off by as much and fail the pair check, which accepts the training images' "
                    "[{:.0f}, {:.0f}]; a better autoencoder fixes this (sample --qc-ranges union would accept [{:.0f}, {:.0f}], and "
                    "with it pairs that teach a segmenter the wrong appearance)",
-                   names[static_cast<size_t>(r.label)], scanner(r.median), scanner(t.median), n_fit,
-                   names[static_cast<size_t>(r.label)], scanner(t.lo), scanner(t.hi), scanner(std::min(r.lo, t.lo)),
+                   what(r), scanner(r.median), scanner(t.median), n_fit, what(r), scanner(t.lo), scanner(t.hi), scanner(std::min(r.lo, t.lo)),
                    scanner(std::max(r.hi, t.hi)));
   }
   auto zn = norm.apply(lat.latents);  // [N, E, d, h, w]

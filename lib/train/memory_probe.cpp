@@ -189,7 +189,8 @@ std::vector<std::array<int64_t, 3>> reduced_probe_shapes(const std::array<int64_
 std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases, const ProbeOptions& o) {
   torch::Device device = choose_device(cfg.vqgan_train.device);
   const auto& full = cfg.data.shape;
-  double data_mib = static_cast<double>(cases) * static_cast<double>(full[0] * full[1] * full[2]) * 4 / kMiB;
+  const int64_t C = cfg.data.image_channels();
+  double data_mib = static_cast<double>(cases * C) * static_cast<double>(full[0] * full[1] * full[2]) * 4 / kMiB;
   // a training step sees the patch (vqgan_train.patch) or the whole volume
   const auto& patch = cfg.vqgan_train.patch;
   const auto shape = patch[0] > 0 ? patch : full;
@@ -212,7 +213,7 @@ std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases,
     auto build = [&] { return std::make_unique<VQGANStepper>(c, device); };
     auto run = [&](VQGANStepper& st, int64_t i) {
       const auto& s = c.data.shape;
-      st.step(i, [&](int64_t) { return random_batch(b, {1, s[0], s[1], s[2]}, i); });
+      st.step(i, [&](int64_t) { return random_batch(b, {C, s[0], s[1], s[2]}, i); });
     };
     const auto reduced = reduced_probe_shapes(shape, shape_unit(cfg), 8);
     if (!reduced.empty()) {
@@ -246,11 +247,11 @@ MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_cl
   p.device = device.str();
   p.device_memory = device.is_cuda();
   // The trainer holds the training volumes, their latents (raw and normalised) and the frozen VQ-GAN.
-  VQGAN vq(cfg.vqgan);
+  VQGAN vq(cfg.vqgan, cfg.data.image_channels());
   double vq_bytes = 0;
   for (const auto& t : vq->parameters()) vq_bytes += static_cast<double>(t.numel()) * 4;
   for (const auto& t : vq->buffers()) vq_bytes += static_cast<double>(t.numel()) * 4;
-  p.data_mib = (static_cast<double>(cases) * (shape_vox + 2 * lat_elems) * 4 + vq_bytes) / kMiB;
+  p.data_mib = (static_cast<double>(cases) * (shape_vox * static_cast<double>(cfg.data.image_channels()) + 2 * lat_elems) * 4 + vq_bytes) / kMiB;
   RunConfig c = cfg;
   c.ldm_train.grad_accum = 1;
   int64_t b = 1;

@@ -16,11 +16,11 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const VQGANTrainParams& 
       params, torch::optim::AdamOptions(t.lr).betas({t.betas[0], t.betas[1]}).weight_decay(t.weight_decay));
 }
 
-// One slice per sample along `axis` (0 = D) of [B, 1, D, H, W] -> [B, 1, *, *].
+// One slice per sample along `axis` (0 = D) of [B, C, D, H, W] -> [B, C, *, *].
 torch::Tensor select_slices(const torch::Tensor& x, const std::vector<int64_t>& index, int64_t axis) {
   std::vector<torch::Tensor> out;
   for (int64_t b = 0; b < x.size(0); ++b) out.push_back(x[b].select(1 + axis, index[static_cast<size_t>(b)]));
-  return torch::stack(out);  // [B, 1, ., .]
+  return torch::stack(out);  // [B, C, ., .]
 }
 
 torch::Tensor feature_matching(const std::vector<torch::Tensor>& fake, const std::vector<torch::Tensor>& real) {
@@ -39,9 +39,10 @@ VQGANStepper::VQGANStepper(const RunConfig& c, const torch::Device& d) : cfg(c),
   const auto& t = cfg.vqgan_train;
   bf16 = use_bf16(t.precision, device);
   torch::manual_seed(static_cast<uint64_t>(t.seed));
-  vqgan = VQGAN(cfg.vqgan);
-  disc2d = PatchDiscriminator(2, 1, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
-  disc3d = PatchDiscriminator(3, 1, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
+  const int64_t C = cfg.data.image_channels();
+  vqgan = VQGAN(cfg.vqgan, C);
+  disc2d = PatchDiscriminator(2, C, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
+  disc3d = PatchDiscriminator(3, C, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
   set_checkpointing(*vqgan, t.checkpointing);
   vqgan->to(device);
   disc2d->to(device);
@@ -81,11 +82,11 @@ std::vector<torch::Tensor> VQGANStepper::codebook() const {
 
 torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance,
                                 int64_t num_labels) {
-  auto err = (rec - x).abs();  // [B, 1, D, H, W]
+  auto err = (rec - x).abs();  // [B, C, D, H, W]
   auto plain = err.mean();
   if (balance <= 0 || !seg.defined()) return plain;
   // per label: the mean error over its voxels in the batch; the labels present weigh alike
-  auto e = err.flatten();
+  auto e = err.mean(1).flatten();  // the channels' mean per voxel
   auto s = seg.flatten();
   const int64_t K = num_labels > 0 ? num_labels : s.max().item<int64_t>() + 1;  // given: no device-to-host read per step
   auto sums = torch::zeros({K}, e.options()).index_add_(0, s, e);
@@ -107,7 +108,7 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
                 s_fm = zero, s_perc = zero, s_d = zero;
   for (int64_t micro = 0; micro < t.grad_accum; ++micro) {
     Batch batch = next_batch(micro);
-    auto x = batch.x.to(device);  // [B, 1, D, H, W]
+    auto x = batch.x.to(device);  // [B, C, D, H, W]
     const int64_t draw = step * t.grad_accum + micro;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(step_seed(static_cast<uint64_t>(t.seed), draw, 1));
     std::vector<int64_t> slice_idx;  // per sample, from its index in the global batch
@@ -128,7 +129,9 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
       real2d = select_slices(x, slice_idx, t.slice_axis);
       fake2d = select_slices(rec, slice_idx, t.slice_axis);
       if (perceptual) {
-        auto perc = (*perceptual)(real2d, fake2d) * t.perceptual_weight;
+        // the 2-D network sees one grey slice at a time: channels folded into the batch
+        auto grey = [](const torch::Tensor& s) { return s.reshape({-1, 1, s.size(2), s.size(3)}); };
+        auto perc = (*perceptual)(grey(real2d), grey(fake2d)) * t.perceptual_weight;
         loss_g = loss_g + perc;
         s_perc = s_perc + perc.detach();
       }

@@ -133,11 +133,17 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
       torch::NoGradGuard ng;
       st.vqgan->eval();
       const auto& c = val.front();
-      auto rec = st.vqgan->forward(c.x.unsqueeze(0).to(device, torch::kFloat)).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0][0];
+      auto recs = st.vqgan->forward(c.x.unsqueeze(0).to(device, torch::kFloat)).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
       st.vqgan->train();
-      auto x = c.x[0].to(torch::kFloat);
-      auto panel = vconcat({orthogonal_panel(x, c.geometry, {-1, 1}), orthogonal_panel(rec, c.geometry, {-1, 1}),
-                            orthogonal_panel((rec - x).abs(), c.geometry, {0, 1})});
+      std::vector<torch::Tensor> rows;  // per channel: input, reconstruction, |error|
+      for (int64_t ch = 0; ch < c.x.size(0); ++ch) {
+        auto x = c.x[ch].to(torch::kFloat);
+        auto rec = recs[ch];
+        rows.push_back(orthogonal_panel(x, c.geometry, {-1, 1}));
+        rows.push_back(orthogonal_panel(rec, c.geometry, {-1, 1}));
+        rows.push_back(orthogonal_panel((rec - x).abs(), c.geometry, {0, 1}));
+      }
+      auto panel = vconcat(rows);
       hooks.write_png(out_dir / "previews" / fmt::format("step-{:07d}.png", step), panel);
     }
   };

@@ -78,7 +78,7 @@ grep -q "1 training and 0 validation volumes" dicom.txt || fail "DICOM tree case
 "$M" phantoms --count 6 --shape 16,16,16 --out ph > /dev/null 2>&1
 PH=(--set data.manifest='"ph/manifest.json"' "${TINY[@]}")
 "$M" train-vqgan "${PH[@]}" --cache cache --out c1 > c1.txt 2>&1 || fail "cache build: $(tail -3 c1.txt)"
-grep -q "building the dataset cache in cache/v1-" c1.txt || fail "cache build message: $(cat c1.txt)"
+grep -q "building the dataset cache in cache/v2-" c1.txt || fail "cache build message: $(cat c1.txt)"
 "$M" train-vqgan "${PH[@]}" --cache cache --out c2 > c2.txt 2>&1 || fail "cached run: $(tail -3 c2.txt)"
 grep -q "6 preprocessed case(s) from the cache" c2.txt && ! grep -q "^preprocessing" c2.txt || fail "cached run message: $(cat c2.txt)"
 "$M" train-ldm --set data.manifest='"ph/manifest.json"' --set data.shape=[16,16,16] --set ldm_train.steps=2 --vqgan c1/last.pt \
@@ -87,7 +87,7 @@ grep -q "from the cache" l1.txt || fail "train-ldm did not map the cache: $(cat 
 touch -d "2001-01-01" ph/images/case_0002.nii.gz
 "$M" train-vqgan "${PH[@]}" --cache cache --out c3 > c3.txt 2>&1 || fail "changed case: $(tail -3 c3.txt)"
 grep -q "1 of 6 cases are new or their files changed" c3.txt || fail "changed case message: $(cat c3.txt)"
-[[ $(ls -d cache/v1-* | wc -l) == 1 ]] || fail "superseded cache left: $(ls cache)"
+[[ $(ls -d cache/v2-* | wc -l) == 1 ]] || fail "superseded cache left: $(ls cache)"
 # patch training: 8^3 patches of the 16^3 volumes; validation and the checkpoint on whole volumes
 "$M" train-vqgan "${PH[@]}" --set vqgan_train.patch=[8,8,8] --set data.val_fraction=0.2 --cache cache --out p1 > p1.txt 2>&1 \
   || fail "patch training: $(tail -3 p1.txt)"

@@ -4,6 +4,7 @@
 # `nnUNetv2_plan_and_preprocess --verify_dataset_integrity` runs it). nnunetv2 comes from PyPI into a
 # throwaway virtual environment (cached in ~/.cache/meddiff/nnunet-venv; it uses the project's torch,
 # so only nnU-Net's light dependencies are downloaded). Skipped (exit 77) when it cannot be installed.
+# Then the same for a 4-sequence BraTS-layout phantom set (4 channels per sampled case).
 # Usage: nnunet_check.sh MEDDIFF SOURCE_DIR WORKDIR
 set -euo pipefail
 M=$1; SRC=$2; W=$3
@@ -63,4 +64,24 @@ echo "nnU-Net verify_dataset_integrity: $ds (5 pairs from 2 shards, numTraining 
 cp -r "$ds" "$raw/Dataset902_Broken"
 rm "$raw/Dataset902_Broken/labelsTr/Synth_0003.nii.gz"
 if check "$raw/Dataset902_Broken" > broken.log 2>&1; then fail "verify_dataset_integrity accepted a dataset with a missing label"; fi
+
+# Four MR sequences in the BraTS layout: a 4-channel VQ-GAN trained on patches, the LDM, then 4 channels + labels in
+# the nnU-Net layout (CASE_0000..CASE_0003), which nnU-Net's check accepts.
+"$M" phantoms --layout brats --count 6 --shape 24,24,16 --out brats > /dev/null 2>&1 || fail "phantoms --layout brats"
+mc=(--set data.manifest='"brats"' --set 'data.source.classes="brats/classes.csv"' --set data.shape=[24,24,16] --set vqgan.n_hiddens=4
+    --set vqgan.downsample=[2,2,2] --set vqgan.n_codes=32 --set vqgan.disc_channels=4 --set vqgan.disc_layers=2
+    --set vqgan_train.device='"cpu"' --set ldm_train.device='"cpu"' --set ldm.timesteps=50 --set vqgan_train.patch=[16,16,8]
+    --set ldm.unet.base_channels=8 --set ldm.unet.channel_mults=[1,2] --set ldm.unet.downsample=[[2,2,2]]
+    --set ldm.unet.attention_levels=[1] --set ldm.unet.attention_heads=2 --set ldm_train.batch_size=2 --set data.labels='"condition"')
+"$M" train-vqgan "${mc[@]}" --set vqgan_train.steps=2 --out vq4 > vq4.log 2>&1 || { cat vq4.log; fail "train-vqgan on 4 sequences"; }
+grep -q "x 4 channels (t1, t1ce, t2, flair)" vq4.log || fail "train-vqgan did not take the 4 sequences: $(cat vq4.log)"
+"$M" train-ldm "${mc[@]}" --set ldm_train.steps=2 --vqgan vq4/last.pt --out ldm4 > ldm4.log 2>&1 || { cat ldm4.log; fail "train-ldm on 4 sequences"; }
+ds4=$raw/Dataset903_Brats
+"$M" sample --ldm ldm4/last.pt -n 3 --steps 3 --qc-retries 0 --layout nnunet --name Brats --out "$ds4" > s4.log 2>&1 || { cat s4.log; fail "sample 4 channels"; }
+[[ $(ls "$ds4/imagesTr" | wc -l) == 12 && $(ls "$ds4/labelsTr" | wc -l) == 3 ]] || fail "expected 12 images and 3 labels: $(ls "$ds4/imagesTr" "$ds4/labelsTr")"
+for c in 0000 0001 0002 0003; do [[ -f $ds4/imagesTr/Brats_0002_$c.nii.gz ]] || fail "no Brats_0002_$c.nii.gz"; done
+chan=$("$PROJECT_PY" -c 'import json,sys; print(",".join(json.load(open(sys.argv[1]))["channel_names"].values()))' "$ds4/dataset.json")
+[[ $chan == t1,t1ce,t2,flair ]] || fail "dataset.json channel_names: $chan"
+check "$ds4" > verify4.log 2>&1 || { cat verify4.log; fail "nnU-Net's verify_dataset_integrity rejected the 4-channel dataset"; }
+echo "nnU-Net verify_dataset_integrity: $ds4 (3 cases x 4 channels from a BraTS-layout training set): ok"
 echo "e2e nnU-Net check: ok"
