@@ -32,6 +32,9 @@ struct DicomWriteOptions {
   std::string patient_name;             // default: SYNTHETIC^MEDDIFF (synthetic) / ANONYMOUS^MEDDIFF (converted)
   std::string patient_id;              // default: derived from the new Study UID
   std::string body_part;               // BodyPartExamined; default HEAD (MR) / CHEST (CT)
+  std::string study_uid;               // StudyInstanceUID (series of one study share it); default: a new one
+  std::string frame_uid;               // FrameOfReferenceUID (reconstructions of one scan share it); default: a new one
+  std::string image_type;              // ImageType, e.g. ORIGINAL\PRIMARY\LOCALIZER; default DERIVED\SECONDARY\...
   int series_number = 1;
 };
 

@@ -115,7 +115,8 @@ void write_slices(const Volume& v, const torch::Tensor& values, const std::files
   const auto& g = v.geometry;
   const int64_t n = v.depth(), rows = v.height(), cols = v.width();
   if (rows > 65535 || cols > 65535) fail("{}: slices of {}x{} do not fit DICOM's 16-bit Rows/Columns", target.string(), cols, rows);
-  std::string study_uid = new_uid(), series_uid = new_uid(), frame_uid = new_uid();
+  std::string study_uid = o.study_uid.empty() ? new_uid() : o.study_uid, series_uid = new_uid(),
+              frame_uid = o.frame_uid.empty() ? new_uid() : o.frame_uid;
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
   gmtime_r(&now, &tm);
@@ -139,7 +140,7 @@ void write_slices(const Volume& v, const torch::Tensor& values, const std::files
   // Text beyond ASCII (label names, descriptions in other languages) is UTF-8: say so, or readers take
   // the default repertoire (ASCII) and show it garbled.
   if (has_non_ascii(description + comments + patient_name + patient_id + body)) set(common, 0x0008, 0x0005, "ISO_IR 192");
-  set(common, 0x0008, 0x0008, ct ? "DERIVED\\SECONDARY\\AXIAL" : "DERIVED\\SECONDARY\\OTHER");
+  set(common, 0x0008, 0x0008, !o.image_type.empty() ? o.image_type : ct ? "DERIVED\\SECONDARY\\AXIAL" : "DERIVED\\SECONDARY\\OTHER");
   for (uint16_t e : {0x0020, 0x0021, 0x0023}) set(common, 0x0008, e, date);
   for (uint16_t e : {0x0030, 0x0031, 0x0033}) set(common, 0x0008, e, time);
   set(common, 0x0008, 0x0050, "");

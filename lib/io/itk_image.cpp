@@ -70,6 +70,38 @@ typename itk::Image<TPixel, 3>::Pointer itk_from_tensor(const torch::Tensor& t, 
   return image;
 }
 
+template <typename TPixel>
+typename itk::Image<TPixel, 4>::Pointer itk4_from_tensor(const torch::Tensor& t, const Geometry& g) {
+  using Image = itk::Image<TPixel, 4>;
+  auto image = Image::New();
+  typename Image::SizeType size;
+  for (unsigned a = 0; a < 4; ++a) size[a] = static_cast<itk::SizeValueType>(t.size(3 - a));
+  image->SetRegions(typename Image::RegionType(size));
+  typename Image::SpacingType sp;
+  typename Image::PointType origin;
+  typename Image::DirectionType dir;
+  dir.SetIdentity();
+  for (unsigned a = 0; a < 3; ++a) {
+    sp[a] = g.spacing[a];
+    origin[a] = g.origin[a];
+    for (unsigned c = 0; c < 3; ++c) dir[a][c] = g.direction[3 * a + c];
+  }
+  sp[3] = 1.0;
+  origin[3] = 0.0;
+  image->SetSpacing(sp);
+  image->SetOrigin(origin);
+  image->SetDirection(dir);
+  image->Allocate();
+  auto src = t.to(torch::kDouble).contiguous();  // [C, D, H, W]: ITK's x-fastest order
+  const double* s = src.data_ptr<double>();
+  TPixel* d = image->GetBufferPointer();
+  for (int64_t i = 0; i < src.numel(); ++i) d[i] = static_cast<TPixel>(s[i]);
+  return image;
+}
+
+template itk::Image<float, 4>::Pointer itk4_from_tensor<float>(const torch::Tensor&, const Geometry&);
+template itk::Image<int16_t, 4>::Pointer itk4_from_tensor<int16_t>(const torch::Tensor&, const Geometry&);
+
 template torch::Tensor tensor_from_itk<float>(const itk::Image<float, 3>*);
 template torch::Tensor tensor_from_itk<int16_t>(const itk::Image<int16_t, 3>*);
 template itk::Image<float, 3>::Pointer itk_from_tensor<float>(const torch::Tensor&, const Geometry&);

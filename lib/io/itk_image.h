@@ -23,6 +23,11 @@ torch::Tensor tensor_from_itk(const itk::Image<TPixel, 3>* image);
 template <typename TPixel>
 typename itk::Image<TPixel, 3>::Pointer itk_from_tensor(const torch::Tensor& t, const Geometry& g);
 
+// A new 4-D ITK image holding `channels` [C, D, H, W] as (x, y, z, channel): geometry g on the first three
+// axes, spacing 1 and origin 0 on the fourth (the MSD / NIfTI 4-D layout).
+template <typename TPixel>
+typename itk::Image<TPixel, 4>::Pointer itk4_from_tensor(const torch::Tensor& channels, const Geometry& g);
+
 // Registers the ImageIO factories meddiff uses (NIfTI, NRRD, Meta, GDCM, PNG), once.
 void register_io_factories();
 

@@ -29,15 +29,17 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 
 // The written file holds what was meant: a readable header with the intended size, and every
 // voxel byte (a full disk truncates files silently under ITK's writers).
-void verify_written(const std::filesystem::path& tmp, const std::filesystem::path& target, const torch::Tensor& t) {
+// dims: the sizes along x, y, z (and the 4th axis of a 4-D image)
+void verify_written(const std::filesystem::path& tmp, const std::filesystem::path& target, const std::vector<int64_t>& dims) {
   try {
     require_complete(scan_payload(tmp), tmp.string());
     auto imageio = itk::ImageIOFactory::CreateImageIO(tmp.c_str(), itk::IOFileModeEnum::ReadMode);
     if (!imageio) fail("unreadable header");
     imageio->SetFileName(tmp.string());
     imageio->ReadImageInformation();
-    for (unsigned a = 0; a < 3; ++a)
-      if (static_cast<int64_t>(imageio->GetDimensions(a)) != t.size(2 - a)) fail("the header has another size");
+    if (imageio->GetNumberOfDimensions() < dims.size()) fail("the header has fewer dimensions");
+    for (unsigned a = 0; a < dims.size(); ++a)
+      if (static_cast<int64_t>(imageio->GetDimensions(a)) != dims[a]) fail("the header has another size");
   } catch (const std::exception& e) {
     std::string why = replace_all(replace_all(itk_message(e), tmp.string() + ": ", ""), tmp.string(), target.string());
     fail("{}: write failed, the file came out incomplete ({}); is the disk full?", target.string(), why);
@@ -88,13 +90,14 @@ void gzip_file(const std::filesystem::path& from, const std::filesystem::path& t
   if (!ok) fail("{}: write failed: compression output incomplete; is the disk full?", target.string());
 }
 
-template <typename TPixel>
-void write_itk(const torch::Tensor& t, const Geometry& g, const std::filesystem::path& target, const WriteOptions& o) {
+// Writes an ITK image (3-D, or 4-D for channels) with sizes `dims` (x, y, z[, channel]).
+template <typename TImage>
+void write_itk_image(const typename TImage::Pointer& image, const std::vector<int64_t>& dims, const std::filesystem::path& target,
+                     const WriteOptions& o) {
   register_io_factories();
   check_volume_output(target, {}, o.overwrite);
-  auto image = itk_from_tensor<TPixel>(t, g);
   auto write_to = [&](const std::filesystem::path& file) {
-    auto writer = itk::ImageFileWriter<itk::Image<TPixel, 3>>::New();
+    auto writer = itk::ImageFileWriter<TImage>::New();
     writer->SetFileName(file.string());
     writer->SetInput(image);
     writer->SetUseCompression(true);
@@ -120,7 +123,7 @@ void write_itk(const torch::Tensor& t, const Geometry& g, const std::filesystem:
           set_nifti_descrip(plain.path(), o.description, target);
           gzip_file(plain.path(), file, target);
         },
-        [&](const std::filesystem::path& tmp) { verify_written(tmp, target, t); });
+        [&](const std::filesystem::path& tmp) { verify_written(tmp, target, dims); });
     return;
   }
   if (ext == "mhd" || ext == "nhdr") {
@@ -129,11 +132,16 @@ void write_itk(const torch::Tensor& t, const Geometry& g, const std::filesystem:
     std::filesystem::create_directories(tmp_dir.path());
     std::filesystem::path inner = tmp_dir.path() / target.filename();
     write_to(inner);
-    verify_written(inner, target, t);
+    verify_written(inner, target, dims);
     move_detached_into_place(tmp_dir.path(), target, o.overwrite);
     return;
   }
-  write_atomically(target, write_to, [&](const std::filesystem::path& tmp) { verify_written(tmp, target, t); });
+  write_atomically(target, write_to, [&](const std::filesystem::path& tmp) { verify_written(tmp, target, dims); });
+}
+
+template <typename TPixel>
+void write_itk(const torch::Tensor& t, const Geometry& g, const std::filesystem::path& target, const WriteOptions& o) {
+  write_itk_image<itk::Image<TPixel, 3>>(itk_from_tensor<TPixel>(t, g), {t.size(2), t.size(1), t.size(0)}, target, o);
 }
 
 bool fits_int16(const torch::Tensor& t) {
@@ -163,6 +171,27 @@ void write_volume(const Volume& v, const std::filesystem::path& path, const Writ
   }
   if (fits_int16(v.image)) write_itk<int16_t>(v.image, v.geometry, path, options);
   else write_itk<float>(v.image, v.geometry, path, options);
+}
+
+void write_volume_4d(const std::vector<Volume>& channels, const std::filesystem::path& path, const WriteOptions& options) {
+  if (channels.empty()) fail("{}: no channel to write", path.string());
+  const std::string ext = full_extension(path);
+  if (ext != "nii" && ext != "nii.gz" && ext != "nrrd" && ext != "mha")
+    fail("{}: a 4-D volume is written as NIfTI, NRRD or MHA", path.string());
+  std::vector<torch::Tensor> images;
+  for (size_t c = 0; c < channels.size(); ++c) {
+    const auto& v = channels[c];
+    check_volume_tensor(v.image, "volume to write to " + path.string());
+    check_geometry(v.geometry, "volume to write to " + path.string());
+    if (c > 0 && (v.image.sizes() != channels[0].image.sizes() || !v.geometry.approx_equal(channels[0].geometry)))
+      fail("{}: channel {} is not on the grid of channel 0", path.string(), c);
+    images.push_back(v.image);
+  }
+  auto t = torch::stack(images);  // [C, D, H, W]
+  const auto& g = channels[0].geometry;
+  const std::vector<int64_t> dims{t.size(3), t.size(2), t.size(1), t.size(0)};
+  if (fits_int16(t)) write_itk_image<itk::Image<int16_t, 4>>(itk4_from_tensor<int16_t>(t, g), dims, path, options);
+  else write_itk_image<itk::Image<float, 4>>(itk4_from_tensor<float>(t, g), dims, path, options);
 }
 
 void write_label_map(const torch::Tensor& label, const Geometry& g, const std::filesystem::path& path,

@@ -23,6 +23,9 @@ struct WriteOptions {
 void check_volume_output(const std::filesystem::path& out, const std::vector<std::filesystem::path>& inputs, bool force);
 
 void write_volume(const Volume& v, const std::filesystem::path& path, const WriteOptions& options = {});
+// Writes co-registered channels (one grid) as one 4-D image, channel along the 4th axis (as the Medical
+// Segmentation Decathlon's images): NIfTI, NRRD or MHA.
+void write_volume_4d(const std::vector<Volume>& channels, const std::filesystem::path& path, const WriteOptions& options = {});
 // Writes a label map (uint8) with v's geometry to a file format (not DICOM).
 void write_label_map(const torch::Tensor& label, const Geometry& g, const std::filesystem::path& path,
                      const WriteOptions& options = {});

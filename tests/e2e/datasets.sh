@@ -39,12 +39,15 @@ set +e; "$M" index "$D/BraTS2021_tiny" --strict --out strict.json > /dev/null 2>
 set +e; "$M" index "$D/no-such-dataset" 2>err.txt; rc=$?; set -e
 [[ $rc == 1 && $(wc -l < err.txt) == 1 ]] && grep -q "no-such-dataset" err.txt || fail "missing source: exit $rc, $(cat err.txt)"
 
-# training: a multi-channel dataset without data.channels is refused with its channels; with one it trains
+# training: every channel of a multi-channel dataset without data.channels; the one data.channels names with it
 TINY=(--set data.shape=[16,16,16] --set vqgan_train.steps=2 --set data.val_fraction=0 --set vqgan.n_hiddens=4
       --set vqgan.downsample=[2,2,2] --set vqgan_train.batch_size=1)
-set +e; "$M" train-vqgan --set data.manifest='"msd.json"' "${TINY[@]}" --out run-none 2>err.txt; rc=$?; set -e
-[[ $rc == 1 && $(grep -c "error:" err.txt) == 1 ]] && grep -q "data.channels" err.txt && grep -q "FLAIR, T1w, t1gd, T2w" err.txt \
-  || fail "no data.channels: exit $rc, $(cat err.txt)"
+"$M" train-vqgan --set data.manifest='"msd.json"' "${TINY[@]}" --out run-all > all.txt 2>&1 || fail "train on every MSD channel: $(tail -3 all.txt)"
+grep -q "x 4 channels (FLAIR, T1w, t1gd, T2w)" all.txt || fail "4 channels: $(cat all.txt)"
+# stage 2 with other channels than the VQ-GAN's is refused naming both
+set +e; "$M" train-ldm --set data.manifest='"msd.json"' --set 'data.channels=["t1gd"]' --set data.shape=[16,16,16] --vqgan run-all/last.pt \
+  --out ldm-bad 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "data.channels" err.txt && grep -q "FLAIR, T1w, t1gd, T2w" err.txt || fail "channels unlike the VQ-GAN's: exit $rc, $(cat err.txt)"
 "$M" train-vqgan --set data.manifest='"msd.json"' --set 'data.channels=["t1gd"]' "${TINY[@]}" --out run-msd > train.txt 2>&1 \
   || fail "train on one MSD channel: $(tail -3 train.txt)"
 [[ -f run-msd/last.pt ]] || fail "no checkpoint"
@@ -74,6 +77,32 @@ set +e; "$M" train-vqgan --set data.manifest="\"$D/BraTS2021_tiny\"" --set 'data
 "$M" train-vqgan --set data.manifest="\"$D/dicom_tree\"" --set data.modality='"ct"' "${TINY[@]}" --out run-dicom > dicom.txt 2>&1 \
   || fail "train on a DICOM tree: $(tail -3 dicom.txt)"
 grep -q "1 training and 0 validation volumes" dicom.txt || fail "DICOM tree cases: $(grep volumes dicom.txt)"
+# meddiff phantoms in each layout, read back by meddiff index
+"$M" phantoms --layout brats --count 4 --shape 16,16,12 --out pb > /dev/null 2>&1 || fail "phantoms --layout brats"
+"$M" index pb --set data.source.classes='"pb/classes.csv"' --out pb.json > pb.txt 2>&1
+grep -q "BraTS layout, 4 case(s), 4 channel(s) (t1, t1ce, t2, flair)" pb.txt || fail "BraTS phantoms: $(cat pb.txt)"
+"$M" phantoms --layout nnunet --sequences t1ce,flair --count 3 --shape 16,16,12 --out Dataset950_P > /dev/null 2>&1 || fail "phantoms --layout nnunet"
+"$M" index Dataset950_P --out pn.json > pn.txt 2>&1
+grep -q "nnU-Net raw layout, 3 case(s), 2 channel(s) (t1ce, flair)" pn.txt || fail "nnU-Net phantoms: $(cat pn.txt)"
+"$M" phantoms --layout msd --count 3 --shape 16,16,12 --out Task09_P > /dev/null 2>&1 || fail "phantoms --layout msd"
+"$M" index Task09_P --out pm.json > pm.txt 2>&1
+grep -q "MSD layout, 3 case(s), 4 channel(s) (t1, t1ce, t2, flair)" pm.txt || fail "MSD phantoms: $(cat pm.txt)"
+python3 - <<'PY' || fail "phantom manifests"
+import json
+b, n, m = (json.load(open(f)) for f in ("pb.json", "pn.json", "pm.json"))
+assert [c["class"] for c in b["cases"]] == [0, 1, 0, 1], b["cases"]
+assert all(c.get("label") for c in b["cases"] + n["cases"] + m["cases"]), "a case without its label map"
+assert n["label_names"] == ["background", "skull", "brain", "ventricles", "lesion"], n["label_names"]
+assert [ch["component"] for ch in m["cases"][2]["channels"]] == [0, 1, 2, 3], m["cases"][2]
+PY
+"$M" phantoms --modality ct --layout dicom-tree --count 2 --shape 16,16,24 --out pt > /dev/null 2>&1 || fail "phantoms --layout dicom-tree"
+"$M" index pt --set data.modality='"ct"' > pt.txt 2>&1
+grep -q "DICOM tree layout, 3 case(s)" pt.txt || fail "DICOM tree phantoms (2 scans and a second reconstruction): $(cat pt.txt)"
+[[ $(grep -c "^series left out: .*localiser" pt.txt) == 2 && $(grep -c "^series left out: .*secondary capture" pt.txt) == 1 ]] \
+  || fail "DICOM decoys: $(cat pt.txt)"
+grep -q "README" pt.txt && fail "the stray text file is reported: $(cat pt.txt)"
+"$M" index pt --set data.modality='"ct"' --set data.source.dicom.per_study='"most_slices"' > pt2.txt 2>&1
+grep -q "DICOM tree layout, 2 case(s)" pt2.txt && grep -q "series_9_recon.*not the" pt2.txt || fail "one series per study: $(cat pt2.txt)"
 # the preprocessed dataset cache: built by the first run, mapped by the next (stage 1 and 2), one changed case rebuilt
 "$M" phantoms --count 6 --shape 16,16,16 --out ph > /dev/null 2>&1
 PH=(--set data.manifest='"ph/manifest.json"' "${TINY[@]}")
