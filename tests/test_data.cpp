@@ -503,7 +503,10 @@ TEST_CASE("dataset cache: built once - mapped after - a changed case rebuilt alo
     CHECK(torch::equal(second[i].x, want.x.to(torch::kHalf)));
     CHECK((second[i].x.to(torch::kFloat) - want.x).abs().max().item<double>() < 1e-3);  // float16 of values in [-1, 1]
     CHECK(second[i].label.defined() == want.label.defined());
-    if (want.label.defined()) CHECK(torch::equal(second[i].label.to(torch::kLong), want.label));
+    if (want.label.defined()) {
+      CHECK(torch::equal(second[i].label.to(torch::kLong), want.label));
+      CHECK(second[i].label_count == want.label.max().item<int64_t>() + 1);  // kept, so training need not read the map
+    }
     CHECK(second[i].geometry.approx_equal(want.geometry));
     REQUIRE(second[i].windows.size() == 2);
     CHECK(second[i].windows[0].lo == want.windows[0].lo);

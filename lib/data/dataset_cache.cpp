@@ -143,6 +143,7 @@ std::vector<TrainingVolume> map_entry(const Entry& e, const std::array<int64_t, 
     v.geometry = geometry_from_json(c.at("geometry"));
     v.windows = c.at("windows").get<std::vector<IntensityWindow>>();
     v.class_label = c.at("class").get<int64_t>();
+    if (v.label.defined()) v.label_count = c.value("label_count", int64_t{-1});
     v.source = c.at("source").get<std::string>();
     v.label_source = c.at("label_source").get<std::string>();
   }
@@ -228,7 +229,8 @@ std::vector<TrainingVolume> cached_cases(const CacheSpec& spec, const std::funct
       labels.write_at(i * lab_bytes, l.data_ptr(), lab_bytes);  // the file's zeros stand for "no label map" otherwise
     }
     cases[i] = {{"key", case_keys[i]}, {"source", v.source}, {"label_source", v.label_source}, {"class", v.class_label},
-                {"has_label", v.label.defined()}, {"geometry", geometry_json(v.geometry)}, {"windows", v.windows}};
+                {"has_label", v.label.defined()}, {"geometry", geometry_json(v.geometry)}, {"windows", v.windows},
+                {"label_count", v.label.defined() ? (v.label_count >= 0 ? v.label_count : v.label.max().item<int64_t>() + 1) : 0}};
   };
   {  // records of earlier caches, copied
     std::vector<std::vector<TrainingVolume>> old(entries.size());

@@ -88,7 +88,10 @@ TrainingVolume preprocess(const std::vector<Volume>& in, const DataParams& p, in
     images.push_back(cropped.image);
     if (&v == &vs.front()) {
       t.geometry = cropped.geometry;
-      if (own_label) t.label = cropped.label->contiguous();  // the box mask is the label map itself when there is one
+      if (own_label) {  // the box mask is the label map itself when there is one
+        t.label = cropped.label->contiguous();
+        t.label_count = t.label.numel() > 0 ? t.label.max().item<int64_t>() + 1 : 0;
+      }
     }
   }
   t.x = torch::stack(images).contiguous();  // [C, D, H, W]

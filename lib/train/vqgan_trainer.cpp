@@ -18,10 +18,13 @@
 namespace meddiff {
 namespace {
 
+// The mean training volume of the validation's baseline, over at most 64 evenly spaced cases: reading every case
+// would bring a whole mapped dataset cache into memory before the first step.
 torch::Tensor mean_of(const std::vector<TrainingVolume>& v) {
+  const size_t n = std::min<size_t>(v.size(), 64);
   auto m = torch::zeros_like(v.front().x, torch::kFloat);
-  for (const auto& c : v) m += c.x;  // x may be a float16 view of the dataset cache
-  return m / static_cast<double>(v.size());
+  for (size_t k = 0; k < n; ++k) m += v[k * v.size() / n].x;  // x may be a float16 view of the dataset cache
+  return m / static_cast<double>(n);
 }
 
 }  // namespace
@@ -75,7 +78,8 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   std::vector<TrainingVolume> batch_cases = train;
   for (auto& c : batch_cases) {
     if (t.label_balance <= 0) c.label = torch::Tensor();
-    else if (c.label.defined()) st.num_labels = std::max(st.num_labels, c.label.max().item<int64_t>() + 1);
+    else if (c.label.defined())  // known from the dataset cache: its label maps are not read here
+      st.num_labels = std::max(st.num_labels, c.label_count >= 0 ? c.label_count : c.label.max().item<int64_t>() + 1);
   }
   int64_t start = 0;
   fs::path last = out_dir / "last.pt";
@@ -119,7 +123,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     if (step % t.ckpt_every == 0) save_checkpoint(c, out_dir / fmt::format("step-{:07d}.pt", step));
     save_checkpoint(c, last);
   };
-  torch::Tensor mean_volume = mean_of(train);
+  torch::Tensor mean_volume = val.empty() || !writer ? torch::Tensor() : mean_of(train);
   VQGANTrainResult result;
   auto validate = [&](int64_t step) {
     if (val.empty() || !writer) return;
