@@ -18,10 +18,10 @@
 namespace meddiff {
 namespace {
 
-// The mean training volume of the validation's baseline, over at most 64 evenly spaced cases: reading every case
+// The mean training volume of the validation's baseline, over at most 16 evenly spaced cases: reading every case
 // would bring a whole mapped dataset cache into memory before the first step.
 torch::Tensor mean_of(const std::vector<TrainingVolume>& v) {
-  const size_t n = std::min<size_t>(v.size(), 64);
+  const size_t n = std::min<size_t>(v.size(), 16);
   auto m = torch::zeros_like(v.front().x, torch::kFloat);
   for (size_t k = 0; k < n; ++k) m += v[k * v.size() / n].x;  // x may be a float16 view of the dataset cache
   return m / static_cast<double>(n);
