@@ -63,7 +63,7 @@ void write_dicom_study(const PhantomLayout& l, const fs::path& out, int64_t i, i
   d.study_uid = io::new_uid();
   d.frame_uid = io::new_uid();
   d.patient_id = fmt::format("PHANTOM-{:04d}", i);
-  d.image_type = p.modality == Modality::CT ? "ORIGINAL\\PRIMARY\\AXIAL" : "ORIGINAL\\PRIMARY\\M";
+  d.image_type = p.modality == Modality::CT ? "ORIGINAL\\PRIMARY\\AXIAL" : "ORIGINAL\\PRIMARY\\OTHER";
   const std::string what = fmt::format("seed={} case={} class={}", p.seed, i, cls);
   auto write = [&](const Volume& v, const fs::path& rel, const std::string& description, int number) {
     d.series_description = description;
