@@ -4,6 +4,7 @@
 #include "core/fs.h"
 #include "core/progress.h"
 #include "core/sha256.h"
+#include "core/torch_file.h"
 #include "test_support.h"
 
 #include <fstream>
@@ -59,4 +60,60 @@ TEST_CASE("format_duration") {
   CHECK(format_duration(65) == "1m05s");
   CHECK(format_duration(3725) == "1h02m");
   CHECK(format_duration(-1) == "?");
+}
+
+// A file torch.save wrote (scripts/make_monai_fixtures.py): the values Python put in, read without Python.
+TEST_CASE("torch.save files: state dicts as OrderedDict with metadata - numbers - strings - views - dtypes - opaque objects") {
+  using K = PyValue::Kind;
+  auto v = read_torch_file(test::fixture("monai/torch_save_types.pt"));
+  REQUIRE(v->kind == K::Dict);
+  CHECK(v->get("epoch")->i == 7);
+  CHECK(v->get("num_train_timesteps")->i == 1000);
+  CHECK(v->get("big")->i == (int64_t{1} << 40));
+  CHECK(v->get("negative")->i == -3);
+  CHECK(v->get("loss")->f == 0.125);
+  CHECK(v->get("name")->s == "rflow-ct");
+  CHECK(v->get("flag")->b);
+  CHECK(v->get("nothing")->kind == K::None);
+  CHECK(v->get("missing") == nullptr);
+  auto steps = v->get("steps");
+  REQUIRE(steps->items.size() == 3);
+  CHECK(steps->items[1]->f == 2.5);
+  CHECK(steps->items[2]->s == "x");
+  CHECK(v->get("shape")->kind == K::Tuple);
+  CHECK(v->get("shape")->items[2]->i == 64);
+  CHECK(v->get("codes")->kind == K::Set);
+  CHECK(v->get("codes")->items.size() == 2);
+  CHECK(v->get("numpy")->type_name().rfind("object numpy.", 0) == 0);  // numpy.core or numpy._core (numpy 2)
+  auto sf = v->get("scale_factor")->tensor;
+  CHECK(sf.dim() == 0);
+  CHECK(sf.item<float>() == doctest::Approx(1.0549f));
+  auto sd = v->get("unet_state_dict");
+  REQUIRE(sd->kind == K::Dict);
+  REQUIRE(sd->dict.size() == 6);
+  CHECK(sd->dict[0].first->s == "conv.weight");  // insertion order
+  auto w = sd->get("conv.weight")->tensor;
+  CHECK(w.sizes() == torch::IntArrayRef({2, 3, 4}));
+  CHECK(torch::equal(w, torch::arange(24, torch::kFloat32).reshape({2, 3, 4}) / 8));
+  auto b = sd->get("conv.bias")->tensor;
+  CHECK((b.scalar_type() == torch::kHalf));
+  CHECK(b[1].item<float>() == -2.25f);
+  auto base = torch::arange(12, torch::kInt64).reshape({3, 4});
+  CHECK(torch::equal(sd->get("base")->tensor, base));
+  CHECK(torch::equal(sd->get("view.t")->tensor, base.t()));
+  CHECK(torch::equal(sd->get("mask")->tensor, torch::tensor({true, false, true})));
+  auto p = sd->get("param")->tensor;
+  CHECK((p.scalar_type() == torch::kBFloat16));
+  CHECK(p.sum().item<float>() == 2.0f);
+
+  CHECK_THROWS_WITH_AS(read_torch_file(test::fixture("monai/torch_save_legacy.pt")),
+                       doctest::Contains("legacy format of PyTorch < 1.6"), Error);
+  CHECK_THROWS_WITH_AS(read_torch_file(test::fixture("monai/networks.json")),
+                       doctest::Contains("networks.json: not a file written by torch.save (not a zip archive)"), Error);
+  CHECK_THROWS_WITH_AS(read_torch_file("/nonexistent/unet.pt"), "/nonexistent/unet.pt: cannot open: no such file", Error);
+  // A truncated archive: one line naming the file.
+  test::ScratchDir dir("torch_file");
+  auto bytes = read_text(test::fixture("monai/torch_save_types.pt"));
+  write_text_atomically(dir / "cut.pt", bytes.substr(0, bytes.size() / 2));
+  CHECK_THROWS_WITH_AS(read_torch_file(dir / "cut.pt"), doctest::Contains("cut.pt: not a file written by torch.save"), Error);
 }

@@ -2,7 +2,9 @@
 
 #include "core/checkpoint.h"
 #include "core/fs.h"
+#include "models/autoencoder_kl.h"
 #include "models/patch_discriminator.h"
+#include "models/state_dict.h"
 #include "models/vqgan.h"
 #include "ops/nearest_code.h"
 #include "test_support.h"
@@ -238,4 +240,71 @@ TEST_CASE("checkpoint save -> load gives identical outputs and bad checkpoints a
   CHECK_THROWS_WITH_AS(r.load_module("model", *wide), doctest::Contains("model."), Error);
   write_text_atomically(dir / "junk.pt", "not a checkpoint");
   CHECK_THROWS_WITH_AS(load_checkpoint(dir / "junk.pt"), doctest::Contains("junk.pt"), Error);
+}
+
+// MONAI's AutoencoderKL and MAISI's AutoencoderKlMaisi, built by MONAI with random weights and saved with torch.save
+// (scripts/make_monai_fixtures.py): meddiff loads the state dicts by name and reproduces MONAI's encode and decode.
+namespace {
+void check_close_to_monai(const torch::Tensor& ours, const torch::Tensor& monai, const char* what) {
+  INFO(what);
+  REQUIRE(ours.sizes() == monai.sizes());
+  double range = (monai.max() - monai.min()).item<double>();
+  double diff = (ours - monai).abs().max().item<double>();
+  MESSAGE(std::string(what) << ": max |meddiff - MONAI| " << diff << " over a range of " << range);
+  CHECK(range > 0);
+  CHECK(diff <= 1e-4 * range);
+}
+}  // namespace
+
+TEST_CASE("KL autoencoders with MONAI weights: encode and decode equal MONAI's AutoencoderKL and MAISI's AutoencoderKlMaisi") {
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  for (std::string name : {"autoencoder_kl", "autoencoder_maisi"}) {
+    CAPTURE(name);
+    auto def = nets.at(name);
+    def["_target_"] = name == "autoencoder_maisi" ? "monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi"
+                                                  : "monai.networks.nets.AutoencoderKL";
+    auto m = kl_from_monai(def, nets, name);
+    bool maisi = m.maisi;
+    CHECK(m.params.upsample == (maisi ? "trilinear" : "nearest"));
+    AutoencoderKL ae(m.params, m.in_channels);
+    ae->eval();
+    auto sd = read_state_dict(test::fixture("monai/" + name + ".pt"));
+    load_state_dict(*ae, sd, name, maisi ? std::function<std::string(const std::string&)>(maisi_autoencoder_key)
+                                         : std::function<std::string(const std::string&)>());
+    auto io = read_state_dict(test::fixture("monai/" + name + "_io.pt"));
+    torch::NoGradGuard ng;
+    auto q = ae->encode(io.at("input"));
+    check_close_to_monai(q.mu, io.at("mu"), "mu");
+    check_close_to_monai(q.sigma, io.at("sigma"), "sigma");
+    check_close_to_monai(ae->decode(io.at("mu")), io.at("decoded"), "decoded");
+  }
+}
+
+TEST_CASE("KL autoencoder weights that do not fit: one error listing the missing - unexpected and mis-shaped keys") {
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  AutoencoderKL ae(kl_from_monai(nets.at("autoencoder_kl"), nets, "autoencoder_kl").params, 1);
+  auto sd = read_state_dict(test::fixture("monai/autoencoder_kl.pt"));
+  sd.erase("decoder.blocks.0.conv.bias");
+  sd["encoder.extra.weight"] = torch::zeros({2});
+  sd["quant_conv_mu.conv.weight"] = torch::zeros({3, 3, 1, 1, 2});
+  try {
+    load_state_dict(*ae, sd, "model_autoencoder.pt");
+    FAIL("no error");
+  } catch (const Error& e) {
+    std::string m = e.what();
+    CHECK(m.find("model_autoencoder.pt: the weights do not fit the network") == 0);
+    CHECK(m.find("1 missing (decoder.blocks.0.conv.bias)") != std::string::npos);
+    CHECK(m.find("1 unexpected (encoder.extra.weight)") != std::string::npos);
+    CHECK(m.find("quant_conv_mu.conv.weight [3,3,1,1,2] (expected [3,3,1,1,1])") != std::string::npos);
+    CHECK(m.find('\n') == std::string::npos);
+  }
+  auto def = nets.at("autoencoder_kl");
+  def["latent_channels"] = "@latent_channels";
+  CHECK_THROWS_WITH_AS(kl_from_monai(def, nets, "net.json: autoencoder_def"), "net.json: autoencoder_def: 'latent_channels' refers to '@latent_channels', which the config does not define", Error);
+  nets["latent_channels"] = 4;
+  CHECK(kl_from_monai(def, nets, "x").params.latent_channels == 4);
+  def["attention_levels"] = "no";
+  CHECK_THROWS_WITH_AS(kl_from_monai(def, nets, "n"), "n: 'attention_levels' has the wrong type (\"no\")", Error);
+  CHECK_THROWS_WITH_AS(read_state_dict(test::fixture("monai/networks.json")), doctest::Contains("not a file written by torch.save"), Error);
+  CHECK_THROWS_WITH_AS(read_state_dict(test::fixture("monai/autoencoder_kl.pt"), "unet_state_dict"), doctest::Contains("has no 'unet_state_dict' entry"), Error);
 }

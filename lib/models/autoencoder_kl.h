@@ -1,0 +1,67 @@
+#pragma once
+// The KL-regularised 3-D autoencoder with exactly the layer semantics of MONAI's AutoencoderKL (and,
+// with upsample = trilinear, MAISI's AutoencoderKlMaisi): parameters are named as in MONAI's state
+// dict ("encoder.blocks.3.conv1.conv.weight", "quant_conv_mu.conv.bias", ...), so MONAI weights load
+// by name (models/state_dict.h).
+//  encoder: conv3 -> per level [res blocks (+ attention)], stride-2 conv (pad 0,1) between levels ->
+//           [res, attention, res] -> GroupNorm -> conv3 to latent_channels;
+//  posterior: mu = 1x1 conv, log var = 1x1 conv clamped to [-30, 20], sigma = exp(log var / 2);
+//  decoder: 1x1 post-quant conv -> conv3 -> [res, attention, res] -> per level (reversed) [res blocks
+//           (+ attention)], x2 upsampling (nearest or trilinear) + conv3 between levels -> GroupNorm ->
+//           conv3 to the image channels.
+// Res blocks: GN -> SiLU -> conv3 -> GN -> SiLU -> conv3 plus the input (1x1 conv when channels change).
+// Attention: GN, one head over every voxel, separate q/k/v and output projections, plus the input.
+#include "models/kl_params.h"
+
+#include <torch/torch.h>
+
+namespace meddiff {
+
+// One layer of the encoder's or decoder's block list.
+struct KLLayer : torch::nn::Module {
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+};
+
+// A convolution held as MONAI's Convolution holds it (a child named "conv"): kernel k, stride s, zero padding p.
+struct KLConvImpl : KLLayer {
+  KLConvImpl(int64_t in, int64_t out, int64_t k, int64_t s = 1, int64_t p = -1);  // p < 0: k / 2
+  torch::Tensor forward(const torch::Tensor& x) override;
+  torch::nn::Conv3d conv{nullptr};
+};
+
+struct KLPosterior {
+  torch::Tensor mu, sigma;  // [B, latent_channels, d, h, w]
+};
+
+struct KLCoderImpl : torch::nn::Module {
+  // encoder: image channels -> latent_channels; decoder: latent_channels -> image channels.
+  KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_channels, bool decoder);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::ModuleList blocks{nullptr};
+  std::vector<std::shared_ptr<KLLayer>> layers;  // the same modules, callable
+};
+TORCH_MODULE(KLCoder);
+
+struct AutoencoderKLImpl : torch::nn::Module {
+  AutoencoderKLImpl(const KLParams& p, int64_t image_channels = 1);
+  KLPosterior encode(const torch::Tensor& x);           // x [B, C, D, H, W]
+  torch::Tensor decode(const torch::Tensor& z);         // z [B, latent_channels, d, h, w] -> [B, C, D, H, W]
+  // Reconstruction from a posterior sample mu + sigma * eps (eps from `gen`), and the posterior.
+  std::pair<torch::Tensor, KLPosterior> forward(const torch::Tensor& x, std::optional<at::Generator> gen = std::nullopt);
+  KLParams params;
+  int64_t channels;
+  KLCoder encoder{nullptr}, decoder{nullptr};
+  std::shared_ptr<KLConvImpl> quant_conv_mu, quant_conv_log_sigma, post_quant_conv;
+};
+TORCH_MODULE(AutoencoderKL);
+
+// KL divergence of N(mu, sigma^2) from N(0, 1), summed over latent channels and voxels, mean over the batch
+// (MONAI's / the LDM papers' KL loss).
+torch::Tensor kl_divergence(const KLPosterior& q);
+
+// The name in this module of a parameter of MAISI's AutoencoderKlMaisi, whose convolutions sit one level deeper
+// ("encoder.blocks.0.conv.conv.weight", the upsampling convolution "decoder.blocks.N.conv.conv.conv.weight");
+// every other name (GroupNorms, the quant convolutions) is MONAI's.
+std::string maisi_autoencoder_key(const std::string& key);
+
+}  // namespace meddiff
