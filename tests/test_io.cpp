@@ -5,6 +5,7 @@
 #include "data/phantom.h"
 #include "io/dataset_index.h"
 #include "io/dicom_series.h"
+#include "io/payload_scan.h"
 #include "io/png.h"
 #include "io/volume_reader.h"
 #include "io/volume_writer.h"
@@ -371,6 +372,49 @@ TEST_CASE("dataset sources: nnU-Net raw - MSD - BraTS and a DICOM tree written b
 }
 
 // A manifest written by `meddiff index` reads back to the same cases: channels, 4-D components, DICOM series UIDs.
+TEST_CASE("dataset index: a case with a truncated or corrupt NIfTI file is left out with one problem line naming the file") {
+  test::ScratchDir dir("index_corrupt");
+  const auto root = dir / "BraTS2021_tiny";
+  fs::copy(fixture("datasets/BraTS2021_tiny"), root, fs::copy_options::recursive);
+  auto whole = io::index_dataset(root.string(), SourceParams{});
+  const size_t cases = whole.manifest.entries.size(), problems = whole.report.problems.size();
+  REQUIRE(cases >= 2);
+  // A t1 cut in half (a download that stopped), then a flair overwritten by text: each time the case is left out with
+  // one line naming the file, and the others stay.
+  const auto cut = root / "BraTS2021_00000" / "BraTS2021_00000_t1.nii.gz";
+  const auto garbage = root / "BraTS2021_00000" / "BraTS2021_00000_flair.nii.gz";
+  const auto original = read_text(cut), original_flair = read_text(garbage);
+  auto index_with = [&](const fs::path& file, const std::string& content, const std::string& expect) {
+    CAPTURE(file);
+    write_text_atomically(file, content);
+    auto d = io::index_dataset(root.string(), SourceParams{});
+    CHECK(d.manifest.entries.size() == cases - 1);
+    REQUIRE(d.report.problems.size() == problems + 1);
+    std::string all;
+    for (const auto& p : d.report.problems) {
+      CHECK(p.find('\n') == std::string::npos);
+      all += p + "|";
+    }
+    CHECK(all.find("case BraTS2021_00000: " + file.string() + expect) != std::string::npos);
+  };
+  index_with(cut, original.substr(0, original.size() / 2), ": ");
+  write_text_atomically(cut, original);
+  index_with(garbage, "not an image\n", ": not a NIfTI file");
+  write_text_atomically(garbage, original_flair);
+  CHECK(io::index_dataset(root.string(), SourceParams{}).manifest.entries.size() == cases);
+  write_text_atomically(cut, original.substr(0, original.size() / 2));
+  // The whole file passes the quick check; the cut one fails it on its own.
+  CHECK_NOTHROW(io::check_nifti_quickly(fixture("datasets/BraTS2021_tiny/BraTS2021_00000/BraTS2021_00000_t1.nii.gz")));
+  try {
+    io::check_nifti_quickly(cut);
+    FAIL("no error for " << cut);
+  } catch (const Error& e) {
+    std::string m = e.what();
+    CHECK(m.find(cut.string() + ": ") == 0);
+    CHECK((m.find("truncated") != std::string::npos || m.find("corrupt") != std::string::npos));
+  }
+}
+
 TEST_CASE("dataset manifest: save_manifest_json and load_manifest round-trip channels - components and series") {
   test::ScratchDir dir("manifest_roundtrip");
   for (std::string src : {"Task01_Tiny", "BraTS2021_tiny", "dicom_tree"}) {

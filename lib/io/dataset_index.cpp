@@ -1,8 +1,11 @@
 #include "io/dataset_index.h"
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
+#include "core/threads.h"
 #include "data/manifest.h"
+#include "io/payload_scan.h"
 
 #include <fmt/format.h>
 
@@ -16,6 +19,36 @@ bool holds_image_files(const fs::path& dir) {
   for (const auto& f : fs::directory_iterator(dir, ec))
     if (f.is_regular_file() && has_image_extension(f.path())) return true;
   return false;
+}
+
+// The NIfTI files of every case checked quickly in parallel (io/payload_scan.h: header, recorded length); a case
+// with a corrupt or truncated file is left out with one problem line naming the file.
+void leave_out_corrupt(Manifest& m, const std::vector<std::string>& where, const std::string& source, IndexReport& report) {
+  std::vector<std::string> error(m.entries.size());
+  parallel_for(m.entries.size(), 0, [&](size_t i) {
+    const auto& e = m.entries[i];
+    std::vector<fs::path> files;
+    for (const auto& c : e.channel_files()) files.push_back(c.path);
+    if (e.label) files.push_back(*e.label);
+    std::error_code ec;
+    for (size_t k = 0; k < files.size(); ++k) {
+      const auto ext = full_extension(files[k]);
+      if ((ext != "nii" && ext != "nii.gz") || !fs::is_regular_file(files[k], ec)) continue;
+      if (k > 0 && files[k] == files[k - 1]) continue;  // one 4-D file for every channel
+      try {
+        check_nifti_quickly(files[k]);
+      } catch (const std::exception& ex) {
+        error[i] = ex.what();
+        return;
+      }
+    }
+  });
+  std::vector<ManifestEntry> kept;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    if (error[i].empty()) kept.push_back(std::move(m.entries[i]));
+    else report.problems.push_back(fmt::format("{}: {}: {}", source, where[i], error[i]));
+  }
+  m.entries = std::move(kept);
 }
 
 }  // namespace
@@ -48,6 +81,7 @@ IndexedDataset index_dataset(const std::string& source, const SourceParams& p) {
     where.push_back(e.id.empty() ? e.image.string() : fmt::format("case {}", e.id));
   }
   for (auto& problem : entry_problems(out.manifest.entries, where)) out.report.problems.push_back(source + ": " + problem);
+  leave_out_corrupt(out.manifest, where, source, out.report);
   if (out.manifest.entries.empty()) {
     std::string why;
     if (!out.report.problems.empty()) why = fmt::format(" ({} problem(s), the first: {})", out.report.problems.size(), out.report.problems.front());

@@ -28,6 +28,10 @@ PayloadScan scan_metaimage(const std::filesystem::path& path);
 PayloadScan scan_nrrd(const std::filesystem::path& path);
 // By extension (nii, nii.gz, mha, mhd, nrrd, nhdr).
 PayloadScan scan_payload(const std::filesystem::path& path);
+// A quick check for indexing many files: the NIfTI header, and the file's length (plain) or gzip's recorded
+// uncompressed length (compressed) against what the header promises; inflates the file (scan_nifti) only when
+// the recorded length disagrees. Throws naming the file.
+void check_nifti_quickly(const std::filesystem::path& path);
 // Throws "<name>: truncated or corrupt: N of M voxel bytes present" (or the NaN count) when `s` fails.
 void require_complete(const PayloadScan& s, const std::string& name);
 
