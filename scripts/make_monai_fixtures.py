@@ -6,6 +6,13 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
   autoencoder_kl_io.pt     {"input", "mu", "sigma", "decoded"}: encode(input) and decode(mu)
   autoencoder_maisi.pt     MAISI AutoencoderKlMaisi state dict (as NV-Generate-CTMR's autoencoder_v1.pt)
   autoencoder_maisi_io.pt  the same outputs for it
+  unet_monai.pt            MONAI DiffusionModelUNet state dict (as the BraTS bundle's model.pt): attention at the two
+                           deeper levels and in the middle, per-level residual blocks, convolution down/upsampling
+  unet_monai_io.pt         {"x", "t", "out"}: out = net(x, t)
+  unet_maisi.pt            MAISI DiffusionModelUNetMaisi in NV-Generate-CTMR's file format ({"unet_state_dict",
+                           "scale_factor", "num_train_timesteps", ...}): residual-block up/downsampling, no attention
+                           output projection, 128 class (modality) embeddings, spacing input
+  unet_maisi_io.pt         {"x", "t", "class", "spacing", "out"}
   networks.json            the settings each network was built with
   torch_save_types.pt      a MAISI-style U-Net file ({"unet_state_dict": OrderedDict with _metadata, "scale_factor": tensor,
                            ...}) with every kind of value torch.save writes in such files (fp16 / int64 / bool tensors,
@@ -98,6 +105,39 @@ def main():
                  norm_float16=False, num_splits=1, dim_split=1)
     record("autoencoder_maisi", randomise(AutoencoderKlMaisi(**maisi)), torch.randn(1, 1, 8, 16, 12))
     settings["autoencoder_maisi"] = maisi
+
+    from monai.networks.nets import DiffusionModelUNet
+    from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
+
+    def record_unet(name, net, file_obj, inputs):
+        with torch.no_grad():
+            out = net(**inputs)
+        torch.save(file_obj(net.state_dict()), OUT / f"{name}.pt")
+        io = {"x": inputs["x"], "t": inputs["timesteps"], "out": out}
+        if "class_labels" in inputs:
+            io["class"] = inputs["class_labels"]
+        if "spacing_tensor" in inputs:
+            io["spacing"] = inputs["spacing_tensor"]
+        torch.save(io, OUT / f"{name}_io.pt")
+        print(f"{name}: input {tuple(inputs['x'].shape)} out range {out.min():.3f}..{out.max():.3f}")
+
+    unet = dict(spatial_dims=3, in_channels=3, out_channels=3, channels=[8, 8, 16], attention_levels=[False, True, True],
+                num_head_channels=[4, 4, 8], num_res_blocks=[1, 2, 1], norm_num_groups=4, norm_eps=1e-6)
+    record_unet("unet_monai", randomise(DiffusionModelUNet(**unet)), lambda sd: sd,
+                {"x": torch.randn(2, 3, 8, 12, 16), "timesteps": torch.tensor([10, 731])})
+    settings["unet_monai"] = unet
+
+    unet_maisi = dict(spatial_dims=3, in_channels=4, out_channels=4, num_channels=[4, 4, 8, 8],
+                      attention_levels=[False, False, True, True], num_head_channels=[0, 0, 4, 4], num_res_blocks=2,
+                      norm_num_groups=2, norm_eps=1e-6, resblock_updown=True, include_fc=False, num_class_embeds=128,
+                      include_spacing_input=True, use_flash_attention=False)
+    maisi_file = lambda sd: {"epoch": 3, "loss": 0.25, "num_train_timesteps": 1000, "scale_factor": torch.tensor(1.0549),
+                             "unet_state_dict": sd}
+    t = torch.tensor([999.0, 312.5]).half()  # MAISI casts its continuous timesteps to fp16
+    record_unet("unet_maisi", randomise(DiffusionModelUNetMaisi(**unet_maisi)), maisi_file,
+                {"x": torch.randn(2, 4, 8, 16, 8), "timesteps": t, "class_labels": torch.tensor([1, 9]),
+                 "spacing_tensor": torch.tensor([[150.0, 150.0, 150.0], [100.0, 100.0, 250.0]])})
+    settings["unet_maisi"] = unet_maisi
 
     write_torch_save_types()
     (OUT / "networks.json").write_text(json.dumps(settings, indent=1) + "\n")

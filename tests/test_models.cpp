@@ -3,6 +3,7 @@
 #include "core/checkpoint.h"
 #include "core/fs.h"
 #include "models/autoencoder_kl.h"
+#include "models/monai_unet.h"
 #include "models/patch_discriminator.h"
 #include "models/state_dict.h"
 #include "models/vqgan.h"
@@ -307,4 +308,47 @@ TEST_CASE("KL autoencoder weights that do not fit: one error listing the missing
   CHECK_THROWS_WITH_AS(kl_from_monai(def, nets, "n"), "n: 'attention_levels' has the wrong type (\"no\")", Error);
   CHECK_THROWS_WITH_AS(read_state_dict(test::fixture("monai/networks.json")), doctest::Contains("not a file written by torch.save"), Error);
   CHECK_THROWS_WITH_AS(read_state_dict(test::fixture("monai/autoencoder_kl.pt"), "unet_state_dict"), doctest::Contains("has no 'unet_state_dict' entry"), Error);
+}
+
+// MONAI's DiffusionModelUNet (the BraTS bundle's structure) and MAISI's DiffusionModelUNetMaisi (residual-block
+// resampling, no attention output projection, modality classes, spacing input; in NV-Generate-CTMR's file format)
+// built by MONAI with random weights: meddiff's forward equals MONAI's.
+TEST_CASE("MONAI diffusion U-Nets with MONAI weights: the forward equals DiffusionModelUNet and DiffusionModelUNetMaisi") {
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  for (std::string name : {"unet_monai", "unet_maisi"}) {
+    CAPTURE(name);
+    const bool maisi = name == "unet_maisi";
+    auto def = nets.at(name);
+    def["_target_"] = maisi ? "monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi"
+                            : "monai.networks.nets.diffusion_model_unet.DiffusionModelUNet";
+    auto p = monai_unet_from_json(def, nets, name);
+    CHECK(p.maisi == maisi);
+    CHECK(p.include_fc == !maisi);
+    MonaiUNet net(p);
+    net->eval();
+    auto sd = read_state_dict(test::fixture("monai/" + name + ".pt"), maisi ? "unet_state_dict" : "");
+    load_state_dict(*net, sd, name);
+    auto io = read_state_dict(test::fixture("monai/" + name + "_io.pt"));
+    MonaiUNetInputs in;
+    if (maisi) {
+      in.class_labels = io.at("class");
+      in.spacing = io.at("spacing");
+      CHECK((io.at("t").scalar_type() == torch::kHalf));
+    }
+    torch::NoGradGuard ng;
+    check_close_to_monai(net->forward(io.at("x"), io.at("t"), in), io.at("out"), "U-Net output");
+  }
+  // A class-conditional network without classes, a spacing-conditioned one without spacing: an error, not garbage.
+  auto def = nets.at("unet_maisi");
+  def["_target_"] = "DiffusionModelUNetMaisi";
+  MonaiUNet net(monai_unet_from_json(def, nets, "unet_maisi"));
+  torch::NoGradGuard ng;
+  auto x = torch::zeros({1, 4, 8, 8, 8});
+  CHECK_THROWS_WITH(net->forward(x, torch::tensor({5.0})), doctest::Contains("needs class labels"));
+  MonaiUNetInputs only_class;
+  only_class.class_labels = torch::tensor({1});
+  CHECK_THROWS_WITH(net->forward(x, torch::tensor({5.0}), only_class), doctest::Contains("needs spacing [1, 3]"));
+  def["with_conditioning"] = true;
+  CHECK_THROWS_WITH_AS(monai_unet_from_json(def, nets, "net.json: diffusion_unet_def"),
+                       "net.json: diffusion_unet_def: 'with_conditioning' (cross-attention on a context) is not supported", Error);
 }

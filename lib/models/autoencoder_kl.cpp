@@ -1,127 +1,77 @@
 #include "models/autoencoder_kl.h"
-#include "ops/attention.h"
-#include "ops/conv.h"
-#include "ops/norm_act.h"
 
 namespace meddiff {
 namespace {
 
 namespace F = torch::nn::functional;
 
-// GroupNorm whose weight and bias are the layer's own parameters ("blocks.N.weight" in MONAI's list).
-struct KLNormImpl : KLLayer {
-  KLNormImpl(int64_t channels, int64_t groups, double eps) : groups(groups), eps(eps) {
-    weight = register_parameter("weight", torch::ones({channels}));
-    bias = register_parameter("bias", torch::zeros({channels}));
-  }
-  torch::Tensor forward(const torch::Tensor& x) override { return ops::norm_act(x, groups, weight, bias, eps, {}, {}, false); }
-  torch::Tensor norm_silu(const torch::Tensor& x) const { return ops::norm_act(x, groups, weight, bias, eps, {}, {}, true); }
-  int64_t groups;
-  double eps;
-  torch::Tensor weight, bias;
-};
-
-std::shared_ptr<KLNormImpl> norm(const KLParams& p, int64_t c) { return std::make_shared<KLNormImpl>(c, p.norm_groups, p.norm_eps); }
-
-struct KLResBlockImpl : KLLayer {
+struct KLResBlockImpl : torch::nn::Module {
   KLResBlockImpl(const KLParams& p, int64_t in, int64_t out) {
-    norm1 = register_module("norm1", norm(p, in));
-    conv1 = register_module("conv1", std::make_shared<KLConvImpl>(in, out, 3));
-    norm2 = register_module("norm2", norm(p, out));
-    conv2 = register_module("conv2", std::make_shared<KLConvImpl>(out, out, 3));
-    if (in != out) nin_shortcut = register_module("nin_shortcut", std::make_shared<KLConvImpl>(in, out, 1));
+    norm1 = register_module("norm1", MonaiNorm(in, p.norm_groups, p.norm_eps));
+    conv1 = register_module("conv1", MonaiConv(in, out, 3));
+    norm2 = register_module("norm2", MonaiNorm(out, p.norm_groups, p.norm_eps));
+    conv2 = register_module("conv2", MonaiConv(out, out, 3));
+    if (in != out) nin_shortcut = register_module("nin_shortcut", MonaiConv(in, out, 1));
   }
-  torch::Tensor forward(const torch::Tensor& x) override {
-    auto h = conv1->forward(norm1->norm_silu(x));
-    h = conv2->forward(norm2->norm_silu(h));
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h = conv1->forward(norm1->forward(x, true));
+    h = conv2->forward(norm2->forward(h, true));
     return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
   }
-  std::shared_ptr<KLNormImpl> norm1, norm2;
-  std::shared_ptr<KLConvImpl> conv1, conv2, nin_shortcut;
-};
-
-// MONAI's SABlock with one head and separate projections (the "attn" child of the attention block).
-struct KLSelfAttentionImpl : torch::nn::Module {
-  explicit KLSelfAttentionImpl(int64_t c) {
-    out_proj = register_module("out_proj", torch::nn::Linear(c, c));
-    to_q = register_module("to_q", torch::nn::Linear(c, c));
-    to_k = register_module("to_k", torch::nn::Linear(c, c));
-    to_v = register_module("to_v", torch::nn::Linear(c, c));
-  }
-  torch::nn::Linear out_proj{nullptr}, to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
-};
-
-struct KLAttentionImpl : KLLayer {
-  KLAttentionImpl(const KLParams& p, int64_t c) {
-    norm_ = register_module("norm", norm(p, c));
-    attn = register_module("attn", std::make_shared<KLSelfAttentionImpl>(c));
-  }
-  torch::Tensor forward(const torch::Tensor& x) override {
-    auto shape = x.sizes().vec();
-    auto t = norm_->forward(x).flatten(2).transpose(1, 2);  // [B, N, C]
-    auto q = attn->to_q(t).unsqueeze(1), k = attn->to_k(t).unsqueeze(1), v = attn->to_v(t).unsqueeze(1);  // [B, 1, N, C]
-    auto o = attn->out_proj(ops::attention(q, k, v).squeeze(1));                                        // [B, N, C]
-    return o.transpose(1, 2).reshape(shape) + x;
-  }
-  std::shared_ptr<KLNormImpl> norm_;
-  std::shared_ptr<KLSelfAttentionImpl> attn;
+  MonaiNorm norm1{nullptr}, norm2{nullptr};
+  MonaiConv conv1{nullptr}, conv2{nullptr}, nin_shortcut{nullptr};
 };
 
 // Stride-2 3^3 convolution after padding one zero at the end of every spatial axis.
-struct KLDownsampleImpl : KLLayer {
-  explicit KLDownsampleImpl(int64_t c) { conv = register_module("conv", std::make_shared<KLConvImpl>(c, c, 3, 2, 0)); }
-  torch::Tensor forward(const torch::Tensor& x) override {
+struct KLDownsampleImpl : torch::nn::Module {
+  explicit KLDownsampleImpl(int64_t c) { conv = register_module("conv", MonaiConv(c, c, 3, 2, 0)); }
+  torch::Tensor forward(const torch::Tensor& x) {
     return conv->forward(F::pad(x, F::PadFuncOptions({0, 1, 0, 1, 0, 1}).mode(torch::kConstant).value(0.0)));
   }
-  std::shared_ptr<KLConvImpl> conv;
+  MonaiConv conv{nullptr};
 };
 
 // x2 interpolation (nearest, or trilinear without aligned corners) then a 3^3 convolution.
-struct KLUpsampleImpl : KLLayer {
-  KLUpsampleImpl(int64_t c, bool trilinear) : trilinear(trilinear) {
-    postconv = register_module("postconv", std::make_shared<KLConvImpl>(c, c, 3));
-  }
-  torch::Tensor forward(const torch::Tensor& x) override {
+struct KLUpsampleImpl : torch::nn::Module {
+  KLUpsampleImpl(int64_t c, bool trilinear) : trilinear(trilinear) { postconv = register_module("postconv", MonaiConv(c, c, 3)); }
+  torch::Tensor forward(const torch::Tensor& x) {
     auto o = F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0, 2.0});
     if (trilinear) o.mode(torch::kTrilinear).align_corners(false);
     else o.mode(torch::kNearest);
     return postconv->forward(F::interpolate(x, o));
   }
   bool trilinear;
-  std::shared_ptr<KLConvImpl> postconv;
+  MonaiConv postconv{nullptr};
 };
 
 }  // namespace
 
-KLConvImpl::KLConvImpl(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p) {
-  conv = register_module("conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, k).stride(s).padding(p < 0 ? k / 2 : p).bias(true)));
-}
-
-torch::Tensor KLConvImpl::forward(const torch::Tensor& x) { return ops::conv3d(conv, x); }
-
 KLCoderImpl::KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_channels, bool decoder) {
   blocks = register_module("blocks", torch::nn::ModuleList());
-  auto add = [this](std::shared_ptr<KLLayer> l) {
-    blocks->push_back(l);
-    layers.push_back(std::move(l));
+  auto add = [this](auto layer) {  // a shared_ptr to a module with forward(x)
+    blocks->push_back(layer);
+    layers.push_back([layer](const torch::Tensor& x) { return layer->forward(x); });
   };
+  auto res = [&](int64_t in, int64_t out) { add(std::make_shared<KLResBlockImpl>(p, in, out)); };
+  auto attention = [&](int64_t c) { add(MonaiAttention(c, 1, true, p.norm_groups, p.norm_eps).ptr()); };
+  auto conv = [&](int64_t in, int64_t out) { add(MonaiConv(in, out, 3).ptr()); };
   auto mid = [&](int64_t c) {
-    add(std::make_shared<KLResBlockImpl>(p, c, c));
-    add(std::make_shared<KLAttentionImpl>(p, c));
-    add(std::make_shared<KLResBlockImpl>(p, c, c));
+    res(c, c);
+    attention(c);
+    res(c, c);
   };
   const int64_t L = p.levels();
   auto level_channels = [&](int64_t i) { return p.channels[static_cast<size_t>(decoder ? L - 1 - i : i)]; };
   int64_t c = level_channels(0);
-  add(std::make_shared<KLConvImpl>(in_channels, c, 3));
+  conv(in_channels, c);
   if (decoder && p.decoder_mid_attention) mid(c);
   for (int64_t i = 0; i < L; ++i) {
     int64_t level = decoder ? L - 1 - i : i;
     int64_t out = level_channels(i);
     for (int64_t r = 0; r < p.res_blocks(level); ++r) {
-      add(std::make_shared<KLResBlockImpl>(p, c, out));
+      res(c, out);
       c = out;
-      if (p.attention_at(level)) add(std::make_shared<KLAttentionImpl>(p, c));
+      if (p.attention_at(level)) attention(c);
     }
     if (i + 1 < L) {
       if (decoder) add(std::make_shared<KLUpsampleImpl>(c, p.upsample == "trilinear"));
@@ -129,12 +79,12 @@ KLCoderImpl::KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_cha
     }
   }
   if (!decoder && p.encoder_mid_attention) mid(c);
-  add(norm(p, c));
-  add(std::make_shared<KLConvImpl>(c, out_channels, 3));
+  add(MonaiNorm(c, p.norm_groups, p.norm_eps).ptr());
+  conv(c, out_channels);
 }
 
 torch::Tensor KLCoderImpl::forward(torch::Tensor x) {
-  for (auto& l : layers) x = l->forward(x);
+  for (auto& l : layers) x = l(x);
   return x;
 }
 
@@ -142,9 +92,9 @@ AutoencoderKLImpl::AutoencoderKLImpl(const KLParams& p, int64_t image_channels) 
   p.validate();
   encoder = register_module("encoder", KLCoder(p, image_channels, p.latent_channels, false));
   decoder = register_module("decoder", KLCoder(p, p.latent_channels, image_channels, true));
-  quant_conv_mu = register_module("quant_conv_mu", std::make_shared<KLConvImpl>(p.latent_channels, p.latent_channels, 1));
-  quant_conv_log_sigma = register_module("quant_conv_log_sigma", std::make_shared<KLConvImpl>(p.latent_channels, p.latent_channels, 1));
-  post_quant_conv = register_module("post_quant_conv", std::make_shared<KLConvImpl>(p.latent_channels, p.latent_channels, 1));
+  quant_conv_mu = register_module("quant_conv_mu", MonaiConv(p.latent_channels, p.latent_channels, 1));
+  quant_conv_log_sigma = register_module("quant_conv_log_sigma", MonaiConv(p.latent_channels, p.latent_channels, 1));
+  post_quant_conv = register_module("post_quant_conv", MonaiConv(p.latent_channels, p.latent_channels, 1));
 }
 
 KLPosterior AutoencoderKLImpl::encode(const torch::Tensor& x) {

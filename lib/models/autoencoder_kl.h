@@ -10,24 +10,13 @@
 //           (+ attention)], x2 upsampling (nearest or trilinear) + conv3 between levels -> GroupNorm ->
 //           conv3 to the image channels.
 // Res blocks: GN -> SiLU -> conv3 -> GN -> SiLU -> conv3 plus the input (1x1 conv when channels change).
-// Attention: GN, one head over every voxel, separate q/k/v and output projections, plus the input.
+// Attention: models/monai_blocks.h's, one head with the output projection.
 #include "models/kl_params.h"
+#include "models/monai_blocks.h"
 
 #include <torch/torch.h>
 
 namespace meddiff {
-
-// One layer of the encoder's or decoder's block list.
-struct KLLayer : torch::nn::Module {
-  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
-};
-
-// A convolution held as MONAI's Convolution holds it (a child named "conv"): kernel k, stride s, zero padding p.
-struct KLConvImpl : KLLayer {
-  KLConvImpl(int64_t in, int64_t out, int64_t k, int64_t s = 1, int64_t p = -1);  // p < 0: k / 2
-  torch::Tensor forward(const torch::Tensor& x) override;
-  torch::nn::Conv3d conv{nullptr};
-};
 
 struct KLPosterior {
   torch::Tensor mu, sigma;  // [B, latent_channels, d, h, w]
@@ -38,7 +27,7 @@ struct KLCoderImpl : torch::nn::Module {
   KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_channels, bool decoder);
   torch::Tensor forward(torch::Tensor x);
   torch::nn::ModuleList blocks{nullptr};
-  std::vector<std::shared_ptr<KLLayer>> layers;  // the same modules, callable
+  std::vector<std::function<torch::Tensor(const torch::Tensor&)>> layers;  // the same modules, callable
 };
 TORCH_MODULE(KLCoder);
 
@@ -51,7 +40,7 @@ struct AutoencoderKLImpl : torch::nn::Module {
   KLParams params;
   int64_t channels;
   KLCoder encoder{nullptr}, decoder{nullptr};
-  std::shared_ptr<KLConvImpl> quant_conv_mu, quant_conv_log_sigma, post_quant_conv;
+  MonaiConv quant_conv_mu{nullptr}, quant_conv_log_sigma{nullptr}, post_quant_conv{nullptr};
 };
 TORCH_MODULE(AutoencoderKL);
 

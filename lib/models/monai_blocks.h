@@ -1,0 +1,44 @@
+#pragma once
+// Layers with exactly the semantics and parameter names of MONAI's, shared by the network families imported
+// from MONAI and MAISI (models/autoencoder_kl.h, models/monai_unet.h), so that their state dicts load by name:
+//  - MonaiConv: a 3-D convolution held as MONAI's Convolution holds it (a child named "conv");
+//  - MonaiNorm: GroupNorm with its own "weight" and "bias", optionally followed by SiLU;
+//  - MonaiAttention: MONAI's SpatialAttentionBlock: GroupNorm ("norm"), then multi-head self-attention over
+//    every voxel with separate q/k/v projections ("attn.to_q" ...), the heads taking consecutive channel
+//    blocks, an optional output projection ("attn.out_proj", MONAI's include_fc), plus the input.
+#include <torch/torch.h>
+
+namespace meddiff {
+
+struct MonaiConvImpl : torch::nn::Module {
+  MonaiConvImpl(int64_t in, int64_t out, int64_t k, int64_t s = 1, int64_t p = -1);  // p < 0: k / 2
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Conv3d conv{nullptr};
+};
+TORCH_MODULE(MonaiConv);
+
+struct MonaiNormImpl : torch::nn::Module {
+  MonaiNormImpl(int64_t channels, int64_t groups, double eps);
+  torch::Tensor forward(const torch::Tensor& x, bool silu = false);
+  int64_t groups;
+  double eps;
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(MonaiNorm);
+
+struct MonaiSelfAttentionImpl : torch::nn::Module {  // MONAI's SABlock (the "attn" child)
+  MonaiSelfAttentionImpl(int64_t channels, bool out_projection);
+  torch::nn::Linear out_proj{nullptr}, to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+};
+TORCH_MODULE(MonaiSelfAttention);
+
+struct MonaiAttentionImpl : torch::nn::Module {
+  MonaiAttentionImpl(int64_t channels, int64_t heads, bool out_projection, int64_t groups, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  int64_t heads;
+  MonaiNorm norm{nullptr};
+  MonaiSelfAttention attn{nullptr};
+};
+TORCH_MODULE(MonaiAttention);
+
+}  // namespace meddiff
