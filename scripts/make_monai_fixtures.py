@@ -14,6 +14,10 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
                            output projection, 128 class (modality) embeddings, spacing input
   unet_maisi_io.pt         {"x", "t", "class", "spacing", "out"}
   networks.json            the settings each network was built with
+  rflow_maisi.pt           MONAI's RFlowScheduler as MAISI sets it: timestep lists for several latent sizes and step
+                           counts, and a whole 5-step run of the MAISI U-Net above from fixed noise (modality 1,
+                           spacing, guidance 0 and 2, the unconditional pass with class 0), decoded by the MAISI
+                           autoencoder above after dividing by the scale factor, as NV-Generate-CTMR's inference does
   torch_save_types.pt      a MAISI-style U-Net file ({"unet_state_dict": OrderedDict with _metadata, "scale_factor": tensor,
                            ...}) with every kind of value torch.save writes in such files (fp16 / int64 / bool tensors,
                            a strided view, a parameter, numbers, strings, None, lists, tuples, sets, a numpy scalar)
@@ -43,6 +47,53 @@ def import_monai():
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
                         "monai==1.6.1", "einops"], check=True)
     sys.path.insert(0, str(target))
+
+
+def write_rflow(unet, autoencoder, scale_factor):
+    import torch
+    from monai.networks.schedulers import RFlowScheduler
+
+    def scheduler():
+        return RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=False, sample_method="logit-normal",
+                              use_timestep_transform=True, base_img_size_numel=32 * 32 * 32, spatial_dim=3)
+
+    out = {}
+    lists = []
+    for steps, shape in [(30, (128, 128, 128)), (30, (64, 64, 32)), (30, (120, 96, 50)), (5, (8, 8, 8)),
+                         (50, (32, 32, 32)), (7, (20, 30, 10))]:
+        s = scheduler()
+        s.set_timesteps(num_inference_steps=steps, input_img_size_numel=torch.prod(torch.tensor(shape)))
+        lists.append({"steps": steps, "shape": list(shape), "timesteps": [float(t) for t in s.timesteps]})
+    noise = torch.randn(1, 4, 8, 8, 8)
+    spacing = (torch.tensor([[1.5, 1.5, 2.0]]).double() * 1e2).half()  # as diff_model_infer's prepare_tensors
+    modality = torch.tensor([1])
+    for guidance in (0.0, 2.0):
+        s = scheduler()
+        s.set_timesteps(num_inference_steps=5, input_img_size_numel=torch.prod(torch.tensor(noise.shape[2:])))
+        ts = s.timesteps
+        nexts = torch.cat((ts[1:], torch.tensor([0], dtype=ts.dtype)))
+        x = noise.clone()
+        with torch.no_grad():
+            for t, next_t in zip(ts, nexts):
+                tt = torch.Tensor((t,))
+                if guidance == 0:
+                    v = unet(x=x, timesteps=tt, spacing_tensor=spacing.float(), class_labels=modality)
+                else:
+                    both = unet(x=torch.cat([x] * 2), timesteps=torch.cat([tt] * 2), spacing_tensor=torch.cat([spacing.float()] * 2),
+                                class_labels=torch.cat([modality, torch.zeros_like(modality)]))
+                    cond, uncond = both.chunk(2)
+                    v = uncond + guidance * (cond - uncond)
+                x, _ = s.step(v, t, x, next_t)
+            image = autoencoder.decode(x / torch.tensor(scale_factor))
+        key = "cfg" if guidance else "plain"
+        out[f"latent_{key}"] = x
+        out[f"image_{key}"] = image
+    out["noise"] = noise
+    out["spacing"] = spacing.float()
+    out["scale_factor"] = torch.tensor(scale_factor)
+    torch.save(out, OUT / "rflow_maisi.pt")
+    (OUT / "rflow_timesteps.json").write_text(json.dumps(lists) + "\n")
+    print(f"rflow_maisi: 5-step image range {out['image_plain'].min():.3f}..{out['image_plain'].max():.3f}")
 
 
 def write_torch_save_types():
@@ -103,7 +154,8 @@ def main():
                  attention_levels=[False, False, False], with_encoder_nonlocal_attn=False,
                  with_decoder_nonlocal_attn=False, use_checkpointing=False, use_convtranspose=False,
                  norm_float16=False, num_splits=1, dim_split=1)
-    record("autoencoder_maisi", randomise(AutoencoderKlMaisi(**maisi)), torch.randn(1, 1, 8, 16, 12))
+    ae_maisi = randomise(AutoencoderKlMaisi(**maisi))
+    record("autoencoder_maisi", ae_maisi, torch.randn(1, 1, 8, 16, 12))
     settings["autoencoder_maisi"] = maisi
 
     from monai.networks.nets import DiffusionModelUNet
@@ -134,10 +186,12 @@ def main():
     maisi_file = lambda sd: {"epoch": 3, "loss": 0.25, "num_train_timesteps": 1000, "scale_factor": torch.tensor(1.0549),
                              "unet_state_dict": sd}
     t = torch.tensor([999.0, 312.5]).half()  # MAISI casts its continuous timesteps to fp16
-    record_unet("unet_maisi", randomise(DiffusionModelUNetMaisi(**unet_maisi)), maisi_file,
+    unet_maisi_net = randomise(DiffusionModelUNetMaisi(**unet_maisi))
+    record_unet("unet_maisi", unet_maisi_net, maisi_file,
                 {"x": torch.randn(2, 4, 8, 16, 8), "timesteps": t, "class_labels": torch.tensor([1, 9]),
                  "spacing_tensor": torch.tensor([[150.0, 150.0, 150.0], [100.0, 100.0, 250.0]])})
     settings["unet_maisi"] = unet_maisi
+    write_rflow(unet_maisi_net, ae_maisi, scale_factor=1.0549)
 
     write_torch_save_types()
     (OUT / "networks.json").write_text(json.dumps(settings, indent=1) + "\n")

@@ -1,7 +1,12 @@
 #include <doctest/doctest.h>
 
 #include "core/fs.h"
+#include "core/error.h"
+#include "diffusion/maisi_rflow.h"
 #include "diffusion/samplers.h"
+#include "models/autoencoder_kl.h"
+#include "models/monai_unet.h"
+#include "models/state_dict.h"
 #include "models/unet3d.h"
 #include "ops/attention.h"
 #include "test_support.h"
@@ -289,4 +294,59 @@ TEST_CASE("each sampler's default step count (sample.steps = 0)") {
   CHECK(default_steps("euler", 0) == 5);
   CHECK(default_steps("heun", 0) == 5);
   CHECK_THROWS_WITH_AS(default_steps("plms", 1000), doctest::Contains("plms"), Error);
+}
+
+// MONAI's RFlowScheduler as MAISI sets it (scripts/make_monai_fixtures.py): the timestep lists, bit for bit, and a
+// whole 5-step run of a MAISI U-Net from the same noise (modality class, spacing, guidance 0 and 2 with the
+// unconditional pass at class 0), decoded by a MAISI autoencoder after dividing by the scale factor.
+TEST_CASE("MAISI rectified flow: timesteps identical to MONAI's and a 5-step run equal to MONAI's loop") {
+  MaisiRFlowParams p;
+  auto lists = nlohmann::json::parse(read_text(test::fixture("monai/rflow_timesteps.json")));
+  for (const auto& l : lists) {
+    auto shape = l.at("shape").get<std::vector<int64_t>>();
+    CAPTURE(l.at("shape").dump());
+    auto ours = maisi_rflow_timesteps(p, l.at("steps").get<int64_t>(), shape[0] * shape[1] * shape[2]);
+    CHECK(ours == l.at("timesteps").get<std::vector<float>>());
+  }
+  CHECK_THROWS_WITH_AS(maisi_rflow_timesteps(p, 0, 512), "rectified flow: 0 steps; it takes 1 to 1000", Error);
+
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  MonaiUNet unet(monai_unet_from_json(nets.at("unet_maisi"), nets, "unet_maisi"));
+  load_state_dict(*unet, read_state_dict(test::fixture("monai/unet_maisi.pt"), "unet_state_dict"), "unet");
+  auto kl = kl_from_monai(nets.at("autoencoder_maisi"), nets, "autoencoder_maisi");
+  kl.params.upsample = "trilinear";
+  AutoencoderKL ae(kl.params, kl.in_channels);
+  load_state_dict(*ae, read_state_dict(test::fixture("monai/autoencoder_maisi.pt")), "autoencoder", maisi_autoencoder_key);
+  unet->eval();
+  ae->eval();
+  auto io = read_state_dict(test::fixture("monai/rflow_maisi.pt"));
+  const auto noise = io.at("noise");
+  const float scale_factor = io.at("scale_factor").item<float>();
+  torch::NoGradGuard ng;
+  for (double guidance : {0.0, 2.0}) {
+    CAPTURE(guidance);
+    MonaiUNetInputs in;
+    in.spacing = io.at("spacing");
+    in.class_labels = torch::tensor({int64_t{1}});
+    auto velocity = [&](const torch::Tensor& x, const torch::Tensor& t) {
+      auto v = unet->forward(x, t, in);
+      if (guidance == 0) return v;
+      MonaiUNetInputs un = in;
+      un.class_labels = torch::zeros_like(in.class_labels);
+      auto u = unet->forward(x, t, un);
+      return u + guidance * (v - u);
+    };
+    auto steps = maisi_rflow_timesteps(p, 5, noise.size(2) * noise.size(3) * noise.size(4));
+    auto latent = maisi_rflow_sample(p, noise.clone(), steps, velocity);
+    auto image = ae->decode(latent / scale_factor);
+    const std::string key = guidance == 0 ? "plain" : "cfg";
+    for (auto [ours, theirs, what] : {std::tuple{latent, io.at("latent_" + key), std::string("latent")}, std::tuple{image, io.at("image_" + key), std::string("image")}}) {
+      CAPTURE(what);
+      REQUIRE(ours.sizes() == theirs.sizes());
+      double range = (theirs.max() - theirs.min()).item<double>();
+      double diff = (ours - theirs).abs().max().item<double>();
+      MESSAGE(key << " " << what << ": max |meddiff - MONAI| " << diff << " over a range of " << range);
+      CHECK(diff <= 1e-3 * range);
+    }
+  }
 }
