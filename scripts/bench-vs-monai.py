@@ -18,7 +18,14 @@ convolution) is built here with the config's vqgan settings and timed likewise a
 MONAI is installed from PyPI into a throwaway folder (pip --target, no dependencies: it needs only the
 torch and numpy of the project's environment, and einops). When it cannot be had, the script says so and exits 0.
 
+With --network FILE (a MONAI / MAISI network config such as configs/networks/maisi-rflow-ct.json, in the
+format of NV-Generate-CTMR's config_network_rflow.json), the networks imported from MONAI are compared
+instead: MONAI builds "diffusion_unet_def" and "autoencoder_def" from the file, meddiff builds the same
+networks (`meddiff bench --network FILE`), both with random weights, and the U-Net forward and the
+autoencoder's decode of a --network-latent latent are timed alternately.
+
 Usage: scripts/bench-vs-monai.py [--meddiff BIN] [--config C ...] [--rounds 3] [--repeat 5] [--json OUT]
+       scripts/bench-vs-monai.py --network FILE [--network-latent 16,16,16] [--rounds 3] [--repeat 3] [--json OUT]
 Run it with the project's Python (.venv/bin/python) so both sides use the same torch."""
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -161,6 +168,68 @@ def time_meddiff_blocks(binary, config, repeat):
     return c["vqgan_decoder_blocks"]["median_s"]
 
 
+def build_monai(defn, root):
+    """The MONAI network a bundle-style definition describes ("_target_" + arguments, "@name" references)."""
+    import importlib
+    args = {}
+    for k, v in defn.items():
+        if k.startswith("_"):
+            continue
+        args[k] = root[v[1:]] if isinstance(v, str) and v.startswith("@") else v
+    if "use_flash_attention" in args:
+        args["use_flash_attention"] = False  # MONAI refuses flash attention without CUDA
+    module, name = defn["_target_"].rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(**args)
+
+
+def network_mode(a):
+    import torch
+    root = json.load(open(a.network))
+    sizes = [int(v) for v in a.network_latent.split(",")]
+    name = os.path.basename(a.network)
+
+    def ref(v):
+        return root[v[1:]] if isinstance(v, str) and v.startswith("@") else v
+
+    def compare(what, part, params_key, net, fn, x):
+        """Alternate `meddiff bench --network` (its `part`) with fn(x) on MONAI's net; print and return the rounds."""
+        rounds = []
+        for _ in range(a.rounds):
+            cmd = [a.meddiff, "bench", "--network", a.network, "--network-latent", a.network_latent, "--repeat", str(a.repeat),
+                   "--json", "--device", "cpu"]
+            info = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["networks"][0]
+            m = info[part]["median_s"]
+            o = time_plain(fn, x, a.repeat)
+            rounds.append({"meddiff_s": m, "monai_s": o, "ratio": o / m})
+        ratio = statistics.median(r["ratio"] for r in rounds)
+        params = sum(p.numel() for p in net.parameters())
+        print(f"{name}: {what}, latent {x.shape[1]}x{'x'.join(map(str, sizes))}; parameters meddiff "
+              f"{info[params_key] / 1e6:.2f} M, MONAI {params / 1e6:.2f} M")
+        for i, r in enumerate(rounds):
+            print(f"  round {i + 1}: meddiff {r['meddiff_s'] * 1e3:.0f} ms, MONAI {r['monai_s'] * 1e3:.0f} ms, ratio {r['ratio']:.2f}")
+        print(f"  {what}, batch 1: MONAI / meddiff = {ratio:.2f} (median of {a.rounds} rounds)")
+        return {"rounds": rounds, "ratio": ratio, "monai_parameters": params}
+
+    results = {"network": name, "latent_spatial": sizes}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        if "diffusion_unet_def" in root:
+            c = root["diffusion_unet_def"]
+            unet = build_monai(c, root).eval()
+            kw = {"timesteps": torch.full((1,), 500.0)}
+            if c.get("num_class_embeds"):
+                kw["class_labels"] = torch.ones(1, dtype=torch.long)
+            if c.get("include_spacing_input"):
+                kw["spacing_tensor"] = torch.full((1, 3), 150.0)
+            x = torch.randn(1, ref(c["in_channels"]), *sizes)
+            results["unet"] = compare("U-Net forward", "unet_forward", "unet_parameters", unet, lambda v: unet(v, **kw), x)
+        if "autoencoder_def" in root:
+            ae = build_monai(root["autoencoder_def"], root).eval()
+            z = torch.randn(1, ref(root["autoencoder_def"]["latent_channels"]), *sizes)
+            results["decode"] = compare("autoencoder decode", "autoencoder_decode", "autoencoder_parameters", ae, ae.decode, z)
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--meddiff", default=os.path.join(ROOT, "build/apps/meddiff/meddiff"))
@@ -168,12 +237,22 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--network", help="a MONAI / MAISI network config: compare the imported networks (see above)")
+    ap.add_argument("--network-latent", default="16,16,16")
     a = ap.parse_args()
     import torch
     tmp = tempfile.mkdtemp(prefix="meddiff-monai-")
     if not monai_available(tmp):
         return 0
     import monai
+    if a.network:
+        print(f"torch {torch.__version__}, MONAI {monai.__version__}, {torch.get_num_threads()} threads")
+        r = network_mode(a)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"torch": torch.__version__, "monai": monai.__version__, "threads": torch.get_num_threads(),
+                           "network": r}, f, indent=2)
+        return 0
     configs = a.config or ["", os.path.join(ROOT, "configs/brats-flair-64.json")]
     results = []
     print(f"torch {torch.__version__}, MONAI {monai.__version__}, {torch.get_num_threads()} threads")

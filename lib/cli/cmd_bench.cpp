@@ -13,6 +13,8 @@
 #include "data/preview.h"
 #include "diffusion/samplers.h"
 #include "io/png.h"
+#include "models/autoencoder_kl.h"
+#include "models/monai_unet.h"
 #include "models/unet3d.h"
 #include "models/vqgan.h"
 #include "pipeline/autoencoder.h"
@@ -155,6 +157,56 @@ nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const
   return j;
 }
 
+// A network config of MONAI / MAISI (NV-Generate-CTMR's config_network_rflow.json, a bundle's inference config):
+// its diffusion U-Net ("diffusion_unet_def") forward and its KL autoencoder ("autoencoder_def") decode of that
+// latent, with random weights, at batch 1.
+nlohmann::json bench_network(const fs::path& file, const std::array<int64_t, 3>& latent, const Bench& b) {
+  nlohmann::json root;
+  try {
+    root = nlohmann::json::parse(read_text(file));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not JSON ({})", file.string(), e.what());
+  }
+  if (!root.contains("diffusion_unet_def") && !root.contains("autoencoder_def"))
+    fail("{}: has neither 'diffusion_unet_def' nor 'autoencoder_def'", file.string());
+  nlohmann::json j = {{"network", file.filename().string()}, {"latent_spatial", latent}};
+  torch::manual_seed(0);
+  torch::NoGradGuard ng;
+  auto opt = torch::TensorOptions().device(b.device);
+  int64_t latent_channels = 4;
+  if (root.contains("autoencoder_def")) latent_channels = kl_from_monai(root["autoencoder_def"], root, file.string() + ": autoencoder_def").params.latent_channels;
+  if (root.contains("diffusion_unet_def")) {
+    auto p = monai_unet_from_json(root["diffusion_unet_def"], root, file.string() + ": diffusion_unet_def");
+    for (auto s : latent)
+      if (s % p.downsample()) fail("--network-latent: {} is not a multiple of the U-Net's downsampling {}", s, p.downsample());
+    MonaiUNet net(p);
+    net->to(b.device);
+    net->eval();
+    latent_channels = p.in_channels;
+    auto x = torch::randn({1, p.in_channels, latent[0], latent[1], latent[2]}, opt);
+    auto t = torch::full({1}, 500.0, opt.dtype(torch::kFloat));
+    MonaiUNetInputs in;
+    if (p.num_class_embeds > 0) in.class_labels = torch::ones({1}, opt.dtype(torch::kLong));
+    if (p.spacing_input) in.spacing = torch::full({1, 3}, 150.0, opt);
+    if (p.top_region_input) in.top_region = torch::tensor({{0.0, 1.0, 0.0, 0.0}}, opt);
+    if (p.bottom_region_input) in.bottom_region = torch::tensor({{0.0, 0.0, 1.0, 0.0}}, opt);
+    j["unet_parameters"] = parameter_count(*net);
+    j["unet_forward"] = to_json(measure([&] { net->forward(x, t, in); }, b.device, b.repeats, true));
+    log_info("bench {}: U-Net forward {:.3f} s", file.string(), j["unet_forward"]["median_s"].get<double>());
+  }
+  if (root.contains("autoencoder_def")) {
+    auto m = kl_from_monai(root["autoencoder_def"], root, file.string() + ": autoencoder_def");
+    AutoencoderKL ae(m.params, m.in_channels);
+    ae->to(b.device);
+    ae->eval();
+    auto z = torch::randn({1, latent_channels, latent[0], latent[1], latent[2]}, opt);
+    j["autoencoder_parameters"] = parameter_count(*ae);
+    j["autoencoder_decode"] = to_json(measure([&] { ae->decode(z); }, b.device, b.repeats, true));
+    log_info("bench {}: decode {:.3f} s", file.string(), j["autoencoder_decode"]["median_s"].get<double>());
+  }
+  return j;
+}
+
 std::string table_text(const nlohmann::json& all) {
   std::string s = fmt::format("meddiff bench on {} ({} threads), LibTorch {}\n", all["device"].get<std::string>(),
                               all["threads"].get<int64_t>(), all["torch"].get<std::string>());
@@ -182,6 +234,16 @@ std::string table_text(const nlohmann::json& all) {
       s += fmt::format("  sweep {:>3}^3 latent: {:>8.4f} s  {:>8.0f} MiB\n", w["latent"][1].get<int64_t>(), w["median_s"].get<double>(),
                        w["peak_mib"].get<double>());
   }
+  for (const auto& n : all.value("networks", nlohmann::json::array())) {
+    s += fmt::format("\n{}: latent {} (random weights)\n", n["network"].get<std::string>(),
+                     fmt::join(n["latent_spatial"].get<std::vector<int64_t>>(), "x"));
+    auto row = [&](const char* what, const nlohmann::json& m, double params) {
+      return fmt::format("  {:<22} {:>9.4f} s  {:>8.0f} MiB  {:>7.2f} M parameters\n", what, m["median_s"].get<double>(),
+                         m["peak_mib"].get<double>(), params / 1e6);
+    };
+    if (n.contains("unet_forward")) s += row("U-Net forward", n["unet_forward"], n["unet_parameters"].get<double>());
+    if (n.contains("autoencoder_decode")) s += row("autoencoder decode", n["autoencoder_decode"], n["autoencoder_parameters"].get<double>());
+  }
   return s;
 }
 
@@ -198,6 +260,9 @@ int run_bench(const Args_t& args) {
       ("sizes", "Cubic latent sizes of the sweep (comma-separated; none: '')", cxxopts::value<std::string>()->default_value("16,32,48,64"))
       ("parts", "What to measure (comma-separated): unet, train, vqgan, samplers, sweep", cxxopts::value<std::string>()->default_value("unet,train,vqgan,samplers,sweep"))
       ("out", "Folder for bench.json and bench.png (default: the table on stdout only)", cxxopts::value<std::string>())
+      ("network", "A MONAI / MAISI network config (e.g. NV-Generate-CTMR's config_network_rflow.json): time its diffusion U-Net "
+                  "forward and autoencoder decode with random weights instead of the configs'", cxxopts::value<std::string>())
+      ("network-latent", "Latent size X,Y,Z of --network", cxxopts::value<std::string>()->default_value("16,16,16"))
       ("json", "Print the JSON on stdout instead of the table")
       ("force", "Replace an earlier bench in --out");
   auto r = a.parse(args);
@@ -235,12 +300,27 @@ int run_bench(const Args_t& args) {
     };
     for (const auto& c : split_commas(r["config"].as<std::string>()))
       if (!c.empty()) rules.inputs.push_back(c);
+    if (r.count("network")) rules.inputs.push_back(r["network"].as<std::string>());
     check_output(*out, rules);
   }
   std::vector<std::pair<std::string, RunConfig>> configs;
   for (const auto& c : split_commas(r["config"].as<std::string>()))
     if (!c.empty()) configs.emplace_back(fs::path(c).stem().string(), resolve_config(c, {}));
-  if (configs.empty()) configs.emplace_back("demo-mr (built-in)", demo_config(Modality::MR, false));
+  std::array<int64_t, 3> network_latent{};
+  if (r.count("network")) {
+    auto v = split_commas(r["network-latent"].as<std::string>());
+    if (v.size() != 3) usage_fail("--network-latent: give X,Y,Z (got '{}')", r["network-latent"].as<std::string>());
+    for (size_t i = 0; i < 3; ++i) {
+      try {
+        size_t pos = 0;
+        network_latent[i] = std::stoll(v[i], &pos);
+        if (pos != v[i].size() || network_latent[i] < 1 || network_latent[i] > 512) throw std::invalid_argument(v[i]);
+      } catch (const std::exception&) {
+        usage_fail("--network-latent: '{}' is not a size within 1..512", v[i]);
+      }
+    }
+  }
+  if (configs.empty() && !r.count("network")) configs.emplace_back("demo-mr (built-in)", demo_config(Modality::MR, false));
 
   nlohmann::json all = {{"meddiff", version() + "+" + git_hash()}, {"torch", torch_version()}, {"device", b.device.str()},
                         {"threads", static_cast<int64_t>(torch::get_num_threads())}, {"repeats", b.repeats},
@@ -248,6 +328,7 @@ int run_bench(const Args_t& args) {
                                  "GFLOP/s from the FLOPs LibTorch's profiler counts (convolutions, matrix products)"}};
   all["configs"] = nlohmann::json::array();
   for (const auto& [name, cfg] : configs) all["configs"].push_back(bench_config(name, cfg, b));
+  if (r.count("network")) all["networks"] = nlohmann::json::array({bench_network(r["network"].as<std::string>(), network_latent, b)});
 
   if (r.count("json")) std::cout << all.dump(2) << "\n";
   else std::cout << table_text(all);

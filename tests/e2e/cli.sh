@@ -2,6 +2,7 @@
 # End to end: the meddiff binary as a user runs it. Usage: cli.sh MEDDIFF WORKDIR
 set -euo pipefail
 M=$1; W=$2
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 rm -rf "$W"; mkdir -p "$W"; cd "$W"
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -43,6 +44,25 @@ c = json.load(open("bench.json"))["configs"][0]
 assert c["unet_forward"]["median_s"] > 0 and c["vqgan_decode"]["median_s"] > 0, c
 assert {s["sampler"] for s in c["samplers"]} == {"ddpm", "ddim", "dpmpp2m"}, c["samplers"]
 PY
+# bench --network: MONAI-family networks from a bundle-style network config ("@" references), parameter counts as MONAI's
+# (the tiny fixtures' networks: 88,804 U-Net and 38,917 autoencoder parameters, as MONAI 1.6.1 counts them)
+python3 - "$SRC/tests/fixtures/monai/networks.json" <<'PY' || fail "tiny network config"
+import json, sys
+n = json.load(open(sys.argv[1]))
+u = dict(n["unet_maisi"], _target_="monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi", in_channels="@latent_channels", out_channels="@latent_channels")
+ae = dict(n["autoencoder_maisi"], _target_="monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi", latent_channels="@latent_channels")
+json.dump({"latent_channels": 4, "diffusion_unet_def": u, "autoencoder_def": ae}, open("tiny-network.json", "w"))
+PY
+"$M" bench --network tiny-network.json --network-latent 8,8,16 --repeat 1 --json > bench-net.json || fail "bench --network"
+python3 - <<'PY' || fail "bench --network JSON: $(cat bench-net.json)"
+import json
+n = json.load(open("bench-net.json"))["networks"][0]
+assert n["latent_spatial"] == [8, 8, 16], n
+assert n["unet_forward"]["median_s"] > 0 and n["autoencoder_decode"]["median_s"] > 0, n
+assert (n["unet_parameters"], n["autoencoder_parameters"]) == (88804, 38917), n
+PY
+set +e; "$M" bench --network tiny-network.json --network-latent 8,8,12 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "12 is not a multiple of the U-Net's downsampling 8" err.txt || fail "bench --network-latent 8,8,12: exit $rc, $(cat err.txt)"
 set +e; "$M" bench --parts gpu 2>err.txt; rc=$?; set -e
 [[ $rc == 2 ]] && grep -q "unknown part 'gpu'" err.txt || fail "bench --parts gpu: exit $rc, $(cat err.txt)"
 echo "e2e cli: ok"
