@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
       {"sample", "generate synthetic volumes (DDPM, DDIM, DPM-Solver++, guidance; resumable, shardable)", run_sample},
       {"eval", "compare synthetic with real volumes (Fréchet distance, precision/recall, MS-SSIM) and audit them for copies", run_eval},
       {"bench", "time and memory of the U-Net, VQ-GAN and samplers at each config's size and a sweep of latent sizes", run_bench},
+      {"import", "import a model trained elsewhere (MAISI-v2 files, a MONAI bundle) as meddiff checkpoints", run_import},
       {"config", "list the config keys (--keys) or print a resolved config", run_config},
       {"info", "describe a volume (shape, spacing, ..., intensities) or a checkpoint (kind, step, config)", run_info},
       {"preview", "PNG of axial, coronal and sagittal mid-slices", run_preview},

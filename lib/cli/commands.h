@@ -21,6 +21,7 @@ int run_bench(const Args_t& args);
 int run_demo(const Args_t& args);
 int run_config(const Args_t& args);
 int run_index(const Args_t& args);
+int run_import(const Args_t& args);
 std::string config_keys_markdown();
 
 struct Command {

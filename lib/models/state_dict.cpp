@@ -39,18 +39,19 @@ TensorMap read_state_dict(const std::filesystem::path& path, const std::string& 
   return out;
 }
 
-void load_state_dict(torch::nn::Module& m, const TensorMap& sd, const std::string& what,
-                     const std::function<std::string(const std::string&)>& rename) {
+std::vector<std::string> load_state_dict(torch::nn::Module& m, const TensorMap& sd, const std::string& what,
+                                         const KeyRename& rename, const std::function<bool(const std::string&)>& unused) {
   std::map<std::string, torch::Tensor> targets;
   for (auto& p : m.named_parameters()) targets[p.key()] = p.value();
   for (auto& b : m.named_buffers()) targets[b.key()] = b.value();
-  std::vector<std::string> unexpected, misshaped, missing;
+  std::vector<std::string> unexpected, misshaped, missing, skipped;
   std::set<std::string> seen;
   for (const auto& [k, t] : sd) {
     auto name = rename ? rename(k) : k;
     auto it = targets.find(name);
     if (it == targets.end()) {
-      unexpected.push_back(k);
+      if (unused && unused(name)) skipped.push_back(k);
+      else unexpected.push_back(k);
       continue;
     }
     seen.insert(name);
@@ -69,9 +70,24 @@ void load_state_dict(torch::nn::Module& m, const TensorMap& sd, const std::strin
   }
   torch::NoGradGuard ng;
   for (const auto& [k, t] : sd) {
-    auto& dst = targets.at(rename ? rename(k) : k);
-    dst.copy_(t.to(dst.device(), dst.scalar_type()));
+    auto it = targets.find(rename ? rename(k) : k);
+    if (it != targets.end()) it->second.copy_(t.to(it->second.device(), it->second.scalar_type()));
   }
+  return skipped;
+}
+
+std::string monai_generative_key(const std::string& key) {
+  auto replaced = [&](size_t at, size_t len, const std::string& with) { return key.substr(0, at) + with + key.substr(at + len); };
+  for (const char* proj : {".to_q.", ".to_k.", ".to_v."}) {
+    auto at = key.find(proj);
+    if (at != std::string::npos && !(at >= 5 && key.compare(at - 5, 5, ".attn") == 0))
+      return replaced(at, 1, ".attn.");
+  }
+  if (auto at = key.find(".proj_attn."); at != std::string::npos) return replaced(at, 11, ".attn.out_proj.");
+  if (key.rfind("decoder.blocks.", 0) == 0)
+    if (auto at = key.find(".conv.conv."); at != std::string::npos) return replaced(at, 11, ".postconv.conv.");
+  if (auto at = key.find(".upsampler.conv.conv."); at != std::string::npos) return replaced(at, 21, ".upsampler.postconv.conv.");
+  return key;
 }
 
 }  // namespace meddiff

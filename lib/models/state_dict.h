@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace meddiff {
 
@@ -16,9 +17,19 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 // `key` when the file holds a dict of entries (e.g. {"unet_state_dict": ...}); one error naming the file otherwise.
 TensorMap read_state_dict(const std::filesystem::path& path, const std::string& key = "");
 
+using KeyRename = std::function<std::string(const std::string&)>;
+
 // Copies `sd` into `m`'s parameters and buffers by name after renaming each key with `rename` (identity when
-// empty). Throws one error naming `what` and listing every missing, unexpected and mis-shaped key.
-void load_state_dict(torch::nn::Module& m, const TensorMap& sd, const std::string& what,
-                     const std::function<std::string(const std::string&)>& rename = {});
+// empty). Throws one error naming `what` and listing every missing, unexpected and mis-shaped key. Unexpected keys
+// for which `unused(key)` holds (weights the source network carries but never uses) are skipped and returned.
+std::vector<std::string> load_state_dict(torch::nn::Module& m, const TensorMap& sd, const std::string& what,
+                                         const KeyRename& rename = {},
+                                         const std::function<bool(const std::string&)>& unused = {});
+
+// The names of MONAI Generative (the GenerativeModels package older MONAI bundles were trained with) in MONAI's
+// current naming: attention "<block>.to_q" -> "<block>.attn.to_q" (k, v alike), "<block>.proj_attn" ->
+// "<block>.attn.out_proj", and the upsampling convolution "conv" -> "postconv" (the KL decoder's
+// "decoder.blocks.N.conv.conv", the U-Net's "upsampler.conv.conv"). Current names pass unchanged.
+std::string monai_generative_key(const std::string& key);
 
 }  // namespace meddiff

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# meddiff import: MAISI-v2 files and a MONAI bundle with MONAI Generative's older key names, as torch.save wrote them
+# (the networks MONAI 1.6.1 built in tests/fixtures/monai), become meddiff checkpoints whose tensors are exactly the
+# source weights; weights that do not fit are one error and nothing is written; unused weights are a warning.
+# Usage: import.sh MEDDIFF SOURCE_DIR WORKDIR
+set -euo pipefail
+M=$1; SRC=$2; W=$3
+PY="$SRC/.venv/bin/python"
+F="$SRC/tests/fixtures/monai"
+[[ -x $PY ]] || { echo "no $PY (run scripts/setup.sh)"; exit 1; }
+rm -rf "$W"; mkdir -p "$W"; cd "$W"
+fail() { echo "FAIL: $*"; exit 1; }
+
+# The inputs as users have them: NV-Generate-CTMR's network config; a bundle folder whose weights use the old names
+# (attention "to_q" / "proj_attn" without "attn.", the upsampling convolution "conv" for "postconv").
+"$PY" - "$F" <<'PY'
+import json, os, sys, torch
+F = sys.argv[1]
+n = json.load(open(f"{F}/networks.json"))
+ae = dict(n["autoencoder_maisi"], _target_="monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi",
+          latent_channels="@latent_channels")
+u = dict(n["unet_maisi"], _target_="monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi",
+         in_channels="@latent_channels", out_channels="@latent_channels")
+json.dump({"spatial_dims": 3, "latent_channels": 4, "autoencoder_def": ae, "diffusion_unet_def": u,
+           "noise_scheduler": {"_target_": "monai.networks.schedulers.rectified_flow.RFlowScheduler", "num_train_timesteps": 1000,
+                               "use_discrete_timesteps": False, "use_timestep_transform": True}},
+          open("config_network_rflow.json", "w"), indent=1)
+def old(k):
+    k = k.replace(".attn.to_q.", ".to_q.").replace(".attn.to_k.", ".to_k.").replace(".attn.to_v.", ".to_v.")
+    return k.replace(".attn.out_proj.", ".proj_attn.").replace(".postconv.", ".conv.")
+os.makedirs("bundle/configs"); os.makedirs("bundle/models")
+for src, dst in (("autoencoder_kl.pt", "model_autoencoder.pt"), ("unet_monai.pt", "model.pt")):
+    sd = torch.load(f"{F}/{src}")
+    torch.save({old(k): v for k, v in sd.items()}, f"bundle/models/{dst}")
+kl = dict(n["autoencoder_kl"], _target_="generative.networks.nets.AutoencoderKL")
+kl["num_channels"] = kl.pop("channels")
+un = dict(n["unet_monai"], _target_="generative.networks.nets.DiffusionModelUNet")
+json.dump({"spatial_dims": 3, "autoencoder_def": kl, "network_def": un,
+           "noise_scheduler": {"_target_": "generative.networks.schedulers.DDIMScheduler", "num_train_timesteps": 1000,
+                               "beta_start": 0.0015, "beta_end": 0.0195, "schedule": "scaled_linear_beta", "clip_sample": False},
+           "set_timesteps": "$@noise_scheduler.set_timesteps(num_inference_steps=50)"}, open("bundle/configs/inference.json", "w"))
+# a U-Net file that does not fit: one key missing, one unknown, one mis-shaped
+f = torch.load(f"{F}/unet_maisi.pt")
+sd = f["unet_state_dict"]
+del sd["conv_in.conv.bias"]
+sd["down_blocks.9.resnets.0.norm1.weight"] = torch.zeros(4)
+sd["time_embed.0.weight"] = torch.zeros(3, 3)
+torch.save(f, "bad_unet.pt")
+# an attention output projection the network (include_fc false) does not use: older MONAI saved one
+f = torch.load(f"{F}/unet_maisi.pt")
+f["unet_state_dict"]["down_blocks.2.attentions.0.attn.out_proj.weight"] = torch.zeros(8, 8)
+torch.save(f, "unet_with_unused.pt")
+PY
+
+"$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" \
+  --guidance 2 --out maisi > maisi.txt || fail "import maisi: $(cat maisi.txt)"
+grep -q "wrote maisi/autoencoder.pt and maisi/ldm.pt" maisi.txt || fail "import maisi output: $(cat maisi.txt)"
+"$M" import monai-bundle bundle --out brats > brats.txt || fail "import monai-bundle: $(cat brats.txt)"
+
+# Every imported tensor is the source's weight under the current name; the recipes as the sources say.
+"$PY" - "$F" <<'PY' || fail "imported tensors"
+import json, sys, torch
+F = sys.argv[1]
+def check(ckpt, prefix, src, rename=lambda k: k):
+    c = torch.load(ckpt)
+    got = {k[len(prefix) + 1:]: v for k, v in c["state_dict"].items() if k.startswith(prefix + ".")}
+    want = {rename(k): v for k, v in src.items()}
+    assert set(got) == set(want), (ckpt, sorted(set(got) ^ set(want))[:5])
+    for k in want:
+        assert torch.equal(got[k], want[k]), (ckpt, k)
+    return json.loads(c["config"])
+def maisi_ae(k):  # MAISI's convolutions sit one module deeper; its upsampling convolution is MONAI's postconv
+    if k.startswith("decoder.") and ".conv.conv.conv." in k:
+        return k.replace(".conv.conv.conv.", ".postconv.conv.", 1)
+    return k.replace(".conv.conv.", ".conv.", 1)
+check("maisi/autoencoder.pt", "autoencoder", torch.load(f"{F}/autoencoder_maisi.pt"), maisi_ae)
+cfg = check("maisi/ldm.pt", "unet", torch.load(f"{F}/unet_maisi.pt")["unet_state_dict"])
+r = cfg["recipe"]
+assert r["scheduler"] == "rflow-maisi" and r["steps"] == 30 and r["guidance"] == 2, r
+assert abs(r["scale_factor"] - 1.0549) < 1e-6, r
+assert cfg["network"]["in_channels"] == 4, cfg["network"]  # "@latent_channels" resolved
+check("brats/autoencoder.pt", "autoencoder", torch.load(f"{F}/autoencoder_kl.pt"))
+cfg = check("brats/ldm.pt", "unet", torch.load(f"{F}/unet_monai.pt"))
+assert cfg["recipe"]["scheduler"] == "ddim" and cfg["recipe"]["steps"] == 50 and cfg["recipe"]["beta_schedule"] == "scaled_linear_beta"
+PY
+
+# Weights that do not fit: one line listing them, exit 1, nothing written.
+set +e; "$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet bad_unet.pt \
+  --out bad 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && $(wc -l < err.txt) == 1 ]] || fail "bad U-Net: exit $rc, $(cat err.txt)"
+for part in "1 missing (conv_in.conv.bias)" "1 unexpected (down_blocks.9.resnets.0.norm1.weight)" \
+            "time_embed.0.weight [3,3] (expected [16,4])"; do
+  grep -qF "$part" err.txt || fail "bad U-Net error lacks '$part': $(cat err.txt)"
+done
+[[ ! -e bad ]] || fail "a failed import left $(ls bad)"
+# Unused weights: imported, with a warning naming them.
+"$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet unet_with_unused.pt \
+  --out unused > /dev/null 2>warn.txt || fail "unused out_proj: $(cat warn.txt)"
+grep -q "1 weight(s) the network does not use.*down_blocks.2.attentions.0.attn.out_proj.weight" warn.txt || fail "no warning: $(cat warn.txt)"
+# An existing import is not replaced without --force; a missing file is named.
+set +e; "$M" import monai-bundle bundle --out brats 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "brats" err.txt || fail "existing --out: exit $rc, $(cat err.txt)"
+set +e; "$M" import monai-bundle nowhere --out x 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "nowhere" err.txt || fail "missing bundle: exit $rc, $(cat err.txt)"
+echo "import: ok"
