@@ -19,7 +19,7 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
                            spacing, guidance 0 and 2, the unconditional pass with class 0), decoded by the MAISI
                            autoencoder above after dividing by the scale factor, as NV-Generate-CTMR's inference does
   torch_save_types.pt      a MAISI-style U-Net file ({"unet_state_dict": OrderedDict with _metadata, "scale_factor": tensor,
-                           ...}) with every kind of value torch.save writes in such files (fp16 / int64 / bool tensors,
+                           ...}) with every kind of value torch.save writes in such files (fp16 / bf16 / int64 / bool / uint16 tensors,
                            a strided view, a parameter, numbers, strings, None, lists, tuples, sets, a numpy scalar)
   torch_save_legacy.pt     a state dict in the pre-1.6 format (meddiff refuses it with a clear message)
 
@@ -108,6 +108,7 @@ def write_torch_save_types():
     sd["base"] = base
     sd["mask"] = torch.tensor([True, False, True])
     sd["param"] = torch.nn.Parameter(torch.full((2, 2), 0.5, dtype=torch.bfloat16))
+    sd["u16"] = torch.tensor([1, 60000, 7]).to(torch.uint16)  # saved through _rebuild_tensor_v3 (an untyped storage + dtype)
     sd._metadata = collections.OrderedDict([("", {"version": 1}), ("conv", {"version": 2})])
     obj = {"epoch": 7, "loss": 0.125, "num_train_timesteps": 1000, "big": 2 ** 40, "negative": -3, "scale_factor": torch.tensor(1.0549),
            "unet_state_dict": sd, "name": "rflow-ct", "flag": True, "nothing": None, "steps": [1, 2.5, "x"],

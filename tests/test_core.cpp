@@ -90,7 +90,7 @@ TEST_CASE("torch.save files: state dicts as OrderedDict with metadata - numbers 
   CHECK(sf.item<float>() == doctest::Approx(1.0549f));
   auto sd = v->get("unet_state_dict");
   REQUIRE(sd->kind == K::Dict);
-  REQUIRE(sd->dict.size() == 6);
+  REQUIRE(sd->dict.size() == 7);
   CHECK(sd->dict[0].first->s == "conv.weight");  // insertion order
   auto w = sd->get("conv.weight")->tensor;
   CHECK(w.sizes() == torch::IntArrayRef({2, 3, 4}));
@@ -105,6 +105,9 @@ TEST_CASE("torch.save files: state dicts as OrderedDict with metadata - numbers 
   auto p = sd->get("param")->tensor;
   CHECK((p.scalar_type() == torch::kBFloat16));
   CHECK(p.sum().item<float>() == 2.0f);
+  auto u16 = sd->get("u16")->tensor;  // _rebuild_tensor_v3: untyped storage + dtype
+  CHECK((u16.scalar_type() == torch::kUInt16));
+  CHECK(u16.to(torch::kLong)[1].item<int64_t>() == 60000);
 
   CHECK_THROWS_WITH_AS(read_torch_file(test::fixture("monai/torch_save_legacy.pt")),
                        doctest::Contains("legacy format of PyTorch < 1.6"), Error);

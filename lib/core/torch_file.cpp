@@ -36,9 +36,21 @@ c10::ScalarType storage_dtype(const std::string& storage_class) {
       {"torch.FloatStorage", at::kFloat},    {"torch.DoubleStorage", at::kDouble}, {"torch.HalfStorage", at::kHalf},
       {"torch.BFloat16Storage", at::kBFloat16}, {"torch.LongStorage", at::kLong}, {"torch.IntStorage", at::kInt},
       {"torch.ShortStorage", at::kShort},    {"torch.CharStorage", at::kChar},     {"torch.ByteStorage", at::kByte},
-      {"torch.BoolStorage", at::kBool},      {"torch.UntypedStorage", at::kByte}};
+      {"torch.BoolStorage", at::kBool},      {"torch.UntypedStorage", at::kByte},  {"torch.storage.UntypedStorage", at::kByte}};
   auto it = types.find(storage_class);
   if (it == types.end()) throw std::runtime_error("unsupported storage type " + storage_class);
+  return it->second;
+}
+
+// A dtype global ("torch.float32", "torch.uint16", ...) as _rebuild_tensor_v3 names it.
+c10::ScalarType named_dtype(const std::string& name) {
+  static const std::map<std::string, c10::ScalarType> types{
+      {"torch.float32", at::kFloat},  {"torch.float64", at::kDouble}, {"torch.float16", at::kHalf},   {"torch.bfloat16", at::kBFloat16},
+      {"torch.int64", at::kLong},     {"torch.int32", at::kInt},      {"torch.int16", at::kShort},    {"torch.int8", at::kChar},
+      {"torch.uint8", at::kByte},     {"torch.bool", at::kBool},      {"torch.uint16", at::kUInt16},  {"torch.uint32", at::kUInt32},
+      {"torch.uint64", at::kUInt64},  {"torch.float8_e4m3fn", at::kFloat8_e4m3fn}, {"torch.float8_e5m2", at::kFloat8_e5m2}};
+  auto it = types.find(name);
+  if (it == types.end()) throw std::runtime_error("unsupported tensor dtype " + name);
   return it->second;
 }
 
@@ -266,10 +278,15 @@ class Machine {
           if (pair->items.size() == 2) d->dict.emplace_back(pair->items[0], pair->items[1]);
       return d;
     }
-    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
+    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor" || name == "torch._utils._rebuild_tensor_v3") {
       if (a.size() < 4 || a[0]->kind != Kind::Tensor || a[1]->kind != Kind::Int) throw std::runtime_error("malformed tensor");
+      torch::Tensor flat = a[0]->tensor;
+      if (name == "torch._utils._rebuild_tensor_v3") {  // an untyped (byte) storage and the dtype as the 7th argument
+        if (a.size() < 7 || a[6]->kind != Kind::Object) throw std::runtime_error("malformed tensor");
+        flat = flat.view(named_dtype(a[6]->s));
+      }
       auto t = make(Kind::Tensor);
-      t->tensor = a[0]->tensor.as_strided(int_tuple(a[2], "tensor size"), int_tuple(a[3], "tensor stride"), a[1]->i).clone(at::MemoryFormat::Contiguous);
+      t->tensor = flat.as_strided(int_tuple(a[2], "tensor size"), int_tuple(a[3], "tensor stride"), a[1]->i).clone(at::MemoryFormat::Contiguous);
       return t;
     }
     if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
@@ -342,6 +359,11 @@ PyRef read_torch_file(const std::filesystem::path& path) {
   }
   try {
     caffe2::serialize::PyTorchStreamReader zip(path.string());
+    if (zip.hasRecord("byteorder")) {
+      auto [order, n] = zip.getRecord("byteorder");
+      if (std::string(static_cast<const char*>(order.get()), n) != "little")
+        fail("{}: written on a big-endian machine; load and save it again on a little-endian one", path.string());
+    }
     auto [data, size] = zip.getRecord("data.pkl");
     std::string pickle(static_cast<const char*>(data.get()), size);
     return Machine(pickle, zip).run();
