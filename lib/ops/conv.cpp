@@ -11,7 +11,11 @@ torch::Tensor conv3d(const torch::nn::Conv3d& conv, const torch::Tensor& x) {
   const bool onednn = at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && x.device().is_cpu() &&
                       x.scalar_type() == torch::kFloat && x.dim() == 5 && !needs_grad && pad && !o.transposed() &&
                       std::holds_alternative<torch::enumtype::kZeros>(o.padding_mode());
-  if (!onednn) return conv.ptr()->forward(x);
+  // Deep, wide layers on few voxels (e.g. 512 channels on 4^3) are bound by reading the weights, where LibTorch's
+  // im2col path was measured 1.15x faster than oneDNN here; oneDNN wins by 1.4-6x wherever the voxels outweigh them.
+  const int64_t voxels = x.dim() == 5 ? x.size(2) * x.size(3) * x.size(4) : 0;
+  const bool weight_bound = voxels > 0 && conv->weight.numel() > int64_t{50000} * voxels;
+  if (!onednn || weight_bound) return conv.ptr()->forward(x);
   return at::mkldnn_convolution(x.contiguous(), conv->weight, conv->bias.defined() ? conv->bias : torch::Tensor(), **pad, *o.stride(),
                                 *o.dilation(), o.groups());
 }

@@ -3,8 +3,9 @@
 // LibTorch's heuristic sends a batch-1 float convolution with a 3x3x3 kernel and fewer than 20480
 // N x C x D x H values (most of a latent U-Net at sampling time) to its slow im2col path
 // (aten::slow_conv3d), tuned for 2-D images; at inference (no gradient) on the CPU this calls oneDNN
-// directly, as LibTorch itself does for larger inputs and for training batches. Elsewhere (GPU,
-// autograd, other dtypes, a build without oneDNN) it is the module's own forward.
+// directly, as LibTorch itself does for larger inputs and for training batches, except for layers bound by
+// reading their weights (more than 50,000 weights per voxel, e.g. 512 channels on 4^3), where the im2col path
+// is faster. Elsewhere (GPU, autograd, other dtypes, a build without oneDNN) it is the module's own forward.
 #include <torch/torch.h>
 
 namespace meddiff::ops {
