@@ -161,20 +161,13 @@ nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const
 // its diffusion U-Net ("diffusion_unet_def") forward and its KL autoencoder ("autoencoder_def") decode of that
 // latent, with random weights, at batch 1.
 nlohmann::json bench_network(const fs::path& file, const std::array<int64_t, 3>& latent, const Bench& b) {
-  nlohmann::json root;
-  try {
-    root = nlohmann::json::parse(read_text(file));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not JSON ({})", file.string(), e.what());
-  }
+  const nlohmann::json root = load_json_file(file.string());
   if (!root.contains("diffusion_unet_def") && !root.contains("autoencoder_def"))
     fail("{}: has neither 'diffusion_unet_def' nor 'autoencoder_def'", file.string());
   nlohmann::json j = {{"network", file.filename().string()}, {"latent_spatial", latent}};
   torch::manual_seed(0);
   torch::NoGradGuard ng;
   auto opt = torch::TensorOptions().device(b.device);
-  int64_t latent_channels = 4;
-  if (root.contains("autoencoder_def")) latent_channels = kl_from_monai(root["autoencoder_def"], root, file.string() + ": autoencoder_def").params.latent_channels;
   if (root.contains("diffusion_unet_def")) {
     auto p = monai_unet_from_json(root["diffusion_unet_def"], root, file.string() + ": diffusion_unet_def");
     for (auto s : latent)
@@ -182,7 +175,6 @@ nlohmann::json bench_network(const fs::path& file, const std::array<int64_t, 3>&
     MonaiUNet net(p);
     net->to(b.device);
     net->eval();
-    latent_channels = p.in_channels;
     auto x = torch::randn({1, p.in_channels, latent[0], latent[1], latent[2]}, opt);
     auto t = torch::full({1}, 500.0, opt.dtype(torch::kFloat));
     MonaiUNetInputs in;
@@ -199,7 +191,7 @@ nlohmann::json bench_network(const fs::path& file, const std::array<int64_t, 3>&
     AutoencoderKL ae(m.params, m.in_channels);
     ae->to(b.device);
     ae->eval();
-    auto z = torch::randn({1, latent_channels, latent[0], latent[1], latent[2]}, opt);
+    auto z = torch::randn({1, m.params.latent_channels, latent[0], latent[1], latent[2]}, opt);
     j["autoencoder_parameters"] = parameter_count(*ae);
     j["autoencoder_decode"] = to_json(measure([&] { ae->decode(z); }, b.device, b.repeats, true));
     log_info("bench {}: decode {:.3f} s", file.string(), j["autoencoder_decode"]["median_s"].get<double>());

@@ -31,19 +31,6 @@ struct KLDownsampleImpl : torch::nn::Module {
   MonaiConv conv{nullptr};
 };
 
-// x2 interpolation (nearest, or trilinear without aligned corners) then a 3^3 convolution.
-struct KLUpsampleImpl : torch::nn::Module {
-  KLUpsampleImpl(int64_t c, bool trilinear) : trilinear(trilinear) { postconv = register_module("postconv", MonaiConv(c, c, 3)); }
-  torch::Tensor forward(const torch::Tensor& x) {
-    auto o = F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0, 2.0});
-    if (trilinear) o.mode(torch::kTrilinear).align_corners(false);
-    else o.mode(torch::kNearest);
-    return postconv->forward(F::interpolate(x, o));
-  }
-  bool trilinear;
-  MonaiConv postconv{nullptr};
-};
-
 }  // namespace
 
 KLCoderImpl::KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_channels, bool decoder) {
@@ -74,7 +61,7 @@ KLCoderImpl::KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_cha
       if (p.attention_at(level)) attention(c);
     }
     if (i + 1 < L) {
-      if (decoder) add(std::make_shared<KLUpsampleImpl>(c, p.upsample == "trilinear"));
+      if (decoder) add(MonaiUpsample(c, p.upsample == "trilinear").ptr());
       else add(std::make_shared<KLDownsampleImpl>(c));
     }
   }
@@ -104,32 +91,5 @@ KLPosterior AutoencoderKLImpl::encode(const torch::Tensor& x) {
 }
 
 torch::Tensor AutoencoderKLImpl::decode(const torch::Tensor& z) { return decoder->forward(post_quant_conv->forward(z)); }
-
-std::pair<torch::Tensor, KLPosterior> AutoencoderKLImpl::forward(const torch::Tensor& x, std::optional<at::Generator> gen) {
-  auto q = encode(x);
-  auto eps = torch::randn(q.sigma.sizes(), gen, q.sigma.options());
-  return {decode(q.mu + eps * q.sigma), q};
-}
-
-std::string maisi_autoencoder_key(const std::string& key) {
-  auto replace_first = [&](const std::string& from, const std::string& to) {
-    auto i = key.find(from);
-    return i == std::string::npos ? std::string() : key.substr(0, i) + to + key.substr(i + from.size());
-  };
-  bool coder = key.rfind("encoder.", 0) == 0 || key.rfind("decoder.", 0) == 0;
-  if (!coder) return key;
-  if (key.rfind("decoder.", 0) == 0) {
-    auto up = replace_first(".conv.conv.conv.", ".postconv.conv.");
-    if (!up.empty()) return up;
-  }
-  auto conv = replace_first(".conv.conv.", ".conv.");
-  return conv.empty() ? key : conv;
-}
-
-torch::Tensor kl_divergence(const KLPosterior& q) {
-  auto var = q.sigma.pow(2);
-  auto kl = 0.5 * (q.mu.pow(2) + var - torch::log(var) - 1);
-  return kl.flatten(1).sum(1).mean();
-}
 
 }  // namespace meddiff

@@ -2,7 +2,7 @@
 // The KL-regularised 3-D autoencoder with exactly the layer semantics of MONAI's AutoencoderKL (and,
 // with upsample = trilinear, MAISI's AutoencoderKlMaisi): parameters are named as in MONAI's state
 // dict ("encoder.blocks.3.conv1.conv.weight", "quant_conv_mu.conv.bias", ...), so MONAI weights load
-// by name (models/state_dict.h).
+// by name (models/state_dict.h; MAISI's names through maisi_autoencoder_key).
 //  encoder: conv3 -> per level [res blocks (+ attention)], stride-2 conv (pad 0,1) between levels ->
 //           [res, attention, res] -> GroupNorm -> conv3 to latent_channels;
 //  posterior: mu = 1x1 conv, log var = 1x1 conv clamped to [-30, 20], sigma = exp(log var / 2);
@@ -35,22 +35,11 @@ struct AutoencoderKLImpl : torch::nn::Module {
   AutoencoderKLImpl(const KLParams& p, int64_t image_channels = 1);
   KLPosterior encode(const torch::Tensor& x);           // x [B, C, D, H, W]
   torch::Tensor decode(const torch::Tensor& z);         // z [B, latent_channels, d, h, w] -> [B, C, D, H, W]
-  // Reconstruction from a posterior sample mu + sigma * eps (eps from `gen`), and the posterior.
-  std::pair<torch::Tensor, KLPosterior> forward(const torch::Tensor& x, std::optional<at::Generator> gen = std::nullopt);
   KLParams params;
   int64_t channels;
   KLCoder encoder{nullptr}, decoder{nullptr};
   MonaiConv quant_conv_mu{nullptr}, quant_conv_log_sigma{nullptr}, post_quant_conv{nullptr};
 };
 TORCH_MODULE(AutoencoderKL);
-
-// KL divergence of N(mu, sigma^2) from N(0, 1), summed over latent channels and voxels, mean over the batch
-// (MONAI's / the LDM papers' KL loss).
-torch::Tensor kl_divergence(const KLPosterior& q);
-
-// The name in this module of a parameter of MAISI's AutoencoderKlMaisi, whose convolutions sit one level deeper
-// ("encoder.blocks.0.conv.conv.weight", the upsampling convolution "decoder.blocks.N.conv.conv.conv.weight");
-// every other name (GroupNorms, the quant convolutions) is MONAI's.
-std::string maisi_autoencoder_key(const std::string& key);
 
 }  // namespace meddiff

@@ -21,7 +21,6 @@ void KLParams::validate(const std::string& w) const {
   if (!(norm_eps > 0)) fail("config: '{}.norm_eps' must be positive", w);
   if (upsample != "nearest" && upsample != "trilinear")
     fail("config: '{}.upsample' must be nearest or trilinear (got '{}')", w, upsample);
-  if (!(kl_weight >= 0)) fail("config: '{}.kl_weight' must not be negative", w);
 }
 
 int64_t KLParams::res_blocks(int64_t level) const {

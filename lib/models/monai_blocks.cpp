@@ -20,6 +20,20 @@ torch::Tensor MonaiNormImpl::forward(const torch::Tensor& x, bool silu) {
   return ops::norm_act(x, groups, weight, bias, eps, {}, {}, silu);
 }
 
+torch::Tensor upsample2x(const torch::Tensor& x, bool trilinear) {
+  namespace F = torch::nn::functional;
+  auto o = F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0, 2.0});
+  if (trilinear) o.mode(torch::kTrilinear).align_corners(false);
+  else o.mode(torch::kNearest);
+  return F::interpolate(x, o);
+}
+
+MonaiUpsampleImpl::MonaiUpsampleImpl(int64_t channels, bool trilinear) : trilinear(trilinear) {
+  postconv = register_module("postconv", MonaiConv(channels, channels, 3));
+}
+
+torch::Tensor MonaiUpsampleImpl::forward(const torch::Tensor& x) { return postconv->forward(upsample2x(x, trilinear)); }
+
 MonaiSelfAttentionImpl::MonaiSelfAttentionImpl(int64_t c, bool out_projection) {
   if (out_projection) out_proj = register_module("out_proj", torch::nn::Linear(c, c));
   to_q = register_module("to_q", torch::nn::Linear(c, c));

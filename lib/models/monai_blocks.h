@@ -3,6 +3,7 @@
 // from MONAI and MAISI (models/autoencoder_kl.h, models/monai_unet.h), so that their state dicts load by name:
 //  - MonaiConv: a 3-D convolution held as MONAI's Convolution holds it (a child named "conv");
 //  - MonaiNorm: GroupNorm with its own "weight" and "bias", optionally followed by SiLU;
+//  - MonaiUpsample: x2 nearest or trilinear interpolation and a convolution ("postconv");
 //  - MonaiAttention: MONAI's SpatialAttentionBlock: GroupNorm ("norm"), then multi-head self-attention over
 //    every voxel with separate q/k/v projections ("attn.to_q" ...), the heads taking consecutive channel
 //    blocks, an optional output projection ("attn.out_proj", MONAI's include_fc), plus the input.
@@ -25,6 +26,18 @@ struct MonaiNormImpl : torch::nn::Module {
   torch::Tensor weight, bias;
 };
 TORCH_MODULE(MonaiNorm);
+
+// x2 interpolation of every spatial axis: nearest, or trilinear without aligned corners.
+torch::Tensor upsample2x(const torch::Tensor& x, bool trilinear = false);
+
+// MONAI's upsampling layer with its convolution: upsample2x, then a 3^3 convolution ("postconv").
+struct MonaiUpsampleImpl : torch::nn::Module {
+  MonaiUpsampleImpl(int64_t channels, bool trilinear);
+  torch::Tensor forward(const torch::Tensor& x);
+  bool trilinear;
+  MonaiConv postconv{nullptr};
+};
+TORCH_MODULE(MonaiUpsample);
 
 struct MonaiSelfAttentionImpl : torch::nn::Module {  // MONAI's SABlock (the "attn" child)
   MonaiSelfAttentionImpl(int64_t channels, bool out_projection);

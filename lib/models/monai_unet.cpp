@@ -15,8 +15,7 @@ struct MonaiResBlockImpl : torch::nn::Module {
     if (in != out) skip_connection = register_module("skip_connection", MonaiConv(in, out, 1));
   }
   torch::Tensor resampled(const torch::Tensor& x) const {
-    if (resample > 0)
-      return F::interpolate(x, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2, 2, 2}).mode(torch::kNearest));
+    if (resample > 0) return upsample2x(x);
     if (resample < 0) return F::avg_pool3d(x, F::AvgPool3dFuncOptions(2).stride(2));
     return x;
   }
@@ -34,14 +33,10 @@ struct MonaiResBlockImpl : torch::nn::Module {
   torch::nn::Linear time_emb_proj{nullptr};
 };
 
-// MONAI's stride-2 convolution downsampler ("op") and nearest x2 upsampler with its convolution ("postconv").
+// MONAI's stride-2 convolution downsampler ("op"); its upsampler is models/monai_blocks.h's MonaiUpsample (nearest).
 struct MonaiConvDownImpl : torch::nn::Module {
   explicit MonaiConvDownImpl(int64_t c) { op = register_module("op", MonaiConv(c, c, 3, 2, 1)); }
   MonaiConv op{nullptr};
-};
-struct MonaiConvUpImpl : torch::nn::Module {
-  explicit MonaiConvUpImpl(int64_t c) { postconv = register_module("postconv", MonaiConv(c, c, 3)); }
-  MonaiConv postconv{nullptr};
 };
 
 // One level of the down or the up path: MONAI's DownBlock / AttnDownBlock / UpBlock / AttnUpBlock.
@@ -50,14 +45,12 @@ struct MonaiUNetLevelImpl : torch::nn::Module {
   std::vector<MonaiAttention> att;
   std::shared_ptr<MonaiResBlockImpl> res_sampler;
   std::shared_ptr<MonaiConvDownImpl> conv_down;
-  std::shared_ptr<MonaiConvUpImpl> conv_up;
+  MonaiUpsample conv_up{nullptr};
 
-  torch::Tensor resample(const torch::Tensor& h, const torch::Tensor& emb) const {
+  torch::Tensor resample(const torch::Tensor& h, const torch::Tensor& emb) {
     if (res_sampler) return res_sampler->forward(h, emb);
     if (conv_down) return conv_down->op->forward(h);
-    if (conv_up)
-      return conv_up->postconv->forward(
-          F::interpolate(h, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2, 2, 2}).mode(torch::kNearest)));
+    if (conv_up) return conv_up->forward(h);
     return h;
   }
   bool resamples() const { return res_sampler || conv_down || conv_up; }
@@ -131,7 +124,7 @@ MonaiUNetImpl::MonaiUNetImpl(const MonaiUNetParams& p) : params(p) {
     }
     if (i + 1 < L) {
       if (p.resblock_updown) lv->res_sampler = lv->register_module("upsampler", std::make_shared<MonaiResBlockImpl>(p, c, c, C, +1));
-      else lv->conv_up = lv->register_module("upsampler", std::make_shared<MonaiConvUpImpl>(c));
+      else lv->conv_up = lv->register_module("upsampler", MonaiUpsample(c, false));
     }
   }
   out = register_module("out", torch::nn::ModuleList());

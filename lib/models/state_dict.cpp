@@ -1,9 +1,9 @@
 #include "models/state_dict.h"
 #include "core/error.h"
-#include "core/torch_file.h"
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -19,16 +19,27 @@ std::string listed(const std::vector<std::string>& v, size_t max = 12) {
   return s;
 }
 
+// `s` with the first `from` replaced by `to`; nothing when `from` does not occur.
+std::optional<std::string> replace_first(const std::string& s, const std::string& from, const std::string& to) {
+  auto at = s.find(from);
+  if (at == std::string::npos) return std::nullopt;
+  return s.substr(0, at) + to + s.substr(at + from.size());
+}
+
 }  // namespace
 
 TensorMap read_state_dict(const std::filesystem::path& path, const std::string& key) {
-  PyRef v = read_torch_file(path);
+  return state_dict_of(*read_torch_file(path), path, key);
+}
+
+TensorMap state_dict_of(const PyValue& file, const std::filesystem::path& path, const std::string& key) {
+  const PyValue* v = &file;
   if (v->kind != PyValue::Kind::Dict) fail("{}: holds a {}, not a dict of tensors", path.string(), v->type_name());
   if (!key.empty()) {
     auto sub = v->get(key);
     if (!sub) fail("{}: has no '{}' entry", path.string(), key);
     if (sub->kind != PyValue::Kind::Dict) fail("{}: '{}' is a {}, not a dict of tensors", path.string(), key, sub->type_name());
-    v = sub;
+    v = sub.get();
   }
   TensorMap out;
   for (const auto& [k, t] : v->dict) {
@@ -46,6 +57,7 @@ std::vector<std::string> load_state_dict(torch::nn::Module& m, const TensorMap& 
   for (auto& b : m.named_buffers()) targets[b.key()] = b.value();
   std::vector<std::string> unexpected, misshaped, missing, skipped;
   std::set<std::string> seen;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (parameter or buffer, its weight)
   for (const auto& [k, t] : sd) {
     auto name = rename ? rename(k) : k;
     auto it = targets.find(name);
@@ -57,6 +69,7 @@ std::vector<std::string> load_state_dict(torch::nn::Module& m, const TensorMap& 
     seen.insert(name);
     if (!t.sizes().equals(it->second.sizes()))
       misshaped.push_back(fmt::format("{} {} (expected {})", k, shape_text(t), shape_text(it->second)));
+    copies.emplace_back(it->second, t);
   }
   for (const auto& [name, t] : targets)
     if (!seen.count(name)) missing.push_back(name);
@@ -69,25 +82,28 @@ std::vector<std::string> load_state_dict(torch::nn::Module& m, const TensorMap& 
     fail("{}", msg);
   }
   torch::NoGradGuard ng;
-  for (const auto& [k, t] : sd) {
-    auto it = targets.find(rename ? rename(k) : k);
-    if (it != targets.end()) it->second.copy_(t.to(it->second.device(), it->second.scalar_type()));
-  }
+  for (auto& [dst, t] : copies) dst.copy_(t.to(dst.device(), dst.scalar_type()));
   return skipped;
 }
 
 std::string monai_generative_key(const std::string& key) {
-  auto replaced = [&](size_t at, size_t len, const std::string& with) { return key.substr(0, at) + with + key.substr(at + len); };
   for (const char* proj : {".to_q.", ".to_k.", ".to_v."}) {
     auto at = key.find(proj);
-    if (at != std::string::npos && !(at >= 5 && key.compare(at - 5, 5, ".attn") == 0))
-      return replaced(at, 1, ".attn.");
+    if (at != std::string::npos && !(at >= 5 && key.compare(at - 5, 5, ".attn") == 0)) return key.substr(0, at) + ".attn" + key.substr(at);
   }
-  if (auto at = key.find(".proj_attn."); at != std::string::npos) return replaced(at, 11, ".attn.out_proj.");
+  if (auto r = replace_first(key, ".proj_attn.", ".attn.out_proj.")) return *r;
   if (key.rfind("decoder.blocks.", 0) == 0)
-    if (auto at = key.find(".conv.conv."); at != std::string::npos) return replaced(at, 11, ".postconv.conv.");
-  if (auto at = key.find(".upsampler.conv.conv."); at != std::string::npos) return replaced(at, 21, ".upsampler.postconv.conv.");
+    if (auto r = replace_first(key, ".conv.conv.", ".postconv.conv.")) return *r;
+  if (auto r = replace_first(key, ".upsampler.conv.conv.", ".upsampler.postconv.conv.")) return *r;
   return key;
+}
+
+std::string maisi_autoencoder_key(const std::string& key) {
+  const bool decoder = key.rfind("decoder.", 0) == 0;
+  if (!decoder && key.rfind("encoder.", 0) != 0) return key;
+  if (decoder)
+    if (auto r = replace_first(key, ".conv.conv.conv.", ".postconv.conv.")) return *r;
+  return replace_first(key, ".conv.conv.", ".conv.").value_or(key);
 }
 
 }  // namespace meddiff

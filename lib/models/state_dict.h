@@ -1,6 +1,8 @@
 #pragma once
 // Loading weights written by other tools (a PyTorch state dict saved with torch.save) into a module by
 // parameter name, with every problem in one error: missing keys, unexpected keys, mis-shaped tensors.
+#include "core/torch_file.h"
+
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -16,6 +18,8 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 // The name -> tensor dict of a torch.save file (a state dict, an OrderedDict included), or of the dict under
 // `key` when the file holds a dict of entries (e.g. {"unet_state_dict": ...}); one error naming the file otherwise.
 TensorMap read_state_dict(const std::filesystem::path& path, const std::string& key = "");
+// The same from a file already read (core/torch_file.h's read_torch_file of `path`).
+TensorMap state_dict_of(const PyValue& file, const std::filesystem::path& path, const std::string& key = "");
 
 using KeyRename = std::function<std::string(const std::string&)>;
 
@@ -31,5 +35,10 @@ std::vector<std::string> load_state_dict(torch::nn::Module& m, const TensorMap& 
 // "<block>.attn.out_proj", and the upsampling convolution "conv" -> "postconv" (the KL decoder's
 // "decoder.blocks.N.conv.conv", the U-Net's "upsampler.conv.conv"). Current names pass unchanged.
 std::string monai_generative_key(const std::string& key);
+
+// The name in models/autoencoder_kl.h of a parameter of MAISI's AutoencoderKlMaisi, whose convolutions sit one
+// level deeper ("encoder.blocks.0.conv.conv.weight", the upsampling convolution
+// "decoder.blocks.N.conv.conv.conv.weight"); every other name (GroupNorms, the quant convolutions) is MONAI's.
+std::string maisi_autoencoder_key(const std::string& key);
 
 }  // namespace meddiff

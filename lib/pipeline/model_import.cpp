@@ -1,5 +1,6 @@
 #include "pipeline/model_import.h"
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/sha256.h"
@@ -14,15 +15,6 @@ namespace meddiff {
 namespace fs = std::filesystem;
 
 namespace {
-
-nlohmann::json read_json_file(const fs::path& p) {
-  if (!fs::is_regular_file(p)) fail("{}: no such file", p.string());
-  try {
-    return nlohmann::json::parse(read_text(p));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not JSON ({})", p.string(), std::string(e.what()).substr(0, 120));
-  }
-}
 
 // A definition with every "@name" argument replaced by the value it names, as the checkpoint records it.
 nlohmann::json resolved(const nlohmann::json& def, const nlohmann::json& root) {
@@ -61,17 +53,19 @@ Checkpoint autoencoder_checkpoint(const nlohmann::json& def, const nlohmann::jso
                                   const KeyRename& rename, std::vector<std::string>& warnings) {
   auto m = kl_from_monai(def, root, where);
   AutoencoderKL ae(m.params, m.in_channels);
-  auto sd = read_state_dict(file, read_torch_file(file)->get("unet_state_dict") ? "unet_state_dict" : "");
+  const PyRef contents = read_torch_file(file);  // a raw state dict, or one under "unet_state_dict" as MAISI also saves it
+  auto sd = state_dict_of(*contents, file, contents->get("unet_state_dict") ? "unet_state_dict" : "");
   KeyRename r = m.maisi ? KeyRename([&](const std::string& k) { return maisi_autoencoder_key(rename ? rename(k) : k); }) : rename;
   warn_unused(load_state_dict(*ae, sd, file.string(), r, unused_projection), file, warnings);
   return network_checkpoint("kl-autoencoder", m.maisi, def, root, file, "autoencoder", *ae);
 }
 
-Checkpoint unet_checkpoint(const nlohmann::json& def, const nlohmann::json& root, const fs::path& file, const std::string& key,
-                           const std::string& where, const KeyRename& rename, std::vector<std::string>& warnings) {
+// `contents`: the file as read_torch_file read it (its other entries give the recipe).
+Checkpoint unet_checkpoint(const nlohmann::json& def, const nlohmann::json& root, const fs::path& file, const PyValue& contents,
+                           const std::string& key, const std::string& where, const KeyRename& rename, std::vector<std::string>& warnings) {
   auto p = monai_unet_from_json(def, root, where);
   MonaiUNet net(p);
-  warn_unused(load_state_dict(*net, read_state_dict(file, key), file.string(), rename, unused_projection), file, warnings);
+  warn_unused(load_state_dict(*net, state_dict_of(contents, file, key), file.string(), rename, unused_projection), file, warnings);
   return network_checkpoint("monai-unet", p.maisi, def, root, file, "unet", *net);
 }
 
@@ -85,16 +79,16 @@ const nlohmann::json& required_def(const nlohmann::json& root, std::initializer_
 
 ImportedModel import_maisi(const MaisiFiles& f) {
   ImportedModel out;
-  const auto root = read_json_file(f.network_config);
+  const auto root = load_json_file(f.network_config.string());
   const std::string where = f.network_config.filename().string();
   if (f.steps < 1 || f.steps > 1000) fail("--steps must be within 1..1000 (got {})", f.steps);
   if (!(f.guidance >= 0)) fail("--guidance must not be negative (got {})", f.guidance);
   out.autoencoder = autoencoder_checkpoint(required_def(root, {"autoencoder_def"}, f.network_config), root, f.autoencoder,
                                            where + ": autoencoder_def", {}, out.warnings);
-  out.unet = unet_checkpoint(required_def(root, {"diffusion_unet_def"}, f.network_config), root, f.unet, "unet_state_dict",
+  const PyRef file = read_torch_file(f.unet);
+  out.unet = unet_checkpoint(required_def(root, {"diffusion_unet_def"}, f.network_config), root, f.unet, *file, "unet_state_dict",
                              where + ": diffusion_unet_def", {}, out.warnings);
   // The U-Net file's own entries: the latent scale factor and the training steps.
-  auto file = read_torch_file(f.unet);
   auto sf = file->get("scale_factor");
   if (!sf) fail("{}: has no 'scale_factor' (a MAISI U-Net file holds one)", f.unet.string());
   double scale_factor = sf->kind == PyValue::Kind::Tensor ? sf->tensor.item<double>() : sf->kind == PyValue::Kind::Float ? sf->f
@@ -125,12 +119,13 @@ ImportedModel import_monai_bundle(const fs::path& dir) {
   ImportedModel out;
   const fs::path cfg = dir / "configs" / "inference.json";
   if (!fs::is_directory(dir)) fail("{}: no such folder (a MONAI bundle: configs/inference.json, models/)", dir.string());
-  const auto root = read_json_file(cfg);
+  const auto root = load_json_file(cfg.string());
   const std::string where = "configs/inference.json";
   out.autoencoder = autoencoder_checkpoint(required_def(root, {"autoencoder_def"}, cfg), root, dir / "models" / "model_autoencoder.pt",
                                            where + ": autoencoder_def", monai_generative_key, out.warnings);
-  out.unet = unet_checkpoint(required_def(root, {"network_def", "diffusion_unet_def", "diffusion_def"}, cfg), root,
-                             dir / "models" / "model.pt", "", where + ": network_def", monai_generative_key, out.warnings);
+  const fs::path unet_file = dir / "models" / "model.pt";
+  out.unet = unet_checkpoint(required_def(root, {"network_def", "diffusion_unet_def", "diffusion_def"}, cfg), root, unet_file,
+                             *read_torch_file(unet_file), "", where + ": network_def", monai_generative_key, out.warnings);
   auto sched = root.value("noise_scheduler", nlohmann::json::object());
   const std::string target = sched.value("_target_", std::string());
   if (target.find("DDIMScheduler") == std::string::npos && target.find("DDPMScheduler") == std::string::npos)
