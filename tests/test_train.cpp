@@ -315,6 +315,42 @@ TEST_CASE("label-balanced L1: each label's mean error weighs alike - 0 is the pl
   CHECK(reconstruction_l1(rec, x, seg, 1.0, 9).item<double>() == doctest::Approx(balanced));
 }
 
+TEST_CASE("label-balanced diffusion loss: latent voxels weigh by label fraction - unlabelled samples count in the plain mean only") {
+  // one sample, 2 channels, 1 x 1 x 4 latent voxels; errors 1, 1, 1, 3 in both channels
+  auto target = torch::zeros({1, 2, 1, 1, 4});
+  auto out = torch::ones({1, 2, 1, 1, 4});
+  out.select(4, 3).fill_(3.0);
+  // label 0 covers the first three voxels and half of the fourth, label 1 the other half
+  auto frac = torch::zeros({1, 2, 1, 1, 4});
+  frac[0][0].fill_(1.0);
+  frac[0][0][0][0][3] = 0.5;
+  frac[0][1][0][0][3] = 0.5;
+  const double plain2 = (1 + 1 + 1 + 9) / 4.0, bal2 = ((1 + 1 + 1 + 0.5 * 9) / 3.5 + 9.0) / 2;
+  const double plain1 = (1 + 1 + 1 + 3) / 4.0, bal1 = ((1 + 1 + 1 + 0.5 * 3) / 3.5 + 3.0) / 2;
+  CHECK(diffusion_loss(out, target, "l2").item<double>() == doctest::Approx(torch::mse_loss(out, target).item<double>()));
+  CHECK(diffusion_loss(out, target, "l2", frac, 0.0).item<double>() == doctest::Approx(plain2));
+  CHECK(diffusion_loss(out, target, "l2", frac, 1.0).item<double>() == doctest::Approx(bal2));
+  CHECK(diffusion_loss(out, target, "l2", frac, 0.5).item<double>() == doctest::Approx(0.5 * plain2 + 0.5 * bal2));
+  CHECK(diffusion_loss(out, target, "l1", frac, 1.0).item<double>() == doctest::Approx(bal1));
+  CHECK(diffusion_loss(out, target, "l1", frac, 0.0).item<double>() == doctest::Approx(plain1));
+  // a second sample without a label map (zero fractions) and error 2 everywhere: plain mean over both, balanced over the first
+  auto out2 = torch::cat({out, torch::full({1, 2, 1, 1, 4}, 2.0)});
+  auto target2 = torch::zeros({2, 2, 1, 1, 4});
+  auto frac2 = torch::cat({frac, torch::zeros({1, 2, 1, 1, 4})});
+  const double plain_both = (12.0 + 16.0) / 8;
+  CHECK(diffusion_loss(out2, target2, "l2", frac2, 0.5).item<double>() == doctest::Approx(0.5 * plain_both + 0.5 * bal2));
+  // no label in the batch: the plain mean
+  CHECK(diffusion_loss(out, target, "l2", torch::zeros_like(frac), 1.0).item<double>() == doctest::Approx(plain2));
+  // the gradient flows to the output through both terms
+  auto o = out.clone().requires_grad_(true);
+  diffusion_loss(o, target, "l2", frac, 1.0).backward();
+  REQUIRE(o.grad().defined());
+  // d/d out (one channel of voxel 3): d e3 = 2 (out - t) / 2 channels = 3; label 1: weight 0.5 of mass 0.5,
+  // label 0: 0.5 of mass 3.5; the two labels averaged
+  const double g3 = 0.5 * (3.0 * 0.5 / 0.5 + 3.0 * 0.5 / 3.5);
+  CHECK(o.grad()[0][0][0][0][3].item<double>() == doctest::Approx(g3));
+}
+
 TEST_CASE("axis order: a config file without axis_order whose lists read differently as x,y,z and z,y,x is refused - a checkpoint's is upgraded") {
   test::ScratchDir dir("axes");
   write_text_atomically(dir / "old.json", R"({"data": {"shape": [16, 32, 32]}})");

@@ -22,6 +22,23 @@ SampleDraws draw_sample(uint64_t seed, int64_t draw, int64_t index, at::IntArray
   return d;
 }
 
+torch::Tensor diffusion_loss(const torch::Tensor& out, const torch::Tensor& target, const std::string& kind,
+                             const torch::Tensor& fractions, double balance) {
+  auto err = kind == "l1" ? (out - target).abs() : (out - target).square();  // [B, C, d, h, w]
+  auto plain = err.mean();
+  if (balance <= 0 || !fractions.defined()) return plain;
+  auto e = err.mean(1, /*keepdim=*/true);                     // the channels' mean per latent voxel
+  auto w = fractions.to(e.dtype());                           // [B, L, d, h, w]
+  const std::vector<int64_t> all_but_label{0, 2, 3, 4};
+  auto mass = w.sum(all_but_label);                           // [L]: how much of the batch each label covers
+  auto per_label = (w * e).sum(all_but_label) / mass.clamp_min(1e-12);
+  auto present = (mass > 0).to(e.dtype());
+  auto n_present = present.sum();
+  auto balanced = (per_label * present).sum() / n_present.clamp_min(1.0);
+  // no label in the batch (every map dropped or absent): the plain mean, without reading the device
+  return torch::where(n_present > 0, (1 - balance) * plain + balance * balanced, plain);
+}
+
 LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d, int64_t cond_ch)
     : cfg(c), device(d), num_classes(n_classes), cond_channels(cond_ch) {
   const auto& t = cfg.ldm_train;
@@ -85,12 +102,13 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     auto eps = torch::stack(noise).to(device);
     auto drop = torch::tensor(std::vector<int64_t>(drop_class.begin(), drop_class.end())).to(torch::kBool);
     auto cls = torch::where(drop, torch::full({B}, num_classes, torch::kLong), b.labels).to(device);
-    torch::Tensor cond;
+    torch::Tensor cond, fractions;  // the condition the network sees; the label fractions the loss weighs by
     if (cond_channels > 0) {
       if (!b.cond.defined()) fail("the model is conditioned on label maps but the batch has none");
+      fractions = b.cond.to(device);
       // label dropout: the null condition (zeros) for classifier-free guidance on the labels
       auto keep = torch::tensor(std::vector<float>(keep_labels.begin(), keep_labels.end())).view({B, 1, 1, 1, 1});
-      cond = (b.cond * keep).to(device);
+      cond = fractions * keep.to(device);
     }
     auto x0 = b.x.to(device);
     torch::Tensor x_t, target, t_in;
@@ -111,7 +129,7 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     {
       AutocastGuard ac(bf16);
       auto out = model->forward(x_t, t_in, num_classes > 0 ? cls : torch::Tensor(), cond).to(torch::kFloat);
-      loss = cfg.ldm.loss == "l1" ? torch::l1_loss(out, target) : torch::mse_loss(out, target);
+      loss = diffusion_loss(out, target, cfg.ldm.loss, fractions, t.label_balance);
     }
     (loss * scale).backward();
     loss_sum = loss_sum + loss.detach();

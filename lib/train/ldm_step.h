@@ -34,6 +34,14 @@ struct SampleDraws {
 SampleDraws draw_sample(uint64_t seed, int64_t draw, int64_t index, at::IntArrayRef shape, bool rflow, int64_t timesteps,
                         double class_dropout, double label_dropout);
 
+// The diffusion loss of a micro-batch: the mean squared (loss "l2") or absolute ("l1") error of the
+// network's output. With label fractions [B, L, d, h, w] (the label condition before dropout) and
+// balance b > 0: (1 - b) x that mean + b x the mean over the labels present of each label's mean error,
+// a latent voxel counting for a label with the fraction of it the label covers. Samples without a label
+// map (all-zero fractions) count in the plain term only; a batch without any takes the plain mean.
+torch::Tensor diffusion_loss(const torch::Tensor& out, const torch::Tensor& target, const std::string& kind,
+                             const torch::Tensor& fractions = {}, double balance = 0.0);
+
 struct LDMStepStats {
   double loss = 0, lr = 0;
   bool finite = true;

@@ -38,6 +38,7 @@ void VQGANTrainParams::validate(const std::string& w) const {
 void LDMTrainParams::validate(const std::string& w) const {
   if (steps < 1) fail("config: '{}.steps' must be positive (got {})", w, steps);
   if (batch_size < 1) fail("config: '{}.batch_size' must be positive (got {})", w, batch_size);
+  if (!(label_balance >= 0 && label_balance <= 1)) fail("config: '{}.label_balance' must be within [0, 1] (got {})", w, label_balance);
   if (grad_accum < 1) fail("config: '{}.grad_accum' must be positive (got {})", w, grad_accum);
   if (!(lr > 0)) fail("config: '{}.lr' must be positive (got {})", w, lr);
   if (warmup < 0) fail("config: '{}.warmup' must not be negative", w);

@@ -81,6 +81,7 @@ struct LDMTrainParams {
   double grad_clip = 1.0;
   double ema_decay = 0.995;
   int64_t ema_start = 200;                // EMA copies the weights until this step
+  double label_balance = 0.0;             // share of the diffusion loss balanced over the label condition's labels
   std::string precision = "auto";
   std::string device = "auto";
   int64_t log_every = 10;
@@ -102,6 +103,7 @@ struct LDMTrainParams {
     v("grad_clip", grad_clip, "clip the global gradient norm; 0 = off");
     v("ema_decay", ema_decay, "EMA decay of the sampling weights");
     v("ema_start", ema_start, "step from which the EMA averages (before: copies)");
+    v("label_balance", label_balance, "models conditioned on label maps: share of the diffusion loss that is the mean over labels of each label's mean error, every latent voxel weighted by the fraction of it the label covers, so that small structures weigh as much as large ones (0: the plain mean over the latent voxels)");
     v("precision", precision, "auto (bf16 autocast on CUDA), fp32 or bf16");
     v("device", device, "auto, cpu, cuda or cuda:N");
     v("log_every", log_every, "steps between metrics.jsonl lines");
