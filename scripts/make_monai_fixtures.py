@@ -18,6 +18,9 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
                            counts, and a whole 5-step run of the MAISI U-Net above from fixed noise (modality 1,
                            spacing, guidance 0 and 2, the unconditional pass with class 0), decoded by the MAISI
                            autoencoder above after dividing by the scale factor, as NV-Generate-CTMR's inference does
+  ddim_monai.pt            MONAI's DDIMScheduler as the BraTS bundle sets it (scaled-linear betas 0.0015-0.0195, no clipping):
+                           a whole 10-step run of the DiffusionModelUNet above from fixed noise, decoded by the
+                           AutoencoderKL above: {"noise", "timesteps", "latent", "image"}
   torch_save_types.pt      a MAISI-style U-Net file ({"unet_state_dict": OrderedDict with _metadata, "scale_factor": tensor,
                            ...}) with every kind of value torch.save writes in such files (fp16 / bf16 / int64 / bool / uint16 tensors,
                            a strided view, a parameter, numbers, strings, None, lists, tuples, sets, a numpy scalar)
@@ -96,6 +99,24 @@ def write_rflow(unet, autoencoder, scale_factor):
     print(f"rflow_maisi: 5-step image range {out['image_plain'].min():.3f}..{out['image_plain'].max():.3f}")
 
 
+def write_ddim(unet, autoencoder):
+    import torch
+    from monai.networks.schedulers import DDIMScheduler
+
+    s = DDIMScheduler(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195,
+                      clip_sample=False)
+    s.set_timesteps(num_inference_steps=10)
+    noise = torch.randn(1, 3, 8, 8, 4)
+    x = noise.clone()
+    with torch.no_grad():
+        for t in s.timesteps:
+            eps = unet(x, timesteps=torch.asarray((t,)))
+            x, _ = s.step(eps, t, x)
+        image = autoencoder.decode(x)
+    torch.save({"noise": noise, "timesteps": s.timesteps.clone(), "latent": x, "image": image}, OUT / "ddim_monai.pt")
+    print(f"ddim_monai: timesteps {s.timesteps.tolist()} image range {image.min():.3f}..{image.max():.3f}")
+
+
 def write_torch_save_types():
     import collections
     import numpy as np
@@ -147,7 +168,8 @@ def main():
     kl = dict(spatial_dims=3, in_channels=1, out_channels=1, channels=[4, 8, 8], num_res_blocks=[1, 2, 1],
               attention_levels=[False, False, True], latent_channels=3, norm_num_groups=2, norm_eps=1e-6,
               with_encoder_nonlocal_attn=True, with_decoder_nonlocal_attn=True)
-    record("autoencoder_kl", randomise(AutoencoderKL(**kl)), torch.randn(1, 1, 16, 12, 8))
+    ae_kl = randomise(AutoencoderKL(**kl))
+    record("autoencoder_kl", ae_kl, torch.randn(1, 1, 16, 12, 8))
     settings["autoencoder_kl"] = kl
 
     maisi = dict(spatial_dims=3, in_channels=1, out_channels=1, latent_channels=4, num_channels=[4, 8, 8],
@@ -176,7 +198,8 @@ def main():
 
     unet = dict(spatial_dims=3, in_channels=3, out_channels=3, channels=[8, 8, 16], attention_levels=[False, True, True],
                 num_head_channels=[4, 4, 8], num_res_blocks=[1, 2, 1], norm_num_groups=4, norm_eps=1e-6)
-    record_unet("unet_monai", randomise(DiffusionModelUNet(**unet)), lambda sd: sd,
+    unet_monai_net = randomise(DiffusionModelUNet(**unet))
+    record_unet("unet_monai", unet_monai_net, lambda sd: sd,
                 {"x": torch.randn(2, 3, 8, 12, 16), "timesteps": torch.tensor([10, 731])})
     settings["unet_monai"] = unet
 
@@ -195,6 +218,7 @@ def main():
     write_rflow(unet_maisi_net, ae_maisi, scale_factor=1.0549)
 
     write_torch_save_types()
+    write_ddim(unet_monai_net, ae_kl)
     (OUT / "networks.json").write_text(json.dumps(settings, indent=1) + "\n")
     print(f"wrote {OUT}")
 

@@ -299,6 +299,28 @@ TEST_CASE("each sampler's default step count (sample.steps = 0)") {
 // MONAI's RFlowScheduler as MAISI sets it (scripts/make_monai_fixtures.py): the timestep lists, bit for bit, and a
 // whole 5-step run of a MAISI U-Net from the same noise (modality class, spacing, guidance 0 and 2 with the
 // unconditional pass at class 0), decoded by a MAISI autoencoder after dividing by the scale factor.
+TEST_CASE("MONAI's DDIM timesteps: the leading and monai grids and their step targets - MONAI's beta schedules") {
+  auto sch = make_monai_schedule("scaled_linear_beta", 1000, 0.0015, 0.0195);
+  // MONAI 1.6's DDIMScheduler.set_timesteps(10): round(linspace(999, 0, 10)); its step goes to t - 1000 // 10
+  const std::vector<int64_t> monai{999, 888, 777, 666, 555, 444, 333, 222, 111, 0};
+  CHECK(grid_timesteps(sch, 10, "monai") == monai);
+  const std::vector<int64_t> monai_to{899, 788, 677, 566, 455, 344, 233, 122, 11, -1};
+  CHECK(step_targets(monai, 1000, 10, "monai") == monai_to);
+  // MONAI Generative's: k * (1000 // 10) from 900 down, each step to the next
+  const std::vector<int64_t> leading{900, 800, 700, 600, 500, 400, 300, 200, 100, 0};
+  CHECK(grid_timesteps(sch, 10, "leading") == leading);
+  CHECK(step_targets(leading, 1000, 10, "leading") == std::vector<int64_t>{800, 700, 600, 500, 400, 300, 200, 100, 0, -1});
+  // sqrt(beta) linear from sqrt(0.0015) to sqrt(0.0195) (float32)
+  CHECK(sch.betas[0].item<double>() == doctest::Approx(0.0015).epsilon(1e-6));
+  CHECK(sch.betas[999].item<double>() == doctest::Approx(0.0195).epsilon(1e-6));
+  const double mid = std::pow((std::sqrt(0.0015) + std::sqrt(0.0195)) / 2, 2);
+  CHECK((sch.betas[499].item<double>() + sch.betas[500].item<double>()) / 2 == doctest::Approx(mid).epsilon(1e-4));
+  CHECK(sch.alpha_bar(1) == doctest::Approx((1 - sch.betas[0].item<double>()) * (1 - sch.betas[1].item<double>())).epsilon(1e-6));
+  auto lin = make_monai_schedule("linear", 1000, 0.0001, 0.02);
+  CHECK(lin.betas[999].item<double>() == doctest::Approx(0.02).epsilon(1e-6));
+  test::check_error([] { make_monai_schedule("cosine", 1000, 0.0015, 0.0195); }, {"cosine", "scaled_linear_beta"});
+}
+
 TEST_CASE("MAISI rectified flow: timesteps identical to MONAI's and a 5-step run equal to MONAI's loop") {
   MaisiRFlowParams p;
   auto lists = nlohmann::json::parse(read_text(test::fixture("monai/rflow_timesteps.json")));

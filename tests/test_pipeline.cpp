@@ -261,13 +261,14 @@ TEST_CASE("eval features: a user's 3-D and 2-D TorchScript networks give the fea
 }
 
 TEST_CASE("batched network forwards give the one-volume forwards' volumes up to float rounding") {
-  auto vq = random_vqgan(params({2, 2, 2}), 11);
+  VQGANAutoencoder vq(random_vqgan(params({2, 2, 2}), 11));
   for (int labelled = 0; labelled < 2; ++labelled) {
     torch::manual_seed(12);
     LoadedLDM l;
-    l.model = UNet3d(tiny_unet_params(), 4, 2, labelled ? 3 : 0);
-    perturb(*l.model, 0.05);
-    l.model->eval();
+    UNet3d net(tiny_unet_params(), 4, 2, labelled ? 3 : 0);
+    perturb(*net, 0.05);
+    net->eval();
+    l.net = std::make_shared<UNet3dDenoiser>(net);
     l.schedule = make_schedule("linear", 100);
     l.prediction = Prediction::V;
     l.num_classes = 2;

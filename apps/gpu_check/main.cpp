@@ -161,16 +161,17 @@ int main(int argc, char** argv) {
   for (int d = 0; d < 2; ++d) {
     torch::Device dev = d == 0 ? torch::Device(torch::kCPU) : cuda;
     LoadedLDM l;
-    l.model = UNet3d(cfg.ldm.unet, zn.size(1), 2);
+    UNet3d net(cfg.ldm.unet, zn.size(1), 2);
     {
       torch::NoGradGuard ng;
-      auto src = ldm[0]->ema->named_parameters(), dst = l.model->named_parameters();
+      auto src = ldm[0]->ema->named_parameters(), dst = net->named_parameters();
       for (auto& p : dst) p.value().copy_(src[p.key()]);
-      auto sb = ldm[0]->ema->named_buffers(), db = l.model->named_buffers();
+      auto sb = ldm[0]->ema->named_buffers(), db = net->named_buffers();
       for (auto& b : db) b.value().copy_(sb[b.key()]);
     }
-    l.model->to(dev);
-    l.model->eval();
+    net->to(dev);
+    net->eval();
+    l.net = std::make_shared<UNet3dDenoiser>(net);
     l.schedule = ldm[0]->schedule;
     l.prediction = ldm[0]->prediction;
     l.norm = norm;
@@ -191,7 +192,8 @@ int main(int argc, char** argv) {
     auto x_T = torch::randn({2, zn.size(1), zn.size(2), zn.size(3), zn.size(4)}, gen);
     reset_peak_device_memory(dev);
     auto t0 = std::chrono::steady_clock::now();
-    vols.push_back(generate_volumes(l, v, x_T.to(dev), torch::tensor({0, 1}, torch::kLong).to(dev), torch::Tensor(), sp,
+    VQGANAutoencoder ae(v);
+    vols.push_back(generate_volumes(l, ae, x_T.to(dev), torch::tensor({0, 1}, torch::kLong).to(dev), torch::Tensor(), sp,
                                     [&](int64_t) { return torch::zeros_like(x_T).to(dev); })
                        .cpu());
     synchronize(dev);

@@ -15,6 +15,7 @@
 #include "core/output_policy.h"
 #include "core/progress.h"
 #include "core/sha256.h"
+#include "core/torch_file.h"
 #include "core/version.h"
 #include "data/intensity.h"
 #include "data/label_maps.h"
@@ -55,7 +56,7 @@ int finalize(SampleRequest q) {
   return 0;
 }
 
-void print_dry_run(const SampleRequest& q, LoadedLDM& ldm, LoadedVQGAN& vq, SampleFolder& folder, const nlohmann::json& settings,
+void print_dry_run(const SampleRequest& q, LoadedLDM& ldm, LatentAutoencoder& ae, SampleFolder& folder, const nlohmann::json& settings,
                    const SamplerParams& sp, const std::vector<int64_t>& mine, const torch::Device& device,
                    const AutoencoderRun& decode, const std::optional<LabelSource>& labels) {
   auto recorded = folder.recorded_settings();
@@ -70,11 +71,11 @@ void print_dry_run(const SampleRequest& q, LoadedLDM& ldm, LoadedVQGAN& vq, Samp
                      : torch::full({1}, ldm.schedule.T - 1, torch::TensorOptions().dtype(torch::kLong).device(device));
   auto c = torch::full({1}, class_of(q, ldm, mine.front()), torch::TensorOptions().dtype(torch::kLong).device(device));
   auto t0 = std::chrono::steady_clock::now();
-  ldm.model->forward(x, t, ldm.num_classes > 0 ? c : torch::Tensor());
+  ldm.net->forward(x, t, ldm.num_classes > 0 ? c : torch::Tensor());
   synchronize(device);
   double t_net = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
-  decode_latent(vq.model, ldm.norm.invert(x), decode);
+  ae.decode(ldm.norm.invert(x), decode);
   synchronize(device);
   double t_dec = seconds_since(t0);
   const int64_t timesteps = network_evaluations(sp, ldm.schedule);
@@ -97,6 +98,22 @@ void print_dry_run(const SampleRequest& q, LoadedLDM& ldm, LoadedVQGAN& vq, Samp
                              labels->settings().value("augment", false) ? ", augmented" : "", q.qc_retries);
   if (!diff.empty())
     std::cout << fmt::format("  note: {} was sampled with other settings ({}): refused without --force\n", q.out.string(), diff);
+}
+
+// --initial-noise: [N, C, ...] with C and the spatial sizes of the latent (the network's layout); empty when not given.
+torch::Tensor read_initial_noise(const std::string& file, const std::array<int64_t, 4>& latent) {
+  if (file.empty()) return torch::empty({0});
+  if (!fs::exists(file)) fail("{}: no such file (--initial-noise)", file);
+  const PyRef v = read_torch_file(file);
+  if (v->kind != PyValue::Kind::Tensor) fail("{}: holds no tensor (--initial-noise: torch.save of one tensor)", file);
+  auto t = v->tensor;
+  const bool fits = t.dim() == 5 && t.size(0) >= 1 && t.size(1) == latent[0] && t.size(2) == latent[1] && t.size(3) == latent[2] &&
+                    t.size(4) == latent[3];
+  if (!fits)
+    fail("{}: noise of shape [{}] does not fit this job's latent: [N, {}, {}, {}, {}] (the network's layout)", file, fmt::join(t.sizes(), ", "),
+         latent[0], latent[1], latent[2], latent[3]);
+  if (!torch::isfinite(t).all().item<bool>()) fail("{}: the noise holds NaN or infinite values", file);
+  return t.to(torch::kFloat);
 }
 
 // sample --eval: `meddiff eval` of the finished folder.
@@ -139,19 +156,28 @@ int run_sample(const Args_t& args) {
   LoadedLDM ldm = load_ldm(q.ldm_path, device);
   auto [sp, batch] = resolve_sampler(q, ldm, device);
   const double terminal_alpha_bar = ldm.schedule.alpha_bar(ldm.schedule.T - 1);
-  if (!ldm.rflow && ldm.prediction == Prediction::Eps && sp.sampler != "ddpm" && terminal_alpha_bar < 1e-3)
+  if (ldm.family.empty() && !ldm.rflow && ldm.prediction == Prediction::Eps && sp.sampler != "ddpm" && terminal_alpha_bar < 1e-3)
     log_warn("this model predicts eps and its schedule ends at alpha_bar {:.1e}: the first {} step divides by "
              "sqrt(alpha_bar), so samples may drift; ddpm, or a model trained with ldm.prediction = v, avoids this",
              terminal_alpha_bar, sp.sampler);
   fs::path vq_path = !q.vqgan_path.empty() ? fs::path(q.vqgan_path) : fs::path(ldm.vqgan_path);
   if (vq_path.empty() || !fs::exists(vq_path))
-    fail("{}: the VQ-GAN checkpoint the LDM was trained with is not at '{}'; pass --vqgan", q.ldm_path, vq_path.string());
+    fail("{}: the {} the LDM was trained with is not at '{}'; pass --vqgan", q.ldm_path,
+         ldm.family.empty() ? "VQ-GAN checkpoint" : "autoencoder", vq_path.string());
   if (is_within(vq_path, q.out)) fail("{}: holds the input {}; give another folder for the samples", q.out.string(), vq_path.string());
   std::string vq_sha = sha256_file(vq_path), ldm_sha = sha256_file(q.ldm_path);
   if (!ldm.vqgan_sha256.empty() && vq_sha != ldm.vqgan_sha256)
-    fail("{}: is not the VQ-GAN this LDM was trained with (SHA-256 {}..., expected {}...)", vq_path.string(), vq_sha.substr(0, 12),
+    fail("{}: is not the autoencoder this LDM was trained with (SHA-256 {}..., expected {}...)", vq_path.string(), vq_sha.substr(0, 12),
          ldm.vqgan_sha256.substr(0, 12));
-  LoadedVQGAN vq = load_vqgan(vq_path, device);
+  auto ae = load_latent_autoencoder(vq_path, device);
+  configure_output(ldm, q.output, ae->downsample()[0]);
+  if (ae->latent_channels() != ldm.latent_shape[0])
+    fail("{}: the autoencoder's latents have {} channels, the diffusion model's {}", vq_path.string(), ae->latent_channels(),
+         ldm.latent_shape[0]);
+  if (!q.eval.empty() && ae->family() != "vqgan")
+    usage_fail("--eval: meddiff eval measures with a meddiff VQ-GAN's features; run `meddiff eval --synthetic {} --vqgan V ...` "
+               "after sampling", q.out.string());
+  const auto initial = read_initial_noise(q.initial_noise, ldm.latent_shape);
   AutoencoderRun decode;
   decode.budget_bytes = memory_budget_bytes(q.max_memory_gib.value_or(ldm.sample.max_memory_gib), device);
 
@@ -172,7 +198,7 @@ int run_sample(const Args_t& args) {
   std::vector<int64_t> mine;
   for (int64_t i = q.shard.k - 1; i < q.n; i += q.shard.n) mine.push_back(i);
   if (q.dry_run) {
-    print_dry_run(q, ldm, vq, folder, settings, sp, mine, device, decode, labels);
+    print_dry_run(q, ldm, *ae, folder, settings, sp, mine, device, decode, labels);
     return 0;
   }
 
@@ -203,6 +229,7 @@ int run_sample(const Args_t& args) {
       BatchItem it;
       it.index = todo[j];
       it.cls = class_of(q, ldm, it.index);
+      if (it.index < initial.size(0)) it.initial_noise = initial[it.index];
       if (paired) {
         pairs.push_back(labels->for_volume(q.seed, it.index));
         it.label = pairs.back().label;
@@ -213,7 +240,7 @@ int run_sample(const Args_t& args) {
       items.push_back(it);
     }
     const int64_t base = steps_done, n_items = static_cast<int64_t>(items.size());
-    BatchResult res = generate_batch(ldm, vq.model, items, sp, q.seed, device, decode, rules,
+    BatchResult res = generate_batch(ldm, *ae, items, sp, q.seed, device, decode, rules,
                                      [&](int64_t s) { progress.update(base + s * n_items); });
     steps_done = base + timesteps * n_items;
     qc_regenerated += res.regenerated;

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/output_policy.h"
+#include "core/sha256.h"
 
 #include <regex>
 
@@ -51,8 +52,14 @@ SampleRequest parse_sample_request(const Args_t& args) {
   Args a("sample",
          "Generate synthetic volumes with a trained latent diffusion model (resumable, shardable batch job). Writes "
          "NIfTI / DICOM / PNG, one sidecar JSON per volume, job.json (the job's settings) and OUT/manifest.jsonl.");
-  a.add()("ldm", "LDM checkpoint (stage 2 last.pt)", cxxopts::value<std::string>())
-      ("vqgan", "VQ-GAN checkpoint (default: the one the LDM was trained with)", cxxopts::value<std::string>())
+  a.add()("ldm", "LDM checkpoint (stage 2 last.pt, or the ldm.pt `meddiff import` wrote)", cxxopts::value<std::string>())
+      ("vqgan", "Autoencoder checkpoint: the VQ-GAN (default: the one the LDM was trained with) or, for an imported model, "
+                "the KL autoencoder (default: autoencoder.pt beside --ldm)", cxxopts::value<std::string>())
+      ("shape", "Imported models: output size x,y,z in voxels (multiples of the networks' downsampling)", cxxopts::value<std::string>())
+      ("spacing", "Imported models: voxel spacing x,y,z in mm (MAISI's U-Net takes it as an input)", cxxopts::value<std::string>())
+      ("modality-class", "Imported MAISI models: the modality code (1 CT, 9 T1, 10 T2, 11 FLAIR, 20 SWI, ...)", cxxopts::value<int64_t>())
+      ("initial-noise", "Imported models: a tensor file (torch.save) of starting noise [N, C, x, y, z] in the network's layout; "
+                        "volumes 0..N-1 start from it instead of the seeded noise (to reproduce a MONAI run)", cxxopts::value<std::string>())
       ("n", "Number of volumes (global count, across shards; at most 1000000)", cxxopts::value<int64_t>()->default_value("1"))
       ("class", "Class of every volume (default: volume i gets class i mod the number of classes)", cxxopts::value<int64_t>())
       ("guidance", "Classifier-free guidance weight (1 = none; default from the config)", cxxopts::value<double>())
@@ -94,7 +101,8 @@ SampleRequest parse_sample_request(const Args_t& args) {
                "results in OUT/eval/", cxxopts::value<std::string>())
       ("eval-train", "With --eval: the training volumes for the memorisation audit (default: the LDM's data.manifest)",
        cxxopts::value<std::string>())
-      ("force", "When --out was sampled with other settings: discard its volumes and start again")
+      ("force", "When --out was sampled with other settings: discard its volumes and start again; for an imported MAISI "
+                "model, also sample a --shape / --spacing outside the ranges MAISI documents as reliable")
       ("dry-run", "Print what would be done (counts, measured time and memory per volume) and write nothing")
       ("finalize", "Only rebuild OUT/manifest.jsonl (and dataset.json) from the finished volumes' sidecars, and remove the "
                    "files of unfinished volumes a killed job left (the layout and name come from the folder's job.json)")
@@ -151,8 +159,13 @@ SampleRequest parse_sample_request(const Args_t& args) {
   q.qc_retries = r["qc-retries"].as<int64_t>();
   if (q.qc_retries < 0 || q.qc_retries > 100) usage_fail("--qc-retries must be within 0..100 (got {})", q.qc_retries);
   q.qc_ranges = r["qc-ranges"].as<std::string>();
+  if (r.count("shape")) q.output.shape = parse_int3(r["shape"].as<std::string>(), "--shape");
+  if (r.count("spacing")) q.output.spacing = parse_double3(r["spacing"].as<std::string>(), "--spacing");
+  q.output.modality_class = given<int64_t>(r, "modality-class");
+  q.output.force = q.force;
+  q.initial_noise = given<std::string>(r, "initial-noise").value_or("");
   if (q.qc_ranges != "training" && q.qc_ranges != "union") usage_fail("--qc-ranges must be training or union (got '{}')", q.qc_ranges);
-  for (const auto& in : {q.ldm_path, q.vqgan_path, q.labels, q.mask_bank})
+  for (const auto& in : {q.ldm_path, q.vqgan_path, q.labels, q.mask_bank, q.initial_noise})
     if (!in.empty() && is_within(in, q.out)) fail("{}: holds the input {}; give another folder for the samples", q.out.string(), in);
   return q;
 }
@@ -172,6 +185,7 @@ ResolvedSampling resolve_sampler(const SampleRequest& q, const LoadedLDM& ldm, c
   sp.clip_x0 = d.clip_x0;
   sp.dynamic_threshold = q.dynamic_threshold.value_or(d.dynamic_threshold);
   sp.grid = q.grid.value_or(ldm.rflow ? "uniform" : d.grid);
+  if (ldm.maisi && sp.sampler != "euler") usage_fail("--sampler {}: an imported MAISI model samples with MAISI's Euler steps (euler)", sp.sampler);
   sp.batch_networks = q.batch_networks;
   if (q.bf16 && !device.is_cuda())
     usage_fail("--precision bf16 is for CUDA devices (on this CPU, bf16 convolutions were measured slower than fp32)");
@@ -203,6 +217,7 @@ ResolvedSampling resolve_sampler(const SampleRequest& q, const LoadedLDM& ldm, c
 
 int64_t class_of(const SampleRequest& q, const LoadedLDM& ldm, int64_t index) {
   if (q.fixed_class) return *q.fixed_class;
+  if (ldm.fixed_class) return *ldm.fixed_class;
   return ldm.num_classes > 0 ? index % ldm.num_classes : 0;
 }
 
@@ -214,7 +229,9 @@ nlohmann::json job_settings(const SampleRequest& q, const LoadedLDM& ldm, const 
   nlohmann::json s = {{"ldm_sha256", ldm_sha},
                       {"vqgan_sha256", vq_sha},
                       {"seed", q.seed},
-                      {"class_rule", q.fixed_class ? fmt::format("fixed {}", *q.fixed_class) : fmt::format("index mod {}", k)},
+                      {"class_rule", q.fixed_class     ? fmt::format("fixed {}", *q.fixed_class)
+                                     : ldm.fixed_class ? fmt::format("fixed {}", *ldm.fixed_class)
+                                                       : fmt::format("index mod {}", k)},
                       {"sampler", sp.sampler},
                       {"steps", sp.steps},
                       {"eta", sp.eta},
@@ -227,6 +244,12 @@ nlohmann::json job_settings(const SampleRequest& q, const LoadedLDM& ldm, const 
                       {"name", q.layout.kind == "nnunet" ? q.layout.name : ""}};
   if (sp.grid != "uniform") s["grid"] = sp.grid;              // absent for uniform: folders sampled before the key keep matching
   if (sp.batch_networks) s["batch_networks"] = true;          // volumes then depend on the batch they were made in
+  if (!ldm.family.empty()) {                                   // imported models: the grid chosen for the job
+    s["shape"] = {ldm.data.shape[2], ldm.data.shape[1], ldm.data.shape[0]};
+    s["spacing"] = ldm.geometry.spacing;
+    if (ldm.fixed_class) s["modality_class"] = *ldm.fixed_class;
+  }
+  if (!q.initial_noise.empty()) s["initial_noise_sha256"] = sha256_file(q.initial_noise);
   if (ldm.num_labels > 0) {
     s["labels"] = label_settings;
     if (!q.fixed_class) s["class_rule"] = fmt::format("the label map's class, else index mod {}", k);

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/sample_job.h"
 #include "diffusion/samplers.h"
+#include "pipeline/imported_ldm.h"
 #include "pipeline/loaded_models.h"
 
 #include <nlohmann/json.hpp>
@@ -47,6 +48,10 @@ struct SampleRequest {
   std::string qc_ranges = "training";  // training (the training images' ranges) or union (with the VQ-GAN's reproduction)
   // --eval REAL [--eval-train TRAIN]
   std::string eval, eval_train;
+  // Imported MONAI / MAISI models: the output grid and modality code (pipeline/imported_ldm.h), and starting
+  // noise to reproduce a MONAI run (torch.save of [N, C, ...] in the network's layout).
+  OutputRequest output;
+  std::string initial_noise;
 };
 
 // The options, their help and every check that needs no model (usage errors name the option).

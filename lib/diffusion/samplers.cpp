@@ -17,7 +17,8 @@ void SamplerParams::validate(int64_t T) const {
     if (steps < 1 || steps > T) fail("steps must be within 1..{} (the model's timesteps), got {}", T, steps);
   }
   if (!(eta >= 0)) fail("eta must not be negative (got {})", eta);
-  if (grid != "uniform" && grid != "logsnr" && grid != "karras") fail("grid must be uniform, logsnr or karras (got '{}')", grid);
+  if (grid != "uniform" && grid != "logsnr" && grid != "karras" && grid != "leading" && grid != "monai")
+    fail("grid must be uniform, logsnr, karras, leading or monai (got '{}')", grid);
   if (T == 0 && grid != "uniform") fail("grid {}: rectified flow uses its own time grid (ldm.rflow_shift); use uniform", grid);
   if (!(guidance >= 0)) fail("guidance must not be negative (got {})", guidance);
   if (!(dynamic_threshold == 0 || (dynamic_threshold > 0.5 && dynamic_threshold < 1)))
@@ -44,7 +45,20 @@ std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps) {
 std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps, const std::string& grid) {
   const int64_t T = schedule.T;
   if (grid == "uniform") return sampling_timesteps(T, steps);
-  if (grid != "logsnr" && grid != "karras") fail("grid must be uniform, logsnr or karras (got '{}')", grid);
+  if (grid == "leading") {
+    // MONAI's (and diffusers') DDIM / DDPM set_timesteps: every (T / steps)-th timestep from 0, largest first
+    const int64_t ratio = T / steps;
+    if (ratio < 1) fail("grid leading: {} steps is more than the {} timesteps", steps, T);
+    std::vector<int64_t> ts;
+    for (int64_t i = steps - 1; i >= 0; --i) ts.push_back(i * ratio);
+    return ts;
+  }
+  if (grid == "monai") {
+    // MONAI's DDIM / DDPM schedulers: round(linspace(T - 1, 0, steps)) in float32
+    auto t = torch::linspace(static_cast<double>(T - 1), 0.0, steps, torch::kFloat).round().to(torch::kLong).contiguous();
+    return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+  }
+  if (grid != "logsnr" && grid != "karras") fail("grid must be uniform, logsnr, karras, leading or monai (got '{}')", grid);
   // the grid's coordinate of each timestep: decreasing in t for logsnr, increasing for karras
   auto coord = [&](int64_t t) {
     const double ab = schedule.alpha_bar(t);
@@ -63,6 +77,15 @@ std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps
     if (ts.empty() || best < ts.back()) ts.push_back(best);
   }
   return ts;
+}
+
+std::vector<int64_t> step_targets(const std::vector<int64_t>& ts, int64_t T, int64_t steps, const std::string& grid) {
+  std::vector<int64_t> to;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (grid == "monai") to.push_back(std::max<int64_t>(-1, ts[i] - T / steps));
+    else to.push_back(i + 1 < ts.size() ? ts[i + 1] : -1);
+  }
+  return to;
 }
 
 int64_t network_evaluations(const SamplerParams& p, const NoiseSchedule& schedule) {
@@ -234,13 +257,14 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
   p.validate(schedule.T);
   torch::NoGradGuard ng;
   auto ts = grid_timesteps(schedule, p.steps, p.grid);
+  const auto targets = step_targets(ts, schedule.T, p.steps, p.grid);
   const int64_t B = x.size(0);
   ops::OptTensor x0_prev;
   double ab_prev = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
     int64_t t = ts[i];
     double ab_t = schedule.alpha_bar(t);
-    double ab_s = i + 1 < ts.size() ? schedule.alpha_bar(ts[i + 1]) : 1.0;
+    double ab_s = schedule.alpha_bar(targets[i]);  // 1 at the clean end
     auto tt = torch::full({B}, t, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
     auto out = network_outputs(model, x, tt, classes, null_class, p.guidance);
     const bool last = i + 1 == ts.size();

@@ -19,7 +19,7 @@ struct SamplerParams {
   bool clip_x0 = true;            // clamp predicted x0 to [-x0_bound, x0_bound]
   double x0_bound = 1.0;          // the data range (the LDM stores its training latents' range)
   double dynamic_threshold = 0;   // percentile (e.g. 0.995) of |x0| per sample; 0 = off
-  std::string grid = "uniform";   // diffusion samplers' timesteps: uniform (in t), logsnr or karras
+  std::string grid = "uniform";   // diffusion samplers' timesteps: uniform (in t), logsnr, karras, leading or monai
   bool batch_networks = false;    // generate_volumes: one network forward for the whole batch and guidance pair
   bool bf16 = false;              // generate_volumes: the networks under CUDA bf16 autocast (CUDA only)
   void validate(int64_t T) const;  // T: the diffusion model's timesteps; 0 for rectified flow
@@ -42,8 +42,13 @@ std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps);
 // value and repeats dropped (so a grid may visit fewer than `steps` timesteps):
 //   uniform: as above; logsnr: uniform in log-SNR = log(alpha_bar / (1 - alpha_bar)) (Lu et al. 2022,
 //   DPM-Solver, sec. 3.3); karras: sigma = sqrt((1 - alpha_bar) / alpha_bar) uniform in sigma^(1/7)
-//   (Karras et al. 2022, eq. 5, rho = 7).
+//   (Karras et al. 2022, eq. 5, rho = 7); leading: k x (T / steps) for k = steps-1 .. 0, as MONAI's DDIM
+//   DDIM / DDPM schedulers of MONAI Generative set their timesteps; monai: round(linspace(T - 1, 0, steps)), as
+//   MONAI's own DDIM / DDPM schedulers do (for imported MONAI models).
 std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps, const std::string& grid);
+// The timestep each visited timestep ts[i] steps to (-1: the clean end, alpha_bar 1): the next visited one,
+// except on the "monai" grid, whose DDIM steps to ts[i] - T / steps (MONAI's rule, whichever timestep comes next).
+std::vector<int64_t> step_targets(const std::vector<int64_t>& ts, int64_t T, int64_t steps, const std::string& grid);
 
 // x0 after static clipping to [-bound, bound] / dynamic thresholding (s = max(bound, percentile of |x0|),
 // x0 -> clamp(x0, -s, s) * bound / s). Ref: Saharia et al. 2022 (Imagen), sec. 2.3.

@@ -37,4 +37,24 @@ NoiseSchedule make_schedule(const std::string& kind, int64_t T, double s) {
   return out;
 }
 
+NoiseSchedule make_monai_schedule(const std::string& kind, int64_t T, double beta_start, double beta_end) {
+  if (T < 2) fail("num_train_timesteps must be at least 2 (got {})", T);
+  if (!(beta_start > 0 && beta_end >= beta_start && beta_end < 1))
+    fail("beta_start {} and beta_end {} must satisfy 0 < beta_start <= beta_end < 1", beta_start, beta_end);
+  NoiseSchedule out;
+  out.kind = kind;
+  out.T = T;
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+  torch::Tensor betas;
+  if (kind == "linear_beta" || kind == "linear")
+    betas = torch::linspace(beta_start, beta_end, T, f32);
+  else if (kind == "scaled_linear_beta" || kind == "scaled_linear")
+    betas = torch::linspace(std::sqrt(beta_start), std::sqrt(beta_end), T, f32).pow(2);
+  else
+    fail("beta schedule '{}' is not one meddiff imports (linear_beta, scaled_linear_beta; MONAI Generative's linear, scaled_linear)", kind);
+  out.alphas_cumprod = torch::cumprod(1 - betas, 0).to(torch::kDouble);  // float32 products, as MONAI's
+  out.betas = betas.to(torch::kDouble);
+  return out;
+}
+
 }  // namespace meddiff

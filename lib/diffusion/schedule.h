@@ -21,5 +21,9 @@ struct NoiseSchedule {
 //         betas clipped at 0.999.
 // scaled_linear: Ref: Rombach et al. 2022 (Stable Diffusion): sqrt(beta) linear from sqrt(0.00085) to sqrt(0.012).
 NoiseSchedule make_schedule(const std::string& kind, int64_t T, double cosine_s = 0.008);
+// MONAI's beta schedules with their own end points (imported models): "linear_beta" (beta linear from
+// beta_start to beta_end) and "scaled_linear_beta" (sqrt(beta) linear), computed in float32 as MONAI does
+// (MONAI Generative names them "linear" and "scaled_linear").
+NoiseSchedule make_monai_schedule(const std::string& kind, int64_t T, double beta_start, double beta_end);
 
 }  // namespace meddiff

@@ -2,6 +2,7 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "pipeline/imported_ldm.h"
 
 namespace meddiff {
 namespace {
@@ -12,7 +13,10 @@ T section(const nlohmann::json& config, const char* key) {
 }  // namespace
 
 LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& device) {
-  Checkpoint c = load_checkpoint_of_kind(path, "vqgan", "a VQ-GAN");
+  return load_vqgan(load_checkpoint_of_kind(path, "vqgan", "a VQ-GAN"), device);
+}
+
+LoadedVQGAN load_vqgan(const Checkpoint& c, const torch::Device& device) {
   LoadedVQGAN out;
   out.config = c.config;
   out.data = section<DataParams>(c.config, "data");
@@ -27,7 +31,9 @@ LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& d
 }
 
 LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& device) {
-  Checkpoint c = load_checkpoint_of_kind(path, "ldm", "a latent diffusion model");
+  Checkpoint c = load_checkpoint(path);
+  if (c.kind == "monai-unet") return load_imported_ldm(c, path, device);
+  if (c.kind != "ldm") fail("{}: is a '{}' checkpoint, not a latent diffusion model", path.string(), c.kind);
   LoadedLDM l;
   l.config = c.config;
   l.data = section<DataParams>(c.config, "data");
@@ -50,10 +56,11 @@ LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& devic
     l.label_ranges = lj.contains("training_ranges") ? LabelIntensityRanges::from_json(lj.at("training_ranges")) : l.union_ranges;
     l.mask_bank = path.parent_path() / lj.value("mask_bank", "mask_bank.pt");
   }
-  l.model = UNet3d(l.ldm.unet, l.latent_shape[0], l.num_classes, l.num_labels);
-  c.load_module("ema", *l.model);
-  l.model->to(device);
-  l.model->eval();
+  UNet3d model(l.ldm.unet, l.latent_shape[0], l.num_classes, l.num_labels);
+  c.load_module("ema", *model);
+  model->to(device);
+  model->eval();
+  l.net = std::make_shared<UNet3dDenoiser>(model);
   l.schedule = make_schedule(l.ldm.schedule, l.ldm.timesteps, l.ldm.cosine_s);
   l.prediction = parse_prediction(l.ldm.prediction);
   l.rflow = l.ldm.rflow();

@@ -2,13 +2,15 @@
 // Trained models loaded for inference (sampling, reconstruction, evaluation): the network in eval
 // mode on a device, and the parts of the run's config that inference needs. Trainers write the
 // checkpoints (lib/train); everything that only uses them goes through here.
+#include "core/checkpoint.h"
 #include "data/geometry_json.h"
 #include "data/label_check.h"
 #include "data/preprocess.h"
 #include "data/volume.h"
 #include "diffusion/objective.h"
+#include "diffusion/maisi_rflow.h"
 #include "diffusion/schedule.h"
-#include "models/unet3d.h"
+#include "pipeline/denoiser.h"
 #include "models/vqgan.h"
 #include "pipeline/latents.h"
 #include "pipeline/model_config.h"
@@ -16,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <optional>
 
 namespace meddiff {
 
@@ -29,14 +32,16 @@ struct LoadedVQGAN {
 };
 // A checkpoint of kind "vqgan" (stage 1's last.pt or step-NNNNNNN.pt).
 LoadedVQGAN load_vqgan(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
+LoadedVQGAN load_vqgan(const Checkpoint& checkpoint, const torch::Device& device = torch::kCPU);
 
-// What a sampler needs to turn noise into volumes, rebuilt from an LDM checkpoint.
+// What a sampler needs to turn noise into volumes, rebuilt from an LDM checkpoint: meddiff's own (kind
+// "ldm") or a MONAI / MAISI model brought in by `meddiff import` (kind "monai-unet"; pipeline/imported_ldm.h).
 struct LoadedLDM {
   nlohmann::json config;
   DataParams data;
   LDMParams ldm;
   SampleDefaults sample;
-  UNet3d model{nullptr};     // EMA weights, eval mode
+  std::shared_ptr<Denoiser> net;  // EMA weights, eval mode
   NoiseSchedule schedule;
   Prediction prediction = Prediction::Eps;
   bool rflow = false;        // rectified flow (then schedule and prediction are unused)
@@ -56,6 +61,12 @@ struct LoadedLDM {
   LabelIntensityRanges label_ranges;  // the per-pair check's default: the training images' own ranges
   LabelIntensityRanges union_ranges;  // the union with what the VQ-GAN reproduces of them (sample --qc-ranges union)
   std::filesystem::path mask_bank;    // the training label maps (next to the checkpoint)
+  // Imported models (empty family: meddiff's own).
+  std::string family;                 // "maisi" or "monai"
+  nlohmann::json recipe;              // the sampling recipe recorded by meddiff import
+  std::optional<MaisiRFlowParams> maisi;  // sampled with MAISI's rectified-flow timesteps (Euler)
+  std::optional<int64_t> fixed_class; // the class every volume takes (MAISI: the modality code)
+  bool network_xyz = false;           // the networks' arrays are (x, y, z) of a RAS volume (MONAI's layout), not [D, H, W]
 };
 LoadedLDM load_ldm(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
 

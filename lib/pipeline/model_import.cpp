@@ -142,6 +142,8 @@ ImportedModel import_monai_bundle(const fs::path& dir) {
       {"beta_schedule", sched.value("schedule", std::string("scaled_linear_beta"))},
       {"clip_sample", sched.value("clip_sample", false)},
       {"prediction", sched.value("prediction_type", std::string("epsilon"))},
+      // MONAI Generative's schedulers visit every (T / steps)-th timestep from 0; MONAI's own round(linspace(T - 1, 0, steps))
+      {"timesteps", target.rfind("generative.", 0) == 0 ? "leading" : "monai"},
       {"steps", steps},
       {"guidance", 0.0},
       // the bundle's sampler decodes the latent as it comes out (no division by a scale factor)

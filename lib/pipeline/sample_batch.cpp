@@ -12,7 +12,7 @@ torch::Tensor sample_noise(uint64_t seed, int64_t index, uint64_t stream, const 
 
 uint64_t attempt_seed(uint64_t seed, int64_t attempt) { return attempt == 0 ? seed : step_seed(seed, -attempt, 0x7163ULL); }
 
-BatchResult generate_batch(LoadedLDM& ldm, VQGAN& vqgan, const std::vector<BatchItem>& items, const SamplerParams& sp, uint64_t seed,
+BatchResult generate_batch(LoadedLDM& ldm, LatentAutoencoder& autoencoder, const std::vector<BatchItem>& items, const SamplerParams& sp, uint64_t seed,
                            const torch::Device& device, const AutoencoderRun& decode, const PairRules& rules,
                            const std::function<void(int64_t)>& on_step) {
   const bool paired = ldm.num_labels > 0;
@@ -28,7 +28,8 @@ BatchResult generate_batch(LoadedLDM& ldm, VQGAN& vqgan, const std::vector<Batch
     std::vector<torch::Tensor> x_T, conds;
     std::vector<int64_t> classes;
     for (size_t j : pending) {
-      x_T.push_back(sample_noise(s, items[j].index, 0, ldm.latent_shape));
+      const bool given = attempt == 0 && items[j].initial_noise.defined();
+      x_T.push_back(given ? items[j].initial_noise.to(torch::kFloat) : sample_noise(s, items[j].index, 0, ldm.latent_shape));
       classes.push_back(items[j].cls);
       if (paired) conds.push_back(items[j].cond);
     }
@@ -37,7 +38,7 @@ BatchResult generate_batch(LoadedLDM& ldm, VQGAN& vqgan, const std::vector<Batch
       for (size_t j : pending) z.push_back(sample_noise(s, items[j].index, static_cast<uint64_t>(step + 1), ldm.latent_shape));
       return torch::stack(z).to(device);
     };
-    auto vols = generate_volumes(ldm, vqgan, torch::stack(x_T).to(device), torch::tensor(classes, torch::kLong).to(device),
+    auto vols = generate_volumes(ldm, autoencoder, torch::stack(x_T).to(device), torch::tensor(classes, torch::kLong).to(device),
                                  paired ? torch::stack(conds).to(device) : torch::Tensor(), sp, step_noise,
                                  [&](int64_t step, int64_t) {
                                    if (attempt == 0 && on_step) on_step(step);

@@ -20,6 +20,7 @@ uint64_t attempt_seed(uint64_t seed, int64_t attempt);
 
 struct BatchItem {
   int64_t index = 0;    // the volume's global index
+  torch::Tensor initial_noise;  // the first attempt's starting noise when given (sample --initial-noise), else seeded
   int64_t cls = 0;      // its class (0 for an unconditional model)
   torch::Tensor label;  // label-conditioned models: int64 [D, H, W] on the training grid
   torch::Tensor cond;   // and its condition on the latent grid (label_fractions)
@@ -41,7 +42,7 @@ struct BatchResult {
 };
 
 // `on_step(s)`: sampler step s of the first attempt of the batch done (for progress).
-BatchResult generate_batch(LoadedLDM& ldm, VQGAN& vqgan, const std::vector<BatchItem>& items, const SamplerParams& sp, uint64_t seed,
+BatchResult generate_batch(LoadedLDM& ldm, LatentAutoencoder& autoencoder, const std::vector<BatchItem>& items, const SamplerParams& sp, uint64_t seed,
                            const torch::Device& device, const AutoencoderRun& decode, const PairRules& rules,
                            const std::function<void(int64_t)>& on_step = nullptr);
 

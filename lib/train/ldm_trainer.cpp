@@ -208,7 +208,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   auto preview = [&](int64_t step) {
     if (!hooks.write_png || !writer) return;
     LoadedLDM l;
-    l.model = st.ema;
+    l.net = std::make_shared<UNet3dDenoiser>(st.ema);
     l.schedule = st.schedule;
     l.prediction = st.prediction;
     l.rflow = cfg.ldm.rflow();
@@ -229,7 +229,8 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
       for (int64_t i = 0; i < n; ++i) cs.push_back(items[static_cast<size_t>(i % static_cast<int64_t>(items.size()))].cond);
       cond = torch::stack(cs).to(device);
     }
-    auto vols = generate_volumes(l, vq.model, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);
+    VQGANAutoencoder ae(vq.model);
+    auto vols = generate_volumes(l, ae, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);
     std::vector<torch::Tensor> rows;
     Geometry g = train.front().geometry;
     for (int64_t i = 0; i < n; ++i) rows.push_back(orthogonal_panel(vols[i][0], g, {-1, 1}));

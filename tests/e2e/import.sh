@@ -12,7 +12,8 @@ rm -rf "$W"; mkdir -p "$W"; cd "$W"
 fail() { echo "FAIL: $*"; exit 1; }
 
 # The inputs as users have them: NV-Generate-CTMR's network config; a bundle folder whose weights use the old names
-# (attention "to_q" / "proj_attn" without "attn.", the upsampling convolution "conv" for "postconv").
+# (attention "to_q" / "proj_attn" without "attn.", the upsampling convolution "conv" for "postconv"), the noise MONAI's
+# sampling runs started from.
 "$PY" - "$F" <<'PY'
 import json, os, sys, torch
 F = sys.argv[1]
@@ -36,7 +37,7 @@ kl = dict(n["autoencoder_kl"], _target_="generative.networks.nets.AutoencoderKL"
 kl["num_channels"] = kl.pop("channels")
 un = dict(n["unet_monai"], _target_="generative.networks.nets.DiffusionModelUNet")
 json.dump({"spatial_dims": 3, "autoencoder_def": kl, "network_def": un,
-           "noise_scheduler": {"_target_": "generative.networks.schedulers.DDIMScheduler", "num_train_timesteps": 1000,
+           "noise_scheduler": {"_target_": "monai.networks.schedulers.DDIMScheduler", "num_train_timesteps": 1000,
                                "beta_start": 0.0015, "beta_end": 0.0195, "schedule": "scaled_linear_beta", "clip_sample": False},
            "set_timesteps": "$@noise_scheduler.set_timesteps(num_inference_steps=50)"}, open("bundle/configs/inference.json", "w"))
 # a U-Net file that does not fit: one key missing, one unknown, one mis-shaped
@@ -50,6 +51,8 @@ torch.save(f, "bad_unet.pt")
 f = torch.load(f"{F}/unet_maisi.pt")
 f["unet_state_dict"]["down_blocks.2.attentions.0.attn.out_proj.weight"] = torch.zeros(8, 8)
 torch.save(f, "unet_with_unused.pt")
+torch.save(torch.load(f"{F}/rflow_maisi.pt")["noise"].clone(), "maisi_noise.pt")
+torch.save(torch.load(f"{F}/ddim_monai.pt")["noise"].clone(), "ddim_noise.pt")
 PY
 
 "$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" \
@@ -82,6 +85,47 @@ assert cfg["network"]["in_channels"] == 4, cfg["network"]  # "@latent_channels" 
 check("brats/autoencoder.pt", "autoencoder", torch.load(f"{F}/autoencoder_kl.pt"))
 cfg = check("brats/ldm.pt", "unet", torch.load(f"{F}/unet_monai.pt"))
 assert cfg["recipe"]["scheduler"] == "ddim" and cfg["recipe"]["steps"] == 50 and cfg["recipe"]["beta_schedule"] == "scaled_linear_beta"
+assert cfg["recipe"]["timesteps"] == "monai", cfg["recipe"]
+PY
+
+# Sampling the imported models from the noise MONAI started from gives MONAI's volumes (tests/fixtures/monai: a 5-step
+# MAISI rflow run at spacing 1.5,1.5,2 mm with modality 1, guided (2) and not; a 10-step DDIM run of the bundle), in
+# MAISI's HU mapping and NIfTI geometry (affine diag(spacing), no translation). A size outside MAISI's documented
+# ranges is one line without --force.
+set +e; "$M" sample --ldm maisi/ldm.pt --shape 32,32,32 --spacing 1.5,1.5,2 --modality-class 1 --out s-refused 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && $(wc -l < err.txt) == 1 ]] && grep -q "MAISI documents CT outputs" err.txt || fail "range check: exit $rc, $(cat err.txt)"
+[[ ! -e s-refused/synth_000000.nii.gz ]] || fail "a refused job wrote a volume"
+set +e; "$M" sample --ldm maisi/ldm.pt --shape 32,32,32 --spacing 1.5,1.5,2 --out s-refused 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "modality-class" err.txt || fail "no modality code: exit $rc, $(cat err.txt)"
+set +e; "$M" sample --ldm maisi/ldm.pt --shape 30,32,32 --spacing 1.5,1.5,2 --modality-class 1 --force --out s-refused 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "multiple of 32" err.txt || fail "shape not a multiple: exit $rc, $(cat err.txt)"
+for g in 2 1; do
+  "$M" sample --ldm maisi/ldm.pt --shape 32,32,32 --spacing 1.5,1.5,2 --modality-class 1 --steps 5 --guidance $g \
+    --initial-noise maisi_noise.pt --force --out "maisi-g$g" 2>/dev/null || fail "sample maisi guidance $g"
+done
+"$M" sample --ldm brats/ldm.pt --shape 32,32,16 --spacing 1,1,1 --steps 10 --initial-noise ddim_noise.pt --out bundle-ddim 2>/dev/null ||
+  fail "sample bundle"
+"$PY" - "$F" <<'PY' || fail "imported sampling differs from MONAI's"
+import json, sys, torch, nibabel as nib, numpy as np
+F = sys.argv[1]
+r = torch.load(f"{F}/rflow_maisi.pt")
+for key, folder in (("image_cfg", "maisi-g2"), ("image_plain", "maisi-g1")):
+    img = nib.load(f"{folder}/synth_000000.nii.gz")
+    assert np.allclose(img.affine, np.diag([1.5, 1.5, 2.0, 1.0])), img.affine
+    want = np.clip(r[key][0, 0].double().numpy() * 2000 - 1000, -1000, 1000)  # NV-Generate-CTMR's CT mapping
+    d = np.abs(img.get_fdata() - want).max()
+    assert d <= 0.51, (folder, d)  # meddiff rounds to the nearest HU where MAISI truncates: within 1 HU of MAISI's file
+    side = json.load(open(f"{folder}/synth_000000.json"))
+    assert side["synthetic"] and side["modality"] == "CT" and side["modality_class"] == 1 and side["spacing"] == [1.5, 1.5, 2.0], side
+    print(f"{folder}: max |meddiff - MONAI| {d:.3f} HU")
+d = torch.load(f"{F}/ddim_monai.pt")
+img = nib.load("bundle-ddim/synth_000000.nii.gz")
+want = np.clip(d["image"][0, 0].double().numpy() * 1000, 0, 1000)
+inside = (want > 1) & (want < 999)
+assert inside.sum() > 1000, inside.sum()
+diff = np.abs(img.get_fdata() - want).max()
+assert diff <= 0.51, diff
+print(f"bundle-ddim: max |meddiff - MONAI| {diff:.3f} (MR units of 1000), {inside.sum()} voxels inside the range")
 PY
 
 # Weights that do not fit: one line listing them, exit 1, nothing written.

@@ -1,0 +1,47 @@
+#pragma once
+// The autoencoder of a latent diffusion model, whichever family it is: meddiff's VQ-GAN (checkpoint kind
+// "vqgan": nearest-code quantisation, exact split execution within a memory budget) or an imported KL
+// autoencoder (kind "kl-autoencoder": MONAI's AutoencoderKL, MAISI's AutoencoderKlMaisi). Sampling,
+// reconstruction and decoding go through this interface; each family keeps its own conventions inside:
+// images cross it in meddiff's range [-1, 1] (MONAI's autoencoders were trained on [0, 1], mapped here),
+// latents in the family's own units (the diffusion model's latent normalisation is the LDM's business).
+#include "pipeline/autoencoder.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <memory>
+
+namespace meddiff {
+
+class LatentAutoencoder {
+ public:
+  virtual ~LatentAutoencoder() = default;
+  // x [B, C, D, H, W] in [-1, 1] -> latent [B, E, d, h, w] (a VQ-GAN's pre-quantisation latent, a KL
+  // autoencoder's posterior mean).
+  virtual torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) = 0;
+  // latent -> image [B, C, D, H, W] in [-1, 1] up to the decoder's overshoot (not clamped).
+  virtual torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) = 0;
+  virtual std::array<int64_t, 3> downsample() const = 0;  // per axis [D, H, W]
+  virtual int64_t latent_channels() const = 0;
+  virtual std::string family() const = 0;                  // "vqgan", "monai", "maisi"
+};
+
+// meddiff's VQ-GAN (sharing the module's weights).
+class VQGANAutoencoder : public LatentAutoencoder {
+ public:
+  explicit VQGANAutoencoder(VQGAN m) : model(std::move(m)) {}
+  torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) override { return encode_volume(model, x, run); }
+  torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) override { return decode_latent(model, z, run); }
+  std::array<int64_t, 3> downsample() const override { return model->params.downsample; }
+  int64_t latent_channels() const override { return model->params.embedding_dim; }
+  std::string family() const override { return "vqgan"; }
+  VQGAN model;
+};
+
+// The autoencoder of a "vqgan" or "kl-autoencoder" checkpoint, in eval mode on `device`; `config` gets the
+// checkpoint's config.
+std::unique_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device,
+                                                           nlohmann::json* config = nullptr);
+
+}  // namespace meddiff
