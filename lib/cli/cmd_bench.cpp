@@ -19,6 +19,7 @@
 #include "models/vqgan.h"
 #include "pipeline/autoencoder.h"
 #include "pipeline/bench.h"
+#include "pipeline/kl_decode.h"
 #include "pipeline/device.h"
 
 #include <iostream>
@@ -46,6 +47,8 @@ struct Bench {
   std::vector<int64_t> sizes;
   std::set<std::string> parts;  // unet, train, vqgan, samplers, sweep
   bool has(const char* p) const { return parts.count(p) > 0; }
+  std::set<std::string> network_parts{"unet", "decode"};  // --network: unet, decode
+  int64_t max_memory = 0;                                // --network decode budget (bytes); 0: whole
 };
 
 nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const Bench& b) {
@@ -168,7 +171,7 @@ nlohmann::json bench_network(const fs::path& file, const std::array<int64_t, 3>&
   torch::manual_seed(0);
   torch::NoGradGuard ng;
   auto opt = torch::TensorOptions().device(b.device);
-  if (root.contains("diffusion_unet_def")) {
+  if (root.contains("diffusion_unet_def") && b.network_parts.count("unet")) {
     auto p = monai_unet_from_json(root["diffusion_unet_def"], root, file.string() + ": diffusion_unet_def");
     for (auto s : latent)
       if (s % p.downsample()) fail("--network-latent: {} is not a multiple of the U-Net's downsampling {}", s, p.downsample());
@@ -186,14 +189,18 @@ nlohmann::json bench_network(const fs::path& file, const std::array<int64_t, 3>&
     j["unet_forward"] = to_json(measure([&] { net->forward(x, t, in); }, b.device, b.repeats, true));
     log_info("bench {}: U-Net forward {:.3f} s", file.string(), j["unet_forward"]["median_s"].get<double>());
   }
-  if (root.contains("autoencoder_def")) {
+  if (root.contains("autoencoder_def") && b.network_parts.count("decode")) {
     auto m = kl_from_monai(root["autoencoder_def"], root, file.string() + ": autoencoder_def");
     AutoencoderKL ae(m.params, m.in_channels);
     ae->to(b.device);
     ae->eval();
     auto z = torch::randn({1, m.params.latent_channels, latent[0], latent[1], latent[2]}, opt);
     j["autoencoder_parameters"] = parameter_count(*ae);
-    j["autoencoder_decode"] = to_json(measure([&] { ae->decode(z); }, b.device, b.repeats, true));
+    // within --max-memory when given (block by block if the whole decoder would not fit), else whole
+    j["autoencoder_decode"] = to_json(measure([&] { b.max_memory > 0 ? decode_within(ae, z, b.max_memory) : ae->decode(z); }, b.device,
+                                              b.repeats, true));
+    j["autoencoder_output"] = {latent[0] * m.params.downsample(), latent[1] * m.params.downsample(), latent[2] * m.params.downsample()};
+    if (b.max_memory > 0) j["max_memory_gib"] = static_cast<double>(b.max_memory) / (int64_t{1} << 30);
     log_info("bench {}: decode {:.3f} s", file.string(), j["autoencoder_decode"]["median_s"].get<double>());
   }
   return j;
@@ -255,10 +262,23 @@ int run_bench(const Args_t& args) {
       ("network", "A MONAI / MAISI network config (e.g. NV-Generate-CTMR's config_network_rflow.json): time its diffusion U-Net "
                   "forward and autoencoder decode with random weights instead of the configs'", cxxopts::value<std::string>())
       ("network-latent", "Latent size X,Y,Z of --network", cxxopts::value<std::string>()->default_value("16,16,16"))
+      ("network-parts", "What of --network to time (comma-separated): unet, decode", cxxopts::value<std::string>()->default_value("unet,decode"))
+      ("max-memory", "--network: decode within this many GiB (block by block when the whole decoder would not fit; "
+                     "default: whole)", cxxopts::value<double>())
       ("json", "Print the JSON on stdout instead of the table")
       ("force", "Replace an earlier bench in --out");
   auto r = a.parse(args);
-  Bench b{choose_device(r["device"].as<std::string>()), r["repeat"].as<int64_t>(), {}};
+  Bench b{choose_device(r["device"].as<std::string>()), r["repeat"].as<int64_t>(), {}, {}};
+  b.network_parts.clear();
+  for (const auto& p : split_commas(r["network-parts"].as<std::string>())) {
+    if (p != "unet" && p != "decode") usage_fail("--network-parts: unknown part '{}' (unet, decode)", p);
+    b.network_parts.insert(p);
+  }
+  if (r.count("max-memory")) {
+    const double g = r["max-memory"].as<double>();
+    if (!(g > 0 && g < 4096)) usage_fail("--max-memory must be a positive number of GiB (got {})", g);
+    b.max_memory = static_cast<int64_t>(g * static_cast<double>(int64_t{1} << 30));
+  }
   if (b.repeats < 1 || b.repeats > 1000) usage_fail("--repeat must be within 1..1000 (got {})", b.repeats);
   for (const auto& p : split_commas(r["parts"].as<std::string>())) {
     if (p != "unet" && p != "train" && p != "vqgan" && p != "samplers" && p != "sweep")

@@ -5,23 +5,6 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-struct KLResBlockImpl : torch::nn::Module {
-  KLResBlockImpl(const KLParams& p, int64_t in, int64_t out) {
-    norm1 = register_module("norm1", MonaiNorm(in, p.norm_groups, p.norm_eps));
-    conv1 = register_module("conv1", MonaiConv(in, out, 3));
-    norm2 = register_module("norm2", MonaiNorm(out, p.norm_groups, p.norm_eps));
-    conv2 = register_module("conv2", MonaiConv(out, out, 3));
-    if (in != out) nin_shortcut = register_module("nin_shortcut", MonaiConv(in, out, 1));
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    auto h = conv1->forward(norm1->forward(x, true));
-    h = conv2->forward(norm2->forward(h, true));
-    return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
-  }
-  MonaiNorm norm1{nullptr}, norm2{nullptr};
-  MonaiConv conv1{nullptr}, conv2{nullptr}, nin_shortcut{nullptr};
-};
-
 // Stride-2 3^3 convolution after padding one zero at the end of every spatial axis.
 struct KLDownsampleImpl : torch::nn::Module {
   explicit KLDownsampleImpl(int64_t c) { conv = register_module("conv", MonaiConv(c, c, 3, 2, 0)); }
@@ -32,6 +15,20 @@ struct KLDownsampleImpl : torch::nn::Module {
 };
 
 }  // namespace
+
+KLResBlockImpl::KLResBlockImpl(const KLParams& p, int64_t in, int64_t out) {
+  norm1 = register_module("norm1", MonaiNorm(in, p.norm_groups, p.norm_eps));
+  conv1 = register_module("conv1", MonaiConv(in, out, 3));
+  norm2 = register_module("norm2", MonaiNorm(out, p.norm_groups, p.norm_eps));
+  conv2 = register_module("conv2", MonaiConv(out, out, 3));
+  if (in != out) nin_shortcut = register_module("nin_shortcut", MonaiConv(in, out, 1));
+}
+
+torch::Tensor KLResBlockImpl::forward(const torch::Tensor& x) {
+  auto h = conv1->forward(norm1->forward(x, true));
+  h = conv2->forward(norm2->forward(h, true));
+  return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
+}
 
 KLCoderImpl::KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_channels, bool decoder) {
   blocks = register_module("blocks", torch::nn::ModuleList());

@@ -22,6 +22,14 @@ struct KLPosterior {
   torch::Tensor mu, sigma;  // [B, latent_channels, d, h, w]
 };
 
+// GN-SiLU-conv3, GN-SiLU-conv3, plus the input (through a 1x1 convolution when the channels change).
+struct KLResBlockImpl : torch::nn::Module {
+  KLResBlockImpl(const KLParams& p, int64_t in, int64_t out);
+  torch::Tensor forward(const torch::Tensor& x);
+  MonaiNorm norm1{nullptr}, norm2{nullptr};
+  MonaiConv conv1{nullptr}, conv2{nullptr}, nin_shortcut{nullptr};
+};
+
 struct KLCoderImpl : torch::nn::Module {
   // encoder: image channels -> latent_channels; decoder: latent_channels -> image channels.
   KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_channels, bool decoder);

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "models/autoencoder_kl.h"
+#include "pipeline/kl_decode.h"
 #include "pipeline/loaded_models.h"
 
 namespace meddiff {
@@ -11,21 +12,23 @@ namespace {
 
 
 // MONAI's and MAISI's KL autoencoders take and give images in [0, 1]: y = (x + 1) / 2 on the way in, x = 2y - 1
-// on the way out. Whole-volume execution: the memory a decode needs is estimated first and a volume beyond the
-// budget is refused with the figure (exact split execution covers the VQ-GAN's layers, not these yet).
+// on the way out. A decode that would not fit the memory budget whole runs block by block (pipeline/kl_decode.h);
+// encoding runs whole, and a volume beyond the budget is refused with the figure.
 class KLAutoencoder : public LatentAutoencoder {
  public:
   KLAutoencoder(AutoencoderKL m, std::string fam) : model(std::move(m)), fam(std::move(fam)) {}
   torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) override {
     torch::NoGradGuard ng;
-    check_budget({x.size(2), x.size(3), x.size(4)}, x.size(0), run, x.device(), "encode");
+    const double need = whole_decode_bytes(model, {x.size(2), x.size(3), x.size(4)}, x.size(0));
+    const int64_t budget = budget_of(run, x.device());
+    if (need > static_cast<double>(budget))
+      fail("the KL autoencoder would need about {:.1f} GiB to encode a {}x{}x{} volume at once, over the memory budget of {:.1f} GiB "
+           "(--max-memory); encoding in pieces is not available for KL autoencoders", need / (1 << 30), x.size(4), x.size(3), x.size(2),
+           static_cast<double>(budget) / (1 << 30));
     return model->encode((x + 1) * 0.5).mu;
   }
   torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) override {
-    torch::NoGradGuard ng;
-    const int64_t f = model->params.downsample();
-    check_budget({z.size(2) * f, z.size(3) * f, z.size(4) * f}, z.size(0), run, z.device(), "decode");
-    return model->decode(z) * 2 - 1;
+    return decode_within(model, z, budget_of(run, z.device()), run.force_split) * 2 - 1;
   }
   std::array<int64_t, 3> downsample() const override {
     const int64_t f = model->params.downsample();
@@ -35,16 +38,8 @@ class KLAutoencoder : public LatentAutoencoder {
   std::string family() const override { return fam; }
 
  private:
-  // The full-resolution stage holds about four activations of channels[0] channels at once (input, the
-  // normalised copy, the convolution's output and the residual), in fp32.
-  void check_budget(const std::array<int64_t, 3>& full, int64_t batch, const AutoencoderRun& run, const torch::Device& device,
-                    const char* what) const {
-    const int64_t budget = run.budget_bytes > 0 ? run.budget_bytes : default_memory_budget(device);
-    const double need = 4.0 * 4.0 * static_cast<double>(batch * model->params.channels.at(0) * full[0] * full[1] * full[2]);
-    if (need > static_cast<double>(budget))
-      fail("the KL autoencoder would need about {:.1f} GiB to {} a {}x{}x{} volume at once, over the memory budget of {:.1f} GiB "
-           "(--max-memory); split execution of KL autoencoders is not available yet: give a larger budget or a smaller --shape",
-           need / (1 << 30), what, full[2], full[1], full[0], static_cast<double>(budget) / (1 << 30));
+  static int64_t budget_of(const AutoencoderRun& run, const torch::Device& device) {
+    return run.budget_bytes > 0 ? run.budget_bytes : default_memory_budget(device);
   }
   AutoencoderKL model;
   std::string fam;

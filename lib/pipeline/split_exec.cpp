@@ -79,6 +79,8 @@ int64_t kernel_volume(SamePadConv3dImpl& conv) {
   return k[0] * k[1] * k[2];
 }
 
+}  // namespace
+
 // Sums and sums of squares per (sample, group) of `slab` [B, C, ...], in float64. A slab keeps every
 // channel, and [B, C, ...] -> [B, G, C/G * voxels] groups channels as GroupNorm does.
 void accumulate(const torch::Tensor& slab, int64_t groups, torch::Tensor& sum, torch::Tensor& sumsq) {
@@ -93,8 +95,6 @@ GroupStats finish(const torch::Tensor& sum, const torch::Tensor& sumsq, double c
   return {mean.to(torch::kFloat), (var + eps).rsqrt().to(torch::kFloat)};
 }
 
-}  // namespace
-
 GroupStats group_stats(const torch::Tensor& x, int64_t groups, double eps, const Plan& plan) {
   torch::NoGradGuard ng;
   const int64_t L = x.size(plan.axis), per = x.size(1) * slice_voxels(x, plan.axis);
@@ -108,7 +108,8 @@ GroupStats group_stats(const torch::Tensor& x, int64_t groups, double eps, const
   return finish(sum, sumsq, count, eps);
 }
 
-torch::Tensor norm_silu(const torch::Tensor& slab, const GroupStats& stats, torch::nn::GroupNorm gn) {
+torch::Tensor group_norm(const torch::Tensor& slab, const GroupStats& stats, const torch::Tensor& weight, const torch::Tensor& bias,
+                         bool silu) {
   const int64_t B = slab.size(0), C = slab.size(1), G = stats.mean.size(1);
   auto shape = slab.sizes().vec();
   auto v = slab.reshape({B, G, C / G, -1});
@@ -116,8 +117,12 @@ torch::Tensor norm_silu(const torch::Tensor& slab, const GroupStats& stats, torc
   auto y = v.reshape(shape);
   std::vector<int64_t> cshape(static_cast<size_t>(slab.dim()), 1);
   cshape[1] = C;
-  if (gn->options.affine()) y = y * gn->weight.view(cshape) + gn->bias.view(cshape);
-  return torch::silu(y);
+  if (weight.defined()) y = y * weight.view(cshape) + bias.view(cshape);
+  return silu ? torch::silu(y) : y;
+}
+
+torch::Tensor norm_silu(const torch::Tensor& slab, const GroupStats& stats, torch::nn::GroupNorm gn) {
+  return gn->options.affine() ? group_norm(slab, stats, gn->weight, gn->bias, true) : group_norm(slab, stats, {}, {}, true);
 }
 
 torch::Tensor same_pad_conv(SamePadConv3d conv, const torch::Tensor& x, const Pre& pre, const Plan& plan) {

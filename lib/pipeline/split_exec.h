@@ -29,6 +29,13 @@ struct GroupStats {
   torch::Tensor mean, rstd;  // [B, G] float
 };
 GroupStats group_stats(const torch::Tensor& x, int64_t groups, double eps, const Plan& plan);
+// Sums and sums of squares per (sample, group) of `slab` [B, C, ...] added to sum / sumsq [B, G] (float64), and
+// the statistics they give over `count` values per (sample, group).
+void accumulate(const torch::Tensor& slab, int64_t groups, torch::Tensor& sum, torch::Tensor& sumsq);
+GroupStats finish(const torch::Tensor& sum, const torch::Tensor& sumsq, double count, double eps);
+// GroupNorm of a slab with statistics of the whole tensor (affine when `weight` is defined), then SiLU if asked.
+torch::Tensor group_norm(const torch::Tensor& slab, const GroupStats& stats, const torch::Tensor& weight, const torch::Tensor& bias,
+                         bool silu);
 // GroupNorm (affine) of a slab with statistics of the whole tensor, then SiLU.
 torch::Tensor norm_silu(const torch::Tensor& slab, const GroupStats& stats, torch::nn::GroupNorm gn);
 
