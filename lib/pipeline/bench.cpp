@@ -90,6 +90,20 @@ double counted_gflop(const std::function<void()>& fn) {
   return flops / 1e9;
 }
 
+Measured measure_once(const std::function<void()>& fn, const torch::Device& device) {
+  Measured m;
+  reset_peak_rss();
+  reset_peak_device_memory(device);
+  synchronize(device);
+  auto t0 = std::chrono::steady_clock::now();
+  fn();
+  synchronize(device);
+  m.repeats = 1;
+  m.min_s = m.median_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.peak_mib = device.is_cuda() ? peak_device_mib(device) : peak_rss_mib();
+  return m;
+}
+
 Measured measure(const std::function<void()>& fn, const torch::Device& device, int64_t repeats, bool count_flops) {
   Measured m;
   reset_peak_rss();

@@ -21,6 +21,8 @@ struct Measured {
 
 // Runs `fn` once to warm up (and to count FLOPs when `count_flops`), then `repeats` timed times.
 Measured measure(const std::function<void()>& fn, const torch::Device& device, int64_t repeats, bool count_flops = false);
+// One cold run, timed (for work too long to repeat, e.g. a clinical-size decode).
+Measured measure_once(const std::function<void()>& fn, const torch::Device& device);
 
 // Floating-point operations of one call of `fn`, as counted by the profiler (GFLOP).
 double counted_gflop(const std::function<void()>& fn);
