@@ -284,8 +284,8 @@ torch::Tensor decode_out_of_core(AutoencoderKL& model, const torch::Tensor& z, c
     }
   }
   if (d.on_disk > 0)
-    log_info("decoded {}x{}x{} block by block: {} activation(s) in scratch files, the rest within {:.1f} GiB", full[2], full[1], full[0],
-             d.on_disk, gib(static_cast<double>(run.budget_bytes)));
+    log_info("decoded an output of {} voxels block by block: {} activation(s) in scratch files, the rest within {:.1f} GiB",
+             fmt::format("{}", fmt::join(full, "x")), d.on_disk, gib(static_cast<double>(run.budget_bytes)));
   return cur->read(0, cur->length()).contiguous();
 }
 
