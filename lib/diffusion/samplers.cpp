@@ -46,7 +46,7 @@ std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps
   const int64_t T = schedule.T;
   if (grid == "uniform") return sampling_timesteps(T, steps);
   if (grid == "leading") {
-    // MONAI's (and diffusers') DDIM / DDPM set_timesteps: every (T / steps)-th timestep from 0, largest first
+    // MONAI Generative's DDIM / DDPM set_timesteps: every (T / steps)-th timestep from 0, largest first
     const int64_t ratio = T / steps;
     if (ratio < 1) fail("grid leading: {} steps is more than the {} timesteps", steps, T);
     std::vector<int64_t> ts;

@@ -42,8 +42,8 @@ std::vector<int64_t> sampling_timesteps(int64_t T, int64_t steps);
 // value and repeats dropped (so a grid may visit fewer than `steps` timesteps):
 //   uniform: as above; logsnr: uniform in log-SNR = log(alpha_bar / (1 - alpha_bar)) (Lu et al. 2022,
 //   DPM-Solver, sec. 3.3); karras: sigma = sqrt((1 - alpha_bar) / alpha_bar) uniform in sigma^(1/7)
-//   (Karras et al. 2022, eq. 5, rho = 7); leading: k x (T / steps) for k = steps-1 .. 0, as MONAI's DDIM
-//   DDIM / DDPM schedulers of MONAI Generative set their timesteps; monai: round(linspace(T - 1, 0, steps)), as
+//   (Karras et al. 2022, eq. 5, rho = 7); leading: k x (T / steps) for k = steps-1 .. 0, as the DDIM / DDPM
+//   schedulers of MONAI Generative set their timesteps; monai: round(linspace(T - 1, 0, steps)), as
 //   MONAI's own DDIM / DDPM schedulers do (for imported MONAI models).
 std::vector<int64_t> grid_timesteps(const NoiseSchedule& schedule, int64_t steps, const std::string& grid);
 // The timestep each visited timestep ts[i] steps to (-1: the clean end, alpha_bar 1): the next visited one,

@@ -76,6 +76,10 @@ int64_t default_memory_budget(const torch::Device& device) {
   return std::min<int64_t>(6 * kGiB, machine_memory_bytes() * 2 / 5);
 }
 
+int64_t AutoencoderRun::budget(const torch::Device& device) const {
+  return budget_bytes > 0 ? budget_bytes : default_memory_budget(device);
+}
+
 int64_t memory_budget_bytes(double gib, const torch::Device& device) {
   return gib > 0 ? static_cast<int64_t>(gib * static_cast<double>(kGiB)) : default_memory_budget(device);
 }
@@ -83,7 +87,7 @@ int64_t memory_budget_bytes(double gib, const torch::Device& device) {
 bool decode_splits(const VQGAN& model, const std::array<int64_t, 3>& latent_dhw, int64_t batch, const AutoencoderRun& run,
                    const torch::Device& device) {
   if (run.force_split) return true;
-  int64_t budget = run.budget_bytes > 0 ? run.budget_bytes : default_memory_budget(device);
+  int64_t budget = run.budget(device);
   // A plain forward holds a layer's input, its normalised and activated copies, its output and the
   // convolution's work space: measured on the CPU, a plain decode of 128x192x192 (0.3 GB per
   // activation) peaked 1.9 GB above the process; ten activations' worth leaves a margin.
@@ -95,7 +99,7 @@ torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const Autoenco
   std::array<int64_t, 3> lat{z.size(2), z.size(3), z.size(4)};
   auto q = model->quantizer->lookup(model->quantizer->quantize_codes(z));  // [B, E, d, h, w]
   if (!decode_splits(model, lat, z.size(0), run, z.device())) return model->decoder->forward(q);
-  int64_t budget = run.budget_bytes > 0 ? run.budget_bytes : default_memory_budget(z.device());
+  int64_t budget = run.budget(z.device());
   std::array<int64_t, 3> full = lat;
   for (size_t a = 0; a < 3; ++a) full[a] *= model->params.downsample[a];
   split::Plan plan = make_plan(model, full, z.size(0) * largest_activation(model->params, lat), budget);
@@ -118,7 +122,7 @@ torch::Tensor encode_volume(VQGAN& model, const torch::Tensor& x, const Autoenco
   std::array<int64_t, 3> full{x.size(2), x.size(3), x.size(4)}, lat = full;
   for (size_t a = 0; a < 3; ++a) lat[a] /= model->params.downsample[a];
   if (!decode_splits(model, lat, x.size(0), run, x.device())) return model->encoder->forward(x);
-  int64_t budget = run.budget_bytes > 0 ? run.budget_bytes : default_memory_budget(x.device());
+  int64_t budget = run.budget(x.device());
   split::Plan plan = make_plan(model, full, x.size(0) * largest_activation(model->params, lat), budget);
   auto& enc = *model->encoder;
   auto h = split::same_pad_conv(enc.conv_first, x, nullptr, plan);  // [B, n_hiddens, D, H, W]

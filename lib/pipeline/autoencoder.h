@@ -12,6 +12,7 @@ namespace meddiff {
 struct AutoencoderRun {
   int64_t budget_bytes = 0;  // <= 0: automatic (default_memory_budget)
   bool force_split = false;  // split even when the plain forward would fit (tests)
+  int64_t budget(const torch::Device& device) const;  // budget_bytes, or the automatic budget on `device`
 };
 
 // The default budget on `device`: on the CPU min(6 GiB, 40 % of the machine's memory); on a GPU

@@ -90,16 +90,23 @@ double counted_gflop(const std::function<void()>& fn) {
   return flops / 1e9;
 }
 
-Measured measure_once(const std::function<void()>& fn, const torch::Device& device) {
-  Measured m;
-  reset_peak_rss();
-  reset_peak_device_memory(device);
+namespace {
+// Seconds of one call of `fn`, the device synchronised before and after.
+double timed(const std::function<void()>& fn, const torch::Device& device) {
   synchronize(device);
   auto t0 = std::chrono::steady_clock::now();
   fn();
   synchronize(device);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+Measured measure_once(const std::function<void()>& fn, const torch::Device& device) {
+  Measured m;
+  reset_peak_rss();
+  reset_peak_device_memory(device);
   m.repeats = 1;
-  m.min_s = m.median_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.min_s = m.median_s = timed(fn, device);
   m.peak_mib = device.is_cuda() ? peak_device_mib(device) : peak_rss_mib();
   return m;
 }
@@ -112,13 +119,7 @@ Measured measure(const std::function<void()>& fn, const torch::Device& device, i
   synchronize(device);
   if (count_flops) m.gflop = counted_gflop(fn);
   std::vector<double> t;
-  for (int64_t i = 0; i < std::max<int64_t>(1, repeats); ++i) {
-    synchronize(device);
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    synchronize(device);
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
+  for (int64_t i = 0; i < std::max<int64_t>(1, repeats); ++i) t.push_back(timed(fn, device));
   std::sort(t.begin(), t.end());
   m.repeats = static_cast<int64_t>(t.size());
   m.min_s = t.front();

@@ -5,7 +5,8 @@
 //    inputs, MAISI's fp16 timestep list and Euler steps, guidance with the unconditional pass at class 0 (MAISI's
 //    guidance 0 means none, meddiff's 1), the latent divided by the scale factor before decoding;
 //  - a MONAI bundle (family "monai", e.g. brats_mri_generative_diffusion): DDIM or DDPM on the bundle's beta
-//    schedule with MONAI's timesteps (grid "leading"), eps / v / sample prediction.
+//    schedule with the timesteps of the scheduler it names (MONAI's: grid "monai"; MONAI Generative's: grid
+//    "leading"), eps / v / sample prediction.
 // Their networks work on MONAI's (x, y, z) arrays of a RAS volume: noise [N, C, x/f, y/f, z/f] (f the autoencoder's
 // downsampling), outputs written in meddiff's [D, H, W] with the world geometry MAISI's NIfTI has (affine
 // diag(spacing) in RAS: LPS direction diag(-1, -1, 1), origin 0). The output grid is not fixed by training: it is

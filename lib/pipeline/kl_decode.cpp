@@ -18,17 +18,17 @@ namespace meddiff {
 namespace {
 namespace fs = std::filesystem;
 namespace F = torch::nn::functional;
+using split::ceil_div;
+using split::floor_div;
 using split::GroupStats;
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
 double gib(double bytes) { return bytes / static_cast<double>(int64_t{1} << 30); }
 
 // An activation [B, C, D, H, W] (float) as rows along `axis`: a tensor on the device, or a scratch file whose
 // row r holds the slice r contiguous ([B, C, other axes]).
 class Rows {
  public:
-  Rows(std::vector<int64_t> shape, int64_t axis, bool disk, const fs::path& scratch, const torch::Device& device)
+  Rows(std::vector<int64_t> shape, int64_t axis, bool disk, const torch::Device& device)
       : shape_(std::move(shape)), axis_(axis), device_(device) {
     row_numel_ = 1;
     for (int64_t d = 0; d < 5; ++d)
@@ -37,7 +37,7 @@ class Rows {
       mem_ = torch::empty(shape_, torch::TensorOptions().dtype(torch::kFloat).device(device_));
       return;
     }
-    const fs::path dir = scratch.empty() ? fs::temp_directory_path() : scratch;
+    const fs::path dir = fs::temp_directory_path();
     const auto space = fs::space(dir);
     if (static_cast<double>(space.available) < bytes() * 1.05)
       fail("{}: {:.1f} GiB free, the decoder's activation needs {:.1f} GiB of scratch space (set TMPDIR to a larger disk)", dir.string(),
@@ -144,7 +144,7 @@ struct Decoder {
     for (auto s : shape) bytes *= static_cast<double>(s);
     const bool disk = run.all_on_disk || bytes > static_cast<double>(run.budget_bytes) / 4;
     on_disk += disk ? 1 : 0;
-    return std::make_unique<Rows>(std::move(shape), axis, disk, run.scratch, device);
+    return std::make_unique<Rows>(std::move(shape), axis, disk, device);
   }
   // Output rows per slab: the slab's input (with the halo), its normalised and padded copies, the output and
   // the convolution's own work space stay within a quarter of the budget.

@@ -4,8 +4,8 @@
 // 64 channels is 8.6 GB in fp32, and the upsampled one of 128 channels 17 GB.
 //
 // The decoder runs block by block. Every activation is a tensor of rows along the volume's longest axis, kept in
-// memory when it takes at most a quarter of the budget, else in a scratch file (created in `scratch` and
-// unlinked at once, so nothing is left behind). Each block is computed slab by slab of its output rows from the
+// memory when it takes at most a quarter of the budget, else in a scratch file (created in the system's temporary
+// folder, $TMPDIR, and unlinked at once, so nothing is left behind). Each block is computed slab by slab of its output rows from the
 // input rows its convolutions reach: zero padding exactly where the volume ends, trilinear or nearest upsampling
 // from input rows with a one-row margin, residual blocks as two convolution passes. GroupNorm statistics are
 // gathered over the whole input (float64 sums, row by row) before any slab is normalised. The result equals the
@@ -14,13 +14,10 @@
 // activations of a quarter of the budget and the slabs' work space.
 #include "models/autoencoder_kl.h"
 
-#include <filesystem>
-
 namespace meddiff {
 
 struct OutOfCoreRun {
   int64_t budget_bytes = int64_t{8} << 30;
-  std::filesystem::path scratch;  // folder of the scratch files; empty: the system's temporary folder (TMPDIR)
   int64_t rows = 0;               // tests: output rows per slab (0: from the budget)
   bool all_on_disk = false;       // tests: every activation in a scratch file
 };

@@ -2,14 +2,12 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
-#include "core/log.h"
 #include "models/autoencoder_kl.h"
 #include "pipeline/kl_decode.h"
 #include "pipeline/loaded_models.h"
 
 namespace meddiff {
 namespace {
-
 
 // MONAI's and MAISI's KL autoencoders take and give images in [0, 1]: y = (x + 1) / 2 on the way in, x = 2y - 1
 // on the way out. A decode that would not fit the memory budget whole runs block by block (pipeline/kl_decode.h);
@@ -20,7 +18,7 @@ class KLAutoencoder : public LatentAutoencoder {
   torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) override {
     torch::NoGradGuard ng;
     const double need = whole_decode_bytes(model, {x.size(2), x.size(3), x.size(4)}, x.size(0));
-    const int64_t budget = budget_of(run, x.device());
+    const int64_t budget = run.budget(x.device());
     if (need > static_cast<double>(budget))
       fail("the KL autoencoder would need about {:.1f} GiB to encode a {}x{}x{} volume at once, over the memory budget of {:.1f} GiB "
            "(--max-memory); encoding in pieces is not available for KL autoencoders", need / (1 << 30), x.size(4), x.size(3), x.size(2),
@@ -28,7 +26,7 @@ class KLAutoencoder : public LatentAutoencoder {
     return model->encode((x + 1) * 0.5).mu;
   }
   torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) override {
-    return decode_within(model, z, budget_of(run, z.device()), run.force_split) * 2 - 1;
+    return decode_within(model, z, run.budget(z.device()), run.force_split) * 2 - 1;
   }
   std::array<int64_t, 3> downsample() const override {
     const int64_t f = model->params.downsample();
@@ -38,22 +36,15 @@ class KLAutoencoder : public LatentAutoencoder {
   std::string family() const override { return fam; }
 
  private:
-  static int64_t budget_of(const AutoencoderRun& run, const torch::Device& device) {
-    return run.budget_bytes > 0 ? run.budget_bytes : default_memory_budget(device);
-  }
   AutoencoderKL model;
   std::string fam;
 };
 
 }  // namespace
 
-std::unique_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& path, const torch::Device& device,
-                                                           nlohmann::json* config) {
+std::unique_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& path, const torch::Device& device) {
   Checkpoint c = load_checkpoint(path);
-  if (c.kind == "vqgan") {
-    if (config) *config = c.config;
-    return std::make_unique<VQGANAutoencoder>(load_vqgan(c, device).model);
-  }
+  if (c.kind == "vqgan") return std::make_unique<VQGANAutoencoder>(load_vqgan(c, device).model);
   if (c.kind != "kl-autoencoder") fail("{}: is a '{}' checkpoint, not an autoencoder (vqgan or kl-autoencoder)", path.string(), c.kind);
   const std::string family = c.config.value("family", "monai");
   if (!c.config.contains("network")) fail("{}: has no network definition (write it with meddiff import)", path.string());
@@ -62,7 +53,6 @@ std::unique_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem
   c.load_module("autoencoder", *m);
   m->to(device);
   m->eval();
-  if (config) *config = c.config;
   return std::make_unique<KLAutoencoder>(m, family);
 }
 

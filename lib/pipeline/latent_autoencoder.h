@@ -39,9 +39,7 @@ class VQGANAutoencoder : public LatentAutoencoder {
   VQGAN model;
 };
 
-// The autoencoder of a "vqgan" or "kl-autoencoder" checkpoint, in eval mode on `device`; `config` gets the
-// checkpoint's config.
-std::unique_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device,
-                                                           nlohmann::json* config = nullptr);
+// The autoencoder of a "vqgan" or "kl-autoencoder" checkpoint, in eval mode on `device`.
+std::unique_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device);
 
 }  // namespace meddiff

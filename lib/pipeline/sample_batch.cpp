@@ -29,7 +29,7 @@ BatchResult generate_batch(LoadedLDM& ldm, LatentAutoencoder& autoencoder, const
     std::vector<int64_t> classes;
     for (size_t j : pending) {
       const bool given = attempt == 0 && items[j].initial_noise.defined();
-      x_T.push_back(given ? items[j].initial_noise.to(torch::kFloat) : sample_noise(s, items[j].index, 0, ldm.latent_shape));
+      x_T.push_back(given ? items[j].initial_noise : sample_noise(s, items[j].index, 0, ldm.latent_shape));
       classes.push_back(items[j].cls);
       if (paired) conds.push_back(items[j].cond);
     }

@@ -20,7 +20,7 @@ uint64_t attempt_seed(uint64_t seed, int64_t attempt);
 
 struct BatchItem {
   int64_t index = 0;    // the volume's global index
-  torch::Tensor initial_noise;  // the first attempt's starting noise when given (sample --initial-noise), else seeded
+  torch::Tensor initial_noise;  // float: the first attempt's starting noise when given (sample --initial-noise), else seeded
   int64_t cls = 0;      // its class (0 for an unconditional model)
   torch::Tensor label;  // label-conditioned models: int64 [D, H, W] on the training grid
   torch::Tensor cond;   // and its condition on the latent grid (label_fractions)

@@ -5,10 +5,10 @@
 namespace meddiff::split {
 namespace F = torch::nn::functional;
 
-namespace {
-
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+
+namespace {
 
 // Voxels of one slice across the split axis: the product of the other two spatial sizes.
 int64_t slice_voxels(const torch::Tensor& x, int64_t axis) {

@@ -24,6 +24,10 @@ struct Plan {
   int64_t slab_bytes = int64_t{512} << 20;
 };
 
+// Integer division rounding towards minus / plus infinity (slab index arithmetic, b > 0).
+int64_t floor_div(int64_t a, int64_t b);
+int64_t ceil_div(int64_t a, int64_t b);
+
 // Per (sample, group) mean and 1/std of x [B, C, ...] over all of its voxels, gathered slab by slab.
 struct GroupStats {
   torch::Tensor mean, rstd;  // [B, G] float
