@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "pipeline/device.h"
+#include "train/listener_probe.h"
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef MEDDIFF_WITH_GLOO
@@ -66,18 +67,26 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const 
          backend, backend, avail.empty() ? std::string("none") : fmt::format("{}", fmt::join(avail, ", ")));
   const auto timeout = std::chrono::seconds(opt.timeout_s);
   auto impl = std::make_unique<Impl>();
+  const bool serves_store = env.rank == 0 && !env.agent_store;
+  auto no_rendezvous = [&](const std::string& why) {
+    fail("rank {} of {}: no rendezvous at {}:{} within --dist-timeout {} s ({}): is rank 0 running, MASTER_ADDR "
+         "reachable and MASTER_PORT free?",
+         env.rank, env.world_size, env.master_addr, env.master_port, opt.timeout_s, why);
+  };
+  if (!serves_store) {
+    std::string why = wait_for_listener(env.master_addr, env.master_port, timeout);
+    if (!why.empty()) no_rendezvous(why);
+  }
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(env.master_port);
-    so.isServer = env.rank == 0 && !env.agent_store;
+    so.isServer = serves_store;
     so.numWorkers = env.world_size;
     so.waitWorkers = true;
     so.timeout = timeout;
     impl->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   } catch (const std::exception& e) {
-    fail("rank {} of {}: no rendezvous at {}:{} within --dist-timeout {} s ({}): is rank 0 running, MASTER_ADDR "
-         "reachable and MASTER_PORT free?",
-         env.rank, env.world_size, env.master_addr, env.master_port, opt.timeout_s, first_line(e));
+    no_rendezvous(first_line(e));
   }
   try {
     if (backend == "gloo") {
