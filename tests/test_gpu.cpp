@@ -70,7 +70,30 @@ TEST_CASE("gpu: VQ-GAN steps on CUDA (bf16 autocast) follow the CPU run, GAN pha
     CHECK(b.finite);
     CHECK(b.l1 == doctest::Approx(a.l1).epsilon(0.05));
   }
-  CHECK((gpu.vqgan->quantizer->embeddings.scalar_type() == torch::kFloat));  // the codebook stays fp32
+  CHECK((gpu.codebook().at(0).scalar_type() == torch::kFloat));  // the codebook stays fp32
+}
+
+TEST_CASE("gpu: KL autoencoder steps on CUDA (bf16 autocast) follow the CPU run - the posterior's noise is drawn on the CPU") {
+  if (!have_cuda()) return;
+  auto cpu_cfg = tiny_config("cpu"), gpu_cfg = tiny_config("cuda");
+  for (auto* c : {&cpu_cfg, &gpu_cfg}) {
+    c->autoencoder.kind = "kl";
+    c->autoencoder.kl.channels = {16, 32};
+    c->autoencoder.kl.num_res_blocks = {1};
+    c->autoencoder.kl.norm_groups = 8;
+  }
+  VQGANStepper cpu(cpu_cfg, torch::kCPU), gpu(gpu_cfg, torch::Device(torch::kCUDA, 0));
+  for (int64_t s = 0; s < 4; ++s) {
+    auto a = cpu.step(s, [&](int64_t) { return phantom_batch(s); });
+    auto b = gpu.step(s, [&](int64_t) { return phantom_batch(s); });
+    INFO("step " << s << ": cpu l1 " << a.l1 << " kl " << a.regulariser << ", cuda l1 " << b.l1 << " kl " << b.regulariser);
+    CHECK(b.finite);
+    CHECK(b.l1 == doctest::Approx(a.l1).epsilon(0.05));
+  }
+  auto ae = gpu.model->inference();
+  auto z = ae->encode(phantom_batch(0).x.to(torch::Device(torch::kCUDA, 0)), AutoencoderRun{});
+  CHECK(z.is_cuda());
+  CHECK(ae->decode(z, AutoencoderRun{}).is_cuda());
 }
 
 TEST_CASE("gpu: LDM steps on CUDA follow the CPU run") {

@@ -310,7 +310,7 @@ TEST_CASE("sampling jobs: names and ranges are checked") {
   CHECK_FALSE(fs::exists(dir / "dry"));
 }
 
-TEST_CASE("training: --resume refuses another VQ-GAN or other data, a second trainer, and keeps metrics honest") {
+TEST_CASE("training: --resume refuses another autoencoder or other data, a second trainer, and keeps metrics honest") {
   auto d = trained();
   test::ScratchDir dir("train-resume");
   auto common = test::tiny_model_args(d / "data/manifest.json");
@@ -327,7 +327,7 @@ TEST_CASE("training: --resume refuses another VQ-GAN or other data, a second tra
   auto sha1 = sha256_file(d / "vqgan/last.pt"), sha2 = sha256_file(dir / "vq2/last.pt");
   test::check_error([&] {
     cli::run_train_ldm(with({"--set", "ldm_train.steps=4", "--vqgan", (dir / "vq2/last.pt").string(), "--out", ldm.string(), "--resume"}));
-  }, {"another VQ-GAN", sha1.substr(0, 16), sha2.substr(0, 16)});
+  }, {"another autoencoder", sha1.substr(0, 16), sha2.substr(0, 16)});
   // other data: the same files with other classes
   auto m = load_manifest((d / "data/manifest.json").string());
   for (auto& e : m.entries) e.class_label = 1 - e.class_label;

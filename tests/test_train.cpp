@@ -6,7 +6,10 @@
 #include "core/fs.h"
 #include "data/metrics.h"
 #include "data/phantom.h"
+#include "models/autoencoder_kl.h"
 #include "models/sync_batch_norm.h"
+#include "pipeline/latent_autoencoder.h"
+#include "pipeline/loaded_models.h"
 #include "train/grad_sync.h"
 #include "train/launch_env.h"
 #include "train/memory_probe.h"
@@ -154,11 +157,12 @@ TEST_CASE("gradient accumulation: each step takes grad_accum micro-batches, in o
     seen.push_back(micro);
     return Batch{0, data[static_cast<size_t>(micro)].x.unsqueeze(0), torch::zeros({1}, torch::kLong), {}};
   };
-  auto before = st.vqgan->decoder->conv_last->conv->weight.clone();
+  auto weight = [&] { return st.model->module().named_parameters()["decoder.conv_last.conv.weight"]; };
+  auto before = weight().clone();
   auto s = st.step(0, batch);
   CHECK(seen == std::vector<int64_t>{0, 1, 2});
   CHECK(s.finite);
-  CHECK_FALSE(torch::equal(before, st.vqgan->decoder->conv_last->conv->weight));
+  CHECK_FALSE(torch::equal(before, weight()));
 }
 
 TEST_CASE("launch environment: torchrun and Slurm variables - partial or out-of-range ones are named") {
@@ -425,4 +429,91 @@ TEST_CASE("a VQ-GAN on 3 MR sequences: batches of 3 channels - checkpoint holds 
   REQUIRE(preview_rows.size() == 2);
   // one channel: 3 panels and 2 gaps of 4 rows (h = 3P + 8); three: 9 panels and 8 gaps (9P + 32 = 3h + 8)
   CHECK(preview_rows[0] == 3 * preview_rows[1] + 8);
+}
+
+namespace {
+RunConfig tiny_kl_config() {
+  auto c = tiny_config();
+  c.autoencoder.kind = "kl";
+  c.autoencoder.kl.channels = {8, 16};
+  c.autoencoder.kl.num_res_blocks = {1};
+  c.autoencoder.kl.norm_groups = 4;
+  c.autoencoder.kl.latent_channels = 3;
+  c.vqgan_train.kl_weight = 0.5;
+  c.ldm.latent_norm = "channel_meanstd";
+  c.validate();
+  return c;
+}
+}  // namespace
+
+TEST_CASE("KL autoencoder stage 1: the regulariser is kl_weight x KL(N(mu, sigma) || N(0, 1)) - it samples the posterior - evaluation decodes mu") {
+  auto cfg = tiny_kl_config();
+  auto m = make_stage1_model(cfg, 1);
+  auto data = phantoms(2);
+  auto x = torch::stack({data[0].x, data[1].x});  // [2, 1, 16, 16, 16]
+  auto& kl = dynamic_cast<AutoencoderKLImpl&>(m->module());
+  torch::NoGradGuard ng;
+  auto post = kl.encode((x + 1) * 0.5);
+  // closed form per sample: sum over the latent of -log sigma + (sigma^2 + mu^2) / 2 - 1/2, then the batch mean
+  auto mu = post.mu.to(torch::kDouble), sg = post.sigma.to(torch::kDouble);
+  double expect = 0;
+  for (int64_t b = 0; b < 2; ++b)
+    expect += (-sg[b].log() + (sg[b].pow(2) + mu[b].pow(2)) / 2 - 0.5).sum().item<double>() / 2;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  auto out = m->forward(x, gen);
+  CHECK(out.regulariser.item<double>() == doctest::Approx(0.5 * expect).epsilon(1e-4));
+  CHECK(m->regulariser_name() == "kl");
+  CHECK_FALSE(m->has_codebook());
+  // the training forward decodes mu + sigma * eps (eps from the generator), evaluation decodes mu
+  auto gen2 = at::make_generator<at::CPUGeneratorImpl>(7);
+  auto eps = torch::randn(post.mu.sizes(), gen2);
+  CHECK(torch::allclose(out.reconstruction, kl.decode(post.mu + post.sigma * eps) * 2 - 1, 1e-5, 1e-6));
+  auto det = m->reconstruct(x);
+  CHECK(torch::allclose(det, kl.decode(post.mu) * 2 - 1, 1e-5, 1e-6));
+  CHECK_FALSE(torch::allclose(det, out.reconstruction, 1e-5, 1e-6));
+  // the inference view shares the weights: its encode is the posterior mean
+  auto ae = m->inference();
+  CHECK(torch::allclose(ae->encode(x, AutoencoderRun{}), post.mu, 1e-6, 1e-7));
+  CHECK(ae->downsample() == std::array<int64_t, 3>{2, 2, 2});
+}
+
+TEST_CASE("KL autoencoder stage 1: a resumed run equals an uninterrupted one - the checkpoint is a kl-autoencoder that stage 2 and sampling load") {
+  test::ScratchDir dir("kl-resume");
+  auto data = phantoms(4);
+  std::vector<TrainingVolume> train(data.begin(), data.begin() + 3), val(data.begin() + 3, data.end());
+  auto cfg = tiny_kl_config();
+  TrainHooks hooks;
+  train_vqgan(cfg, train, val, dir / "full", RunStart::New, hooks);
+  auto half = cfg;
+  half.vqgan_train.steps = 3;
+  train_vqgan(half, train, val, dir / "split", RunStart::New, hooks);
+  train_vqgan(cfg, train, val, dir / "split", RunStart::Resume, hooks);
+  auto a = load_checkpoint(dir / "full/last.pt"), b = load_checkpoint(dir / "split/last.pt");
+  CHECK(a.kind == "kl-autoencoder");
+  int differing = 0;
+  for (const auto& [k, v] : a.tensors)
+    if (k.rfind("optim.", 0) != 0 && !torch::equal(v, b.tensor(k))) ++differing;
+  CHECK(differing == 0);
+  CHECK(a.tensors.count("autoencoder.quant_conv_mu.conv.weight") == 1);  // MONAI's weight names
+  std::string m = read_text(dir / "full/metrics.jsonl");
+  CHECK(m.find("\"kl\":") != std::string::npos);
+  CHECK(m.find("perplexity") == std::string::npos);
+  // loaded for inference: the posterior mean and its decoding, as the trained module gives them
+  auto loaded = load_autoencoder(dir / "full/last.pt");
+  CHECK(loaded.kind() == "KL autoencoder");
+  CHECK_FALSE(loaded.model);
+  auto ae = load_latent_autoencoder(dir / "full/last.pt", torch::kCPU);
+  CHECK(ae->family() == "kl");
+  CHECK(ae->latent_channels() == 3);
+  auto x = val[0].x.unsqueeze(0);
+  auto z = ae->encode(x, AutoencoderRun{});
+  CHECK(z.sizes() == torch::IntArrayRef({1, 3, 8, 8, 8}));
+  CHECK(torch::allclose(loaded.ae->decode(z, AutoencoderRun{}), ae->decode(z, AutoencoderRun{})));
+  // latent normalisation: codebook_minmax needs a codebook
+  test::check_error([&] { fit_latent_norm("codebook_minmax", *ae, z); }, {"codebook_minmax", "channel_meanstd"});
+  auto bad = config_to_json(cfg);
+  bad["ldm"]["latent_norm"] = "codebook_minmax";
+  test::check_error([&] { with_overrides(bad, {}); }, {"ldm.latent_norm", "autoencoder.kind = kl"});
+  test::check_error([&] { with_overrides(config_to_json(cfg), {"autoencoder.kind=\"vae\""}); }, {"autoencoder.kind", "vqgan or kl"});
+  test::check_error([&] { with_overrides(config_to_json(cfg), {"data.shape=[17,16,16]"}); }, {"data.shape", "KL autoencoder"});
 }

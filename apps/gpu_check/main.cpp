@@ -129,9 +129,10 @@ int main(int argc, char** argv) {
                       {"cuda_peak_mib", s1[1].peak_mib}};
 
   // Stage 2 on the CPU VQ-GAN's latents, both devices from the same initialisation.
-  VQGAN frozen = vq[0]->vqgan;
-  auto lat = encode_latents(frozen, cases, torch::kCPU);
-  LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, frozen, lat.latents);
+  auto frozen_ae = vq[0]->model->inference();
+  VQGAN frozen = std::dynamic_pointer_cast<VQGANAutoencoder>(frozen_ae)->model;  // this check's config trains a VQ-GAN
+  auto lat = encode_latents(*frozen_ae, cases, torch::kCPU);
+  LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, *frozen_ae, lat.latents);
   auto zn = norm.apply(lat.latents);
   std::vector<TrainingVolume> items = latent_items(zn, lat.classes);
   std::vector<Curve> s2(2);

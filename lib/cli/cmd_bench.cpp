@@ -19,6 +19,7 @@
 #include "models/vqgan.h"
 #include "pipeline/autoencoder.h"
 #include "pipeline/bench.h"
+#include "train/stage1_model.h"
 #include "pipeline/kl_decode.h"
 #include "pipeline/device.h"
 
@@ -52,7 +53,7 @@ struct Bench {
 };
 
 nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const Bench& b) {
-  const auto latent = latent_shape(cfg.vqgan, cfg.data.shape, "data.shape");
+  const auto latent = cfg.latent_shape(cfg.data.shape, "data.shape");
   const int64_t E = latent[0];
   const int64_t classes = cfg.ldm.unet.conditional ? 2 : 0;
   const int64_t cond_ch = cfg.data.label_conditioned() ? std::max<int64_t>(2, static_cast<int64_t>(cfg.data.label_names.size())) : 0;
@@ -96,26 +97,30 @@ nlohmann::json bench_config(const std::string& name, const RunConfig& cfg, const
   }
   Measured dec;
   if (b.has("vqgan") || b.has("samplers")) {
-  VQGAN vq(cfg.vqgan, cfg.data.image_channels());
-  vq->to(b.device);
-  vq->eval();
-  j["vqgan_parameters"] = parameter_count(*vq);
+  auto stage1 = make_stage1_model(cfg, cfg.data.image_channels());  // the config's autoencoder kind, random weights
+  stage1->module().to(b.device);
+  stage1->module().eval();
+  auto ae = stage1->inference();
+  j["autoencoder_kind"] = cfg.autoencoder.kind;
+  j["vqgan_parameters"] = parameter_count(stage1->module());
   AutoencoderRun run;
   run.budget_bytes = memory_budget_bytes(cfg.sample.max_memory_gib, b.device);
   auto vol = torch::rand({1, cfg.data.image_channels(), cfg.data.shape[0], cfg.data.shape[1], cfg.data.shape[2]}, torch::TensorOptions().device(b.device)) * 2 - 1;
   torch::Tensor z;
-  auto enc = measure([&] { torch::NoGradGuard ng; z = encode_volume(vq, vol, run); }, b.device, b.repeats, true);
-  dec = measure([&] { torch::NoGradGuard ng; decode_latent(vq, z, run); }, b.device, b.repeats, true);
+  auto enc = measure([&] { torch::NoGradGuard ng; z = ae->encode(vol, run); }, b.device, b.repeats, true);
+  dec = measure([&] { torch::NoGradGuard ng; ae->decode(z, run); }, b.device, b.repeats, true);
   j["vqgan_encode"] = to_json(enc);
   j["vqgan_decode"] = to_json(dec);
-  // the decoder's blocks alone, from latents already on codebook entries (decode = code search + these)
-  torch::Tensor q;
-  {
-    torch::NoGradGuard ng;
-    q = vq->quantizer->lookup(vq->quantizer->quantize_codes(z));
+  if (auto* vq = dynamic_cast<VQGANAutoencoder*>(ae.get())) {
+    // the decoder's blocks alone, from latents already on codebook entries (decode = code search + these)
+    torch::Tensor q;
+    {
+      torch::NoGradGuard ng;
+      q = vq->model->quantizer->lookup(vq->model->quantizer->quantize_codes(z));
+    }
+    auto blocks = measure([&] { torch::NoGradGuard ng; vq->model->decoder->forward(q); }, b.device, b.repeats, true);
+    j["vqgan_decoder_blocks"] = to_json(blocks);
   }
-  auto blocks = measure([&] { torch::NoGradGuard ng; vq->decoder->forward(q); }, b.device, b.repeats, true);
-  j["vqgan_decoder_blocks"] = to_json(blocks);
   }
 
   // Seconds per volume: evaluations x (2 with guidance) x the forward's median, plus one decode.
@@ -222,9 +227,10 @@ std::string table_text(const nlohmann::json& all) {
     if (c.contains("unet_train_step"))
       s += row(fmt::format("U-Net train step (b{})", c["unet_train_step"]["batch"].get<int64_t>()).c_str(), c["unet_train_step"]);
     if (c.contains("vqgan_encode")) {
-      s += row("VQ-GAN encode", c["vqgan_encode"]);
-      s += row("VQ-GAN decode", c["vqgan_decode"]);
-      s += row("  of which decoder", c["vqgan_decoder_blocks"]);
+      const std::string ae = c.value("autoencoder_kind", "vqgan") == "kl" ? "KL autoencoder" : "VQ-GAN";
+      s += row((ae + " encode").c_str(), c["vqgan_encode"]);
+      s += row((ae + " decode").c_str(), c["vqgan_decode"]);
+      if (c.contains("vqgan_decoder_blocks")) s += row("  of which decoder", c["vqgan_decoder_blocks"]);
     }
     if (!c["samplers"].empty()) s += "  sampler  steps  evaluations  s/volume\n";
     for (const auto& t : c["samplers"])

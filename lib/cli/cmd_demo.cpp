@@ -188,7 +188,8 @@ int run_demo(const Args_t& args) {
   write_text_atomically(out / "config.json", config_to_json(cfg).dump(2) + "\n");
   std::string config = (out / "config.json").string();
 
-  log_info("demo 2/5: VQ-GAN ({} steps)", cfg.vqgan_train.steps);
+  const std::string ae_name = cfg.autoencoder.is_kl() ? "KL autoencoder" : "VQ-GAN";
+  log_info("demo 2/5: {} ({} steps)", ae_name, cfg.vqgan_train.steps);
   t0 = std::chrono::steady_clock::now();
   run_train_vqgan({"--config", config, "--out", (out / "vqgan").string()});
   double t_vq = seconds_since(t0);
@@ -228,7 +229,7 @@ int run_demo(const Args_t& args) {
       "meddiff {} (git {}), LibTorch {}, device {}. Every volume under samples/ is SYNTHETIC.\n\n"
       "| stage | result | time |\n|---|---|---|\n"
       "| phantoms | {} {} cases, classes 0/1 alternating: `data/` | {:.0f} s |\n"
-      "| VQ-GAN | {} steps; weighted L1 {:.4f}; validation PSNR {:.2f} dB (mean-volume baseline {:.2f} dB), SSIM {:.4f}: `vqgan/last.pt` | {:.0f} s |\n"
+      "| {} | {} steps; weighted L1 {:.4f}; validation PSNR {:.2f} dB (mean-volume baseline {:.2f} dB), SSIM {:.4f}: `vqgan/last.pt` | {:.0f} s |\n"
       "| latent diffusion | {} steps; loss {:.4f}: `ldm/last.pt` | {:.0f} s |\n"
       "| sampling | {} image + label pairs from the mask bank (`samples/`) and {} from held-out label maps (`samples_heldout/`), DDIM {} steps, guidance {} | {:.0f} s |\n"
       "| eval | `eval/report.md`, `eval/eval.json` (summary below) | {:.0f} s |\n"
@@ -242,7 +243,7 @@ int run_demo(const Args_t& args) {
       "- `samples_heldout/`: the same for label maps of phantoms the models never saw (`heldout/`).\n"
       "- `vqgan/previews/`: validation input / reconstruction / |difference|; `ldm/previews/`: one sample per class during training.\n"
       "- `vqgan/metrics.jsonl`, `ldm/metrics.jsonl`: training curves; `config.json`: the resolved config.\n",
-      mod, quick ? ", --quick" : "", version(), git_hash(), torch_version(), device, n, mod, t_data, cfg.vqgan_train.steps,
+      mod, quick ? ", --quick" : "", version(), git_hash(), torch_version(), device, n, mod, t_data, ae_name, cfg.vqgan_train.steps,
       vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, pairs, n / 3, cfg.sample.steps, cfg.sample.guidance,
       t_sample, t_eval, seconds_since(t_all), modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
   report += "\n## Pairs (axial | coronal | sagittal, label outlines in white)\n\n";

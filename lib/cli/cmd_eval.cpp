@@ -142,12 +142,12 @@ int run_eval(const Args_t& args) {
   torch::Device device = choose_device(q.device);
   std::optional<FeatureNetwork> net;
   if (q.features != "vqgan") net.emplace(q.features, device);
-  LoadedVQGAN vq = load_vqgan(q.vqgan, device);
+  LoadedAutoencoder vq = load_autoencoder(q.vqgan, device);
   const Units units = units_of(vq.data);
   const int64_t bins = 64;
   // One pass over each set, one volume in memory at a time.
   SummaryOptions so;
-  so.vqgan = &vq.model;
+  so.autoencoder = vq.ae.get();
   so.run.budget_bytes = memory_budget_bytes(vq.sample.max_memory_gib, device);
   so.device = device;
   so.net = net ? &*net : nullptr;
@@ -169,12 +169,14 @@ int run_eval(const Args_t& args) {
   nlohmann::json j;
   j["inputs"] = {{"real", q.real}, {"synthetic", q.synthetic}, {"train", q.train},
                  {"vqgan", fs::path(q.vqgan).filename().string()}, {"vqgan_step", vq.step}};
-  j["settings"] = {{"normalisation", "the VQ-GAN's data settings (its training normalisation, shape and spacing)"},
+  j["inputs"]["autoencoder_kind"] = vq.autoencoder.kind;
+  j["settings"] = {{"normalisation", fmt::format("the {}'s data settings (its training normalisation, shape and spacing)", vq.kind())},
                    {"features", q.features}, {"k", q.k}, {"pairs", q.pairs}, {"seed", q.seed}, {"audit_max_shift", q.max_shift}};
   j["counts"] = {{"real", real.entries.size()}, {"synthetic", synth.entries.size()}, {"train", train.entries.size()}};
-  const std::string latent_protocol =
-      "vqgan-latent: per-channel mean and standard deviation and a 2x2x2 average pooling of the VQ-GAN encoder's "
-      "pre-quantisation latent (meddiff's own; not comparable with other papers' numbers)";
+  const std::string latent_protocol = fmt::format(
+      "vqgan-latent: per-channel mean and standard deviation and a 2x2x2 average pooling of the {} (meddiff's own; not "
+      "comparable with other papers' numbers)",
+      vq.autoencoder.is_kl() ? "KL autoencoder's posterior mean" : "VQ-GAN encoder's pre-quantisation latent");
   j["fidelity_by_features"]["vqgan"] = fidelity(real.latent_features, synth.latent_features, q.k, "vqgan", latent_protocol);
   j["fidelity"] = j["fidelity_by_features"]["vqgan"];
   if (net) {

@@ -1,4 +1,4 @@
-// meddiff reconstruct: encode and decode a volume through a trained VQ-GAN.
+// meddiff reconstruct: encode and decode a volume through a trained VQ-GAN or KL autoencoder.
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
@@ -19,11 +19,11 @@ namespace meddiff::cli {
 
 int run_reconstruct(const Args_t& args) {
   Args a("reconstruct",
-         "Pass a volume through a trained VQ-GAN and write the reconstruction with the input's geometry; prints PSNR and "
+         "Pass a volume through a trained VQ-GAN or KL autoencoder and write the reconstruction with the input's geometry; prints PSNR and "
          "SSIM (on the [-1,1] intensity scale of the training config).",
          "--vqgan CKPT IN OUT  (a multi-channel VQ-GAN: IN and OUT list one file per channel, comma-separated, e.g. "
          "t1.nii.gz,t1ce.nii.gz,t2.nii.gz,flair.nii.gz)");
-  a.add()("vqgan", "VQ-GAN checkpoint (last.pt)", cxxopts::value<std::string>())
+  a.add()("vqgan", "VQ-GAN or KL autoencoder checkpoint (train-vqgan's last.pt)", cxxopts::value<std::string>())
       ("input", "Volume file or DICOM folder", cxxopts::value<std::string>())
       ("output", "Reconstruction (file or DICOM folder)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
@@ -37,7 +37,7 @@ int run_reconstruct(const Args_t& args) {
   std::string ckpt = required(r, "vqgan"), in = required(r, "input"), out = required(r, "output");
   const bool force = r.count("force") > 0;
   torch::Device device = choose_device(r["device"].as<std::string>());
-  LoadedVQGAN vq = load_vqgan(ckpt, device);
+  LoadedAutoencoder vq = load_autoencoder(ckpt, device);
   const auto& dp = vq.data;
   double gib = r.count("max-memory") ? r["max-memory"].as<double>() : vq.sample.max_memory_gib;
   if (!(gib >= 0)) usage_fail("--max-memory must be a positive number of GiB (got {})", gib);
@@ -74,7 +74,7 @@ int run_reconstruct(const Args_t& args) {
   // Pad every axis to a multiple of its downsampling factor (at -1), run, crop back.
   std::array<int64_t, 3> padded{};
   for (size_t a2 = 0; a2 < 3; ++a2) {
-    int64_t f = vq.vqgan.downsample[a2];
+    int64_t f = vq.ae->downsample()[a2];
     padded[a2] = (x0.size(static_cast<int64_t>(a2)) + f - 1) / f * f;
   }
   torch::Tensor rec;
@@ -87,13 +87,14 @@ int run_reconstruct(const Args_t& args) {
     }
     auto input = torch::stack(channels).unsqueeze(0).to(device);  // [1, C, D', H', W']
     channels.clear();
-    std::array<int64_t, 3> lat{padded[0] / vq.vqgan.downsample[0], padded[1] / vq.vqgan.downsample[1], padded[2] / vq.vqgan.downsample[2]};
-    if (decode_splits(vq.model, lat, 1, run, device))
+    const auto f = vq.ae->downsample();
+    std::array<int64_t, 3> lat{padded[0] / f[0], padded[1] / f[1], padded[2] / f[2]};
+    if (vq.model && decode_splits(vq.model, lat, 1, run, device))
       log_info("{}: {} x {} x {} runs through the autoencoder in slabs (budget {:.1f} GiB)", in, padded[0], padded[1], padded[2],
                static_cast<double>(run.budget_bytes) / (1 << 30));
-    auto z = encode_volume(vq.model, input, run);
+    auto z = vq.ae->encode(input, run);
     input = torch::Tensor();
-    rec = decode_latent(vq.model, z, run).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];  // [C, D', H', W']
+    rec = vq.ae->decode(z, run).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];  // [C, D', H', W']
   }
   using torch::indexing::Slice;
   for (size_t c = 0; c < C; ++c) {
@@ -105,11 +106,11 @@ int run_reconstruct(const Args_t& args) {
     outv.label.reset();
     io::WriteOptions wo;
     wo.overwrite = force;
-    wo.description = fmt::format("meddiff VQ-GAN reconstruction (step {})", vq.step);
-    wo.dicom.series_description = "meddiff VQ-GAN reconstruction";
-    wo.dicom.image_comments = "reconstruction by a meddiff VQ-GAN of a converted volume; patient identity not copied";
+    wo.description = fmt::format("meddiff {} reconstruction (step {})", vq.kind(), vq.step);
+    wo.dicom.series_description = fmt::format("meddiff {} reconstruction", vq.kind());
+    wo.dicom.image_comments = fmt::format("reconstruction by a meddiff {} of a converted volume; patient identity not copied", vq.kind());
     io::write_volume(outv, outs[c], wo);
-    std::cout << fmt::format("{}: PSNR {:.2f} dB, SSIM {:.4f} (VQ-GAN step {}{})\n", ins[c], p, s, vq.step,
+    std::cout << fmt::format("{}: PSNR {:.2f} dB, SSIM {:.4f} ({} step {}{})\n", ins[c], p, s, vq.kind(), vq.step,
                              C > 1 ? ", channel " + dp.channels[c] : std::string());
   }
   return 0;

@@ -174,8 +174,8 @@ int run_sample(const Args_t& args) {
   if (ae->latent_channels() != ldm.latent_shape[0])
     fail("{}: the autoencoder's latents have {} channels, the diffusion model's {}", vq_path.string(), ae->latent_channels(),
          ldm.latent_shape[0]);
-  if (!q.eval.empty() && ae->family() != "vqgan")
-    usage_fail("--eval: meddiff eval measures with a meddiff VQ-GAN's features; run `meddiff eval --synthetic {} --vqgan V ...` "
+  if (!q.eval.empty() && !ldm.family.empty())
+    usage_fail("--eval: meddiff eval measures with the features of an autoencoder meddiff trained (its run's data settings); run `meddiff eval --synthetic {} --vqgan V ...` "
                "after sampling", q.out.string());
   const auto initial = read_initial_noise(q.initial_noise, ldm.latent_shape);
   AutoencoderRun decode;

@@ -18,26 +18,26 @@ namespace meddiff::cli {
 
 int run_train_ldm(const Args_t& args) {
   Args a("train-ldm",
-         "Train the latent 3-D diffusion model (stage 2) on latents of a trained VQ-GAN. The folder --out receives "
+         "Train the latent 3-D diffusion model (stage 2) on latents of a trained VQ-GAN or KL autoencoder. The folder --out receives "
          "last.pt, step-NNNNNNN.pt, latents.pt, config.json, metrics.jsonl and previews/.");
   add_run_options(a, "runs/ldm");
   add_dist_options(a);
-  a.add()("vqgan", "VQ-GAN checkpoint (stage 1 last.pt; optional with --dry-run)", cxxopts::value<std::string>());
+  a.add()("vqgan", "stage 1's checkpoint: a VQ-GAN or KL autoencoder (train-vqgan's last.pt; optional with --dry-run)",
+          cxxopts::value<std::string>());
   auto r = a.parse(args);
   const RunStart start = run_start(r);
   auto resolved = resolve_run_config(r);
   if (!resolved) return 0;  // --print-config
   RunConfig cfg = *resolved;
   if (r.count("dry-run")) {
-    // The VQ-GAN is checked when given; otherwise the config's vqgan section describes it.
-    VQGANParams vp = cfg.vqgan;
+    // The autoencoder is checked when given; otherwise the config's autoencoder and vqgan sections describe it.
     if (r.count("vqgan")) {
-      auto vq = load_vqgan(r["vqgan"].as<std::string>());
-      vp = vq.vqgan;
+      auto vq = load_autoencoder(r["vqgan"].as<std::string>());
+      cfg.vqgan = vq.vqgan;
+      cfg.autoencoder = vq.autoencoder;
       use_model_channels(cfg.data, vq.data.channels, r["vqgan"].as<std::string>());
     }
-    auto lat = latent_shape(vp, cfg.data.shape, "data.shape");
-    cfg.vqgan = vp;
+    auto lat = cfg.latent_shape(cfg.data.shape, "data.shape");
     CaseCount cc = count_cases(cfg.data);
     UNet3d unet(cfg.ldm.unet, lat[0], cc.classes);
     int64_t n = 0;
@@ -54,16 +54,18 @@ int run_train_ldm(const Args_t& args) {
     return 0;
   }
   std::string vq_path = required(r, "vqgan");
-  LoadedVQGAN vq = load_vqgan(vq_path);
-  // The data must be prepared as the VQ-GAN saw it.
-  if (config_to_json(vq.vqgan) != config_to_json(cfg.vqgan)) log_info("using the VQ-GAN architecture stored in {}", vq_path);
+  LoadedAutoencoder vq = load_autoencoder(vq_path);
+  // The data must be prepared as the autoencoder saw it.
+  if (config_to_json(vq.vqgan) != config_to_json(cfg.vqgan) || config_to_json(vq.autoencoder) != config_to_json(cfg.autoencoder))
+    log_info("using the {} architecture stored in {}", vq.kind(), vq_path);
   cfg.vqgan = vq.vqgan;
+  cfg.autoencoder = vq.autoencoder;
   use_model_channels(cfg.data, vq.data.channels, vq_path);
   cfg.validate();
   TrainingSet data = load_training_set(cfg.data);
   if (resolved_channels(cfg.data, data.channel_names).size() != vq.data.channels.size())
-    fail("{}: the cases have {} channel(s) ({}) but the VQ-GAN {} takes {}", cfg.data.manifest, data.channel_names.size(),
-         fmt::join(data.channel_names, ", "), vq_path, vq.data.image_channels());
+    fail("{}: the cases have {} channel(s) ({}) but the {} {} takes {}", cfg.data.manifest, data.channel_names.size(),
+         fmt::join(data.channel_names, ", "), vq.kind(), vq_path, vq.data.image_channels());
   std::vector<TrainingVolume> all = data.train;
   all.insert(all.end(), data.val.begin(), data.val.end());  // the diffusion model uses every case
   if (cfg.data.label_conditioned() && cfg.data.label_names.empty() && !data.label_names.empty()) {

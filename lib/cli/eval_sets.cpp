@@ -113,7 +113,7 @@ SetSummary summarise_set(const std::string& source, const DataParams& p, const s
       continue;
     }
     if (!problems.empty()) continue;  // only reading the rest, to report every bad file at once
-    auto f = latent_features(*o.vqgan, v.x, o.run, o.device);
+    auto f = latent_features(*o.autoencoder, v.x, o.run, o.device);
     lf.push_back(f.feature);
     if (o.keep_latents) lat.push_back(f.latent);
     if (o.net) {

@@ -39,7 +39,7 @@ struct SetSummary {
 };
 
 struct SummaryOptions {
-  VQGAN* vqgan = nullptr;
+  LatentAutoencoder* autoencoder = nullptr;  // the latent features' encoder
   AutoencoderRun run;
   torch::Device device = torch::kCPU;
   const FeatureNetwork* net = nullptr;

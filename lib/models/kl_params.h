@@ -3,6 +3,7 @@
 // AutoencoderKlMaisi): per level `channels[i]` with `num_res_blocks[i]` residual blocks, a stride-2
 // convolution between levels (downsampling 2^(levels-1) per axis), optional self-attention at chosen
 // levels and in the middle, a Gaussian posterior of `latent_channels` channels.
+#include "core/config.h"
 #include "core/error.h"
 
 #include <nlohmann/json.hpp>
@@ -22,6 +23,19 @@ struct KLParams {
   bool encoder_mid_attention = true;  // MONAI's with_encoder_nonlocal_attn: res block, attention, res block at the bottom
   bool decoder_mid_attention = true;  // with_decoder_nonlocal_attn
   std::string upsample = "nearest";   // decoder upsampling before its 3^3 convolution: nearest (MONAI) or trilinear (MAISI)
+
+  template <typename V>
+  void visit(V& v) {
+    v("channels", channels, "channels per level (multiples of norm_groups); downsampling is 2^(levels-1) per axis");
+    v("num_res_blocks", num_res_blocks, "residual blocks per level (one value: every level)");
+    v("attention_levels", attention_levels, "levels (0-based) with self-attention after each residual block ([] : none)");
+    v("latent_channels", latent_channels, "latent channels (the diffusion model works on these)");
+    v("norm_groups", norm_groups, "GroupNorm groups");
+    v("norm_eps", norm_eps, "GroupNorm epsilon");
+    v("encoder_mid_attention", encoder_mid_attention, "residual block, self-attention, residual block at the encoder's bottom");
+    v("decoder_mid_attention", decoder_mid_attention, "the same at the decoder's top");
+    v("upsample", upsample, "decoder upsampling before its convolution: trilinear (MAISI) or nearest (MONAI)");
+  }
   void validate(const std::string& where = "kl") const;
   int64_t levels() const { return static_cast<int64_t>(channels.size()); }
   int64_t res_blocks(int64_t level) const;  // num_res_blocks of `level` (a single value applies to all)

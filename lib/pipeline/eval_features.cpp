@@ -8,9 +8,9 @@
 
 namespace meddiff {
 
-LatentFeatures latent_features(VQGAN& model, const torch::Tensor& x, const AutoencoderRun& run, const torch::Device& device) {
+LatentFeatures latent_features(LatentAutoencoder& model, const torch::Tensor& x, const AutoencoderRun& run, const torch::Device& device) {
   torch::NoGradGuard ng;
-  auto lat = encode_volume(model, x.unsqueeze(0).to(device), run).to(torch::kCPU, torch::kFloat);  // [1, E, d, h, w]
+  auto lat = model.encode(x.unsqueeze(0).to(device), run).to(torch::kCPU, torch::kFloat);  // [1, E, d, h, w]
   auto l = lat[0].to(torch::kDouble);
   auto flat = l.flatten(1);
   auto pooled = torch::adaptive_avg_pool3d(l.unsqueeze(0), {2, 2, 2}).flatten();

@@ -1,14 +1,15 @@
 #pragma once
 // Feature vectors of volumes for `meddiff eval`.
-//   - VQ-GAN latent features: per latent channel the mean and standard deviation over the volume, and
-//     the latent averaged over a 2x2x2 grid of regions (coarse layout). E channels give 10 E values per
-//     volume. Volumes are encoded one at a time within the memory budget (split encoding for large ones).
+//   - Autoencoder latent features (the VQ-GAN's pre-quantisation latent or the KL autoencoder's posterior
+//     mean): per latent channel the mean and standard deviation over the volume, and the latent averaged
+//     over a 2x2x2 grid of regions (coarse layout). E channels give 10 E values per volume. Volumes are
+//     encoded one at a time within the memory budget (a VQ-GAN splits large ones).
 //   - A TorchScript network the user brings (nothing is downloaded): "3d:FILE" takes [B, C, D, H, W]
 //     volumes (e.g. MedicalNet's ResNet); "2d:FILE" takes [B, C, H, W] slices and is applied to every
 //     slice of the three planes (the MAISI protocol). An output with spatial dimensions is averaged over
 //     them; a tuple or list output gives its first tensor.
 #include "data/preprocess.h"
-#include "pipeline/autoencoder.h"
+#include "pipeline/latent_autoencoder.h"
 
 #include <array>
 #include <memory>
@@ -22,7 +23,7 @@ struct LatentFeatures {
 };
 
 // x: one prepared volume [1, D, H, W].
-LatentFeatures latent_features(VQGAN& model, const torch::Tensor& x, const AutoencoderRun& run, const torch::Device& device);
+LatentFeatures latent_features(LatentAutoencoder& model, const torch::Tensor& x, const AutoencoderRun& run, const torch::Device& device);
 
 // How volumes (in the training normalisation, [-1, 1]) are fed to a user's network.
 struct FeatureInput {

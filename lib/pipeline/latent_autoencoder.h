@@ -1,10 +1,12 @@
 #pragma once
 // The autoencoder of a latent diffusion model, whichever family it is: meddiff's VQ-GAN (checkpoint kind
 // "vqgan": nearest-code quantisation, exact split execution within a memory budget) or an imported KL
-// autoencoder (kind "kl-autoencoder": MONAI's AutoencoderKL, MAISI's AutoencoderKlMaisi). Sampling,
+// autoencoder (kind "kl-autoencoder": MONAI's AutoencoderKL, MAISI's AutoencoderKlMaisi, imported, or one
+// meddiff trained with autoencoder.kind = kl). Sampling,
 // reconstruction and decoding go through this interface; each family keeps its own conventions inside:
 // images cross it in meddiff's range [-1, 1] (MONAI's autoencoders were trained on [0, 1], mapped here),
 // latents in the family's own units (the diffusion model's latent normalisation is the LDM's business).
+#include "models/autoencoder_kl.h"
 #include "pipeline/autoencoder.h"
 
 #include <nlohmann/json.hpp>
@@ -24,7 +26,9 @@ class LatentAutoencoder {
   virtual torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) = 0;
   virtual std::array<int64_t, 3> downsample() const = 0;  // per axis [D, H, W]
   virtual int64_t latent_channels() const = 0;
-  virtual std::string family() const = 0;                  // "vqgan", "monai", "maisi"
+  virtual std::string family() const = 0;                  // "vqgan", "kl" (trained by meddiff), "monai", "maisi"
+  virtual torch::Tensor codebook() const { return {}; }    // a VQ-GAN's code vectors [n_codes, E]; undefined otherwise
+  virtual void to(const torch::Device& device) = 0;        // moves the weights
 };
 
 // meddiff's VQ-GAN (sharing the module's weights).
@@ -36,10 +40,31 @@ class VQGANAutoencoder : public LatentAutoencoder {
   std::array<int64_t, 3> downsample() const override { return model->params.downsample; }
   int64_t latent_channels() const override { return model->params.embedding_dim; }
   std::string family() const override { return "vqgan"; }
+  torch::Tensor codebook() const override { return model->quantizer->embeddings; }
+  void to(const torch::Device& device) override { model->to(device); }
   VQGAN model;
 };
 
-// The autoencoder of a "vqgan" or "kl-autoencoder" checkpoint, in eval mode on `device`.
-std::unique_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device);
+// A KL autoencoder (sharing the module's weights). MONAI's and MAISI's KL autoencoders take and give images in
+// [0, 1] (and meddiff trains its own so): y = (x + 1) / 2 on the way in, x = 2y - 1 on the way out. A decode that
+// would not fit the memory budget whole runs block by block (pipeline/kl_decode.h); encoding runs whole, and a
+// volume beyond the budget is refused with the figure.
+class KLAutoencoder : public LatentAutoencoder {
+ public:
+  KLAutoencoder(AutoencoderKL m, std::string fam) : model(std::move(m)), fam(std::move(fam)) {}
+  torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) override;
+  torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) override;
+  std::array<int64_t, 3> downsample() const override;
+  int64_t latent_channels() const override { return model->params.latent_channels; }
+  std::string family() const override { return fam; }
+  void to(const torch::Device& device) override { model->to(device); }
+  AutoencoderKL model;
+
+ private:
+  std::string fam;
+};
+
+// The autoencoder of a "vqgan" or "kl-autoencoder" checkpoint (imported or trained), in eval mode on `device`.
+std::shared_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device);
 
 }  // namespace meddiff

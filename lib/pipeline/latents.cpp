@@ -25,14 +25,13 @@ LatentNorm LatentNorm::from_json(const nlohmann::json& j) {
           j.value("bound", 1.0)};
 }
 
-LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volumes, const torch::Device& device) {
+LatentSet encode_latents(LatentAutoencoder& ae, const std::vector<TrainingVolume>& volumes, const torch::Device& device) {
   torch::NoGradGuard ng;
-  vqgan->eval();
   std::vector<torch::Tensor> zs;
   std::vector<int64_t> cls;
   Progress progress("encoding latents", static_cast<int64_t>(volumes.size()));
   for (const auto& v : volumes) {
-    zs.push_back(encode_volume(vqgan, v.x.unsqueeze(0).to(device, torch::kFloat)).to(torch::kCPU, torch::kFloat)[0]);  // [E, d, h, w]
+    zs.push_back(ae.encode(v.x.unsqueeze(0).to(device, torch::kFloat), AutoencoderRun{}).to(torch::kCPU, torch::kFloat)[0]);  // [E, d, h, w]
     cls.push_back(v.class_label);
     progress.update(static_cast<int64_t>(zs.size()));
   }
@@ -49,12 +48,14 @@ std::vector<TrainingVolume> latent_items(const torch::Tensor& zn, const torch::T
   return items;
 }
 
-LatentNorm fit_latent_norm(const std::string& kind, VQGAN& vqgan, const torch::Tensor& latents) {
+LatentNorm fit_latent_norm(const std::string& kind, const LatentAutoencoder& ae, const torch::Tensor& latents) {
   LatentNorm n;
   n.kind = kind;
   const int64_t E = latents.size(1);
   if (kind == "codebook_minmax") {
-    auto e = vqgan->quantizer->embeddings.to(torch::kCPU, torch::kDouble);
+    if (!ae.codebook().defined())
+      fail("ldm.latent_norm = codebook_minmax needs a VQ-GAN's codebook; the {} autoencoder has none: use channel_meanstd", ae.family());
+    auto e = ae.codebook().to(torch::kCPU, torch::kDouble);
     double lo = e.min().item<double>(), hi = e.max().item<double>();
     if (!(hi > lo)) fail("the VQ-GAN codebook is constant; train the VQ-GAN first");
     n.offset.assign(static_cast<size_t>(E), 0.5 * (lo + hi));

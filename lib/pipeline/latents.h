@@ -1,10 +1,11 @@
 #pragma once
-// The latent space of the diffusion model: pre-quantisation VQ-GAN latents, encoded once and cached,
-// and their normalisation to about [-1, 1] (stored in the LDM checkpoint).
-//   codebook_minmax: the reference's choice: the codebook's global min/max map to -1/+1.
+// The latent space of the diffusion model: the autoencoder's latents (a VQ-GAN's pre-quantisation latent,
+// a KL autoencoder's posterior mean), encoded once and cached, and their normalisation to about [-1, 1]
+// (stored in the LDM checkpoint).
+//   codebook_minmax: the reference's choice: the VQ-GAN codebook's global min/max map to -1/+1.
 //   channel_meanstd: per-channel mean and standard deviation of the training latents.
 #include "data/preprocess.h"
-#include "models/vqgan.h"
+#include "pipeline/latent_autoencoder.h"
 
 #include <nlohmann/json.hpp>
 
@@ -26,10 +27,10 @@ struct LatentSet {
   torch::Tensor classes;  // int64 [N]
 };
 
-// Encodes every volume (batch of one, no augmentation) with the frozen VQ-GAN.
-LatentSet encode_latents(VQGAN& vqgan, const std::vector<TrainingVolume>& volumes, const torch::Device& device);
+// Encodes every volume (batch of one, no augmentation) with the frozen autoencoder.
+LatentSet encode_latents(LatentAutoencoder& ae, const std::vector<TrainingVolume>& volumes, const torch::Device& device);
 // Normalised latents zn [N, E, d, h, w] with their classes [N] as stage-2 training items.
 std::vector<TrainingVolume> latent_items(const torch::Tensor& zn, const torch::Tensor& classes);
-LatentNorm fit_latent_norm(const std::string& kind, VQGAN& vqgan, const torch::Tensor& latents);
+LatentNorm fit_latent_norm(const std::string& kind, const LatentAutoencoder& ae, const torch::Tensor& latents);
 
 }  // namespace meddiff

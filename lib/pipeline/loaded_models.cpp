@@ -12,21 +12,39 @@ T section(const nlohmann::json& config, const char* key) {
 }
 }  // namespace
 
-LoadedVQGAN load_vqgan(const std::filesystem::path& path, const torch::Device& device) {
-  return load_vqgan(load_checkpoint_of_kind(path, "vqgan", "a VQ-GAN"), device);
+LoadedAutoencoder load_autoencoder(const std::filesystem::path& path, const torch::Device& device) {
+  Checkpoint c = load_checkpoint(path);
+  if (c.kind != "vqgan" && c.kind != "kl-autoencoder")
+    fail("{}: is a '{}' checkpoint, not a VQ-GAN or KL autoencoder (train-vqgan's last.pt)", path.string(), c.kind);
+  if (c.config.contains("network"))
+    fail("{}: is an autoencoder brought in by meddiff import, without a training run's settings; this command takes one "
+         "trained by meddiff train-vqgan", path.string());
+  return load_autoencoder(c, device);
 }
 
-LoadedVQGAN load_vqgan(const Checkpoint& c, const torch::Device& device) {
-  LoadedVQGAN out;
+LoadedAutoencoder load_autoencoder(const Checkpoint& c, const torch::Device& device) {
+  LoadedAutoencoder out;
   out.config = c.config;
   out.data = section<DataParams>(c.config, "data");
+  out.autoencoder = section<AutoencoderParams>(c.config, "autoencoder");
   out.vqgan = section<VQGANParams>(c.config, "vqgan");
   out.sample = section<SampleDefaults>(c.config, "sample");
+  out.step = c.step;
+  if ((c.kind == "kl-autoencoder") != out.autoencoder.is_kl())
+    fail("a '{}' checkpoint whose config says autoencoder.kind = {}", c.kind, out.autoencoder.kind);
+  if (out.autoencoder.is_kl()) {
+    AutoencoderKL m(out.autoencoder.kl, out.data.image_channels());
+    c.load_module("autoencoder", *m);
+    m->to(device);
+    m->eval();
+    out.ae = std::make_shared<KLAutoencoder>(m, "kl");
+    return out;
+  }
   out.model = VQGAN(out.vqgan, out.data.image_channels());
   c.load_module("model", *out.model);
   out.model->to(device);
   out.model->eval();
-  out.step = c.step;
+  out.ae = std::make_shared<VQGANAutoencoder>(out.model);
   return out;
 }
 

@@ -11,7 +11,9 @@
 #include "diffusion/maisi_rflow.h"
 #include "diffusion/schedule.h"
 #include "pipeline/denoiser.h"
+#include "models/autoencoder_params.h"
 #include "models/vqgan.h"
+#include "pipeline/latent_autoencoder.h"
 #include "pipeline/latents.h"
 #include "pipeline/model_config.h"
 
@@ -22,17 +24,22 @@
 
 namespace meddiff {
 
-struct LoadedVQGAN {
+// Stage 1 as meddiff trained it: a VQ-GAN or a KL autoencoder (autoencoder.kind), with its run's settings.
+struct LoadedAutoencoder {
   nlohmann::json config;   // the run's resolved config, as stored in the checkpoint
   DataParams data;         // how volumes were prepared for it
+  AutoencoderParams autoencoder;
   VQGANParams vqgan;
   SampleDefaults sample;   // sample.max_memory_gib: the autoencoder's memory budget
-  VQGAN model{nullptr};    // eval mode
+  std::shared_ptr<LatentAutoencoder> ae;  // eval mode, either kind
+  VQGAN model{nullptr};    // the VQ-GAN itself (kind vqgan; null for a KL autoencoder)
   int64_t step = 0;
+  std::string kind() const { return autoencoder.is_kl() ? "KL autoencoder" : "VQ-GAN"; }
 };
-// A checkpoint of kind "vqgan" (stage 1's last.pt or step-NNNNNNN.pt).
-LoadedVQGAN load_vqgan(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
-LoadedVQGAN load_vqgan(const Checkpoint& checkpoint, const torch::Device& device = torch::kCPU);
+// A checkpoint of kind "vqgan" or "kl-autoencoder" written by train-vqgan (stage 1's last.pt or step-NNNNNNN.pt);
+// an imported autoencoder (meddiff import) is refused: it has no run settings (load_latent_autoencoder takes it).
+LoadedAutoencoder load_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
+LoadedAutoencoder load_autoencoder(const Checkpoint& checkpoint, const torch::Device& device = torch::kCPU);
 
 // What a sampler needs to turn noise into volumes, rebuilt from an LDM checkpoint: meddiff's own (kind
 // "ldm") or a MONAI / MAISI model brought in by `meddiff import` (kind "monai-unet"; pipeline/imported_ldm.h).

@@ -31,7 +31,7 @@ Geometry output_geometry(const TrainingVolume& v) {
 
 }  // namespace
 
-LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::string& vqgan_path, const std::string& vqgan_sha256,
+LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std::string& vqgan_path, const std::string& vqgan_sha256,
                          const std::vector<TrainingVolume>& train, int64_t num_classes, const std::filesystem::path& out_dir,
                          RunStart start_mode, const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on) {
   const bool resume = start_mode == RunStart::Resume;
@@ -52,14 +52,14 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     resumed = load_checkpoint_of_kind(from, "ldm", "a latent diffusion model");
     std::string was = resumed->extra.value("vqgan_sha256", "");
     if (!was.empty() && was != vqgan_sha256)
-      fail("{}: was trained on the latents of another VQ-GAN (SHA-256 {}, {}); --vqgan {} has SHA-256 {}: resume with "
-           "the same VQ-GAN or start a new --out",
+      fail("{}: was trained on the latents of another autoencoder (SHA-256 {}, {}); --vqgan {} has SHA-256 {}: resume with "
+           "the same autoencoder or start a new --out",
            from.string(), was.substr(0, 16), resumed->extra.value("vqgan_path", "?"), vqgan_path, vqgan_sha256.substr(0, 16));
     std::string diff = data_difference(resumed->extra.value("data", nlohmann::json()), data_fp);
     if (!diff.empty())
       fail("{}: was trained on other data ({}); resume with the same data or start a new --out", from.string(), diff);
   }
-  vq.model->to(device);
+  vq.ae->to(device);
 
   // Label condition: the label maps of the training cases, their names and the per-label intensity
   // ranges of the pair check; the maps themselves become the mask bank sampling draws from.
@@ -104,7 +104,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   if (fs::exists(cache)) {
     cached = load_checkpoint(cache);
     const auto& k = cached->extra.value("key", nlohmann::json());
-    if (k.value("vqgan_sha256", "") != vqgan_sha256) stale = "another VQ-GAN";
+    if (k.value("vqgan_sha256", "") != vqgan_sha256) stale = "another autoencoder";
     else if (std::string d = data_difference(k.value("data", nlohmann::json()), data_fp); !d.empty() || !k.contains("data"))
       stale = d.empty() ? "no record of its data" : d;
   }
@@ -114,7 +114,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
   } else {
     if (!writer) fail("rank {}: {} is {} after rank 0 wrote it", rank, cache.string(), cached ? "stale" : "missing");
     if (cached) log_info("latents: {} is stale ({}); encoding again", cache.string(), stale);
-    lat = encode_latents(vq.model, train, device);
+    lat = encode_latents(*vq.ae, train, device);
     Checkpoint c;
     c.kind = "latents";
     c.tensors = {{"latents", lat.latents}, {"classes", lat.classes}};
@@ -122,7 +122,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     save_checkpoint(c, cache);
   }
   if (writer && comm) comm->barrier();
-  LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, vq.model, lat.latents);
+  LatentNorm norm = fit_latent_norm(cfg.ldm.latent_norm, *vq.ae, lat.latents);
   if (num_labels > 0 && writer) {
     // The pair check judges synthetic pairs against what the training images span (sample --qc-ranges
     // union also accepts what the autoencoder reproduces of them). The autoencoder's own per-label error
@@ -133,7 +133,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
       torch::NoGradGuard ng;
       for (int64_t i = 0; i < n_fit; ++i) {
         TrainingVolume r = train[static_cast<size_t>(i)];
-        r.x = decode_latent(vq.model, lat.latents.slice(0, i, i + 1).to(device)).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
+        r.x = vq.ae->decode(lat.latents.slice(0, i, i + 1).to(device), AutoencoderRun{}).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
         recon.push_back(r);
       }
     }
@@ -152,11 +152,11 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
     for (const auto& r : reproduced.ranges)
       for (const auto& t : training_ranges.ranges)
         if (t.label == r.label && t.channel == r.channel && (r.median < t.lo || r.median > t.hi))
-          log_warn("labels: the VQ-GAN reproduces {} at a median of {:.0f} where the training images have {:.0f} ({} cases): "
+          log_warn("labels: the {} reproduces {} at a median of {:.0f} where the training images have {:.0f} ({} cases): "
                    "synthetic {} will be off by as much and fail the pair check, which accepts the training images' "
                    "[{:.0f}, {:.0f}]; a better autoencoder fixes this (sample --qc-ranges union would accept [{:.0f}, {:.0f}], and "
                    "with it pairs that teach a segmenter the wrong appearance)",
-                   what(r), scanner(r.median), scanner(t.median), n_fit, what(r), scanner(t.lo), scanner(t.hi), scanner(std::min(r.lo, t.lo)),
+                   vq.kind(), what(r), scanner(r.median), scanner(t.median), n_fit, what(r), scanner(t.lo), scanner(t.hi), scanner(std::min(r.lo, t.lo)),
                    scanner(std::max(r.hi, t.hi)));
   }
   auto zn = norm.apply(lat.latents);  // [N, E, d, h, w]
@@ -229,8 +229,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedVQGAN& vq, const std::strin
       for (int64_t i = 0; i < n; ++i) cs.push_back(items[static_cast<size_t>(i % static_cast<int64_t>(items.size()))].cond);
       cond = torch::stack(cs).to(device);
     }
-    VQGANAutoencoder ae(vq.model);
-    auto vols = generate_volumes(l, ae, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);
+    auto vols = generate_volumes(l, *vq.ae, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);
     std::vector<torch::Tensor> rows;
     Geometry g = train.front().geometry;
     for (int64_t i = 0; i < n; ++i) rows.push_back(orthogonal_panel(vols[i][0], g, {-1, 1}));

@@ -122,9 +122,9 @@ void measure_reduced(MemoryProbe& p, const torch::Device& device, int64_t batch,
   p.seconds_per_step = std::max(sec[1], sec[0] + per_voxel_s * (full_vox - vox[0]));
 }
 
-// The product of every downsampling along each axis [D, H, W]: the VQ-GAN's and the U-Net's levels.
+// The product of every downsampling along each axis [D, H, W]: the autoencoder's and the U-Net's levels.
 std::array<int64_t, 3> shape_unit(const RunConfig& cfg) {
-  std::array<int64_t, 3> u = cfg.vqgan.downsample;
+  std::array<int64_t, 3> u = stage1_downsample(cfg.autoencoder, cfg.vqgan);
   for (const auto& level : cfg.ldm.unet.downsample)
     for (size_t a = 0; a < 3; ++a) u[a] *= level[a];
   return u;
@@ -205,7 +205,8 @@ std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases,
     c.vqgan_train.gan_start = gan ? 0 : int64_t{1} << 40;
     c.vqgan_train.grad_accum = 1;
     MemoryProbe p;
-    p.what = gan ? "VQ-GAN with the adversarial terms (from vqgan_train.gan_start)" : "VQ-GAN before vqgan_train.gan_start";
+    const std::string ae_name = cfg.autoencoder.is_kl() ? "KL autoencoder" : "VQ-GAN";
+    p.what = gan ? ae_name + " with the adversarial terms (from vqgan_train.gan_start)" : ae_name + " before vqgan_train.gan_start";
     p.device = device.str();
     p.device_memory = device.is_cuda();
     p.data_mib = data_mib;
@@ -239,18 +240,18 @@ std::vector<MemoryProbe> probe_vqgan_memory(const RunConfig& cfg, int64_t cases,
 
 MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_classes, const ProbeOptions& o) {
   torch::Device device = choose_device(cfg.ldm_train.device);
-  auto lat = latent_shape(cfg.vqgan, cfg.data.shape, "data.shape");
+  auto lat = cfg.latent_shape(cfg.data.shape, "data.shape");
   const double shape_vox = static_cast<double>(cfg.data.shape[0] * cfg.data.shape[1] * cfg.data.shape[2]);
   const double lat_elems = static_cast<double>(lat[0] * lat[1] * lat[2] * lat[3]);
   MemoryProbe p;
   p.what = "LDM";
   p.device = device.str();
   p.device_memory = device.is_cuda();
-  // The trainer holds the training volumes, their latents (raw and normalised) and the frozen VQ-GAN.
-  VQGAN vq(cfg.vqgan, cfg.data.image_channels());
+  // The trainer holds the training volumes, their latents (raw and normalised) and the frozen autoencoder.
+  auto ae = make_stage1_model(cfg, cfg.data.image_channels());
   double vq_bytes = 0;
-  for (const auto& t : vq->parameters()) vq_bytes += static_cast<double>(t.numel()) * 4;
-  for (const auto& t : vq->buffers()) vq_bytes += static_cast<double>(t.numel()) * 4;
+  for (const auto& t : ae->module().parameters()) vq_bytes += static_cast<double>(t.numel()) * 4;
+  for (const auto& t : ae->module().buffers()) vq_bytes += static_cast<double>(t.numel()) * 4;
   p.data_mib = (static_cast<double>(cases) * (shape_vox * static_cast<double>(cfg.data.image_channels()) + 2 * lat_elems) * 4 + vq_bytes) / kMiB;
   RunConfig c = cfg;
   c.ldm_train.grad_accum = 1;
@@ -259,7 +260,7 @@ MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_cl
   const int64_t labels = cfg.data.label_conditioned() ? std::max<int64_t>(2, static_cast<int64_t>(cfg.data.label_names.size())) : 0;
   auto build = [&] { return std::make_unique<LDMStepper>(c, lat[0], num_classes, device, labels); };
   auto run = [&](LDMStepper& st, int64_t i) {
-    auto l = latent_shape(c.vqgan, c.data.shape, "data.shape");
+    auto l = c.latent_shape(c.data.shape, "data.shape");
     st.step(i, [&](int64_t) { return random_batch(b, {l[0], l[1], l[2], l[3]}, i, labels); });
   };
   // The latents are small (a 32x256x256 volume: 16x32x32), so stage 2 is measured at its own shape unless the

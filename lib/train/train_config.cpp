@@ -29,6 +29,7 @@ void VQGANTrainParams::validate(const std::string& w) const {
   for (size_t i = 0; i < 2; ++i)
     if (!(betas[i] >= 0 && betas[i] < 1)) fail("config: '{}.betas[{}]' must be within [0, 1) (got {})", w, i, betas[i]);
   if (!(grad_clip >= 0)) fail("config: '{}.grad_clip' must not be negative", w);
+  if (!(kl_weight >= 0)) fail("config: '{}.kl_weight' must not be negative (got {})", w, kl_weight);
   if (slice_axis < 0 || slice_axis > 2) fail("config: '{}.slice_axis' must be 0, 1 or 2 (got {})", w, slice_axis);
   if (perceptual_weight > 0 && perceptual_model.empty())
     fail("config: '{}.perceptual_weight' is {} but '{}.perceptual_model' names no TorchScript file", w, perceptual_weight, w);
@@ -53,6 +54,7 @@ void RunConfig::validate() const {
     fail("config: 'axis_order' must be \"xyz\" (got \"{}\"): meddiff reads every shape, spacing and per-axis factor as x,y,z",
          axis_order);
   data.validate("data");
+  autoencoder.validate("autoencoder");
   vqgan.validate("vqgan");
   vqgan_train.validate("vqgan_train");
   ldm.validate("ldm");
@@ -65,7 +67,9 @@ void RunConfig::validate() const {
     fail("config: 'sample.sampler' {} needs ldm.objective = rflow; use ddpm, ddim or dpmpp2m", sample.sampler);
   if (!ldm.rflow() && sample.steps > ldm.timesteps)
     fail("config: 'sample.steps' ({}) exceeds 'ldm.timesteps' ({})", sample.steps, ldm.timesteps);
-  latent_shape(vqgan, data.shape, "data.shape");
+  latent_shape(data.shape, "data.shape");
+  if (autoencoder.is_kl() && ldm.latent_norm == "codebook_minmax")
+    fail("config: 'ldm.latent_norm' is codebook_minmax, which needs a VQ-GAN's codebook; with autoencoder.kind = kl use channel_meanstd");
   const auto& patch = vqgan_train.patch;
   if (patch[0] != 0 || patch[1] != 0 || patch[2] != 0) {
     for (size_t a = 0; a < 3; ++a)
@@ -73,21 +77,22 @@ void RunConfig::validate() const {
         fail("config: 'vqgan_train.patch' is [{}] (x,y,z): every size must be within 1..data.shape ([{}]), or all 0 for whole volumes",
              fmt::join(std::vector<int64_t>{patch[2], patch[1], patch[0]}, ","),
              fmt::join(std::vector<int64_t>{data.shape[2], data.shape[1], data.shape[0]}, ","));
-    latent_shape(vqgan, patch, "vqgan_train.patch");
+    latent_shape(patch, "vqgan_train.patch");
     if (!(vqgan_train.patch_foreground >= 0 && vqgan_train.patch_foreground <= 1))
       fail("config: 'vqgan_train.patch_foreground' must be within [0, 1] (got {})", vqgan_train.patch_foreground);
   }
   // Each stage halves the axis with replicate padding: the discriminator and codebook need room.
-  auto lat = latent_shape(vqgan, data.shape, "data.shape");
+  auto lat = latent_shape(data.shape, "data.shape");
   for (size_t a = 0; a < 3; ++a) {
     int64_t f = 1;
     for (const auto& d : ldm.unet.downsample) f *= d[a];
     if (lat[a + 1] % f != 0)
       fail("config: 'ldm.unet.downsample' halves latent axis {} {} times, but the latent size there is {} "
-           "(data.shape[{}] / vqgan.downsample[{}])", a, f == 1 ? 0 : static_cast<int>(std::log2(f)), lat[a + 1], a, a);
+           "(data.shape[{}] / the autoencoder's downsampling)", "xyz"[typed_axis(a)], f == 1 ? 0 : static_cast<int>(std::log2(f)),
+           lat[a + 1], typed_axis(a));
   }
   int64_t positions = lat[1] * lat[2] * lat[3];
-  if (vqgan.n_codes > positions * vqgan_train.batch_size * 1000)
+  if (!autoencoder.is_kl() && vqgan.n_codes > positions * vqgan_train.batch_size * 1000)
     fail("config: 'vqgan.n_codes' = {} is far more than the {} latent positions per batch can ever use", vqgan.n_codes,
          positions * vqgan_train.batch_size);
   for (size_t a = 0; a < 3; ++a)

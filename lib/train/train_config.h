@@ -2,6 +2,7 @@
 // The config file of a training run: one JSON with a section per concern. Unknown keys, wrong types
 // and impossible settings fail before any work starts, naming the key.
 #include "data/preprocess.h"
+#include "models/autoencoder_params.h"
 #include "models/vqgan_params.h"
 #include "pipeline/model_config.h"
 
@@ -19,6 +20,7 @@ struct VQGANTrainParams {
   double grad_clip = 1.0;                // max global norm; 0 = off
   double l1_weight = 4.0;                // reconstruction
   double label_balance = 0.0;            // share of the L1 term balanced over the label maps' labels (0: plain L1)
+  double kl_weight = 1e-6;               // autoencoder.kind = kl: weight of the posterior's KL divergence
   std::array<int64_t, 3> patch{0, 0, 0};  // train on random patches [D, H, W] of the volumes (typed x, y, z); 0: whole volumes
   double patch_foreground = 0.5;         // share of patches centred on a labelled / non-background voxel
   int64_t gan_start = 10000;             // step at which the GAN terms switch on
@@ -49,6 +51,7 @@ struct VQGANTrainParams {
     v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off");
     v("l1_weight", l1_weight, "weight of the L1 reconstruction loss");
     v("label_balance", label_balance, "cases with label maps: share of the L1 term that is the mean over labels of each label's mean L1, so that small structures weigh as much as large ones (0: plain L1 over the voxels, as the reference; 1: fully balanced)");
+    v("kl_weight", kl_weight, "autoencoder.kind = kl: weight of the KL divergence of the latent posterior from N(0, 1) (summed over the latent, mean over the batch, as MONAI's tutorials; they use 1e-6, MAISI 1e-7)");
     v("patch", xyz(patch), "train on random patches of this size [x,y,z] (voxels) of the preprocessed volumes; [0,0,0]: whole volumes. The autoencoder is convolutional: it is applied to whole volumes afterwards (validation, latents, sampling)");
     v("patch_foreground", patch_foreground, "share of the patches centred on a labelled voxel (no label map: a voxel above the background)");
     v("gan_start", gan_start, "step at which the adversarial and feature-matching terms start");
@@ -116,11 +119,12 @@ struct LDMTrainParams {
 };
 
 // A meddiff config file: one section per stage, all optional (defaults fill the rest).
-//   {"description", "data", "vqgan", "vqgan_train", "ldm", "ldm_train", "sample"}
+//   {"description", "data", "autoencoder", "vqgan", "vqgan_train", "ldm", "ldm_train", "sample"}
 struct RunConfig {
   std::string description;
   std::string axis_order = kAxisOrder;  // of every shape, spacing and per-axis factor (core/config.h)
   DataParams data;
+  AutoencoderParams autoencoder;
   VQGANParams vqgan;
   VQGANTrainParams vqgan_train;
   LDMParams ldm;
@@ -132,6 +136,7 @@ struct RunConfig {
     v("description", description, "what this config is for");
     v("axis_order", axis_order, "the order of every shape, spacing and per-axis factor in this file: \"xyz\" (x, y, z, as NIfTI/ITK headers)");
     v("data", data);
+    v("autoencoder", autoencoder);
     v("vqgan", vqgan);
     v("vqgan_train", vqgan_train);
     v("ldm", ldm);
@@ -140,6 +145,10 @@ struct RunConfig {
   }
   // Checks every section and the cross-section rules (downsampling divides the training shape, ...).
   void validate() const;
+  // Stage 1's latent shape [E, d, h, w] for an input [D, H, W] (either autoencoder kind).
+  std::array<int64_t, 4> latent_shape(const std::array<int64_t, 3>& shape, const std::string& where) const {
+    return stage1_latent_shape(autoencoder, vqgan, shape, where);
+  }
 };
 
 // The resolved config: defaults <- file <- --set overrides, validated.

@@ -40,45 +40,42 @@ VQGANStepper::VQGANStepper(const RunConfig& c, const torch::Device& d) : cfg(c),
   bf16 = use_bf16(t.precision, device);
   torch::manual_seed(static_cast<uint64_t>(t.seed));
   const int64_t C = cfg.data.image_channels();
-  vqgan = VQGAN(cfg.vqgan, C);
+  model = make_stage1_model(cfg, C);
   disc2d = PatchDiscriminator(2, C, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
   disc3d = PatchDiscriminator(3, C, cfg.vqgan.disc_channels, cfg.vqgan.disc_layers, cfg.vqgan.disc_norm);
-  set_checkpointing(*vqgan, t.checkpointing);
-  vqgan->to(device);
+  model->module().to(device);
   disc2d->to(device);
   disc3d->to(device);
-  gen_params = vqgan->parameters();
+  gen_params = model->module().parameters();
   disc_params = disc2d->parameters();
   for (const auto& p : disc3d->parameters()) disc_params.push_back(p);
   opt_g = make_optimizer(t, gen_params);
   opt_d = make_optimizer(t, disc_params);
   if (t.perceptual_weight > 0) perceptual = std::make_unique<PerceptualLoss>(t.perceptual_model, device);
-  vqgan->train();
+  model->module().train();
   disc2d->train();
   disc3d->train();
 }
 
 void VQGANStepper::set_collectives(Collectives* c) {
   comm = c;
-  vqgan->quantizer->comm = c;
+  model->set_collectives(c);
   disc2d->set_collectives(c);
   disc3d->set_collectives(c);
   if (c) {
-    broadcast_state(*c, *vqgan);
+    broadcast_state(*c, model->module());
     broadcast_state(*c, *disc2d);
     broadcast_state(*c, *disc3d);
   }
 }
 
 std::vector<torch::Tensor> VQGANStepper::state() const {
-  auto v = state_tensors(*vqgan);
+  auto v = state_tensors(model->module());
   for (const auto& d : {state_tensors(*disc2d), state_tensors(*disc3d)}) v.insert(v.end(), d.begin(), d.end());
   return v;
 }
 
-std::vector<torch::Tensor> VQGANStepper::codebook() const {
-  return {vqgan->quantizer->embeddings, vqgan->quantizer->cluster_size, vqgan->quantizer->embed_avg};
-}
+std::vector<torch::Tensor> VQGANStepper::codebook() const { return model->codebook(); }
 
 torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance,
                                 int64_t num_labels) {
@@ -116,15 +113,14 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
       slice_idx.push_back(static_cast<int64_t>(sample_seed(static_cast<uint64_t>(t.seed), draw, 1, batch.first + b) %
                                                static_cast<uint64_t>(x.size(2 + t.slice_axis))));
     torch::Tensor loss_g, rec, real2d, fake2d;
-    VQOutput vq;
+    Stage1Forward out;
     set_requires_grad(disc_params, false);  // the generator's adversarial terms train the generator only
     {
       AutocastGuard ac(bf16);
-      auto out = vqgan->forward(x, gen);
-      vq = out.vq;
+      out = model->forward(x, gen);
       rec = out.reconstruction.to(torch::kFloat);
       auto l1 = reconstruction_l1(rec, x, batch.seg.defined() ? batch.seg.to(device) : torch::Tensor(), t.label_balance, num_labels) * t.l1_weight;
-      loss_g = l1 + vq.commitment;
+      loss_g = l1 + out.regulariser.to(torch::kFloat);
       s_l1 = s_l1 + l1.detach();
       real2d = select_slices(x, slice_idx, t.slice_axis);
       fake2d = select_slices(rec, slice_idx, t.slice_axis);
@@ -155,10 +151,10 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
     (loss_g * scale).backward();
     set_requires_grad(disc_params, true);
     s_loss = s_loss + loss_g.detach();
-    s_commit = s_commit + vq.commitment.detach();
-    s_perp = s_perp + vq.perplexity;
-    s_usage = s_usage + vq.usage;
-    s_restart = s_restart + vq.restarted.to(torch::kFloat);
+    s_commit = s_commit + out.regulariser.detach().to(torch::kFloat);
+    s_perp = s_perp + out.perplexity.to(torch::kFloat);
+    s_usage = s_usage + out.usage.to(torch::kFloat);
+    s_restart = s_restart + out.restarted;
     if (gan) {
       // The discriminators judge this micro-batch's reconstruction (detached), as the reference does.
       AutocastGuard ac(bf16);

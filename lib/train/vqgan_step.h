@@ -1,6 +1,8 @@
 #pragma once
 // One optimisation step of stage 1 (the models, optimisers and the losses of a step), shared by the
-// trainer and by `--dry-run`, which runs real steps to measure memory.
+// trainer and by `--dry-run`, which runs real steps to measure memory. The autoencoder is the config's
+// (train/stage1_model.h: the VQ-GAN or the KL autoencoder); the losses are the same for both: weighted L1,
+// the model's regulariser (commitment or KL), perceptual and the two PatchGANs with feature matching.
 //   - gradient accumulation: `grad_accum` micro-batches per step, each loss scaled by 1/grad_accum;
 //   - activation checkpointing of the encoder/decoder residual blocks (vqgan_train.checkpointing);
 //   - random choices of micro-batch m of step s from (seed, s * grad_accum + m), drawn on the CPU: the
@@ -12,7 +14,7 @@
 #include "core/collectives.h"
 #include "data/batches.h"
 #include "models/patch_discriminator.h"
-#include "models/vqgan.h"
+#include "train/stage1_model.h"
 #include "train/perceptual.h"
 #include "train/train_config.h"
 
@@ -28,7 +30,7 @@ torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x
                                 int64_t num_labels = 0);
 
 struct VQGANStepStats {
-  double loss = 0, l1 = 0, commitment = 0, perplexity = 0, usage = 0, restarted = 0;
+  double loss = 0, l1 = 0, regulariser = 0, perplexity = 0, usage = 0, restarted = 0;
   double adv = 0, feature_matching = 0, perceptual = 0, d_loss = 0;
   bool gan = false, finite = true;
 };
@@ -41,7 +43,7 @@ class VQGANStepper {
   VQGANStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
   // Joins a data-parallel job: takes rank 0's parameters and buffers (call after a resume's load).
   void set_collectives(Collectives* comm);
-  // Parameters and buffers of the VQ-GAN and the discriminators, and the codebook alone.
+  // Parameters and buffers of the autoencoder and the discriminators, and the codebook alone (VQ-GAN).
   std::vector<torch::Tensor> state() const;
   std::vector<torch::Tensor> codebook() const;
 
@@ -50,7 +52,7 @@ class VQGANStepper {
   Collectives* comm = nullptr;
   bool bf16 = false;
   int64_t num_labels = 0;  // 1 + the largest label of the training label maps (label_balance); 0: read from each batch
-  VQGAN vqgan{nullptr};
+  std::unique_ptr<Stage1Model> model;
   PatchDiscriminator disc2d{nullptr}, disc3d{nullptr};
   std::vector<torch::Tensor> gen_params, disc_params;
   std::unique_ptr<torch::optim::Optimizer> opt_g, opt_d;

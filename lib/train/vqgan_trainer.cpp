@@ -29,16 +29,16 @@ torch::Tensor mean_of(const std::vector<TrainingVolume>& v) {
 
 }  // namespace
 
-ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<TrainingVolume>& val,
+ValidationResult evaluate_reconstruction(Stage1Model& model, const std::vector<TrainingVolume>& val,
                                          const torch::Tensor& mean_volume, const torch::Device& device) {
   torch::NoGradGuard ng;
-  bool was_training = model->is_training();
-  model->eval();
+  bool was_training = model.module().is_training();
+  model.module().eval();
   ValidationResult r;
   for (const auto& c : val) {
     auto xf = c.x.to(torch::kFloat);  // a float16 view when the cases come from the dataset cache
     auto x = xf.unsqueeze(0).to(device);
-    auto rec = model->forward(x).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat);
+    auto rec = model.reconstruct(x).clamp(-1, 1).to(torch::kCPU, torch::kFloat);
     r.psnr += psnr(xf.unsqueeze(0), rec);
     r.ssim += ssim3d(xf.unsqueeze(0), rec);
     r.psnr_mean_baseline += psnr(xf, mean_volume);
@@ -47,7 +47,7 @@ ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<Trainin
   r.psnr /= n;
   r.ssim /= n;
   r.psnr_mean_baseline /= n;
-  model->train(was_training);
+  model.module().train(was_training);
   return r;
 }
 
@@ -85,11 +85,11 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   fs::path last = out_dir / "last.pt";
   if (resume) {
     const fs::path from = resume_checkpoint(out_dir);
-    Checkpoint c = load_checkpoint_of_kind(from, "vqgan", "a VQ-GAN");
+    Checkpoint c = load_checkpoint_of_kind(from, st.model->checkpoint_kind(), cfg.autoencoder.is_kl() ? "a KL autoencoder" : "a VQ-GAN");
     std::string diff = data_difference(c.extra.value("data", nlohmann::json()), data_fp);
     if (!diff.empty())
       fail("{}: was trained on other data ({}); resume with the same data or start a new --out", from.string(), diff);
-    c.load_module("model", *st.vqgan);
+    c.load_module(st.model->module_key(), st.model->module());
     c.load_module("disc2d", *st.disc2d);
     c.load_module("disc3d", *st.disc3d);
     c.load_optimizer("generator", *st.opt_g, device);
@@ -111,11 +111,11 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     check_replicas(step);
     if (!writer) return;
     Checkpoint c;
-    c.kind = "vqgan";
+    c.kind = st.model->checkpoint_kind();
     c.step = step;
     c.config = config_to_json(cfg);
     c.extra = {{"data", data_fp}};
-    c.put_module("model", *st.vqgan);
+    c.put_module(st.model->module_key(), st.model->module());
     c.put_module("disc2d", *st.disc2d);
     c.put_module("disc3d", *st.disc3d);
     c.put_optimizer("generator", *st.opt_g);
@@ -127,7 +127,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
   VQGANTrainResult result;
   auto validate = [&](int64_t step) {
     if (val.empty() || !writer) return;
-    ValidationResult r = evaluate_reconstruction(st.vqgan, val, mean_volume, device);
+    ValidationResult r = evaluate_reconstruction(*st.model, val, mean_volume, device);
     r.step = step;
     result.validations.push_back(r);
     metrics.write({{"step", step}, {"val_psnr", r.psnr}, {"val_ssim", r.ssim}, {"val_psnr_mean_baseline", r.psnr_mean_baseline}});
@@ -135,10 +135,10 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
              r.psnr_mean_baseline, r.ssim);
     if (hooks.write_png) {
       torch::NoGradGuard ng;
-      st.vqgan->eval();
+      st.model->module().eval();
       const auto& c = val.front();
-      auto recs = st.vqgan->forward(c.x.unsqueeze(0).to(device, torch::kFloat)).reconstruction.clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
-      st.vqgan->train();
+      auto recs = st.model->reconstruct(c.x.unsqueeze(0).to(device, torch::kFloat)).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
+      st.model->module().train();
       std::vector<torch::Tensor> rows;  // per channel: input, reconstruction, |error|
       for (int64_t ch = 0; ch < c.x.size(0); ++ch) {
         auto x = c.x[ch].to(torch::kFloat);
@@ -173,12 +173,18 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
       bad_in_row = 0;
     }
     int64_t done = step + 1;
-    if (progress) progress->update(done, fmt::format("loss {:.4f} l1 {:.4f} perplexity {:.1f} codes {:.1f}%", s.loss, s.l1, s.perplexity,
-                                      100 * s.usage));
+    const bool vq = st.model->has_codebook();
+    if (progress)
+      progress->update(done, vq ? fmt::format("loss {:.4f} l1 {:.4f} perplexity {:.1f} codes {:.1f}%", s.loss, s.l1, s.perplexity, 100 * s.usage)
+                                : fmt::format("loss {:.4f} l1 {:.4f} kl {:.4g}", s.loss, s.l1, s.regulariser));
     if (writer && (done % t.log_every == 0 || done == t.steps)) {
-      json rec = {{"step", done}, {"loss", s.loss}, {"l1", s.l1}, {"commitment", s.commitment},
-                  {"perplexity", s.perplexity}, {"code_usage", s.usage}, {"codes_restarted", s.restarted},
+      json rec = {{"step", done}, {"loss", s.loss}, {"l1", s.l1}, {st.model->regulariser_name(), s.regulariser},
                   {"it_per_s", progress ? progress->rate() : 0.0}, {"gan", s.gan}};
+      if (vq) {
+        rec["perplexity"] = s.perplexity;
+        rec["code_usage"] = s.usage;
+        rec["codes_restarted"] = s.restarted;
+      }
       if (s.gan) {
         rec["g_adv"] = s.adv;
         rec["feature_matching"] = s.feature_matching;

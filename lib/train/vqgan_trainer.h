@@ -1,6 +1,7 @@
 #pragma once
-// Stage 1 training: the 3-D VQ-GAN with L1 reconstruction, EMA codebook, 2-D slice and 3-D volume
-// PatchGANs (hinge loss) and feature matching, switched on at vqgan_train.gan_start.
+// Stage 1 training: the autoencoder of autoencoder.kind (the 3-D VQ-GAN with its EMA codebook, or the
+// KL autoencoder; train/stage1_model.h) with L1 reconstruction, 2-D slice and 3-D volume PatchGANs
+// (hinge loss) and feature matching, switched on at vqgan_train.gan_start.
 //
 // The training folder holds last.pt and step-NNNNNNN.pt (atomic), config.json (resolved config),
 // metrics.jsonl (one JSON object per logged step and per validation) and previews/*.png. Every random
@@ -13,7 +14,7 @@
 #include "core/collectives.h"
 #include "data/preprocess.h"
 #include "models/patch_discriminator.h"
-#include "models/vqgan.h"
+#include "train/stage1_model.h"
 #include "pipeline/loaded_models.h"
 #include "train/run_folder.h"
 #include "train/train_config.h"
@@ -47,7 +48,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
                              std::optional<torch::Device> device = std::nullopt);
 
 // Reconstruction quality of `model` on volumes: mean PSNR and SSIM, plus the PSNR of predicting `mean_volume`.
-ValidationResult evaluate_reconstruction(VQGAN& model, const std::vector<TrainingVolume>& val,
+ValidationResult evaluate_reconstruction(Stage1Model& model, const std::vector<TrainingVolume>& val,
                                          const torch::Tensor& mean_volume, const torch::Device& device);
 
 }  // namespace meddiff
