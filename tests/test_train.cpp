@@ -4,6 +4,7 @@
 
 #include "core/checkpoint.h"
 #include "core/fs.h"
+#include "core/sha256.h"
 #include "data/metrics.h"
 #include "data/phantom.h"
 #include "models/autoencoder_kl.h"
@@ -516,4 +517,41 @@ TEST_CASE("KL autoencoder stage 1: a resumed run equals an uninterrupted one - t
   test::check_error([&] { with_overrides(bad, {}); }, {"ldm.latent_norm", "autoencoder.kind = kl"});
   test::check_error([&] { with_overrides(config_to_json(cfg), {"autoencoder.kind=\"vae\""}); }, {"autoencoder.kind", "vqgan or kl"});
   test::check_error([&] { with_overrides(config_to_json(cfg), {"data.shape=[17,16,16]"}); }, {"data.shape", "KL autoencoder"});
+}
+
+TEST_CASE("train-vqgan --init: fine-tuning starts from the given weights and takes their architecture - other checkpoints are refused") {
+  test::ScratchDir dir("kl-init");
+  auto data = phantoms(3);
+  std::vector<TrainingVolume> train(data.begin(), data.begin() + 2), val(data.begin() + 2, data.end());
+  auto cfg = tiny_kl_config();
+  cfg.vqgan_train.steps = 2;
+  TrainHooks hooks;
+  train_vqgan(cfg, train, val, dir / "a", RunStart::New, hooks);
+  // a config with another architecture and a learning rate too small to move the weights
+  auto other = cfg;
+  other.autoencoder.kl.channels = {8, 8};
+  other.vqgan_train.steps = 1;
+  other.vqgan_train.lr = 1e-12;
+  auto init = read_stage1_init(dir / "a/last.pt", other, 1);
+  CHECK(other.autoencoder.kl.channels == std::vector<int64_t>{8, 16});
+  train_vqgan(other, train, val, dir / "b", RunStart::New, hooks, nullptr, std::nullopt, &init);
+  auto a = load_checkpoint(dir / "a/last.pt"), b = load_checkpoint(dir / "b/last.pt");
+  int compared = 0;
+  for (const auto& [k, v] : a.tensors)
+    if (k.rfind("autoencoder.", 0) == 0) {
+      CHECK(torch::allclose(v, b.tensor(k), 0, 1e-8));
+      ++compared;
+    }
+  CHECK(compared > 10);
+  CHECK(b.extra.at("init").at("sha256") == sha256_file(dir / "a/last.pt"));
+  // without --init the same settings start elsewhere
+  train_vqgan(other, train, val, dir / "c", RunStart::New, hooks);
+  auto c = load_checkpoint(dir / "c/last.pt");
+  CHECK_FALSE(torch::allclose(a.tensor("autoencoder.decoder.blocks.0.conv.weight"), c.tensor("autoencoder.decoder.blocks.0.conv.weight"), 0, 1e-6));
+  // refused: another number of channels, a checkpoint that is not an autoencoder
+  test::check_error([&] { auto x = cfg; read_stage1_init(dir / "a/last.pt", x, 3); }, {"--init", "1 image channel", "3"});
+  Checkpoint ldm;
+  ldm.kind = "ldm";
+  save_checkpoint(ldm, dir / "ldm.pt");
+  test::check_error([&] { auto x = cfg; read_stage1_init(dir / "ldm.pt", x, 1); }, {"--init", "ldm", "not an autoencoder"});
 }

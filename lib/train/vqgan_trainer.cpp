@@ -53,7 +53,7 @@ ValidationResult evaluate_reconstruction(Stage1Model& model, const std::vector<T
 
 VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir, RunStart start_mode,
-                             const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on) {
+                             const TrainHooks& hooks, Collectives* comm, std::optional<torch::Device> on, const Stage1Init* init) {
   const auto& t = cfg.vqgan_train;
   if (train.empty()) fail("no training volumes");
   const int world = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
@@ -96,6 +96,9 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     c.load_optimizer("discriminator", *st.opt_d, device);
     start = c.step;
     log_info("resuming {} at step {}", from.string(), start);
+  } else if (init) {
+    init->checkpoint.load_module(st.model->module_key(), st.model->module());
+    if (writer) log_info("starting from the weights of {} (step {})", init->path.string(), init->checkpoint.step);
   }
   st.set_collectives(comm);
   if (writer) write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
@@ -115,6 +118,7 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
     c.step = step;
     c.config = config_to_json(cfg);
     c.extra = {{"data", data_fp}};
+    if (init) c.extra["init"] = init->record();
     c.put_module(st.model->module_key(), st.model->module());
     c.put_module("disc2d", *st.disc2d);
     c.put_module("disc3d", *st.disc3d);

@@ -14,6 +14,7 @@
 #include "core/collectives.h"
 #include "data/preprocess.h"
 #include "models/patch_discriminator.h"
+#include "train/stage1_init.h"
 #include "train/stage1_model.h"
 #include "pipeline/loaded_models.h"
 #include "train/run_folder.h"
@@ -45,7 +46,7 @@ struct VQGANTrainResult {
 VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVolume>& train,
                              const std::vector<TrainingVolume>& val, const std::filesystem::path& out_dir,
                              RunStart start, const TrainHooks& hooks, Collectives* comm = nullptr,
-                             std::optional<torch::Device> device = std::nullopt);
+                             std::optional<torch::Device> device = std::nullopt, const Stage1Init* init = nullptr);
 
 // Reconstruction quality of `model` on volumes: mean PSNR and SSIM, plus the PSNR of predicting `mean_volume`.
 ValidationResult evaluate_reconstruction(Stage1Model& model, const std::vector<TrainingVolume>& val,

@@ -88,6 +88,23 @@ assert cfg["recipe"]["scheduler"] == "ddim" and cfg["recipe"]["steps"] == 50 and
 assert cfg["recipe"]["timesteps"] == "monai", cfg["recipe"]
 PY
 
+# Fine-tuning an imported autoencoder: train-vqgan --init takes MAISI's architecture and weights (a learning rate too
+# small to move them: the first checkpoint still holds them) and records the source.
+"$M" phantoms --modality ct --count 4 --shape 16,16,16 --out ph > /dev/null
+"$M" train-vqgan --init maisi/autoencoder.pt --set data.manifest=ph/manifest.json --set data.shape=[16,16,16] \
+  --set vqgan_train.steps=1 --set vqgan_train.lr=1e-12 --set vqgan_train.device=cpu --set vqgan.disc_channels=4 \
+  --set vqgan.disc_layers=2 --set ldm.unet.channel_mults=[1,2] --set ldm.unet.downsample=[[2,2,2]] --set ldm.unet.attention_levels=[1] \
+  --out ft > ft.txt 2>&1 || fail "train-vqgan --init: $(tail -3 ft.txt)"
+grep -q "training its architecture (kl autoencoder)" ft.txt || fail "--init did not take the imported architecture: $(cat ft.txt)"
+"$PY" - <<'PY' || fail "fine-tuning start"
+import json, torch
+a, b = torch.load("maisi/autoencoder.pt"), torch.load("ft/last.pt")
+assert b["kind"] == "kl-autoencoder", b["kind"]
+w = {k: v for k, v in a["state_dict"].items() if k.startswith("autoencoder.")}
+assert w and all(torch.allclose(v, b["state_dict"][k], rtol=0, atol=1e-8) for k, v in w.items())
+assert json.loads(b["extra"])["init"]["imported"] is True, b["extra"]
+PY
+
 # Sampling the imported models from the noise MONAI started from gives MONAI's volumes (tests/fixtures/monai: a 5-step
 # MAISI rflow run at spacing 1.5,1.5,2 mm with modality 1, guided (2) and not; a 10-step DDIM run of the bundle), in
 # MAISI's HU mapping and NIfTI geometry (affine diag(spacing), no translation). A size outside MAISI's documented
