@@ -32,7 +32,8 @@ Stage1Init read_stage1_init(const std::filesystem::path& path, RunConfig& cfg, i
     cfg.autoencoder.kind = "kl";
     cfg.autoencoder.kl = def.params;
     log_info("--init {}: an imported {} autoencoder; it was trained on images mapped to [0, 1] by its own intensity rule "
-             "(MAISI CT: -1000..1000 HU), so data.ct_window should match that rule (MAISI CT: [-1000,1000]) for fine-tuning to start where it left off",
+             "(MAISI CT: -1000..1000 HU), so data.ct_window should match that rule ([-1000,1000] for MAISI CT) for fine-tuning to start "
+             "where it left off",
              path.string(), c.config.value("family", "monai"));
   } else {
     const auto data = config_from_json<DataParams>(c.config.value("data", nlohmann::json::object()), "data");
