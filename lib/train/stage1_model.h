@@ -7,7 +7,8 @@
 //          repeats it), the regulariser is vqgan_train.kl_weight x KL(N(mu, sigma) || N(0, 1)) summed over
 //          the latent and averaged over the batch (MONAI's tutorials' form); evaluation decodes mu. The
 //          network sees images in [0, 1] as MONAI's and MAISI's do (checkpoint kind "kl-autoencoder",
-//          module "autoencoder", MONAI's weight names), so its weights are interchangeable with theirs.
+//          module "autoencoder", MONAI AutoencoderKL's weight names; with autoencoder.kl.upsample = nearest
+//          the network is exactly MONAI's AutoencoderKL).
 #include "core/collectives.h"
 #include "pipeline/latent_autoencoder.h"
 #include "train/train_config.h"
