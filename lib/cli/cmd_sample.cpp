@@ -250,7 +250,7 @@ int run_sample(const Args_t& args) {
       std::vector<Volume> channels;  // synthetic MR: +1 is data.mr_output_max in every channel
       for (int64_t c = 0; c < res.images[j].size(0); ++c) {
         Volume v;
-        v.image = denormalise(res.images[j][c], w, true);
+        v.image = denormalise(res.images[j][c], w, true, ldm.output_top);
         v.geometry = paired ? pairs[j].geometry : ldm.geometry;
         v.modality = ldm.modality;
         channels.push_back(std::move(v));

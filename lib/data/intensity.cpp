@@ -55,8 +55,8 @@ torch::Tensor normalise(const torch::Tensor& x, const IntensityWindow& w) {
 
 double to_scanner_units(double y, const IntensityWindow& w) { return (y + 1.0) * (0.5 * (w.hi - w.lo)) + w.lo; }
 
-torch::Tensor denormalise(const torch::Tensor& y, const IntensityWindow& w, bool round) {
-  auto x = (y.to(torch::kDouble).clamp(-1.0, 1.0) + 1.0) * (0.5 * (w.hi - w.lo)) + w.lo;
+torch::Tensor denormalise(const torch::Tensor& y, const IntensityWindow& w, bool round, double top) {
+  auto x = (y.to(torch::kDouble).clamp(-1.0, top) + 1.0) * (0.5 * (w.hi - w.lo)) + w.lo;
   if (round) x = x.round();
   return x.to(torch::kFloat);
 }

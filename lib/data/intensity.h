@@ -37,6 +37,7 @@ torch::Tensor normalise(const torch::Tensor& x, const IntensityWindow& w);  // c
 // One normalised value -> scanner units, not clipped (for reporting ranges that may reach past [-1, 1]).
 double to_scanner_units(double y, const IntensityWindow& w);
 // [-1, 1] -> scanner units; `round` gives integers (HU for CT).
-torch::Tensor denormalise(const torch::Tensor& y, const IntensityWindow& w, bool round = true);
+// `top`: the largest y kept (1: the window's high end; MAISI's MR outputs are open above: +infinity).
+torch::Tensor denormalise(const torch::Tensor& y, const IntensityWindow& w, bool round = true, double top = 1.0);
 
 }  // namespace meddiff

@@ -70,7 +70,7 @@ torch::Tensor generate_volumes(LoadedLDM& ldm, LatentAutoencoder& autoencoder, c
   z = ldm.norm.invert(z);
   std::vector<torch::Tensor> vols;
   for (int64_t i = 0; i < z.size(0); ++i) {
-    auto v = autoencoder.decode(z.slice(0, i, i + 1), decode).clamp(-1, 1);
+    auto v = autoencoder.decode(z.slice(0, i, i + 1), decode).clamp(-1, ldm.output_top);
     // MONAI's arrays are (x, y, z): meddiff's volumes are [D, H, W] = (z, y, x)
     vols.push_back(ldm.network_xyz ? v.permute({0, 1, 4, 3, 2}).contiguous() : v);
   }

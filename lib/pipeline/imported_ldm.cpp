@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/log.h"
 
+#include <limits>
 #include <set>
 
 namespace meddiff {
@@ -159,7 +160,7 @@ void configure_output(LoadedLDM& ldm, const OutputRequest& q, int64_t autoencode
   ldm.geometry.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};  // RAS axes (MAISI's affine diag(spacing)) in LPS
   ldm.data.shape = {n[2], n[1], n[0]};
   ldm.data.spacing = s;
-  // The output mapping of the recipe (NV-Generate-CTMR: CT x * 2000 - 1000 within [-1000, 1000], MR x * 1000): the
+  // The output mapping of the recipe (NV-Generate-CTMR: CT x * 2000 - 1000 within [-1000, 1000], MR x * 1000 >= 0): the
   // autoencoder's [0, 1] is meddiff's [-1, 1], so the CT window is [-1000, 1000] HU and +1 is 1000 in MR
   const auto out = ldm.recipe.value("output", nlohmann::json::object());
   const bool ct = ldm.family == "maisi" && is_ct_code(std::max<int64_t>(code, 0));
@@ -170,6 +171,8 @@ void configure_output(LoadedLDM& ldm, const OutputRequest& q, int64_t autoencode
     ldm.data.ct_window = {m.value("offset", -1000.0), m.value("offset", -1000.0) + m.value("scale", 2000.0)};
   }
   if (!ct && out.contains("mr")) ldm.data.mr_output_max = out.at("mr").value("scale", 1000.0);
+  // MAISI writes MR as x * 1000 kept >= 0 only: values above the scale stay (CT is clipped to its window)
+  ldm.output_top = ct ? 1.0 : std::numeric_limits<double>::infinity();
 }
 
 }  // namespace meddiff

@@ -74,6 +74,7 @@ struct LoadedLDM {
   std::optional<MaisiRFlowParams> maisi;  // sampled with MAISI's rectified-flow timesteps (Euler)
   std::optional<int64_t> fixed_class; // the class every volume takes (MAISI: the modality code)
   bool network_xyz = false;           // the networks' arrays are (x, y, z) of a RAS volume (MONAI's layout), not [D, H, W]
+  double output_top = 1.0;            // decoded volumes are clipped to [-1, output_top] (imported MR: open above, as MAISI)
 };
 LoadedLDM load_ldm(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
 
