@@ -25,7 +25,7 @@ const fs::path& trained_labelled() {
   if (!dir) {
     dir = new test::ScratchDir("paired-models");
     test::train_tiny_models(dir->path(), 6,
-                            {"--set", "sample.steps=4", "--set", "data.labels=\"condition\"", "--set",
+                            {"--set", "sample.steps=4", "--set", "data.labels=\"condition\"", "--set", "ldm_train.augment_copies=2", "--set",
                              R"(data.label_names=["air","soft_tissue","lung","bone","nodule"])"});
   }
   return dir->path();
@@ -86,9 +86,13 @@ TEST_CASE("paired sampling: two nnU-Net shards make one dataset with labelsTr an
   for (const auto& l : lines) {
     CHECK(l.contains("qc"));
     CHECK(l["qc"]["attempts"].get<int64_t>() >= 1);
-    CHECK(l["label_map"]["augmented"] == true);
+    CHECK(l["label_map"]["augmented"] == true);  // the model learned augmented copies: mask-bank maps are augmented
     CHECK(l["files"].size() == 2);
   }
+  // it learned them: 6 cases and 2 warped copies of each, encoded once
+  auto ckpt = load_checkpoint(trained_labelled() / "ldm/last.pt");
+  CHECK(ckpt.extra["labels"]["augment_copies"] == 2);
+  CHECK(load_checkpoint(trained_labelled() / "ldm/latents.pt").tensor("latents").size(0) == 18);
   // --finalize rebuilds the same dataset.json
   fs::remove(out / "dataset.json");
   REQUIRE(cli::run_sample({"--finalize", "--layout", "nnunet", "--name", "Synth", "--out", out.string()}) == 0);
@@ -121,7 +125,7 @@ TEST_CASE("paired sampling: the user's label maps keep their grid and edits appl
   CHECK_THROWS_WITH_AS(sample(dir / "user", {"-n", "2", "--labels", (dir / "heldout/labels").string(), "--augment-labels", "on",
                                              "--format", "nifti,png"}),
                        doctest::Contains("labels"), Error);
-  // --remove-label 4: no nodule in any map; the mask bank's maps are augmented, and a DICOM segmentation series is written
+  // --remove-label 4: no nodule in any map, and a DICOM segmentation series is written
   REQUIRE(sample(dir / "edits", {"-n", "3", "--remove-label", "4", "--format", "nifti,dicom"}) == 0);
   for (int i = 0; i < 3; ++i) {
     auto label = io::read_volume(dir / "edits" / fmt::format("synth_{:06d}_label.nii.gz", i));
@@ -159,6 +163,18 @@ TEST_CASE("paired training: a label-conditioned LDM run resumes (its mask bank b
   REQUIRE(fs::exists(dir / "ldm/mask_bank.pt"));
   REQUIRE(with_steps(3, true) == 0);
   CHECK(load_checkpoint(dir / "ldm/last.pt").step == 3);
+  // trained without augmented copies: the mask bank's maps are used as they are unless --augment-labels on (which warns)
+  REQUIRE(cli::run_sample({"--ldm", (dir / "ldm/last.pt").string(), "-n", "2", "--qc-retries", "0", "--out", (dir / "s").string()}) == 0);
+  auto bank = load_checkpoint(dir / "ldm/mask_bank.pt").tensor("labels").to(torch::kLong);
+  for (const auto& l : manifest_lines(dir / "s/manifest.jsonl")) {
+    CHECK(l["label_map"]["augmented"] == false);
+    const std::string map = l["label_map"]["map"];
+    auto written = io::read_volume(dir / "s" / l["files"][1].get<std::string>()).image.to(torch::kLong);
+    CHECK(torch::equal(written, bank[std::stoll(map.substr(5))]));  // "bank:K"
+  }
+  REQUIRE(cli::run_sample({"--ldm", (dir / "ldm/last.pt").string(), "-n", "1", "--qc-retries", "0", "--augment-labels", "on", "--out",
+                           (dir / "s_aug").string()}) == 0);
+  CHECK(manifest_lines(dir / "s_aug/manifest.jsonl")[0]["label_map"]["augmented"] == true);
 }
 
 TEST_CASE("paired sampling: a label-only manifest, a manifest class the model lacks, and --finalize of a killed nnU-Net job") {

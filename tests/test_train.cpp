@@ -11,6 +11,7 @@
 #include "models/sync_batch_norm.h"
 #include "pipeline/latent_autoencoder.h"
 #include "pipeline/loaded_models.h"
+#include "train/augmented_copies.h"
 #include "train/grad_sync.h"
 #include "train/launch_env.h"
 #include "train/memory_probe.h"
@@ -302,6 +303,59 @@ TEST_CASE("SyncBatchNorm over 2 Gloo ranks with batches 3 and 1 of 1000 + 0.01 r
     CHECK(torch::allclose(rmean[r].to(torch::kDouble), 0.1 * xdd.mean(1), 1e-6, 1e-3));
     CHECK(torch::allclose(rvar[r].to(torch::kDouble), 0.9 + 0.1 * xdd.var(1, /*unbiased=*/true), 1e-6, 1e-6));
   }
+}
+
+TEST_CASE("augmented copies for stage 2: image and label map warped by one draw - a flip exact and the image's labels where the map has them") {
+  // an image that is a function of its label map: label l has intensity 0.4 l - 0.8 everywhere
+  TrainingVolume v;
+  v.label = torch::zeros({16, 24, 28}, torch::kLong);
+  using torch::indexing::Slice;
+  v.label.index_put_({Slice(2, 14), Slice(3, 21), Slice(2, 24)}, 1);
+  v.label.index_put_({Slice(4, 12), Slice(5, 13), Slice(4, 12)}, 2);
+  v.label.index_put_({Slice(5, 11), Slice(12, 18), Slice(15, 21)}, 3);
+  v.x = (v.label.to(torch::kFloat) * 0.4 - 0.8).unsqueeze(0);
+  v.geometry.spacing = {1.0, 1.0, 1.5};
+  v.class_label = 1;
+  v.source = "case_3.nii.gz";
+  // flips only: each copy is the case or its left-right mirror (x, the W axis), image and map alike
+  LabelAugment flip;
+  flip.rotate_deg = 0;
+  flip.scale = 0;
+  flip.elastic_mm = 0;
+  int mirrored = 0;
+  for (int64_t k = 0; k < 8; ++k) {
+    auto c = augmented_copy(v, 3, k, 7, flip);
+    const bool m = !torch::equal(c.label, v.label);
+    mirrored += m ? 1 : 0;
+    CHECK(torch::equal(c.label, m ? v.label.flip({2}) : v.label));
+    CHECK(torch::allclose(c.x, m ? v.x.flip({3}) : v.x, 0, 1e-5));
+  }
+  CHECK(mirrored > 0);
+  CHECK(mirrored < 8);
+  // the full augmentation: deterministic per (seed, case, copy), the map alone equals the copy's, copies differ,
+  // class and geometry kept, and the warped image has each label's intensity inside the warped map
+  auto a = augmented_copy(v, 3, 1, 7), b = augmented_copy(v, 3, 1, 7), other = augmented_copy(v, 3, 2, 7);
+  CHECK(torch::equal(a.x, b.x));
+  CHECK(torch::equal(a.label, augmented_copy_label(v, 3, 1, 7)));
+  CHECK_FALSE(torch::equal(a.label, other.label));
+  CHECK_FALSE(torch::equal(a.label, augmented_copy(v, 4, 1, 7).label));
+  CHECK(a.class_label == 1);
+  CHECK(a.geometry.spacing == v.geometry.spacing);
+  CHECK(a.source.find("case_3.nii.gz") != std::string::npos);
+  for (int64_t l = 0; l < 4; ++l) {
+    auto inside = a.x[0].masked_select(a.label == l);
+    REQUIRE(inside.numel() > 100);
+    INFO("label " << l);
+    // (the image is interpolated linearly, the map by nearest neighbour: only voxels at a boundary differ)
+    CHECK(std::abs(inside.median().item<double>() - (0.4 * static_cast<double>(l) - 0.8)) < 0.05);
+  }
+  // a copy needs the map; the config refuses copies for a model without label maps
+  TrainingVolume unlabelled = v;
+  unlabelled.label = torch::Tensor();
+  test::check_error([&] { augmented_copy(unlabelled, 0, 0, 7); }, {"case_3.nii.gz", "label map"});
+  test::check_error([&] { with_overrides(config_to_json(RunConfig{}), {"ldm_train.augment_copies=2"}); },
+                    {"ldm_train.augment_copies", "data.labels = condition"});
+  test::check_error([&] { with_overrides(config_to_json(RunConfig{}), {"ldm_train.augment_copies=-1"}); }, {"ldm_train.augment_copies"});
 }
 
 TEST_CASE("label-balanced L1: each label's mean error weighs alike - 0 is the plain L1, no label maps the plain L1") {

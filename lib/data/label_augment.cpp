@@ -29,9 +29,8 @@ double uniform(at::Generator& gen, double lo, double hi) {
 
 }  // namespace
 
-torch::Tensor augment_label(const torch::Tensor& label, const std::array<double, 3>& spacing, const LabelAugment& p, at::Generator gen) {
-  if (label.dim() != 3) fail("augment_label: expected a [D, H, W] label map");
-  const int64_t D = label.size(0), H = label.size(1), W = label.size(2);
+torch::Tensor augment_grid(int64_t D, int64_t H, int64_t W, const std::array<double, 3>& spacing, const LabelAugment& p,
+                           at::Generator gen) {
   // Half extents in mm: normalised coordinates times these are millimetres from the centre.
   const double ex = 0.5 * static_cast<double>(W - 1) * spacing[0], ey = 0.5 * static_cast<double>(H - 1) * spacing[1],
                ez = 0.5 * static_cast<double>(D - 1) * spacing[2];
@@ -53,7 +52,22 @@ torch::Tensor augment_label(const torch::Tensor& label, const std::array<double,
   }
   auto g2 = torch::stack({xr / std::max(ex, 1e-9), yr / std::max(ey, 1e-9), zr / std::max(ez, 1e-9)}, -1);
   if (D == 1) g2.select(-1, 2).zero_();
-  return sample_nearest(label, g2);
+  return g2;
+}
+
+torch::Tensor augment_label(const torch::Tensor& label, const std::array<double, 3>& spacing, const LabelAugment& p, at::Generator gen) {
+  if (label.dim() != 3) fail("augment_label: expected a [D, H, W] label map");
+  return sample_nearest(label, augment_grid(label.size(0), label.size(1), label.size(2), spacing, p, std::move(gen)));
+}
+
+AugmentedPair augment_pair(const torch::Tensor& image, const torch::Tensor& label, const std::array<double, 3>& spacing,
+                           const LabelAugment& p, at::Generator gen) {
+  if (image.dim() != 4 || label.dim() != 3 || image.sizes().slice(1) != label.sizes())
+    fail("augment_pair: expected an image [C, D, H, W] and a label map [D, H, W] on the same grid");
+  auto grid = augment_grid(label.size(0), label.size(1), label.size(2), spacing, p, std::move(gen));
+  auto img = F::grid_sample(image.to(torch::kFloat).unsqueeze(0), grid,
+                            F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kBorder).align_corners(true))[0];
+  return {img.to(image.dtype()), sample_nearest(label, grid)};
 }
 
 torch::Tensor remove_label(const torch::Tensor& label, int64_t value) {

@@ -22,9 +22,22 @@ struct LabelAugment {
   int64_t elastic_grid = 5;   // control points per axis of the elastic field
 };
 
+// One random draw of the augmentation on a [D, H, W] grid with voxel spacing (x, y, z mm): the sampling grid
+// [1, D, H, W, 3] (normalised x, y, z, align_corners) that maps each output voxel to the input point it takes.
+torch::Tensor augment_grid(int64_t D, int64_t H, int64_t W, const std::array<double, 3>& spacing, const LabelAugment& p,
+                           at::Generator gen);
+
 // label int64 [D, H, W] with voxel spacing (x, y, z mm) -> an augmented label map on the same grid.
 torch::Tensor augment_label(const torch::Tensor& label, const std::array<double, 3>& spacing, const LabelAugment& p,
                             at::Generator gen);
+
+// An image [C, D, H, W] and its label map [D, H, W] warped by the same draw (the image linearly, the map by
+// nearest neighbour, both with the border's values outside): the pair sampling would make from the map.
+struct AugmentedPair {
+  torch::Tensor image, label;
+};
+AugmentedPair augment_pair(const torch::Tensor& image, const torch::Tensor& label, const std::array<double, 3>& spacing,
+                           const LabelAugment& p, at::Generator gen);
 
 // Voxels of `label_value` take the label most common among their neighbours (grown in from around it).
 torch::Tensor remove_label(const torch::Tensor& label, int64_t label_value);

@@ -26,11 +26,17 @@ LatentNorm LatentNorm::from_json(const nlohmann::json& j) {
 }
 
 LatentSet encode_latents(LatentAutoencoder& ae, const std::vector<TrainingVolume>& volumes, const torch::Device& device) {
+  return encode_latents(ae, static_cast<int64_t>(volumes.size()), [&](int64_t i) { return volumes[static_cast<size_t>(i)]; }, device);
+}
+
+LatentSet encode_latents(LatentAutoencoder& ae, int64_t count, const std::function<TrainingVolume(int64_t)>& volume,
+                         const torch::Device& device) {
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> zs;
   std::vector<int64_t> cls;
-  Progress progress("encoding latents", static_cast<int64_t>(volumes.size()));
-  for (const auto& v : volumes) {
+  Progress progress("encoding latents", count);
+  for (int64_t i = 0; i < count; ++i) {
+    const TrainingVolume v = volume(i);
     zs.push_back(ae.encode(v.x.unsqueeze(0).to(device, torch::kFloat), AutoencoderRun{}).to(torch::kCPU, torch::kFloat)[0]);  // [E, d, h, w]
     cls.push_back(v.class_label);
     progress.update(static_cast<int64_t>(zs.size()));

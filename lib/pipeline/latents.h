@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
+
 namespace meddiff {
 
 struct LatentNorm {
@@ -29,6 +31,9 @@ struct LatentSet {
 
 // Encodes every volume (batch of one, no augmentation) with the frozen autoencoder.
 LatentSet encode_latents(LatentAutoencoder& ae, const std::vector<TrainingVolume>& volumes, const torch::Device& device);
+// The same for `count` volumes made one at a time by `volume(i)` (only one is held at once).
+LatentSet encode_latents(LatentAutoencoder& ae, int64_t count, const std::function<TrainingVolume(int64_t)>& volume,
+                         const torch::Device& device);
 // Normalised latents zn [N, E, d, h, w] with their classes [N] as stage-2 training items.
 std::vector<TrainingVolume> latent_items(const torch::Tensor& zn, const torch::Tensor& classes);
 LatentNorm fit_latent_norm(const std::string& kind, const LatentAutoencoder& ae, const torch::Tensor& latents);

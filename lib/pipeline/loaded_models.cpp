@@ -73,6 +73,7 @@ LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& devic
     // the training images' own ranges (older checkpoints recorded only the union)
     l.label_ranges = lj.contains("training_ranges") ? LabelIntensityRanges::from_json(lj.at("training_ranges")) : l.union_ranges;
     l.mask_bank = path.parent_path() / lj.value("mask_bank", "mask_bank.pt");
+    l.augment_copies = lj.value("augment_copies", int64_t{0});
   }
   UNet3d model(l.ldm.unet, l.latent_shape[0], l.num_classes, l.num_labels);
   c.load_module("ema", *model);

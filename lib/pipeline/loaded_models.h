@@ -68,6 +68,7 @@ struct LoadedLDM {
   LabelIntensityRanges label_ranges;  // the per-pair check's default: the training images' own ranges
   LabelIntensityRanges union_ranges;  // the union with what the VQ-GAN reproduces of them (sample --qc-ranges union)
   std::filesystem::path mask_bank;    // the training label maps (next to the checkpoint)
+  int64_t augment_copies = 0;         // augmented copies of each case it learned (ldm_train.augment_copies)
   // Imported models (empty family: meddiff's own).
   std::string family;                 // "maisi" or "monai"
   nlohmann::json recipe;              // the sampling recipe recorded by meddiff import

@@ -12,6 +12,7 @@
 #include "pipeline/autoencoder.h"
 #include "pipeline/device.h"
 #include "pipeline/generate.h"
+#include "train/augmented_copies.h"
 #include "train/ldm_step.h"
 #include "train/grad_sync.h"
 #include "train/run_folder.h"
@@ -88,14 +89,30 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
     mb.extra = {{"names", names}, {"geometry", geometry_json(output_geometry(train.front()))}};
     if (writer) save_checkpoint(mb, out_dir / "mask_bank.pt");
     labels_json = {{"mode", "condition"}, {"names", names}, {"training_ranges", training_ranges.to_json()}, {"mask_bank", "mask_bank.pt"},
-                   {"mask_bank_count", bank.size()}};
+                   {"mask_bank_count", bank.size()}, {"augment_copies", t.augment_copies}};
     log_info("labels: {} ({}), {} label maps in {}", num_labels, fmt::join(names, ", "), bank.size(), (out_dir / "mask_bank.pt").string());
   }
 
   // Latents: encoded once and cached next to the checkpoints; the cache is used only while the
   // VQ-GAN, the data settings and the cases (files, classes) are the same.
+  // With ldm_train.augment_copies = K, stage 2 also learns K augmented copies of each case (image and
+  // map warped together, train/augmented_copies): item N + i * K + k is copy k of case i.
+  const int64_t n_cases = static_cast<int64_t>(train.size());
+  const int64_t copies = num_labels > 0 ? t.augment_copies : 0;
+  const auto copy_seed = static_cast<uint64_t>(t.seed);
+  auto stage2_volume = [&](int64_t i) -> TrainingVolume {
+    if (i < n_cases) return train[static_cast<size_t>(i)];
+    const int64_t c = (i - n_cases) / copies, k = (i - n_cases) % copies;
+    return augmented_copy(train[static_cast<size_t>(c)], c, k, copy_seed);
+  };
+  auto stage2_label = [&](int64_t i) -> torch::Tensor {
+    if (i < n_cases) return train[static_cast<size_t>(i)].label;
+    const int64_t c = (i - n_cases) / copies, k = (i - n_cases) % copies;
+    return augmented_copy_label(train[static_cast<size_t>(c)], c, k, copy_seed);
+  };
+  const int64_t n_items = n_cases * (1 + copies);
   fs::path cache = out_dir / "latents.pt";
-  nlohmann::json cache_key = {{"vqgan_sha256", vqgan_sha256}, {"data", data_fp}};
+  nlohmann::json cache_key = {{"vqgan_sha256", vqgan_sha256}, {"data", data_fp}, {"augment_copies", copies}, {"augment_seed", t.seed}};
   LatentSet lat;
   std::optional<Checkpoint> cached;
   std::string stale;
@@ -107,6 +124,9 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
     if (k.value("vqgan_sha256", "") != vqgan_sha256) stale = "another autoencoder";
     else if (std::string d = data_difference(k.value("data", nlohmann::json()), data_fp); !d.empty() || !k.contains("data"))
       stale = d.empty() ? "no record of its data" : d;
+    else if (k.value("augment_copies", int64_t{0}) != copies || (copies > 0 && k.value("augment_seed", int64_t{-1}) != t.seed))
+      stale = fmt::format("{} augmented copies per case (seed {}), this run {} (seed {})", k.value("augment_copies", int64_t{0}),
+                          k.value("augment_seed", int64_t{0}), copies, t.seed);
   }
   if (cached && stale.empty()) {
     lat = {cached->tensor("latents"), cached->tensor("classes")};
@@ -114,7 +134,8 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
   } else {
     if (!writer) fail("rank {}: {} is {} after rank 0 wrote it", rank, cache.string(), cached ? "stale" : "missing");
     if (cached) log_info("latents: {} is stale ({}); encoding again", cache.string(), stale);
-    lat = encode_latents(*vq.ae, train, device);
+    if (copies > 0) log_info("latents: {} cases and {} augmented copies of each (ldm_train.augment_copies)", n_cases, copies);
+    lat = encode_latents(*vq.ae, n_items, stage2_volume, device);
     Checkpoint c;
     c.kind = "latents";
     c.tensors = {{"latents", lat.latents}, {"classes", lat.classes}};
@@ -128,7 +149,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
     // union also accepts what the autoencoder reproduces of them). The autoencoder's own per-label error
     // is reported here: where it misses a label, the synthetic pairs will too.
     std::vector<TrainingVolume> recon;
-    const int64_t n_fit = std::min<int64_t>(lat.latents.size(0), 64);
+    const int64_t n_fit = std::min<int64_t>(n_cases, 64);  // the cases themselves, not their copies
     {
       torch::NoGradGuard ng;
       for (int64_t i = 0; i < n_fit; ++i) {
@@ -164,9 +185,11 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
   std::vector<TrainingVolume> items = latent_items(zn, lat.classes);
   const int64_t E = zn.size(1);
   std::array<int64_t, 4> latent_shape{E, zn.size(2), zn.size(3), zn.size(4)};
+  if (static_cast<int64_t>(items.size()) != n_items)
+    fail("{}: holds {} latents where this run has {} (cases and augmented copies)", cache.string(), items.size(), n_items);
   if (num_labels > 0)
     for (size_t i = 0; i < items.size(); ++i)
-      items[i].cond = label_fractions(train[i].label, num_labels, {latent_shape[1], latent_shape[2], latent_shape[3]});
+      items[i].cond = label_fractions(stage2_label(static_cast<int64_t>(i)), num_labels, {latent_shape[1], latent_shape[2], latent_shape[3]});
 
   LDMStepper st(cfg, E, num_classes, device, num_labels);
   int64_t start = 0;

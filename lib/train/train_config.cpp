@@ -46,6 +46,7 @@ void LDMTrainParams::validate(const std::string& w) const {
   for (size_t i = 0; i < 2; ++i)
     if (!(betas[i] >= 0 && betas[i] < 1)) fail("config: '{}.betas[{}]' must be within [0, 1)", w, i);
   if (!(ema_decay >= 0 && ema_decay < 1)) fail("config: '{}.ema_decay' must be within [0, 1) (got {})", w, ema_decay);
+  if (augment_copies < 0 || augment_copies > 64) fail("config: '{}.augment_copies' must be within [0, 64] (got {})", w, augment_copies);
   validate_run_settings(w, precision, device, log_every, val_every, ckpt_every, nan_abort);
 }
 
@@ -68,6 +69,9 @@ void RunConfig::validate() const {
   if (!ldm.rflow() && sample.steps > ldm.timesteps)
     fail("config: 'sample.steps' ({}) exceeds 'ldm.timesteps' ({})", sample.steps, ldm.timesteps);
   latent_shape(data.shape, "data.shape");
+  if (ldm_train.augment_copies > 0 && !data.label_conditioned())
+    fail("config: 'ldm_train.augment_copies' is {}, but copies are made for models conditioned on label maps: set "
+         "data.labels = condition, or augment_copies = 0", ldm_train.augment_copies);
   if (autoencoder.is_kl() && ldm.latent_norm == "codebook_minmax")
     fail("config: 'ldm.latent_norm' is codebook_minmax, which needs a VQ-GAN's codebook; with autoencoder.kind = kl use channel_meanstd");
   const auto& patch = vqgan_train.patch;

@@ -85,6 +85,7 @@ struct LDMTrainParams {
   double ema_decay = 0.995;
   int64_t ema_start = 200;                // EMA copies the weights until this step
   double label_balance = 0.0;             // share of the diffusion loss balanced over the label condition's labels
+  int64_t augment_copies = 0;             // label-conditioned models: augmented copies of each case (image + map warped together)
   std::string precision = "auto";
   std::string device = "auto";
   int64_t log_every = 10;
@@ -107,6 +108,7 @@ struct LDMTrainParams {
     v("ema_decay", ema_decay, "EMA decay of the sampling weights");
     v("ema_start", ema_start, "step from which the EMA averages (before: copies)");
     v("label_balance", label_balance, "models conditioned on label maps: share of the diffusion loss that is the mean over labels of each label's mean error, every latent voxel weighted by the fraction of it the label covers, so that small structures weigh as much as large ones (0: the plain mean over the latent voxels)");
+    v("augment_copies", augment_copies, "models conditioned on label maps: also train on this many augmented copies of each case, image and label map warped together by the augmentation `sample` applies to mask-bank maps (flip, rotation, scaling, elastic), encoded once with the latents; sample augments mask-bank maps by default only for models trained with copies (0: none)");
     v("precision", precision, "auto (bf16 autocast on CUDA), fp32 or bf16");
     v("device", device, "auto, cpu, cuda or cuda:N");
     v("log_every", log_every, "steps between metrics.jsonl lines");

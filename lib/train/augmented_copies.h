@@ -1,0 +1,22 @@
+#pragma once
+// Stage 2's augmented copies of the training cases (ldm_train.augment_copies). `sample` draws label maps
+// from the mask bank and augments them (flip, rotation, scaling, elastic: data/label_augment); a model
+// that saw only the training maps as they are follows such maps poorly (on the MR demo the pairs'
+// ventricles came out 60 % too bright with augmented maps, 9 % without). So stage 2 can also learn
+// from copies of each case whose image and label map are warped together by a draw of the same
+// augmentation: the pairs that sampling asks for. Copy k of case i derives from (seed, i, k) alone, so
+// every data-parallel rank and every resumed run makes the same copies.
+#include "data/label_augment.h"
+#include "data/preprocess.h"
+
+namespace meddiff {
+
+// Copy `copy` (0-based) of case `case_index`: x and label warped by one augmentation draw, the class and
+// geometry of the case kept; source names the copy ("<source> (augmented copy k)").
+TrainingVolume augmented_copy(const TrainingVolume& v, int64_t case_index, int64_t copy, uint64_t seed,
+                              const LabelAugment& params = {});
+// Its label map alone (the same draw, without warping the image).
+torch::Tensor augmented_copy_label(const TrainingVolume& v, int64_t case_index, int64_t copy, uint64_t seed,
+                                   const LabelAugment& params = {});
+
+}  // namespace meddiff
