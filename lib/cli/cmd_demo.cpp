@@ -236,7 +236,7 @@ int run_demo(const Args_t& args) {
       "| total | | {:.0f} s |\n\n"
       "## Files\n\n"
       "- `samples/synth_NNNNNN.nii.gz` + `synth_NNNNNN_label.nii.gz`: the synthetic image and the label map it was generated "
-      "for (a training label map, randomly flipped, rotated, scaled and deformed); `samples/synth_NNNNNN_dicom/` and "
+      "for ({}); `samples/synth_NNNNNN_dicom/` and "
       "`_label_dicom/`: DICOM series of both (DERIVED\\SECONDARY, synthetic identity); `samples/synth_NNNNNN.png`: axial | "
       "coronal | sagittal with the label outlines in white; `samples/manifest.jsonl`: one line per pair (seed, class, "
       "sampler, checkpoint SHA-256s, the per-label check). Each pair has its label map's class ({}).\n"
@@ -245,7 +245,12 @@ int run_demo(const Args_t& args) {
       "- `vqgan/metrics.jsonl`, `ldm/metrics.jsonl`: training curves; `config.json`: the resolved config.\n",
       mod, quick ? ", --quick" : "", version(), git_hash(), torch_version(), device, n, mod, t_data, ae_name, cfg.vqgan_train.steps,
       vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, pairs, n / 3, cfg.sample.steps, cfg.sample.guidance,
-      t_sample, t_eval, seconds_since(t_all), modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
+      t_sample, t_eval, seconds_since(t_all),
+      cfg.ldm_train.augment_copies > 0
+          ? fmt::format("a training label map, randomly flipped, rotated, scaled and deformed, as the {} augmented copies of each "
+                        "case that stage 2 learned", cfg.ldm_train.augment_copies)
+          : std::string("a training label map as it is: stage 2 learned no augmented copies"),
+      modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
   report += "\n## Pairs (axial | coronal | sagittal, label outlines in white)\n\n";
   for (const char* folder : {"samples", "samples_heldout"})
     for (int i = 0; i < 2; ++i) {

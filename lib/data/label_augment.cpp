@@ -66,7 +66,7 @@ AugmentedPair augment_pair(const torch::Tensor& image, const torch::Tensor& labe
     fail("augment_pair: expected an image [C, D, H, W] and a label map [D, H, W] on the same grid");
   auto grid = augment_grid(label.size(0), label.size(1), label.size(2), spacing, p, std::move(gen));
   auto img = F::grid_sample(image.to(torch::kFloat).unsqueeze(0), grid,
-                            F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kBorder).align_corners(true))[0];
+                            F::GridSampleFuncOptions().mode(torch::kNearest).padding_mode(torch::kBorder).align_corners(true))[0];
   return {img.to(image.dtype()), sample_nearest(label, grid)};
 }
 

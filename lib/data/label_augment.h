@@ -31,8 +31,10 @@ torch::Tensor augment_grid(int64_t D, int64_t H, int64_t W, const std::array<dou
 torch::Tensor augment_label(const torch::Tensor& label, const std::array<double, 3>& spacing, const LabelAugment& p,
                             at::Generator gen);
 
-// An image [C, D, H, W] and its label map [D, H, W] warped by the same draw (the image linearly, the map by
-// nearest neighbour, both with the border's values outside): the pair sampling would make from the map.
+// An image [C, D, H, W] and its label map [D, H, W] warped by the same draw, both by nearest neighbour (the
+// border's values outside): each output voxel takes image and label from the same input voxel, so the
+// intensities inside every label stay those of the case (linear interpolation of the image blurred a
+// structure a few voxels wide into its surroundings, and a model trained on such copies learned it so).
 struct AugmentedPair {
   torch::Tensor image, label;
 };
