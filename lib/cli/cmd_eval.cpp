@@ -110,6 +110,9 @@ nlohmann::json label_table(const std::vector<LabelStatistics>& real, const std::
                           {"synthetic", {{"volumes", s.volumes}, {"fraction", s.fraction_mean}, {"median_mean", s.median_mean}, {"median_sd", s.median_sd}}}};
     // how far the synthetic mean median lies from the real one, in real standard deviations
     if (r.volumes > 1 && s.volumes > 0 && r.median_sd > 0) row["median_difference_in_real_sd"] = (s.median_mean - r.median_mean) / r.median_sd;
+    // relative to the real mean median (meaningless near 0, e.g. MR background)
+    if (r.volumes > 0 && s.volumes > 0 && r.median_mean != 0)
+      row["median_relative_difference"] = (s.median_mean - r.median_mean) / std::abs(r.median_mean);
     rows.push_back(row);
   }
   return rows;
@@ -202,6 +205,13 @@ int run_eval(const Args_t& args) {
                    {"note", "per label: volumes holding it (>= 8 voxels), its mean share of the voxels, and the mean and standard "
                             "deviation over volumes of the median intensity inside it"},
                    {"table", label_table(real.labels.summary(num_labels), synth.labels.summary(num_labels), vq.data.label_names)}};
+    // Per class when the sets have several: pooled medians mix classes in the sets' proportions, and MR volumes of
+    // different classes normalise differently (a bright lesion lowers everything else)
+    nlohmann::json by_class = nlohmann::json::array();
+    for (const auto& [c, rs] : real.labels_by_class)
+      if (auto it = synth.labels_by_class.find(c); it != synth.labels_by_class.end())
+        by_class.push_back({{"class", c}, {"table", label_table(rs.summary(num_labels), it->second.summary(num_labels), vq.data.label_names)}});
+    if (real.labels_by_class.size() > 1 || synth.labels_by_class.size() > 1) j["labels"]["by_class"] = by_class;
   }
   if (q.downstream) j["downstream"] = downstream_check(q, real, synth, vq.data, device);
   std::optional<AuditResult> audit;

@@ -123,7 +123,11 @@ SetSummary summarise_set(const std::string& source, const DataParams& p, const s
         for (size_t a = 0; a < 3; ++a) s.planes[a].add(r.planes[a]);
     }
     s.histogram += torch::histc(v.x.to(torch::kDouble), o.bins, -1, 1);
-    if (v.label.defined()) s.labels.add(o.units(v.x[0].to(torch::kDouble)), v.label);
+    if (v.label.defined()) {
+      auto u = o.units(v.x[0].to(torch::kDouble));
+      s.labels.add(u, v.label);
+      s.labels_by_class[v.class_label].add(u, v.label);
+    }
     if (o.audit_grid) s.audit.push_back(o.audit_grid(v.x).to(torch::kFloat));
   }
   progress.finish();

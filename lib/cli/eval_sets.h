@@ -14,6 +14,7 @@
 #include "pipeline/eval_features.h"
 
 #include <functional>
+#include <map>
 
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct SetSummary {
   std::array<FeatureMoments, 3> planes;      // a 2-D network's slice features per plane
   torch::Tensor histogram;                   // voxel counts per bin of [-1, 1], float64
   LabelSamples labels;                       // per-label samples (volumes with label maps)
+  std::map<int64_t, LabelSamples> labels_by_class;  // the same per class (MR classes normalise differently)
   std::vector<torch::Tensor> audit;          // audit grids (when `audit_grid` is given)
   std::string name(size_t i) const { return entries[i].image.filename().string(); }
 };

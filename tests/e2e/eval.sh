@@ -55,6 +55,29 @@ assert fd_f < fd_u, (fd_f, fd_u)
 assert f["intensity"]["histogram_intersection"] > u["intensity"]["histogram_intersection"]
 print(f"Fréchet distance: fresh real {fd_f:.4f} < untrained LDM {fd_u:.4f}")
 PY
+# per-class label table: each class's mean of per-volume medians inside each label, as nibabel computes them on
+# the MR window the VQ-GAN's data settings give (each volume min..max -> 0..1000)
+q "$M" eval --real heldout --synthetic fresh --vqgan vq/last.pt --device cpu --out ev_cls
+"$SRC/.venv/bin/python" - ev_cls/eval.json heldout fresh <<'PY'
+import json, sys, numpy as np, nibabel as nib
+j = json.load(open(sys.argv[1]))
+for key, folder in (("real", sys.argv[2]), ("synthetic", sys.argv[3])):
+    per = {}
+    for c in json.load(open(f"{folder}/manifest.json"))["cases"]:
+        a = nib.load(f"{folder}/{c['image']}").get_fdata(); l = np.rint(nib.load(f"{folder}/{c['label']}").get_fdata()).astype(int)
+        u = (a - a.min()) / (a.max() - a.min()) * 1000
+        for k in range(5):
+            if (l == k).sum() >= 8: per.setdefault((c["class"], k), []).append(np.median(u[l == k]))
+    by = {e["class"]: e["table"] for e in j["labels"]["by_class"]}
+    assert sorted(by) == [0, 1], sorted(by)
+    for (cls, k), meds in per.items():
+        got = by[cls][k][key]
+        assert got["volumes"] == len(meds), (key, cls, k, got["volumes"], len(meds))
+        assert abs(got["median_mean"] - np.mean(meds)) < 2.0, (key, cls, k, got["median_mean"], np.mean(meds))
+    assert by[0][4][key]["volumes"] == 0  # class 0 phantoms have no lesion
+print("per-class label medians equal nibabel's")
+PY
+grep -q "^| 1 | 3 / 2 |" ev_cls/report.md || fail "no per-class row in report.md: $(grep -A4 'Per class' ev_cls/report.md)"
 # the same command twice: the same JSON
 q "$M" eval --real heldout --synthetic planted --train data --vqgan vq/last.pt --device cpu --out ev2
 cmp ev1/eval.json ev2/eval.json || fail "two runs gave different eval.json"
