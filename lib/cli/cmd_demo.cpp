@@ -246,10 +246,8 @@ int run_demo(const Args_t& args) {
       mod, quick ? ", --quick" : "", version(), git_hash(), torch_version(), device, n, mod, t_data, ae_name, cfg.vqgan_train.steps,
       vq_loss, psnr, base, ssim, t_vq, cfg.ldm_train.steps, ldm_loss, t_ldm, pairs, n / 3, cfg.sample.steps, cfg.sample.guidance,
       t_sample, t_eval, seconds_since(t_all),
-      cfg.ldm_train.augment_copies > 0
-          ? fmt::format("a training label map, randomly flipped, rotated, scaled and deformed, as the {} augmented copies of each "
-                        "case that stage 2 learned", cfg.ldm_train.augment_copies)
-          : std::string("a training label map as it is: stage 2 learned no augmented copies"),
+      fmt::format("a training label map, randomly flipped, rotated, scaled and deformed; stage 2 learned {} such copies of "
+                  "each case", cfg.ldm_train.augment_copies),
       modality == Modality::CT ? "class 1 should show lung nodules" : "class 1 should show bright lesions");
   report += "\n## Pairs (axial | coronal | sagittal, label outlines in white)\n\n";
   for (const char* folder : {"samples", "samples_heldout"})

@@ -56,6 +56,7 @@ RunConfig demo_config(Modality modality, bool quick) {
   c.ldm_train.steps = quick ? 40 : 2000;
   c.ldm_train.batch_size = 4;
   c.ldm_train.lr = 1e-3;
+  c.ldm_train.augment_copies = 4;  // the mask-bank maps are sampled augmented: stage 2 learns such maps
   c.ldm_train.warmup = quick ? 5 : 50;
   c.ldm_train.ema_decay = 0.99;
   c.ldm_train.ema_start = quick ? 10 : 100;

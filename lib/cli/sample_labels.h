@@ -1,8 +1,8 @@
 #pragma once
 // Where the label maps of paired sampling come from (sample on a label-conditioned model):
 //   - the mask bank: the training label maps the LDM saved beside its checkpoint (mask_bank.pt);
-//     volume i draws map (seed, i) and, for a model trained on augmented copies (ldm_train.augment_copies),
-//     a random geometric augmentation of it (--augment-labels on|off overrides);
+//     volume i draws map (seed, i) and, unless turned off, a random geometric augmentation of it (which a
+//     model follows well when it learned augmented copies: ldm_train.augment_copies);
 //   - the user's own maps (--labels DIR|manifest; a manifest may name only a label column, its
 //     relative paths resolve against its own folder): volume i takes map i mod their count, resampled to
 //     the training spacing (nearest neighbour) and cropped/padded to the training shape around the

@@ -88,7 +88,7 @@ SampleRequest parse_sample_request(const Args_t& args) {
       ("mask-bank", "Label-conditioned models: the bank of training label maps (default: mask_bank.pt beside --ldm)",
        cxxopts::value<std::string>())
       ("augment-labels", "on or off: random flips, rotations, scalings and elastic deformation of each label map "
-                         "(default: on for the mask bank of a model trained with ldm_train.augment_copies, else off)", cxxopts::value<std::string>())
+                         "(default: on for the mask bank, off for --labels)", cxxopts::value<std::string>())
       ("remove-label", "Comma-separated labels to remove from every map (e.g. 4: no lesion)", cxxopts::value<std::string>()->default_value(""))
       ("scale-label", "LABEL=FACTOR[,...]: scale a label's region about its centre (e.g. 4=1.5)", cxxopts::value<std::string>()->default_value(""))
       ("qc-retries", "Label-conditioned models: regenerate a pair whose per-label intensities fall outside the training "

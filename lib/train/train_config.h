@@ -108,7 +108,7 @@ struct LDMTrainParams {
     v("ema_decay", ema_decay, "EMA decay of the sampling weights");
     v("ema_start", ema_start, "step from which the EMA averages (before: copies)");
     v("label_balance", label_balance, "models conditioned on label maps: share of the diffusion loss that is the mean over labels of each label's mean error, every latent voxel weighted by the fraction of it the label covers, so that small structures weigh as much as large ones (0: the plain mean over the latent voxels)");
-    v("augment_copies", augment_copies, "models conditioned on label maps: also train on this many augmented copies of each case, image and label map warped together by the augmentation `sample` applies to mask-bank maps (flip, rotation, scaling, elastic), encoded once with the latents; sample augments mask-bank maps by default only for models trained with copies (0: none)");
+    v("augment_copies", augment_copies, "models conditioned on label maps: also train on this many augmented copies of each case, image and label map warped together by the augmentation `sample` applies to mask-bank maps (flip, rotation, scaling, elastic), encoded once with the latents, so that the model follows augmented maps (0: none; the demo uses 4)");
     v("precision", precision, "auto (bf16 autocast on CUDA), fp32 or bf16");
     v("device", device, "auto, cpu, cuda or cuda:N");
     v("log_every", log_every, "steps between metrics.jsonl lines");
