@@ -11,8 +11,7 @@ namespace {
 
 at::Generator copy_generator(const TrainingVolume& v, int64_t case_index, int64_t copy, uint64_t seed) {
   if (!v.label.defined()) fail("{}: an augmented copy needs the case's label map", v.source);
-  constexpr int64_t kMaxCopies = 64;  // ldm_train.augment_copies' limit: copy k of case i is draw i * 64 + k
-  return at::make_generator<at::CPUGeneratorImpl>(step_seed(seed, case_index * kMaxCopies + copy, 0x6175676dULL));
+  return at::make_generator<at::CPUGeneratorImpl>(step_seed(seed, case_index * kMaxAugmentCopies + copy, 0x6175676dULL));
 }
 
 }  // namespace

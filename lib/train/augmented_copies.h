@@ -12,6 +12,9 @@
 
 namespace meddiff {
 
+// The most copies per case (ldm_train.augment_copies' bound): copy k of case i is draw i * kMaxAugmentCopies + k.
+constexpr int64_t kMaxAugmentCopies = 64;
+
 // Copy `copy` (0-based) of case `case_index`: x and label warped by one augmentation draw, the class and
 // geometry of the case kept; source names the copy ("<source> (augmented copy k)").
 TrainingVolume augmented_copy(const TrainingVolume& v, int64_t case_index, int64_t copy, uint64_t seed,

@@ -100,14 +100,15 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
   const int64_t n_cases = static_cast<int64_t>(train.size());
   const int64_t copies = num_labels > 0 ? t.augment_copies : 0;
   const auto copy_seed = static_cast<uint64_t>(t.seed);
+  auto copy_of = [&](int64_t i) { return std::pair<int64_t, int64_t>{(i - n_cases) / copies, (i - n_cases) % copies}; };  // i >= n_cases
   auto stage2_volume = [&](int64_t i) -> TrainingVolume {
     if (i < n_cases) return train[static_cast<size_t>(i)];
-    const int64_t c = (i - n_cases) / copies, k = (i - n_cases) % copies;
+    const auto [c, k] = copy_of(i);
     return augmented_copy(train[static_cast<size_t>(c)], c, k, copy_seed);
   };
   auto stage2_label = [&](int64_t i) -> torch::Tensor {
     if (i < n_cases) return train[static_cast<size_t>(i)].label;
-    const int64_t c = (i - n_cases) / copies, k = (i - n_cases) % copies;
+    const auto [c, k] = copy_of(i);
     return augmented_copy_label(train[static_cast<size_t>(c)], c, k, copy_seed);
   };
   const int64_t n_items = n_cases * (1 + copies);
@@ -126,7 +127,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
       stale = d.empty() ? "no record of its data" : d;
     else if (k.value("augment_copies", int64_t{0}) != copies || (copies > 0 && k.value("augment_seed", int64_t{-1}) != t.seed))
       stale = fmt::format("{} augmented copies per case (seed {}), this run {} (seed {})", k.value("augment_copies", int64_t{0}),
-                          k.value("augment_seed", int64_t{0}), copies, t.seed);
+                          k.value("augment_seed", int64_t{-1}), copies, t.seed);
   }
   if (cached && stale.empty()) {
     lat = {cached->tensor("latents"), cached->tensor("classes")};

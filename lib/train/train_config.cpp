@@ -1,5 +1,7 @@
 #include "train/train_config.h"
 
+#include "train/augmented_copies.h"
+
 #include "models/vqgan.h"
 
 #include <cmath>
@@ -46,7 +48,8 @@ void LDMTrainParams::validate(const std::string& w) const {
   for (size_t i = 0; i < 2; ++i)
     if (!(betas[i] >= 0 && betas[i] < 1)) fail("config: '{}.betas[{}]' must be within [0, 1)", w, i);
   if (!(ema_decay >= 0 && ema_decay < 1)) fail("config: '{}.ema_decay' must be within [0, 1) (got {})", w, ema_decay);
-  if (augment_copies < 0 || augment_copies > 64) fail("config: '{}.augment_copies' must be within [0, 64] (got {})", w, augment_copies);
+  if (augment_copies < 0 || augment_copies > kMaxAugmentCopies)
+    fail("config: '{}.augment_copies' must be within [0, {}] (got {})", w, kMaxAugmentCopies, augment_copies);
   validate_run_settings(w, precision, device, log_every, val_every, ckpt_every, nan_abort);
 }
 
