@@ -20,7 +20,7 @@
 #include "pipeline/autoencoder.h"
 #include "pipeline/bench.h"
 #include "train/stage1_model.h"
-#include "pipeline/kl_decode.h"
+#include "pipeline/kl_out_of_core.h"
 #include "pipeline/device.h"
 
 #include <iostream>

@@ -1,20 +1,13 @@
 #include "models/autoencoder_kl.h"
 
 namespace meddiff {
-namespace {
-
 namespace F = torch::nn::functional;
 
-// Stride-2 3^3 convolution after padding one zero at the end of every spatial axis.
-struct KLDownsampleImpl : torch::nn::Module {
-  explicit KLDownsampleImpl(int64_t c) { conv = register_module("conv", MonaiConv(c, c, 3, 2, 0)); }
-  torch::Tensor forward(const torch::Tensor& x) {
-    return conv->forward(F::pad(x, F::PadFuncOptions({0, 1, 0, 1, 0, 1}).mode(torch::kConstant).value(0.0)));
-  }
-  MonaiConv conv{nullptr};
-};
+KLDownsampleImpl::KLDownsampleImpl(int64_t c) { conv = register_module("conv", MonaiConv(c, c, 3, 2, 0)); }
 
-}  // namespace
+torch::Tensor KLDownsampleImpl::forward(const torch::Tensor& x) {
+  return conv->forward(F::pad(x, F::PadFuncOptions({0, 1, 0, 1, 0, 1}).mode(torch::kConstant).value(0.0)));
+}
 
 KLResBlockImpl::KLResBlockImpl(const KLParams& p, int64_t in, int64_t out) {
   norm1 = register_module("norm1", MonaiNorm(in, p.norm_groups, p.norm_eps));
@@ -81,8 +74,9 @@ AutoencoderKLImpl::AutoencoderKLImpl(const KLParams& p, int64_t image_channels) 
   post_quant_conv = register_module("post_quant_conv", MonaiConv(p.latent_channels, p.latent_channels, 1));
 }
 
-KLPosterior AutoencoderKLImpl::encode(const torch::Tensor& x) {
-  auto h = encoder->forward(x);
+KLPosterior AutoencoderKLImpl::encode(const torch::Tensor& x) { return posterior(encoder->forward(x)); }
+
+KLPosterior AutoencoderKLImpl::posterior(const torch::Tensor& h) {
   auto log_var = torch::clamp(quant_conv_log_sigma->forward(h), -30.0, 20.0);
   return {quant_conv_mu->forward(h), torch::exp(log_var / 2)};
 }

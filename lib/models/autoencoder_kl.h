@@ -22,6 +22,13 @@ struct KLPosterior {
   torch::Tensor mu, sigma;  // [B, latent_channels, d, h, w]
 };
 
+// The encoder's downsampling: one zero padded at the end of every spatial axis, then a stride-2 3^3 convolution.
+struct KLDownsampleImpl : torch::nn::Module {
+  explicit KLDownsampleImpl(int64_t c);
+  torch::Tensor forward(const torch::Tensor& x);
+  MonaiConv conv{nullptr};
+};
+
 // GN-SiLU-conv3, GN-SiLU-conv3, plus the input (through a 1x1 convolution when the channels change).
 struct KLResBlockImpl : torch::nn::Module {
   KLResBlockImpl(const KLParams& p, int64_t in, int64_t out);
@@ -42,6 +49,7 @@ TORCH_MODULE(KLCoder);
 struct AutoencoderKLImpl : torch::nn::Module {
   AutoencoderKLImpl(const KLParams& p, int64_t image_channels = 1);
   KLPosterior encode(const torch::Tensor& x);           // x [B, C, D, H, W]
+  KLPosterior posterior(const torch::Tensor& h);        // from the encoder's output
   torch::Tensor decode(const torch::Tensor& z);         // z [B, latent_channels, d, h, w] -> [B, C, D, H, W]
   KLParams params;
   int64_t channels;

@@ -3,19 +3,12 @@
 #include "core/checkpoint.h"
 #include "core/error.h"
 #include "models/autoencoder_kl.h"
-#include "pipeline/kl_decode.h"
+#include "pipeline/kl_out_of_core.h"
 #include "pipeline/loaded_models.h"
 
 namespace meddiff {
 torch::Tensor KLAutoencoder::encode(const torch::Tensor& x, const AutoencoderRun& run) {
-  torch::NoGradGuard ng;
-  const double need = whole_decode_bytes(model, {x.size(2), x.size(3), x.size(4)}, x.size(0));
-  const int64_t budget = run.budget(x.device());
-  if (need > static_cast<double>(budget))
-    fail("the KL autoencoder would need about {:.1f} GiB to encode a {}x{}x{} volume at once, over the memory budget of {:.1f} GiB "
-         "(--max-memory); encoding in pieces is not available for KL autoencoders", need / (1 << 30), x.size(4), x.size(3), x.size(2),
-         static_cast<double>(budget) / (1 << 30));
-  return model->encode((x + 1) * 0.5).mu;
+  return encode_within(model, (x + 1) * 0.5, run.budget(x.device()), run.force_split).mu;
 }
 
 torch::Tensor KLAutoencoder::decode(const torch::Tensor& z, const AutoencoderRun& run) {

@@ -47,7 +47,7 @@ class VQGANAutoencoder : public LatentAutoencoder {
 
 // A KL autoencoder (sharing the module's weights). MONAI's and MAISI's KL autoencoders take and give images in
 // [0, 1] (and meddiff trains its own so): y = (x + 1) / 2 on the way in, x = 2y - 1 on the way out. A decode that
-// would not fit the memory budget whole runs block by block (pipeline/kl_decode.h); encoding runs whole, and a
+// would not fit the memory budget whole runs block by block (pipeline/kl_out_of_core.h); encoding runs whole, and a
 // volume beyond the budget is refused with the figure.
 class KLAutoencoder : public LatentAutoencoder {
  public:

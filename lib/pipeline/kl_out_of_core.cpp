@@ -1,4 +1,4 @@
-#include "pipeline/kl_decode.h"
+#include "pipeline/kl_out_of_core.h"
 
 #include "core/error.h"
 #include "core/log.h"
@@ -40,9 +40,9 @@ class Rows {
     const fs::path dir = fs::temp_directory_path();
     const auto space = fs::space(dir);
     if (static_cast<double>(space.available) < bytes() * 1.05)
-      fail("{}: {:.1f} GiB free, the decoder's activation needs {:.1f} GiB of scratch space (set TMPDIR to a larger disk)", dir.string(),
+      fail("{}: {:.1f} GiB free, the autoencoder's activation needs {:.1f} GiB of scratch space (set TMPDIR to a larger disk)", dir.string(),
            gib(static_cast<double>(space.available)), gib(bytes()));
-    std::string path = (dir / "meddiff-decode-XXXXXX").string();
+    std::string path = (dir / "meddiff-kl-XXXXXX").string();
     fd_ = mkstemp(path.data());
     if (fd_ < 0) fail("{}: cannot create a scratch file ({})", dir.string(), std::strerror(errno));
     unlink(path.c_str());  // gone with the process, whatever happens
@@ -133,7 +133,7 @@ class Rows {
 using Pre = std::function<torch::Tensor(const torch::Tensor&)>;
 using Residual = std::function<torch::Tensor(int64_t a, int64_t b)>;  // added to output rows [a, b)
 
-struct Decoder {
+struct Runner {
   const OutOfCoreRun& run;
   int64_t axis;
   torch::Device device;
@@ -206,6 +206,25 @@ struct Decoder {
     return out;
   }
 
+  // The encoder's downsampling: one zero row at the end of every spatial axis, then a stride-2 3^3 convolution;
+  // output row o reads input rows 2o .. 2o + 2.
+  std::unique_ptr<Rows> downsample_rows(KLDownsampleImpl& down, Rows& in) {
+    const int64_t L = in.length(), Lo = (L + 1 - 3) / 2 + 1;
+    if (Lo < 1) fail("KL encoder: {} rows along the cut axis are too few to downsample", L);
+    auto shape = in.shape();
+    for (int64_t d = 2; d < 5; ++d) shape[static_cast<size_t>(d)] = (shape[static_cast<size_t>(d)] + 1 - 3) / 2 + 1;
+    auto out = make(shape);
+    const int64_t n = rows_for(in.row_bytes() * 2, out->row_bytes());
+    for (int64_t a = 0; a < Lo; a += n) {
+      const int64_t b = std::min(Lo, a + n), i0 = 2 * a, i1 = std::min(L, 2 * b + 1);
+      std::vector<int64_t> pad{0, 1, 0, 1, 0, 1};
+      pad[static_cast<size_t>(2 * (4 - axis) + 1)] = (2 * b + 1) - i1;
+      auto x = F::pad(in.read(i0, i1), F::PadFuncOptions(pad).mode(torch::kConstant).value(0.0));
+      out->write(a, at::conv3d(x, down.conv->conv->weight, down.conv->conv->bias, {2, 2, 2}, {0, 0, 0}));
+    }
+    return out;
+  }
+
   Pre norm(MonaiNormImpl& nm, Rows& in, bool silu) {
     GroupStats s = in.stats(nm.groups, nm.eps, stats_rows(in));
     return [s, &nm, silu](const torch::Tensor& x) { return split::group_norm(x, s, nm.weight, nm.bias, silu); };
@@ -222,7 +241,7 @@ struct Decoder {
 
   std::unique_ptr<Rows> attention_rows(MonaiAttentionImpl& att, Rows& x) {
     if (x.bytes() > static_cast<double>(run.budget_bytes) / 4)
-      fail("the decoder's attention at {} voxels needs its whole activation ({:.1f} GiB) in memory: give a larger --max-memory",
+      fail("the autoencoder's attention at {} voxels needs its whole activation ({:.1f} GiB) in memory: give a larger --max-memory",
            x.shape()[2] * x.shape()[3] * x.shape()[4], gib(x.bytes()));
     auto out = make(x.shape());
     out->write(0, att.forward(x.read(0, x.length())));
@@ -248,21 +267,24 @@ torch::Tensor decode_within(AutoencoderKL& model, const torch::Tensor& z, int64_
   return decode_out_of_core(model, z, run);
 }
 
-torch::Tensor decode_out_of_core(AutoencoderKL& model, const torch::Tensor& z, const OutOfCoreRun& run) {
-  torch::NoGradGuard ng;
+namespace {
+
+void limit_heap_retention() {
 #if defined(__GLIBC__)
   // Slabs of many sizes come and go: with glibc's adaptive threshold (up to 32 MiB) they are carved from the heap
   // and freed memory stays with the process (measured: 2.6 GB peak for a 50 MB budget, 0.56 GB with this).
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
-  const int64_t f = model->params.downsample();
-  std::array<int64_t, 3> full{z.size(2) * f, z.size(3) * f, z.size(4) * f};
-  Decoder d{run, 2 + static_cast<int64_t>(std::max_element(full.begin(), full.end()) - full.begin()), z.device()};
-  auto h = model->post_quant_conv->forward(z);
-  std::unique_ptr<Rows> cur = d.make(h.sizes().vec());
-  cur->write(0, h);
-  h = torch::Tensor();
-  auto& blocks = *model->decoder->blocks;
+}
+
+// The cut axis: the longest spatial axis of a [B, C, D, H, W] shape (2, 3 or 4).
+int64_t longest_axis(const std::array<int64_t, 3>& full) {
+  return 2 + static_cast<int64_t>(std::max_element(full.begin(), full.end()) - full.begin());
+}
+
+// Runs an encoder's or decoder's blocks on `cur`, block by block.
+std::unique_ptr<Rows> run_blocks(Runner& d, KLCoderImpl& coder, std::unique_ptr<Rows> cur, const char* what) {
+  auto& blocks = *coder.blocks;
   for (size_t i = 0; i < blocks.size(); ++i) {
     auto m = blocks.ptr(i);
     if (auto c = std::dynamic_pointer_cast<MonaiConvImpl>(m)) {
@@ -273,20 +295,61 @@ torch::Tensor decode_out_of_core(AutoencoderKL& model, const torch::Tensor& z, c
       cur = d.attention_rows(*a, *cur);
     } else if (auto u = std::dynamic_pointer_cast<MonaiUpsampleImpl>(m)) {
       cur = d.upsample_rows(*u, *cur);
+    } else if (auto dn = std::dynamic_pointer_cast<KLDownsampleImpl>(m)) {
+      cur = d.downsample_rows(*dn, *cur);
     } else if (auto n = std::dynamic_pointer_cast<MonaiNormImpl>(m)) {
-      // the decoder's last GroupNorm (no SiLU), applied per slab by the convolution after it
+      // the last GroupNorm (no SiLU), applied per slab by the convolution after it
       auto next = i + 1 < blocks.size() ? std::dynamic_pointer_cast<MonaiConvImpl>(blocks.ptr(i + 1)) : nullptr;
-      if (!next) fail("KL decoder: a GroupNorm not followed by a convolution");
+      if (!next) fail("KL {}: a GroupNorm not followed by a convolution", what);
       cur = d.conv_rows(*next, *cur, d.norm(*n, *cur, false));
       ++i;
     } else {
-      fail("KL decoder: block {} is not one out-of-core decoding knows", i);
+      fail("KL {}: block {} is not one out-of-core running knows", what, i);
     }
   }
+  return cur;
+}
+
+}  // namespace
+
+torch::Tensor decode_out_of_core(AutoencoderKL& model, const torch::Tensor& z, const OutOfCoreRun& run) {
+  torch::NoGradGuard ng;
+  limit_heap_retention();
+  const int64_t f = model->params.downsample();
+  std::array<int64_t, 3> full{z.size(2) * f, z.size(3) * f, z.size(4) * f};
+  Runner d{run, longest_axis(full), z.device()};
+  auto h = model->post_quant_conv->forward(z);
+  std::unique_ptr<Rows> cur = d.make(h.sizes().vec());
+  cur->write(0, h);
+  h = torch::Tensor();
+  cur = run_blocks(d, *model->decoder, std::move(cur), "decoder");
   if (d.on_disk > 0)
     log_info("decoded an output of {} voxels block by block: {} activation(s) in scratch files, the rest within {:.1f} GiB",
              fmt::format("{}", fmt::join(full, "x")), d.on_disk, gib(static_cast<double>(run.budget_bytes)));
   return cur->read(0, cur->length()).contiguous();
+}
+
+KLPosterior encode_out_of_core(AutoencoderKL& model, const torch::Tensor& x, const OutOfCoreRun& run) {
+  torch::NoGradGuard ng;
+  limit_heap_retention();
+  std::array<int64_t, 3> full{x.size(2), x.size(3), x.size(4)};
+  Runner d{run, longest_axis(full), x.device()};
+  std::unique_ptr<Rows> cur = d.make(x.sizes().vec());
+  cur->write(0, x);
+  cur = run_blocks(d, *model->encoder, std::move(cur), "encoder");
+  if (d.on_disk > 0)
+    log_info("encoded a volume of {} voxels block by block: {} activation(s) in scratch files, the rest within {:.1f} GiB",
+             fmt::format("{}", fmt::join(full, "x")), d.on_disk, gib(static_cast<double>(run.budget_bytes)));
+  return model->posterior(cur->read(0, cur->length()).contiguous());
+}
+
+KLPosterior encode_within(AutoencoderKL& model, const torch::Tensor& x, int64_t budget_bytes, bool force) {
+  torch::NoGradGuard ng;
+  if (!force && whole_decode_bytes(model, {x.size(2), x.size(3), x.size(4)}, x.size(0)) <= static_cast<double>(budget_bytes))
+    return model->encode(x);
+  OutOfCoreRun run;
+  run.budget_bytes = budget_bytes;
+  return encode_out_of_core(model, x, run);
 }
 
 }  // namespace meddiff
