@@ -262,20 +262,31 @@ TEST_CASE("eval features: a user's 3-D and 2-D TorchScript networks give the fea
   meddiff::test::check_error([&] { FeatureNetwork("2d:" + bad, torch::kCPU).features(vols[0].x, in2); }, {"bad.pt", "failed on an input of shape"});
 }
 
+namespace {
+
+// A small KL autoencoder with 3 levels, random weights, eval mode: MONAI's (attention, nearest upsampling) or,
+// with `maisi`, MAISI's kind (no attention, trilinear upsampling).
+AutoencoderKL small_kl_autoencoder(bool maisi, uint64_t seed, int64_t channels) {
+  KLParams p;
+  p.channels = {4, 8, 8};
+  p.num_res_blocks = {1, 2, 1};
+  p.attention_levels = maisi ? std::vector<int64_t>{} : std::vector<int64_t>{2};
+  p.latent_channels = 3;
+  p.norm_groups = 2;
+  p.encoder_mid_attention = p.decoder_mid_attention = !maisi;
+  p.upsample = maisi ? "trilinear" : "nearest";
+  torch::manual_seed(seed);
+  AutoencoderKL ae(p, channels);
+  perturb(*ae, 0.2);
+  ae->eval();
+  return ae;
+}
+
+}  // namespace
+
 TEST_CASE("out-of-core KL decoding equals the whole decoder - in memory or in scratch files - any slab height") {
   for (int maisi = 0; maisi < 2; ++maisi) {
-    KLParams p;
-    p.channels = {4, 8, 8};
-    p.num_res_blocks = {1, 2, 1};
-    p.attention_levels = maisi ? std::vector<int64_t>{} : std::vector<int64_t>{2};
-    p.latent_channels = 3;
-    p.norm_groups = 2;
-    p.encoder_mid_attention = p.decoder_mid_attention = !maisi;
-    p.upsample = maisi ? "trilinear" : "nearest";
-    torch::manual_seed(5 + maisi);
-    AutoencoderKL ae(p, 1);
-    perturb(*ae, 0.2);
-    ae->eval();
+    AutoencoderKL ae = small_kl_autoencoder(maisi, 5 + maisi, 1);
     torch::NoGradGuard ng;
     // latent 5 x 4 x 3 -> image 20 x 16 x 12: cut along D, the longest axis; odd row counts at every level
     auto z = torch::randn({1, 3, 5, 4, 3});
@@ -301,18 +312,7 @@ TEST_CASE("out-of-core KL decoding equals the whole decoder - in memory or in sc
 
 TEST_CASE("out-of-core KL encoding equals the whole encoder - in memory or in scratch files - any slab height - odd sizes") {
   for (int maisi = 0; maisi < 2; ++maisi) {
-    KLParams p;
-    p.channels = {4, 8, 8};
-    p.num_res_blocks = {1, 2, 1};
-    p.attention_levels = maisi ? std::vector<int64_t>{} : std::vector<int64_t>{2};
-    p.latent_channels = 3;
-    p.norm_groups = 2;
-    p.encoder_mid_attention = p.decoder_mid_attention = !maisi;
-    p.upsample = maisi ? "trilinear" : "nearest";
-    torch::manual_seed(15 + maisi);
-    AutoencoderKL ae(p, 2);
-    perturb(*ae, 0.2);
-    ae->eval();
+    AutoencoderKL ae = small_kl_autoencoder(maisi, 15 + maisi, 2);
     torch::NoGradGuard ng;
     // 20 x 16 x 12 -> 10 -> 5 along D (cut), and 21 x 9 x 14: odd rows along the cut axis, where MONAI's padding
     // row is never read, and odd sizes across it
