@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "core/crash_report.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
@@ -7,6 +8,10 @@
 #include "core/torch_file.h"
 #include "test_support.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <fstream>
 
 using namespace meddiff;
@@ -119,4 +124,57 @@ TEST_CASE("torch.save files: state dicts as OrderedDict with metadata - numbers 
   auto bytes = read_text(test::fixture("monai/torch_save_types.pt"));
   write_text_atomically(dir / "cut.pt", bytes.substr(0, bytes.size() / 2));
   CHECK_THROWS_WITH_AS(read_torch_file(dir / "cut.pt"), doctest::Contains("cut.pt: not a file written by torch.save"), Error);
+}
+
+namespace {
+// Runs `crash` in a child process whose stderr comes back; `signal_out` is the signal that ended it (0: none).
+std::string crashed_child_stderr(void (*crash)(), int& signal_out) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::dup2(fds[1], STDERR_FILENO);
+    crash();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  signal_out = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  return text;
+}
+}  // namespace
+
+TEST_CASE("a fatal signal names the step it hit and ends the process by that signal") {
+  int sig = 0;
+  std::string err = crashed_child_stderr(
+      [] {
+        install_crash_report();
+        CrashStep outer("reading the manifest");
+        {
+          CrashStep inner("connecting the gloo process group (rank 0 of 2)");
+        }
+        volatile int* nowhere = nullptr;
+        *nowhere = 1;
+      },
+      sig);
+  CHECK(sig == SIGSEGV);
+  CHECK(err.rfind("meddiff: fatal signal SIGSEGV (invalid memory access) while reading the manifest; backtrace follows\n", 0) == 0);
+  CHECK(std::count(err.begin(), err.end(), '\n') >= 3);  // the line and at least two frames
+
+  err = crashed_child_stderr(
+      [] {
+        install_crash_report();
+        std::abort();
+      },
+      sig);
+  CHECK(sig == SIGABRT);
+  CHECK(err.rfind("meddiff: fatal signal SIGABRT (aborted); backtrace follows\n", 0) == 0);
 }

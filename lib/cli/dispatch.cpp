@@ -1,5 +1,6 @@
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/crash_report.h"
 #include "core/error.h"
 #include "core/version.h"
 
@@ -52,6 +53,8 @@ int dispatch(const std::vector<Command>& table, int argc, const char* const* arg
     return 2;
   }
   std::vector<std::string> args(argv + 2, argv + argc);
+  install_crash_report();
+  CrashStep step(fmt::format("running meddiff {}", cmd->name));
   try {
     return cmd->run(args);
   } catch (const HelpShown&) {

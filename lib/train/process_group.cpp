@@ -1,5 +1,6 @@
 #include "train/process_group.h"
 
+#include "core/crash_report.h"
 #include "core/error.h"
 #include "pipeline/device.h"
 #include "train/listener_probe.h"
@@ -73,6 +74,8 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const 
          "reachable and MASTER_PORT free?",
          env.rank, env.world_size, env.master_addr, env.master_port, opt.timeout_s, why);
   };
+  CrashStep step(fmt::format("connecting the rendezvous store at {}:{} (rank {} of {})", env.master_addr,
+                             env.master_port, env.rank, env.world_size));
   if (!serves_store) {
     std::string why = wait_for_listener(env.master_addr, env.master_port, timeout);
     if (!why.empty()) no_rendezvous(why);
@@ -88,6 +91,7 @@ std::unique_ptr<ProcessGroup> ProcessGroup::connect(const LaunchEnv& env, const 
   } catch (const std::exception& e) {
     no_rendezvous(first_line(e));
   }
+  CrashStep connecting(fmt::format("connecting the {} process group (rank {} of {})", backend, env.rank, env.world_size));
   try {
     if (backend == "gloo") {
 #ifdef MEDDIFF_WITH_GLOO

@@ -9,8 +9,16 @@ TR="$SRC/.venv/bin/torchrun"; PY="$SRC/.venv/bin/python"
 [[ -x $TR ]] || { echo "no $TR: skipped"; exit 77; }
 rm -rf "$W"; mkdir -p "$W"; cd "$W"
 fail() { echo "FAIL: $*"; exit 1; }
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-run2() { timeout 300 "$TR" --nproc_per_node 2 --master_port "$port" --no-python "$M" "$@"; }
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A rank that dies of a signal while the ranks connect (inside LibTorch's TCPStore client or Gloo; meddiff
+# names the step in its crash line) is shown and the launch tried once more: that crash has been seen once
+# in many CI runs and never reproduced. Any other failure, or a second crash, fails the test.
+run2() {
+  timeout 300 "$TR" --nproc_per_node 2 --master_port "$(free_port)" --no-python "$M" "$@" > run2.out 2>&1 && { cat run2.out; return 0; }
+  grep -q "fatal signal .* while connecting" run2.out || { cat run2.out; return 1; }
+  echo "a rank crashed while connecting; its log, then the launch once more:"; cat run2.out
+  timeout 300 "$TR" --nproc_per_node 2 --master_port "$(free_port)" --no-python "$M" "$@"
+}
 
 "$M" phantoms --modality mr --count 6 --shape 16,16,16 --out data > /dev/null 2>&1
 common=(--set data.manifest=data/manifest.json --set data.shape=[16,16,16] --set vqgan.n_hiddens=4
