@@ -21,6 +21,10 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
   ddim_monai.pt            MONAI's DDIMScheduler as the BraTS bundle sets it (scaled-linear betas 0.0015-0.0195, no clipping):
                            a whole 10-step run of the DiffusionModelUNet above from fixed noise, decoded by the
                            AutoencoderKL above: {"noise", "timesteps", "latent", "image"}
+  autoencoder_maisi_recon.pt  a CT volume in HU and an MR volume (RAS (x, y, z) arrays) prepared as MAISI prepares
+                           them (ScaleIntensityRange -1000..1000 HU -> 0..1; ScaleIntensityRangePercentiles 0..99.5
+                           -> 0..1, clipped) and passed through the MAISI autoencoder above (encode, mean, decode):
+                           {"ct", "ct_recon", "mr", "mr_recon"}, the reconstructions in the network's 0..1
   torch_save_types.pt      a MAISI-style U-Net file ({"unet_state_dict": OrderedDict with _metadata, "scale_factor": tensor,
                            ...}) with every kind of value torch.save writes in such files (fp16 / bf16 / int64 / bool / uint16 tensors,
                            a strided view, a parameter, numbers, strings, None, lists, tuples, sets, a numpy scalar)
@@ -138,6 +142,28 @@ def write_torch_save_types():
     torch.save(collections.OrderedDict(w=torch.ones(2)), OUT / "torch_save_legacy.pt", _use_new_zipfile_serialization=False)
 
 
+def write_reconstruction(autoencoder):
+    import torch
+    from monai.transforms import ScaleIntensityRange, ScaleIntensityRangePercentiles
+
+    g = torch.Generator().manual_seed(20261206)
+    x, y, z = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), torch.arange(8.0), indexing="ij")
+    # an off-centre ellipsoid of soft tissue in air with a dense core above the window, and noise: not symmetric
+    # along any axis, so that a mirrored or transposed reading shows
+    r = ((x - 4.5) / 4) ** 2 + ((y - 9) / 6) ** 2 + ((z - 3) / 3) ** 2
+    ct = torch.where(r < 1, 40.0, -1024.0) + torch.where(r < 0.2, 1460.0, 0.0) + 30 * torch.randn(x.shape, generator=g)
+    mr = torch.where(r < 1, 600.0, 20.0) - torch.where(r < 0.2, 450.0, 0.0) + x * 10 + 25 * torch.randn(x.shape, generator=g)
+    out = {"ct": ct, "mr": mr}
+    prepare = {"ct": ScaleIntensityRange(a_min=-1000, a_max=1000, b_min=0, b_max=1, clip=True),
+               "mr": ScaleIntensityRangePercentiles(lower=0, upper=99.5, b_min=0, b_max=1, clip=True)}
+    for name, f in prepare.items():
+        with torch.no_grad():
+            mu, _ = autoencoder.encode(torch.as_tensor(f(out[name][None]))[None].float())
+            out[name + "_recon"] = autoencoder.decode(mu)[0, 0]
+    torch.save(out, OUT / "autoencoder_maisi_recon.pt")
+    print("autoencoder_maisi_recon: CT and MR through the MAISI autoencoder")
+
+
 def main():
     import_monai()
     import torch
@@ -216,6 +242,7 @@ def main():
                  "spacing_tensor": torch.tensor([[150.0, 150.0, 150.0], [100.0, 100.0, 250.0]])})
     settings["unet_maisi"] = unet_maisi
     write_rflow(unet_maisi_net, ae_maisi, scale_factor=1.0549)
+    write_reconstruction(ae_maisi)
 
     write_torch_save_types()
     write_ddim(unet_monai_net, ae_kl)

@@ -11,6 +11,7 @@
 #include "data/manifest.h"
 #include "data/phantom.h"
 #include "data/preview.h"
+#include "data/ras_axes.h"
 #include "data/spatial.h"
 #include "data/surface_distance.h"
 #include "test_support.h"
@@ -645,4 +646,58 @@ TEST_CASE("MR phantom sequences: one anatomy with the tissue contrasts of T1 - T
   test::check_error([&] { make_phantom_sequences(p, 0, 0, {"t1", "dwi"}); }, {"dwi", "t1, t1ce, t2, flair"});
   p.modality = Modality::CT;
   test::check_error([&] { make_phantom_sequences(p, 0, 0, {"t1"}); }, {"MR"});
+}
+
+namespace {
+// World coordinate `axis` (LPS mm) of every voxel centre, as a [D, H, W] tensor.
+torch::Tensor world_coordinate(const Geometry& g, int64_t D, int64_t H, int64_t W, int axis) {
+  auto t = torch::empty({D, H, W}, torch::kDouble);
+  auto acc = t.accessor<double, 3>();
+  for (int64_t k = 0; k < D; ++k)
+    for (int64_t j = 0; j < H; ++j)
+      for (int64_t i = 0; i < W; ++i) acc[k][j][i] = g.index_to_world(i, j, k)[static_cast<size_t>(axis)];
+  return t;
+}
+}  // namespace
+
+TEST_CASE("to_ras_xyz puts x towards the right and y anterior and z superior for any direction") {
+  const double c = std::cos(0.2), s = std::sin(0.2);
+  const std::vector<std::array<double, 9>> directions = {
+      {1, 0, 0, 0, 1, 0, 0, 0, 1},     // LPS (ITK's identity)
+      {-1, 0, 0, 0, -1, 0, 0, 0, 1},   // RAS (a NIfTI with affine diag(spacing))
+      {0, 0, -1, 1, 0, 0, 0, -1, 0},   // sagittal slices: i posterior, j inferior, k right
+      {c, -s, 0, s, c, 0, 0, 0, -1},   // oblique, slices towards the feet
+  };
+  for (const auto& d : directions) {
+    Geometry g;
+    g.direction = d;
+    g.spacing = {0.8, 1.1, 2.5};
+    g.origin = {10, -20, 30};
+    const int64_t D = 4, H = 5, W = 6;
+    const RasAxes a = ras_axes(g);
+    auto R = to_ras_xyz(-world_coordinate(g, D, H, W, 0), a);  // right = -x in LPS
+    auto A = to_ras_xyz(-world_coordinate(g, D, H, W, 1), a);  // anterior = -y
+    auto S = to_ras_xyz(world_coordinate(g, D, H, W, 2), a);
+    CHECK(R.diff(1, 0).min().item<double>() > 0);
+    CHECK(A.diff(1, 1).min().item<double>() > 0);
+    CHECK(S.diff(1, 2).min().item<double>() > 0);
+    // the grid's sizes travel with their axes: the number of voxels along x is that of the index axis closest to L-R
+    int64_t along_lr = 0;
+    double best = -1;
+    for (int col = 0; col < 3; ++col)
+      if (std::abs(g.dir(0, col)) > best) {
+        best = std::abs(g.dir(0, col));
+        along_lr = std::array<int64_t, 3>{W, H, D}[static_cast<size_t>(col)];
+      }
+    CHECK(R.size(0) == along_lr);
+    auto t = torch::arange(2 * D * H * W, torch::kFloat).reshape({2, 1, D, H, W});
+    CHECK(torch::equal(from_ras_xyz(to_ras_xyz(t, a), a), t));
+  }
+  Geometry lps;
+  auto t = torch::arange(24, torch::kFloat).reshape({2, 3, 4});  // [D, H, W]
+  // identity LPS: x = reversed i, y = reversed j, z = k: out[x][y][z] = t[z][H-1-y][W-1-x]
+  auto r = to_ras_xyz(t, ras_axes(lps));
+  CHECK(r.sizes() == torch::IntArrayRef({4, 3, 2}));
+  CHECK(r[0][0][0].item<float>() == t[0][2][3].item<float>());
+  CHECK(r[1][2][1].item<float>() == t[1][0][2].item<float>());
 }

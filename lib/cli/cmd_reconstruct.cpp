@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "data/intensity.h"
 #include "data/metrics.h"
+#include "data/ras_axes.h"
 #include "data/spatial.h"
 #include "io/volume_reader.h"
 #include "io/volume_writer.h"
@@ -14,6 +15,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <optional>
 
 namespace meddiff::cli {
 
@@ -23,11 +25,15 @@ int run_reconstruct(const Args_t& args) {
          "SSIM (on the [-1,1] intensity scale of the training config).",
          "--vqgan CKPT IN OUT  (a multi-channel VQ-GAN: IN and OUT list one file per channel, comma-separated, e.g. "
          "t1.nii.gz,t1ce.nii.gz,t2.nii.gz,flair.nii.gz)");
-  a.add()("vqgan", "VQ-GAN or KL autoencoder checkpoint (train-vqgan's last.pt)", cxxopts::value<std::string>())
+  a.add()("vqgan", "VQ-GAN or KL autoencoder checkpoint (train-vqgan's last.pt, or meddiff import's autoencoder.pt with --modality)",
+          cxxopts::value<std::string>())
       ("input", "Volume file or DICOM folder", cxxopts::value<std::string>())
       ("output", "Reconstruction (file or DICOM folder)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
       ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""))
+      ("modality", "ct or mr: for an imported autoencoder (which records no training data), how to scale the input as MAISI "
+                   "and MONAI do (CT: [-1000, 1000] HU; MR: 0th-99.5th percentile); a trained checkpoint knows its own",
+       cxxopts::value<std::string>())
       ("max-memory", "Memory budget of the autoencoder in GiB (default: sample.max_memory_gib of the checkpoint, else "
                      "automatic: min(6 GiB, 40 % of RAM) on the CPU, min(16 GiB, half the GPU)); larger volumes run in slabs",
        cxxopts::value<double>())
@@ -37,8 +43,17 @@ int run_reconstruct(const Args_t& args) {
   std::string ckpt = required(r, "vqgan"), in = required(r, "input"), out = required(r, "output");
   const bool force = r.count("force") > 0;
   torch::Device device = choose_device(r["device"].as<std::string>());
-  LoadedAutoencoder vq = load_autoencoder(ckpt, device);
+  std::optional<Modality> imported_as;
+  if (r.count("modality")) {
+    const auto m = r["modality"].as<std::string>();
+    if (m != "ct" && m != "mr") usage_fail("--modality must be ct or mr (got '{}')", m);
+    imported_as = parse_modality(m);
+  }
+  LoadedAutoencoder vq = load_autoencoder(ckpt, device, imported_as);
   const auto& dp = vq.data;
+  if (imported_as && vq.imported.empty() && *imported_as != dp.modality_enum())
+    usage_fail("--modality {}: the VQ-GAN or KL autoencoder {} was trained on {} (leave --modality out)", r["modality"].as<std::string>(),
+               ckpt, dp.modality);
   double gib = r.count("max-memory") ? r["max-memory"].as<double>() : vq.sample.max_memory_gib;
   if (!(gib >= 0)) usage_fail("--max-memory must be a positive number of GiB (got {})", gib);
   AutoencoderRun run;
@@ -70,6 +85,10 @@ int run_reconstruct(const Args_t& args) {
     v.image = torch::Tensor();  // the scanner values are no longer needed
     vs.push_back(std::move(v));
   }
+  // An imported network sees MONAI's RAS (x, y, z) arrays; the reconstruction comes back to the input's [D, H, W].
+  const RasAxes ras = ras_axes(vs.front().geometry);
+  if (vq.network_xyz())
+    for (auto& x : xs) x = to_ras_xyz(x, ras);
   const auto& x0 = xs.front();
   // Pad every axis to a multiple of its downsampling factor (at -1), run, crop back.
   std::array<int64_t, 3> padded{};
@@ -101,6 +120,7 @@ int run_reconstruct(const Args_t& args) {
     const auto& x = xs[c];
     auto rc = rec[static_cast<int64_t>(c)].index({Slice(0, x.size(0)), Slice(0, x.size(1)), Slice(0, x.size(2))}).contiguous();
     double p = psnr(x, rc), s = ssim3d(x, rc);
+    if (vq.network_xyz()) rc = from_ras_xyz(rc, ras);
     Volume outv = vs[c];
     outv.image = denormalise(rc, ws[c], /*round=*/true);
     outv.label.reset();

@@ -6,6 +6,7 @@
 // reconstruction and decoding go through this interface; each family keeps its own conventions inside:
 // images cross it in meddiff's range [-1, 1] (MONAI's autoencoders were trained on [0, 1], mapped here),
 // latents in the family's own units (the diffusion model's latent normalisation is the LDM's business).
+#include "core/checkpoint.h"
 #include "models/autoencoder_kl.h"
 #include "pipeline/autoencoder.h"
 
@@ -63,6 +64,9 @@ class KLAutoencoder : public LatentAutoencoder {
  private:
   std::string fam;
 };
+
+// The KL autoencoder of a checkpoint written by meddiff import (its config holds the MONAI network definition).
+std::shared_ptr<KLAutoencoder> load_imported_kl(const Checkpoint& checkpoint, const std::string& where, const torch::Device& device);
 
 // The autoencoder of a "vqgan" or "kl-autoencoder" checkpoint (imported or trained), in eval mode on `device`.
 std::shared_ptr<LatentAutoencoder> load_latent_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device);

@@ -12,14 +12,29 @@ T section(const nlohmann::json& config, const char* key) {
 }
 }  // namespace
 
-LoadedAutoencoder load_autoencoder(const std::filesystem::path& path, const torch::Device& device) {
+LoadedAutoencoder load_autoencoder(const std::filesystem::path& path, const torch::Device& device, std::optional<Modality> imported_as) {
   Checkpoint c = load_checkpoint(path);
   if (c.kind != "vqgan" && c.kind != "kl-autoencoder")
     fail("{}: is a '{}' checkpoint, not a VQ-GAN or KL autoencoder (train-vqgan's last.pt)", path.string(), c.kind);
-  if (c.config.contains("network"))
+  if (!c.config.contains("network")) return load_autoencoder(c, device);
+  if (!imported_as || *imported_as == Modality::Unknown)
     fail("{}: is an autoencoder brought in by meddiff import, without a training run's settings; this command takes one "
          "trained by meddiff train-vqgan", path.string());
-  return load_autoencoder(c, device);
+  LoadedAutoencoder out;
+  out.config = c.config;
+  out.step = c.step;
+  auto kl = load_imported_kl(c, path.string(), device);
+  out.imported = kl->family();
+  out.autoencoder.kind = "kl";
+  out.autoencoder.kl = kl->model->params;
+  out.data.modality = *imported_as == Modality::CT ? "ct" : "mr";
+  out.data.ct_window = {-1000, 1000};   // MAISI's CT range, [0, 1] to the network
+  out.data.mr_percentiles = {0, 99.5};  // MAISI's and the BraTS bundle's MR scaling
+  out.data.spacing = {0, 0, 0};         // any: the networks are convolutional
+  const int64_t in = kl->model->channels;
+  for (int64_t i = 0; in > 1 && i < in; ++i) out.data.channels.push_back(fmt::format("channel_{}", i));
+  out.ae = kl;
+  return out;
 }
 
 LoadedAutoencoder load_autoencoder(const Checkpoint& c, const torch::Device& device) {

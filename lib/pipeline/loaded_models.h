@@ -34,11 +34,21 @@ struct LoadedAutoencoder {
   std::shared_ptr<LatentAutoencoder> ae;  // eval mode, either kind
   VQGAN model{nullptr};    // the VQ-GAN itself (kind vqgan; null for a KL autoencoder)
   int64_t step = 0;
-  std::string kind() const { return autoencoder.is_kl() ? "KL autoencoder" : "VQ-GAN"; }
+  // An autoencoder brought in by meddiff import: its family ("maisi", "monai"); empty for one meddiff trained.
+  // Its network sees MONAI's RAS (x, y, z) arrays (data/ras_axes.h), not meddiff's [D, H, W].
+  std::string imported;
+  bool network_xyz() const { return !imported.empty(); }
+  std::string kind() const {
+    if (!imported.empty()) return fmt::format("imported {} KL autoencoder", imported == "maisi" ? "MAISI" : "MONAI");
+    return autoencoder.is_kl() ? "KL autoencoder" : "VQ-GAN";
+  }
 };
-// A checkpoint of kind "vqgan" or "kl-autoencoder" written by train-vqgan (stage 1's last.pt or step-NNNNNNN.pt);
-// an imported autoencoder (meddiff import) is refused: it has no run settings (load_latent_autoencoder takes it).
-LoadedAutoencoder load_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
+// A checkpoint of kind "vqgan" or "kl-autoencoder" written by train-vqgan (stage 1's last.pt or step-NNNNNNN.pt).
+// An imported autoencoder (meddiff import) has no training run's settings: it is refused unless `imported_as` says
+// which modality the volumes are, and then prepared as MONAI and MAISI prepare theirs: CT's [-1000, 1000] HU and
+// MR's 0th-99.5th percentiles as the network's [0, 1] (ScaleIntensityRange(Percentiles)d), in RAS (x, y, z) order.
+LoadedAutoencoder load_autoencoder(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU,
+                                   std::optional<Modality> imported_as = std::nullopt);
 LoadedAutoencoder load_autoencoder(const Checkpoint& checkpoint, const torch::Device& device = torch::kCPU);
 
 // What a sampler needs to turn noise into volumes, rebuilt from an LDM checkpoint: meddiff's own (kind

@@ -1,0 +1,58 @@
+#include "data/ras_axes.h"
+
+#include "core/error.h"
+
+#include <cmath>
+
+namespace meddiff {
+
+RasAxes ras_axes(const Geometry& g) {
+  // (index axis c, world axis r) pairs by |direction(r, c)|, largest first; each axis taken once
+  std::array<bool, 3> column_done{}, row_done{};
+  RasAxes a;
+  for (int n = 0; n < 3; ++n) {
+    int best_r = -1, best_c = -1;
+    double best = -1;
+    for (int c = 0; c < 3; ++c)
+      for (int r = 0; r < 3; ++r)
+        if (!column_done[c] && !row_done[r] && std::abs(g.dir(r, c)) > best) {
+          best = std::abs(g.dir(r, c));
+          best_r = r;
+          best_c = c;
+        }
+    column_done[best_c] = row_done[best_r] = true;
+    a.source_dim[best_r] = 2 - best_c;  // index axis i, j, k is tensor dimension 2, 1, 0
+    const bool towards_plus_world = g.dir(best_r, best_c) > 0;
+    const bool want_plus_world = best_r == 2;  // R and A are -x and -y in LPS, S is +z
+    a.flip[best_r] = towards_plus_world != want_plus_world;
+  }
+  return a;
+}
+
+torch::Tensor to_ras_xyz(const torch::Tensor& dhw, const RasAxes& a) {
+  const int64_t lead = dhw.dim() - 3;
+  if (lead < 0) fail("to_ras_xyz: a tensor of {} dimensions (at least 3: [..., D, H, W])", dhw.dim());
+  std::vector<int64_t> perm;
+  for (int64_t d = 0; d < lead; ++d) perm.push_back(d);
+  for (int r = 0; r < 3; ++r) perm.push_back(lead + a.source_dim[r]);
+  auto out = dhw.permute(perm);
+  std::vector<int64_t> flips;
+  for (int r = 0; r < 3; ++r)
+    if (a.flip[r]) flips.push_back(lead + r);
+  return flips.empty() ? out.contiguous() : out.flip(flips).contiguous();
+}
+
+torch::Tensor from_ras_xyz(const torch::Tensor& xyz, const RasAxes& a) {
+  const int64_t lead = xyz.dim() - 3;
+  if (lead < 0) fail("from_ras_xyz: a tensor of {} dimensions (at least 3: [..., X, Y, Z])", xyz.dim());
+  std::vector<int64_t> flips;
+  for (int r = 0; r < 3; ++r)
+    if (a.flip[r]) flips.push_back(lead + r);
+  auto t = flips.empty() ? xyz : xyz.flip(flips);
+  std::vector<int64_t> perm(static_cast<size_t>(lead + 3));
+  for (int64_t d = 0; d < lead; ++d) perm[static_cast<size_t>(d)] = d;
+  for (int r = 0; r < 3; ++r) perm[static_cast<size_t>(lead + a.source_dim[r])] = lead + r;
+  return t.permute(perm).contiguous();
+}
+
+}  // namespace meddiff
