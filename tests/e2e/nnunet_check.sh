@@ -12,16 +12,19 @@ fail() { echo "FAIL: $*"; exit 1; }
 PROJECT_PY="$SRC/.venv/bin/python"
 [[ -x $PROJECT_PY ]] || fail "no $PROJECT_PY (run scripts/setup.sh)"
 venv=${MEDDIFF_NNUNET_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/meddiff/nnunet-venv}
-if [[ ! -f $venv/.ready ]]; then
+# The cached environment finds torch and numpy through a .pth naming the project's site-packages (resolved: a clone's
+# .venv may be a link, and the clone that made the cache may be gone); it is pointed at this project's every time and
+# rebuilt when nnU-Net does not import.
+site=$(realpath "$("$PROJECT_PY" -c 'import site; print(site.getsitepackages()[0])')")
+point_at_project() { echo "$site" > "$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')/meddiff-torch.pth"; }
+imports() { "$venv/bin/python" -c 'import numpy, torch, nnunetv2.experiment_planning.verify_dataset_integrity'; }
+if ! { [[ -f $venv/.ready ]] && point_at_project && imports; } > /dev/null 2>&1; then
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
-  if ! { python3 -m venv "$venv" &&
-         site=$("$PROJECT_PY" -c 'import site; print(site.getsitepackages()[0])') &&
-         echo "$site" > "$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')/meddiff-torch.pth" &&
+  if ! { python3 -m venv "$venv" && point_at_project &&
          "$venv/bin/pip" install -q --no-deps nnunetv2 acvl-utils dynamic-network-architectures batchgeneratorsv2 batchgenerators &&
          "$venv/bin/pip" install -q scipy scikit-learn scikit-image SimpleITK pandas tifffile nibabel tqdm requests yacs einops \
-           blosc2 threadpoolctl; } > "$W.pip.log" 2>&1 ||
-     ! "$venv/bin/python" -c 'import nnunetv2.experiment_planning.verify_dataset_integrity' >> "$W.pip.log" 2>&1; then
+           blosc2 threadpoolctl; } > "$W.pip.log" 2>&1 || ! imports >> "$W.pip.log" 2>&1; then
     echo "skipped: nnunetv2 could not be installed from PyPI (see $W.pip.log)"
     tail -5 "$W.pip.log"
     rm -rf "$venv"
