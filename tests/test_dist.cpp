@@ -6,6 +6,7 @@
 #include "test_support.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,12 +52,14 @@ Proc spawn(const std::vector<std::string>& args, const std::map<std::string, std
   for (auto& e : envs) envp.push_back(e.data());
   envp.push_back(nullptr);
   fs::create_directories(cwd);
+  // Between fork and exec the child of this multithreaded process may only make async-signal-safe calls
+  // (open, dup2, chdir, execve): stdio's freopen there crashed or hung the child now and then.
+  const std::string cwd_s = cwd.string(), log_s = log.string();
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    FILE* f = std::freopen(log.c_str(), "w", stderr);
-    if (!f || !std::freopen(log.c_str(), "a", stdout)) ::_exit(126);
+    int fd = ::open(log_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ::dup2(fd, STDOUT_FILENO) < 0 || ::dup2(fd, STDERR_FILENO) < 0 || ::chdir(cwd_s.c_str()) != 0) ::_exit(126);
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
@@ -246,6 +249,8 @@ TEST_CASE("data-parallel: no rendezvous within --dist-timeout and a partial laun
   CHECK(secs < 30);
   CHECK_FALSE(fs::exists(dir / "o"));
   Proc q = spawn(args, {{"WORLD_SIZE", "2"}}, dir / "cwd", dir / "q.log");
-  CHECK(wait_for(q, 60) == 1);
+  const int rc = wait_for(q, 60);
+  INFO("partial environment: " << read_text(q.log));
+  CHECK(rc == 1);
   CHECK(read_text(q.log).find("WORLD_SIZE is set but RANK is not") != std::string::npos);
 }

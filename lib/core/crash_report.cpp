@@ -38,7 +38,10 @@ const char* signal_name(int sig) {
 }
 
 void on_fatal_signal(int sig) {
-  // SA_RESETHAND has restored the default action: raising the signal again ends the process by it.
+  // SA_RESETHAND has restored the default action: raising the signal again ends the process by it. The
+  // report must never keep a dying process alive: should the unwinder block (a lock the crashed code held),
+  // SIGALRM's default action ends the process after a few seconds.
+  ::alarm(5);
   put("meddiff: fatal signal ");
   put(signal_name(sig));
   if (g_step[0] != '\0') {

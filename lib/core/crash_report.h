@@ -1,7 +1,8 @@
 #pragma once
 // A process that dies of a fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) first writes one line
 // to stderr naming the signal and the step it was in, then a raw backtrace, and then ends by the same
-// signal as before (exit status and core dump unchanged). A crash inside a library (LibTorch's c10d,
+// signal as before (exit status and core dump unchanged; should the report itself block, SIGALRM ends the
+// process after 5 s). A crash inside a library (LibTorch's c10d,
 // Gloo, ITK) then says where it happened instead of only "Segmentation fault".
 #include <string>
 
