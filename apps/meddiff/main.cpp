@@ -1,6 +1,10 @@
 // meddiff: one binary, subcommands dispatched from this table to library functions in lib/cli.
 #include "cli/commands.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
 int main(int argc, char** argv) {
   using namespace meddiff::cli;
   static const std::vector<Command> table = {
@@ -19,5 +23,11 @@ int main(int argc, char** argv) {
       {"info", "describe a volume (shape, spacing, ..., intensities) or a checkpoint (kind, step, config)", run_info},
       {"preview", "PNG of axial, coronal and sagittal mid-slices", run_preview},
   };
-  return dispatch(table, argc, argv);
+  const int rc = dispatch(table, argc, argv);
+  // Every output is written and closed by now. The process ends without the libraries' static destructors:
+  // Debian's ITK 5.2 has aborted in them at exit ("double free or corruption" in ITKCommon's __cxa_finalize)
+  // after a command had already finished, turning its exit status into a crash and losing buffered output.
+  std::cout.flush();
+  std::fflush(nullptr);
+  std::_Exit(rc);
 }
