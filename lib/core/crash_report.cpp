@@ -3,7 +3,6 @@
 #include <execinfo.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <csignal>
 #include <cstring>
 #include <mutex>

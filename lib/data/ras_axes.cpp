@@ -5,6 +5,15 @@
 #include <cmath>
 
 namespace meddiff {
+namespace {
+// The dimensions of an [..., X, Y, Z] tensor (`lead` leading ones) that are reversed.
+std::vector<int64_t> flipped_dims(const RasAxes& a, int64_t lead) {
+  std::vector<int64_t> flips;
+  for (int r = 0; r < 3; ++r)
+    if (a.flip[r]) flips.push_back(lead + r);
+  return flips;
+}
+}  // namespace
 
 RasAxes ras_axes(const Geometry& g) {
   // (index axis c, world axis r) pairs by |direction(r, c)|, largest first; each axis taken once
@@ -36,18 +45,14 @@ torch::Tensor to_ras_xyz(const torch::Tensor& dhw, const RasAxes& a) {
   for (int64_t d = 0; d < lead; ++d) perm.push_back(d);
   for (int r = 0; r < 3; ++r) perm.push_back(lead + a.source_dim[r]);
   auto out = dhw.permute(perm);
-  std::vector<int64_t> flips;
-  for (int r = 0; r < 3; ++r)
-    if (a.flip[r]) flips.push_back(lead + r);
+  const auto flips = flipped_dims(a, lead);
   return flips.empty() ? out.contiguous() : out.flip(flips).contiguous();
 }
 
 torch::Tensor from_ras_xyz(const torch::Tensor& xyz, const RasAxes& a) {
   const int64_t lead = xyz.dim() - 3;
   if (lead < 0) fail("from_ras_xyz: a tensor of {} dimensions (at least 3: [..., X, Y, Z])", xyz.dim());
-  std::vector<int64_t> flips;
-  for (int r = 0; r < 3; ++r)
-    if (a.flip[r]) flips.push_back(lead + r);
+  const auto flips = flipped_dims(a, lead);
   auto t = flips.empty() ? xyz : xyz.flip(flips);
   std::vector<int64_t> perm(static_cast<size_t>(lead + 3));
   for (int64_t d = 0; d < lead; ++d) perm[static_cast<size_t>(d)] = d;

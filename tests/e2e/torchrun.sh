@@ -13,11 +13,12 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0
 # A rank that dies of a signal while the ranks connect (inside LibTorch's TCPStore client or Gloo; meddiff
 # names the step in its crash line) is shown and the launch tried once more: that crash has been seen once
 # in many CI runs and never reproduced. Any other failure, or a second crash, fails the test.
+launch2() { timeout 300 "$TR" --nproc_per_node 2 --master_port "$(free_port)" --no-python "$M" "$@"; }
 run2() {
-  timeout 300 "$TR" --nproc_per_node 2 --master_port "$(free_port)" --no-python "$M" "$@" > run2.out 2>&1 && { cat run2.out; return 0; }
+  launch2 "$@" > run2.out 2>&1 && { cat run2.out; return 0; }
   grep -q "fatal signal .* while connecting" run2.out || { cat run2.out; return 1; }
   echo "a rank crashed while connecting; its log, then the launch once more:"; cat run2.out
-  timeout 300 "$TR" --nproc_per_node 2 --master_port "$(free_port)" --no-python "$M" "$@"
+  launch2 "$@"
 }
 
 "$M" phantoms --modality mr --count 6 --shape 16,16,16 --out data > /dev/null 2>&1
