@@ -48,6 +48,41 @@ TEST_CASE("label fractions: each latent voxel holds the share of every label in 
   CHECK(label_names_or_default({}, 3) == std::vector<std::string>{"background", "label_1", "label_2"});
 }
 
+TEST_CASE("subvoxel label condition: every image voxel's label under its latent voxel as one channel") {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto label = torch::randint(0, 3, {4, 6, 8}, gen, torch::kLong);
+  for (const std::array<int64_t, 3>& lat : {std::array<int64_t, 3>{2, 3, 4}, std::array<int64_t, 3>{4, 3, 2}}) {
+    LabelCondition lc("subvoxel", 3, {4, 6, 8}, lat);
+    const int64_t fd = 4 / lat[0], fh = 6 / lat[1], fw = 8 / lat[2];
+    REQUIRE(lc.channels() == 3 * fd * fh * fw);
+    auto c = lc(label);
+    REQUIRE((c.sizes() == torch::IntArrayRef({lc.channels(), lat[0], lat[1], lat[2]})));
+    auto a = c.accessor<float, 4>();
+    auto l = label.accessor<int64_t, 3>();
+    int64_t wrong = 0;
+    for (int64_t ch = 0; ch < lc.channels(); ++ch)
+      for (int64_t z = 0; z < lat[0]; ++z)
+        for (int64_t y = 0; y < lat[1]; ++y)
+          for (int64_t x = 0; x < lat[2]; ++x) {
+            const int64_t lab = ch / (fd * fh * fw), sub = ch % (fd * fh * fw);
+            const int64_t i = sub / (fh * fw), j = (sub / fw) % fh, k = sub % fw;
+            const float want = l[z * fd + i][y * fh + j][x * fw + k] == lab ? 1.f : 0.f;
+            wrong += a[ch][z][y][x] != want;
+          }
+    CHECK(wrong == 0);
+    // a batch is its maps' conditions stacked
+    auto pair = torch::stack({label, label.flip({0})});
+    CHECK(torch::equal(lc(pair), torch::stack({c, lc(label.flip({0}))})));
+    // the labels' shares, as the loss weighs them, are the fractions condition
+    CHECK(torch::allclose(lc.fractions(c.unsqueeze(0))[0], label_fractions(label, 3, lat)));
+  }
+  LabelCondition fr("fractions", 3, {4, 6, 8}, {2, 3, 4});
+  CHECK(fr.channels() == 3);
+  CHECK(torch::equal(fr(label), label_fractions(label, 3, {2, 3, 4})));
+  test::check_error([&] { LabelCondition("subvoxel", 3, {4, 6, 8}, {3, 3, 4}); }, {"ldm.label_condition", "divides"});
+  test::check_error([&] { LabelCondition("voxels", 3, {4, 6, 8}, {2, 3, 4}); }, {"ldm.label_condition", "voxels"});
+}
+
 TEST_CASE("label augmentation: nearest neighbour (only input labels), deterministic, identity when off") {
   auto label = torch::zeros({16, 24, 24}, torch::kLong);
   sphere(label, {8, 12, 12}, 9, 2);

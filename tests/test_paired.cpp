@@ -147,11 +147,13 @@ TEST_CASE("paired sampling: the user's label maps keep their grid and edits appl
                        doctest::Contains("not conditioned on label maps"), UsageError);
 }
 
-TEST_CASE("paired training: a label-conditioned LDM run resumes (its mask bank belongs to the run)") {
+TEST_CASE("paired training: a label-conditioned LDM run resumes (its mask bank belongs to the run) - subvoxel condition") {
   const auto& d = trained_labelled();
   test::ScratchDir dir("paired-resume");
   auto args = test::tiny_model_args(d / "data/manifest.json");
+  // the subvoxel condition here (the other tests: fractions, the default) through training, resume and sampling
   args.insert(args.end(), {"--set", "data.labels=\"condition\"", "--set", R"(data.label_names=["air","soft_tissue","lung","bone","nodule"])",
+                           "--set", "ldm.label_condition=\"subvoxel\"",
                            "--vqgan", (d / "vqgan/last.pt").string(), "--out", (dir / "ldm").string()});
   auto with_steps = [&](int steps, bool resume) {
     auto a = args;
@@ -164,6 +166,7 @@ TEST_CASE("paired training: a label-conditioned LDM run resumes (its mask bank b
   REQUIRE(with_steps(3, true) == 0);
   CHECK(load_checkpoint(dir / "ldm/last.pt").step == 3);
   CHECK(load_checkpoint(dir / "ldm/last.pt").extra["labels"]["augment_copies"] == 0);
+  CHECK(load_checkpoint(dir / "ldm/last.pt").config["ldm"]["label_condition"] == "subvoxel");
   // the mask bank's maps are augmented by default (a model without copies says it follows them less well);
   // --augment-labels off writes them as they are
   REQUIRE(cli::run_sample({"--ldm", (dir / "ldm/last.pt").string(), "-n", "1", "--qc-retries", "0", "--out", (dir / "s_aug").string()}) == 0);

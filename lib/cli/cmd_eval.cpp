@@ -118,6 +118,16 @@ nlohmann::json label_table(const std::vector<LabelStatistics>& real, const std::
   return rows;
 }
 
+// label_table per class of `real` that `synth` also has.
+nlohmann::json label_tables_by_class(const SetSummary& real, const SetSummary& synth, int64_t num_labels,
+                                     const std::vector<std::string>& names) {
+  nlohmann::json by_class = nlohmann::json::array();
+  for (const auto& [c, rs] : real.labels_by_class)
+    if (auto it = synth.labels_by_class.find(c); it != synth.labels_by_class.end())
+      by_class.push_back({{"class", c}, {"table", label_table(rs.summary(num_labels), it->second.summary(num_labels), names)}});
+  return by_class;
+}
+
 // Fréchet distance and k-NN metrics of a user's feature network (3-D, or 2-D slice-wise per plane).
 nlohmann::json network_fidelity(const FeatureNetwork& net, const SetSummary& real, const SetSummary& synth, int64_t k,
                                 const std::string& features) {
@@ -207,11 +217,12 @@ int run_eval(const Args_t& args) {
                    {"table", label_table(real.labels.summary(num_labels), synth.labels.summary(num_labels), vq.data.label_names)}};
     // Per class when the sets have several: pooled medians mix classes in the sets' proportions, and MR volumes of
     // different classes normalise differently (a bright lesion lowers everything else)
-    nlohmann::json by_class = nlohmann::json::array();
-    for (const auto& [c, rs] : real.labels_by_class)
-      if (auto it = synth.labels_by_class.find(c); it != synth.labels_by_class.end())
-        by_class.push_back({{"class", c}, {"table", label_table(rs.summary(num_labels), it->second.summary(num_labels), vq.data.label_names)}});
-    if (real.labels_by_class.size() > 1 || synth.labels_by_class.size() > 1) j["labels"]["by_class"] = by_class;
+    if (real.labels_by_class.size() > 1 || synth.labels_by_class.size() > 1)
+      j["labels"]["by_class"] = label_tables_by_class(real, synth, num_labels, vq.data.label_names);
+    // The same against the training cases: the mask bank's pairs reuse their label maps, and the model learned their
+    // intensities, so this separates the model's error from the difference between the training and held-out sets
+    if (!train.labels.empty() && !train.labels_by_class.empty())
+      j["labels"]["by_class_vs_train"] = label_tables_by_class(train, synth, num_labels, vq.data.label_names);
   }
   if (q.downstream) j["downstream"] = downstream_check(q, real, synth, vq.data, device);
   std::optional<AuditResult> audit;

@@ -18,7 +18,6 @@
 #include "core/torch_file.h"
 #include "core/version.h"
 #include "data/intensity.h"
-#include "data/label_maps.h"
 #include "pipeline/device.h"
 #include "pipeline/sample_batch.h"
 #include "train/launch_env.h"
@@ -233,7 +232,7 @@ int run_sample(const Args_t& args) {
       if (paired) {
         pairs.push_back(labels->for_volume(q.seed, it.index));
         it.label = pairs.back().label;
-        it.cond = label_fractions(it.label, ldm.num_labels, {ldm.latent_shape[1], ldm.latent_shape[2], ldm.latent_shape[3]});
+        it.cond = ldm.label_condition(it.label);
         // the map's class (checked against the model above), unless --class
         if (!q.fixed_class && ldm.num_classes > 0 && pairs.back().class_label) it.cls = *pairs.back().class_label;
       }

@@ -7,6 +7,39 @@
 
 namespace meddiff::cli {
 
+namespace {
+
+// One row per class: the number of volumes and, per label, real / synthetic mean median (relative difference).
+std::string class_table(const nlohmann::json& labels, const nlohmann::json& by_class) {
+  std::string md = "| class | volumes real / synthetic |";
+  for (const auto& row : labels) md += fmt::format(" {} |", row["name"].get<std::string>());
+  md += "\n|---|---|";
+  for (size_t k = 0; k < labels.size(); ++k) md += "---|";
+  md += "\n";
+  for (const auto& c : by_class) {
+    int64_t nr = 0, ns = 0;
+    for (const auto& row : c["table"]) {
+      nr = std::max(nr, row["real"]["volumes"].get<int64_t>());
+      ns = std::max(ns, row["synthetic"]["volumes"].get<int64_t>());
+    }
+    md += fmt::format("| {} | {} / {} |", c["class"].get<int64_t>(), nr, ns);
+    for (const auto& row : c["table"]) {
+      if (row["real"]["volumes"].get<int64_t>() == 0 || row["synthetic"]["volumes"].get<int64_t>() == 0) {
+        md += " absent |";
+        continue;
+      }
+      md += fmt::format(" {:.0f} / {:.0f}{} |", row["real"]["median_mean"].get<double>(), row["synthetic"]["median_mean"].get<double>(),
+                        row.contains("median_relative_difference")
+                            ? fmt::format(" ({:+.0f} %)", 100 * row["median_relative_difference"].get<double>())
+                            : std::string());
+    }
+    md += "\n";
+  }
+  return md;
+}
+
+}  // namespace
+
 std::string eval_report_markdown(const nlohmann::json& j, const std::string& vqgan_path, size_t closest) {
   const auto& fj = j["fidelity"];
   const auto& in = j["inputs"];
@@ -56,34 +89,14 @@ std::string eval_report_markdown(const nlohmann::json& j, const std::string& vqg
                         cell(row["synthetic"]),
                         row.contains("median_difference_in_real_sd") ? fmt::format("{:+.2f}", row["median_difference_in_real_sd"].get<double>()) : "-");
     }
-    if (j["labels"].contains("by_class")) {
-      md += "\nPer class (mean median intensity inside each label, real / synthetic, and the synthetic's relative difference):\n\n"
-            "| class | volumes real / synthetic |";
-      const auto& first = j["labels"]["table"];
-      for (const auto& row : first) md += fmt::format(" {} |", row["name"].get<std::string>());
-      md += "\n|---|---|";
-      for (size_t k = 0; k < first.size(); ++k) md += "---|";
-      md += "\n";
-      for (const auto& c : j["labels"]["by_class"]) {
-        int64_t nr = 0, ns = 0;
-        for (const auto& row : c["table"]) {
-          nr = std::max(nr, row["real"]["volumes"].get<int64_t>());
-          ns = std::max(ns, row["synthetic"]["volumes"].get<int64_t>());
-        }
-        md += fmt::format("| {} | {} / {} |", c["class"].get<int64_t>(), nr, ns);
-        for (const auto& row : c["table"]) {
-          if (row["real"]["volumes"].get<int64_t>() == 0 || row["synthetic"]["volumes"].get<int64_t>() == 0) {
-            md += " absent |";
-            continue;
-          }
-          md += fmt::format(" {:.0f} / {:.0f}{} |", row["real"]["median_mean"].get<double>(), row["synthetic"]["median_mean"].get<double>(),
-                            row.contains("median_relative_difference")
-                                ? fmt::format(" ({:+.0f} %)", 100 * row["median_relative_difference"].get<double>())
-                                : std::string());
-        }
-        md += "\n";
-      }
-    }
+    if (j["labels"].contains("by_class"))
+      md += "\nPer class (mean median intensity inside each label, real / synthetic, and the synthetic's relative difference):\n\n" +
+            class_table(j["labels"]["table"], j["labels"]["by_class"]);
+    if (j["labels"].contains("by_class_vs_train"))
+      md += "\nThe same against the training cases (`--train`), whose intensities the model learned and whose label maps the mask "
+            "bank's pairs reuse: what differs here is the model's error, what differs only above is the held-out set's difference "
+            "from the training set:\n\n" +
+            class_table(j["labels"]["table"], j["labels"]["by_class_vs_train"]);
   }
   if (j.contains("downstream")) {
     const auto& d = j["downstream"];

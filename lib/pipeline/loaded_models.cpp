@@ -89,8 +89,9 @@ LoadedLDM load_ldm(const std::filesystem::path& path, const torch::Device& devic
     l.label_ranges = lj.contains("training_ranges") ? LabelIntensityRanges::from_json(lj.at("training_ranges")) : l.union_ranges;
     l.mask_bank = path.parent_path() / lj.value("mask_bank", "mask_bank.pt");
     l.augment_copies = lj.value("augment_copies", int64_t{0});
+    l.label_condition = LabelCondition(l.ldm.label_condition, l.num_labels, l.data.shape, {l.latent_shape[1], l.latent_shape[2], l.latent_shape[3]});
   }
-  UNet3d model(l.ldm.unet, l.latent_shape[0], l.num_classes, l.num_labels);
+  UNet3d model(l.ldm.unet, l.latent_shape[0], l.num_classes, l.label_condition.channels());
   c.load_module("ema", *model);
   model->to(device);
   model->eval();

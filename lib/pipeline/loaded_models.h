@@ -5,6 +5,7 @@
 #include "core/checkpoint.h"
 #include "data/geometry_json.h"
 #include "data/label_check.h"
+#include "data/label_maps.h"
 #include "data/preprocess.h"
 #include "data/volume.h"
 #include "diffusion/objective.h"
@@ -75,6 +76,7 @@ struct LoadedLDM {
   // Label-conditioned models (data.labels = condition); num_labels = 0 otherwise.
   int64_t num_labels = 0;
   std::vector<std::string> label_names;
+  LabelCondition label_condition;     // label map -> the U-Net's condition on the latent grid
   LabelIntensityRanges label_ranges;  // the per-pair check's default: the training images' own ranges
   LabelIntensityRanges union_ranges;  // the union with what the VQ-GAN reproduces of them (sample --qc-ranges union)
   std::filesystem::path mask_bank;    // the training label maps (next to the checkpoint)

@@ -17,6 +17,8 @@ void LDMParams::validate(const std::string& w) const {
   if (loss != "l1" && loss != "l2") fail("config: '{}.loss' must be l1 or l2 (got '{}')", w, loss);
   if (latent_norm != "codebook_minmax" && latent_norm != "channel_meanstd")
     fail("config: '{}.latent_norm' must be codebook_minmax or channel_meanstd (got '{}')", w, latent_norm);
+  if (label_condition != "fractions" && label_condition != "subvoxel")
+    fail("config: '{}.label_condition' must be fractions or subvoxel (got '{}')", w, label_condition);
   unet.validate(w + ".unet");
 }
 

@@ -20,6 +20,7 @@ struct LDMParams {
   std::string prediction = "eps";         // eps, v, x0
   std::string loss = "l1";                // l1 (reference) or l2
   std::string latent_norm = "codebook_minmax";  // codebook_minmax (reference) or channel_meanstd
+  std::string label_condition = "fractions";    // with data.labels = condition: fractions or subvoxel (data/label_maps.h)
   UNetParams unet;
 
   template <typename V>
@@ -32,6 +33,7 @@ struct LDMParams {
     v("prediction", prediction, "network target: eps, v or x0");
     v("loss", loss, "l1 or l2");
     v("latent_norm", latent_norm, "latent scaling to about [-1,1]: codebook_minmax or channel_meanstd");
+    v("label_condition", label_condition, "with data.labels = condition: how the label map reaches the latent grid: fractions (each label's share of a latent voxel) or subvoxel (the one-hot map of every image voxel under a latent voxel, as channels: exact positions of small structures)");
     v("unet", unet);
   }
   void validate(const std::string& where = "ldm") const;

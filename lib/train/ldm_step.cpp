@@ -39,8 +39,8 @@ torch::Tensor diffusion_loss(const torch::Tensor& out, const torch::Tensor& targ
   return torch::where(n_present > 0, (1 - balance) * plain + balance * balanced, plain);
 }
 
-LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d, int64_t cond_ch)
-    : cfg(c), device(d), num_classes(n_classes), cond_channels(cond_ch) {
+LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d, const LabelCondition& lc)
+    : cfg(c), device(d), num_classes(n_classes), cond_channels(lc.channels()), labels(lc) {
   const auto& t = cfg.ldm_train;
   bf16 = use_bf16(t.precision, device);
   torch::manual_seed(static_cast<uint64_t>(t.seed));
@@ -104,11 +104,12 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     auto cls = torch::where(drop, torch::full({B}, num_classes, torch::kLong), b.labels).to(device);
     torch::Tensor cond, fractions;  // the condition the network sees; the label fractions the loss weighs by
     if (cond_channels > 0) {
-      if (!b.cond.defined()) fail("the model is conditioned on label maps but the batch has none");
-      fractions = b.cond.to(device);
+      if (!b.seg.defined()) fail("the model is conditioned on label maps but the batch has none");
+      auto full = labels(b.seg.to(device));
+      fractions = labels.fractions(full);
       // label dropout: the null condition (zeros) for classifier-free guidance on the labels
       auto keep = torch::tensor(std::vector<float>(keep_labels.begin(), keep_labels.end())).view({B, 1, 1, 1, 1});
-      cond = fractions * keep.to(device);
+      cond = full * keep.to(device);
     }
     auto x0 = b.x.to(device);
     torch::Tensor x_t, target, t_in;

@@ -9,6 +9,7 @@
 // the EMA copy follows identical weights on every rank.
 #include "core/collectives.h"
 #include "data/batches.h"
+#include "data/label_maps.h"
 #include "diffusion/objective.h"
 #include "diffusion/schedule.h"
 #include "models/unet3d.h"
@@ -49,10 +50,10 @@ struct LDMStepStats {
 
 class LDMStepper {
  public:
-  // cond_channels > 0: the U-Net takes the batches' label condition (Batch::cond), dropped to zeros as
-  // draw_sample says.
+  // labels.channels() > 0: the U-Net takes the condition `labels` builds from the batches' label maps
+  // (Batch::seg, on the image grid), dropped to zeros as draw_sample says.
   LDMStepper(const RunConfig& cfg, int64_t channels, int64_t num_classes, const torch::Device& device,
-             int64_t cond_channels = 0);
+             const LabelCondition& labels = {});
   LDMStepStats step(int64_t step, const std::function<Batch(int64_t micro)>& next_batch);
   // Joins a data-parallel job: takes rank 0's weights and EMA weights (call after a resume's load).
   void set_collectives(Collectives* comm);
@@ -63,6 +64,7 @@ class LDMStepper {
   Collectives* comm = nullptr;
   bool bf16 = false;
   int64_t num_classes, cond_channels;
+  LabelCondition labels;
   UNet3d model{nullptr}, ema{nullptr};
   std::unique_ptr<torch::optim::AdamW> opt;
   NoiseSchedule schedule;

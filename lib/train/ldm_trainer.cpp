@@ -188,11 +188,11 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
   std::array<int64_t, 4> latent_shape{E, zn.size(2), zn.size(3), zn.size(4)};
   if (static_cast<int64_t>(items.size()) != n_items)
     fail("{}: holds {} latents where this run has {} (cases and augmented copies)", cache.string(), items.size(), n_items);
-  if (num_labels > 0)
-    for (size_t i = 0; i < items.size(); ++i)
-      items[i].cond = label_fractions(stage2_label(static_cast<int64_t>(i)), num_labels, {latent_shape[1], latent_shape[2], latent_shape[3]});
+  const LabelCondition label_condition(cfg.ldm.label_condition, num_labels, cfg.data.shape, {latent_shape[1], latent_shape[2], latent_shape[3]});
+  if (num_labels > 0)  // the label maps travel with the latents; the stepper builds their condition batch by batch
+    for (size_t i = 0; i < items.size(); ++i) items[i].label = stage2_label(static_cast<int64_t>(i)).to(torch::kUInt8);
 
-  LDMStepper st(cfg, E, num_classes, device, num_labels);
+  LDMStepper st(cfg, E, num_classes, device, label_condition);
   int64_t start = 0;
   if (resumed) {
     resumed->load_module("model", *st.model);
@@ -250,7 +250,7 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
     torch::Tensor cond;  // the first training cases' label maps
     if (num_labels > 0) {
       std::vector<torch::Tensor> cs;
-      for (int64_t i = 0; i < n; ++i) cs.push_back(items[static_cast<size_t>(i % static_cast<int64_t>(items.size()))].cond);
+      for (int64_t i = 0; i < n; ++i) cs.push_back(label_condition(items[static_cast<size_t>(i % static_cast<int64_t>(items.size()))].label));
       cond = torch::stack(cs).to(device);
     }
     auto vols = generate_volumes(l, *vq.ae, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);

@@ -139,7 +139,8 @@ void announce_full(const std::string& what, double seconds_per_step, int64_t ste
            what, steps, seconds_per_step, format_duration(seconds_per_step * static_cast<double>(steps)));
 }
 
-Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step, int64_t cond_channels = 0) {
+// A batch of random latents [b, shape]; with `labels` random label maps under them.
+Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step, const LabelCondition& labels = {}) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(1000 + step));
   std::vector<int64_t> s{b};
   s.insert(s.end(), shape.begin(), shape.end());
@@ -147,7 +148,9 @@ Batch random_batch(int64_t b, const std::vector<int64_t>& shape, int64_t step, i
   batch.step = step;
   batch.x = torch::rand(s, gen) * 2 - 1;
   batch.labels = torch::zeros({b}, torch::kLong);
-  if (cond_channels > 0) batch.cond = torch::softmax(torch::rand({b, cond_channels, s[2], s[3], s[4]}, gen), 1);
+  if (labels.num_labels > 0)
+    batch.seg = torch::randint(0, labels.num_labels, {b, s[2] * labels.factor[0], s[3] * labels.factor[1], s[4] * labels.factor[2]}, gen,
+                               torch::kLong);
   return batch;
 }
 
@@ -257,7 +260,8 @@ MemoryProbe probe_ldm_memory(const RunConfig& cfg, int64_t cases, int64_t num_cl
   c.ldm_train.grad_accum = 1;
   int64_t b = 1;
   // a label-conditioned model's condition: the configured labels (or two, when they are named by the data)
-  const int64_t labels = cfg.data.label_conditioned() ? std::max<int64_t>(2, static_cast<int64_t>(cfg.data.label_names.size())) : 0;
+  const int64_t num_labels = cfg.data.label_conditioned() ? std::max<int64_t>(2, static_cast<int64_t>(cfg.data.label_names.size())) : 0;
+  const LabelCondition labels(cfg.ldm.label_condition, num_labels, cfg.data.shape, {lat[1], lat[2], lat[3]});
   auto build = [&] { return std::make_unique<LDMStepper>(c, lat[0], num_classes, device, labels); };
   auto run = [&](LDMStepper& st, int64_t i) {
     auto l = c.latent_shape(c.data.shape, "data.shape");
