@@ -221,7 +221,7 @@ int run_eval(const Args_t& args) {
       j["labels"]["by_class"] = label_tables_by_class(real, synth, num_labels, vq.data.label_names);
     // The same against the training cases: the mask bank's pairs reuse their label maps, and the model learned their
     // intensities, so this separates the model's error from the difference between the training and held-out sets
-    if (!train.labels.empty() && !train.labels_by_class.empty())
+    if (!train.labels_by_class.empty())
       j["labels"]["by_class_vs_train"] = label_tables_by_class(train, synth, num_labels, vq.data.label_names);
   }
   if (q.downstream) j["downstream"] = downstream_check(q, real, synth, vq.data, device);

@@ -54,7 +54,7 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
     fail("batch slice [{}, {}) lies outside the global batch of {}", slice.first, slice.first + batch_size, G);
   const int64_t N = static_cast<int64_t>(cases.size());
   std::map<int64_t, std::vector<size_t>> perms;  // epoch -> order of the cases
-  std::vector<torch::Tensor> xs, conds, segs;
+  std::vector<torch::Tensor> xs, segs;
   std::vector<int64_t> labels;
   for (int64_t b = 0; b < batch_size; ++b) {
     const int64_t pos = step * G + slice.first + b;  // position in the endless sequence of samples
@@ -67,10 +67,8 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
     }
     const auto& c = cases[perm[static_cast<size_t>(pos % N)]];
     auto x = c.x;
-    auto cond = c.cond;
     auto seg = c.label;
     if (patch.active()) {
-      if (cond.defined()) fail("patches of label-conditioned latents are not supported");
       auto o = patch_origin(c, patch, step_seed(seed, pos, 9));
       for (int64_t a = 0; a < 3; ++a) {
         x = x.narrow(a + 1, o[static_cast<size_t>(a)], patch.size[static_cast<size_t>(a)]);
@@ -84,7 +82,6 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
         if (rng() & 1) dims.push_back(a);
       if (!dims.empty()) {
         x = x.flip(dims);
-        if (cond.defined()) cond = cond.flip(dims);
         if (seg.defined()) {
           std::vector<int64_t> seg_dims;  // the label map has no channel axis
           for (int64_t d : dims) seg_dims.push_back(d - 1);
@@ -93,17 +90,14 @@ Batch make_batch(const std::vector<TrainingVolume>& cases, int64_t batch_size, u
       }
     }
     xs.push_back(x);
-    if (cond.defined()) conds.push_back(cond);
     if (seg.defined()) segs.push_back(seg);
     labels.push_back(c.class_label);
   }
-  if (!conds.empty() && conds.size() != xs.size()) fail("some training cases have a label condition and some do not");
   Batch out;
   out.step = step;
   out.first = slice.first;
   out.x = torch::stack(xs).to(torch::kFloat);  // cases from the dataset cache are float16 views
   out.labels = torch::tensor(labels, torch::kLong);
-  if (!conds.empty()) out.cond = torch::stack(conds);
   if (segs.size() == xs.size()) out.seg = torch::stack(segs).to(torch::kLong);  // uint8 in the dataset cache
   return out;
 }

@@ -19,8 +19,8 @@ struct Batch {
   int64_t step = 0;
   torch::Tensor x;       // [B, 1, D, H, W]
   torch::Tensor labels;  // int64 [B] class labels
-  torch::Tensor cond;    // float [B, L, d, h, w] label condition, when the cases have one
-  torch::Tensor seg;     // int64 [B, D, H, W] the cases' label maps (flipped with x), when every case has one
+  torch::Tensor seg;     // int64 [B, D, H, W] the cases' label maps (flipped with x), when every case has one (stage 2: the
+                         // latents' maps on the image grid, from which the label condition is built)
   int64_t first = 0;     // index of x[0] in the global batch (per-sample random draws key on first + j)
 };
 

@@ -71,7 +71,6 @@ struct TrainingVolume {
   std::string label_source;  // the label map's file, when the case has one
   torch::Tensor label;      // int64 [D, H, W] on the grid of x, when the case has a label map
   int64_t label_count = -1; // its largest value + 1 when known (kept by the dataset cache; -1: read the map)
-  torch::Tensor cond;       // float [L, d, h, w]: the label condition of a latent (stage 2 items)
 };
 
 // The channels of one case (the same grid; the label map, when there is one, on the first) -> one training

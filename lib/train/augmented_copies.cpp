@@ -26,7 +26,6 @@ TrainingVolume augmented_copy(const TrainingVolume& v, int64_t case_index, int64
   out.x = pair.image;
   out.label = pair.label;
   out.label_count = -1;
-  out.cond = torch::Tensor();
   out.source = fmt::format("{} (augmented copy {})", v.source, copy + 1);
   return out;
 }

@@ -40,13 +40,13 @@ torch::Tensor diffusion_loss(const torch::Tensor& out, const torch::Tensor& targ
 }
 
 LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d, const LabelCondition& lc)
-    : cfg(c), device(d), num_classes(n_classes), cond_channels(lc.channels()), labels(lc) {
+    : cfg(c), device(d), num_classes(n_classes), labels(lc) {
   const auto& t = cfg.ldm_train;
   bf16 = use_bf16(t.precision, device);
   torch::manual_seed(static_cast<uint64_t>(t.seed));
-  model = UNet3d(cfg.ldm.unet, channels, num_classes, cond_channels);
+  model = UNet3d(cfg.ldm.unet, channels, num_classes, labels.channels());
   torch::manual_seed(static_cast<uint64_t>(t.seed));
-  ema = UNet3d(cfg.ldm.unet, channels, num_classes, cond_channels);
+  ema = UNet3d(cfg.ldm.unet, channels, num_classes, labels.channels());
   set_checkpointing(*model, t.checkpointing);
   model->to(device);
   ema->to(device);
@@ -103,7 +103,7 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
     auto drop = torch::tensor(std::vector<int64_t>(drop_class.begin(), drop_class.end())).to(torch::kBool);
     auto cls = torch::where(drop, torch::full({B}, num_classes, torch::kLong), b.labels).to(device);
     torch::Tensor cond, fractions;  // the condition the network sees; the label fractions the loss weighs by
-    if (cond_channels > 0) {
+    if (labels.channels() > 0) {
       if (!b.seg.defined()) fail("the model is conditioned on label maps but the batch has none");
       auto full = labels(b.seg.to(device));
       fractions = labels.fractions(full);

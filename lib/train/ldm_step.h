@@ -63,8 +63,8 @@ class LDMStepper {
   torch::Device device;
   Collectives* comm = nullptr;
   bool bf16 = false;
-  int64_t num_classes, cond_channels;
-  LabelCondition labels;
+  int64_t num_classes;
+  LabelCondition labels;  // the label condition (channels() 0: none)
   UNet3d model{nullptr}, ema{nullptr};
   std::unique_ptr<torch::optim::AdamW> opt;
   NoiseSchedule schedule;
