@@ -3,6 +3,7 @@
 // set (cli/eval_sets.h), the audit (cli/eval_audit.h), the report (cli/eval_report.h). Every output
 // is staged and appears together with eval.json, or not at all.
 #include "cli/commands.h"
+#include "cli/autoencoder_option.h"
 #include "cli/eval_audit.h"
 #include "cli/eval_downstream.h"
 #include "cli/eval_report.h"
@@ -155,7 +156,15 @@ int run_eval(const Args_t& args) {
   torch::Device device = choose_device(q.device);
   std::optional<FeatureNetwork> net;
   if (q.features != "vqgan") net.emplace(q.features, device);
-  LoadedAutoencoder vq = load_autoencoder(q.vqgan, device);
+  LoadedAutoencoder vq = load_autoencoder_option(q.vqgan, q.modality, device);
+  if (vq.network_xyz()) {
+    vq.data.spacing = q.spacing;
+    const auto f = vq.ae->downsample();
+    vq.data.shape = imported_eval_grid(q.real, vq.data, q.shape, std::max({f[0], f[1], f[2]}));
+  } else if (q.shape[0] > 0 || q.spacing[0] > 0) {
+    usage_fail("--shape and --spacing are for an imported autoencoder; the {} {} prepares volumes with its own data settings",
+               vq.kind(), q.vqgan);
+  }
   const Units units = units_of(vq.data);
   const int64_t bins = 64;
   // One pass over each set, one volume in memory at a time.
@@ -169,6 +178,7 @@ int run_eval(const Args_t& args) {
   so.units = units;
   if (q.audited()) so.audit_grid = audit_grid;
   so.keep_latents = q.audited();
+  so.network_xyz = vq.network_xyz();
   SetSummary real = summarise_set(q.real, vq.data, "real", so);
   SetSummary train;
   if (q.audited()) {
@@ -183,7 +193,13 @@ int run_eval(const Args_t& args) {
   j["inputs"] = {{"real", q.real}, {"synthetic", q.synthetic}, {"train", q.train},
                  {"vqgan", fs::path(q.vqgan).filename().string()}, {"vqgan_step", vq.step}};
   j["inputs"]["autoencoder_kind"] = vq.autoencoder.kind;
-  j["settings"] = {{"normalisation", fmt::format("the {}'s data settings (its training normalisation, shape and spacing)", vq.kind())},
+  if (vq.network_xyz()) j["inputs"]["imported"] = vq.imported;
+  j["settings"] = {{"normalisation", vq.network_xyz() ? fmt::format("as MAISI and MONAI prepare {} for the {} (--modality {}), on a {} x {} x {} "
+                                                                   "grid (x, y, z){}, seen in RAS (x, y, z) layout",
+                                                                   vq.data.modality, vq.kind(), q.modality, vq.data.shape[2],
+                                                                   vq.data.shape[1], vq.data.shape[0],
+                                                                   q.spacing[0] > 0 ? fmt::format(" of {} mm", fmt::join(q.spacing, " x ")) : "")
+                                                     : fmt::format("the {}'s data settings (its training normalisation, shape and spacing)", vq.kind())},
                    {"features", q.features}, {"k", q.k}, {"pairs", q.pairs}, {"seed", q.seed}, {"audit_max_shift", q.max_shift}};
   j["counts"] = {{"real", real.entries.size()}, {"synthetic", synth.entries.size()}, {"train", train.entries.size()}};
   const std::string latent_protocol = fmt::format(

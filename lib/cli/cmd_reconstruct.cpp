@@ -1,5 +1,6 @@
 // meddiff reconstruct: encode and decode a volume through a trained VQ-GAN or KL autoencoder.
 #include "cli/args.h"
+#include "cli/autoencoder_option.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -15,7 +16,6 @@
 
 #include <cmath>
 #include <iostream>
-#include <optional>
 
 namespace meddiff::cli {
 
@@ -31,9 +31,7 @@ int run_reconstruct(const Args_t& args) {
       ("output", "Reconstruction (file or DICOM folder)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
       ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""))
-      ("modality", "ct or mr: for an imported autoencoder (which records no training data), how to scale the input as MAISI "
-                   "and MONAI do (CT: [-1000, 1000] HU; MR: 0th-99.5th percentile); a trained checkpoint knows its own",
-       cxxopts::value<std::string>())
+      ("modality", kAutoencoderModalityHelp, cxxopts::value<std::string>())
       ("max-memory", "Memory budget of the autoencoder in GiB (default: sample.max_memory_gib of the checkpoint, else "
                      "automatic: min(6 GiB, 40 % of RAM) on the CPU, min(16 GiB, half the GPU)); larger volumes run in slabs",
        cxxopts::value<double>())
@@ -43,17 +41,8 @@ int run_reconstruct(const Args_t& args) {
   std::string ckpt = required(r, "vqgan"), in = required(r, "input"), out = required(r, "output");
   const bool force = r.count("force") > 0;
   torch::Device device = choose_device(r["device"].as<std::string>());
-  std::optional<Modality> imported_as;
-  if (r.count("modality")) {
-    const auto m = r["modality"].as<std::string>();
-    if (m != "ct" && m != "mr") usage_fail("--modality must be ct or mr (got '{}')", m);
-    imported_as = parse_modality(m);
-  }
-  LoadedAutoencoder vq = load_autoencoder(ckpt, device, imported_as);
+  LoadedAutoencoder vq = load_autoencoder_option(ckpt, r.count("modality") ? r["modality"].as<std::string>() : "", device);
   const auto& dp = vq.data;
-  if (imported_as && vq.imported.empty() && *imported_as != dp.modality_enum())
-    usage_fail("--modality {}: the VQ-GAN or KL autoencoder {} was trained on {} (leave --modality out)", r["modality"].as<std::string>(),
-               ckpt, dp.modality);
   double gib = r.count("max-memory") ? r["max-memory"].as<double>() : vq.sample.max_memory_gib;
   if (!(gib >= 0)) usage_fail("--max-memory must be a positive number of GiB (got {})", gib);
   AutoencoderRun run;

@@ -1,6 +1,7 @@
 #include "cli/eval_request.h"
 
 #include "cli/args.h"
+#include "cli/autoencoder_option.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -26,6 +27,11 @@ EvalRequest parse_eval_request(const Args_t& args) {
       ("synthetic", "Synthetic volumes: a sample folder, its manifest.jsonl, a folder or a manifest", cxxopts::value<std::string>())
       ("train", "Training volumes for the memorisation audit: a folder or manifest", cxxopts::value<std::string>())
       ("vqgan", "VQ-GAN checkpoint: its data settings prepare every volume, its encoder gives the latent features", cxxopts::value<std::string>())
+      ("modality", kAutoencoderModalityHelp, cxxopts::value<std::string>())
+      ("shape", "With an imported autoencoder: crop or pad every volume to x,y,z voxels (multiples of its downsampling; "
+                "default: the first --real volume's size, rounded up)", cxxopts::value<std::string>())
+      ("spacing", "With an imported autoencoder: resample every volume to x,y,z mm first (default: as the files are)",
+       cxxopts::value<std::string>())
       ("features", "Feature space of the fidelity numbers: vqgan (the VQ-GAN's latents), 3d:FILE (a TorchScript network "
                    "taking [B,C,D,H,W] volumes, e.g. MedicalNet) or 2d:FILE (a TorchScript network applied to every slice of the "
                    "three planes, the MAISI protocol)", cxxopts::value<std::string>()->default_value("vqgan"))
@@ -63,6 +69,17 @@ EvalRequest parse_eval_request(const Args_t& args) {
   q.vqgan = required(r, "vqgan");
   q.out = required(r, "out");
   if (r.count("train")) q.train = r["train"].as<std::string>();
+  if (r.count("modality")) q.modality = r["modality"].as<std::string>();
+  if (r.count("shape")) {
+    q.shape = reversed_axes(parse_int3(r["shape"].as<std::string>(), "--shape"));  // x,y,z -> [D, H, W]
+    for (auto v : q.shape)
+      if (v < 4 || v > 2048) usage_fail("--shape: sizes must be within 4..2048 voxels (got '{}')", r["shape"].as<std::string>());
+  }
+  if (r.count("spacing")) {
+    q.spacing = parse_double3(r["spacing"].as<std::string>(), "--spacing");
+    for (auto v : q.spacing)
+      if (!(v > 0 && v <= 100)) usage_fail("--spacing: mm must be within (0, 100] (got '{}')", r["spacing"].as<std::string>());
+  }
   q.seed = r["seed"].as<uint64_t>();
   q.pairs = r["pairs"].as<int64_t>();
   q.k = r["k"].as<int64_t>();

@@ -6,6 +6,7 @@
 #include "pipeline/downstream_seg.h"
 #include "pipeline/eval_features.h"
 
+#include <array>
 #include <filesystem>
 #include <string>
 
@@ -13,6 +14,12 @@ namespace meddiff::cli {
 
 struct EvalRequest {
   std::string real, synthetic, train, vqgan;  // train "": no memorisation audit
+  // An imported autoencoder (cli/autoencoder_option.h): its modality, and the grid volumes are prepared on
+  // (shape [D, H, W]: 0 = the first --real volume's, rounded up to the autoencoder's downsampling; spacing
+  // [x, y, z] mm: 0 = as the files are).
+  std::string modality;
+  std::array<int64_t, 3> shape{0, 0, 0};
+  std::array<double, 3> spacing{0, 0, 0};
   std::filesystem::path out;
   std::string features = "vqgan";             // vqgan, 3d:FILE or 2d:FILE
   FeatureInput feature_input;

@@ -4,6 +4,9 @@
 #include "core/fs.h"
 #include "core/progress.h"
 #include "cli/training_data.h"
+#include "core/log.h"
+#include "data/ras_axes.h"
+#include "data/spatial.h"
 #include "io/volume_reader.h"
 
 #include <nlohmann/json.hpp>
@@ -95,6 +98,26 @@ TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p) {
   return t;
 }
 
+std::array<int64_t, 3> imported_eval_grid(const std::string& source, const DataParams& p, const std::array<int64_t, 3>& shape,
+                                          int64_t factor) {
+  auto round_up = [&](int64_t v) { return (v + factor - 1) / factor * factor; };
+  if (shape[0] > 0) {
+    for (auto v : shape)
+      if (v % factor != 0)
+        usage_fail("--shape {},{},{}: each size must be a multiple of {} (the imported autoencoder's downsampling)", shape[2],
+                   shape[1], shape[0], factor);
+    return shape;
+  }
+  const auto entries = eval_entries(source, "real", p);
+  Volume v = read_case(entries.front(), p).front();
+  if (p.spacing[0] > 0) v = resample_to_spacing(v, p.spacing);
+  const std::array<int64_t, 3> grid{round_up(v.depth()), round_up(v.height()), round_up(v.width())};
+  log_info("eval: every volume is prepared on a {} x {} x {} grid (x, y, z: the first --real volume's, {}, rounded up to "
+           "multiples of {}; --shape sets another)",
+           grid[2], grid[1], grid[0], entries.front().image.filename().string(), factor);
+  return grid;
+}
+
 SetSummary summarise_set(const std::string& source, const DataParams& p, const std::string& what, const SummaryOptions& o) {
   SetSummary s;
   s.entries = eval_entries(source, what, p);
@@ -113,7 +136,11 @@ SetSummary summarise_set(const std::string& source, const DataParams& p, const s
       continue;
     }
     if (!problems.empty()) continue;  // only reading the rest, to report every bad file at once
-    auto f = latent_features(*o.autoencoder, v.x, o.run, o.device);
+    auto f = latent_features(*o.autoencoder, o.network_xyz ? to_ras_xyz(v.x, ras_axes(v.geometry)) : v.x, o.run, o.device);
+    if (o.keep_latents && !lat.empty() && f.latent.sizes() != lat.front().sizes())
+      fail("{}: its axes lie otherwise than those of {} (latent {} vs {} in MONAI's RAS layout): the memorisation audit "
+           "compares latents on one grid; give volumes of one orientation", e.image.string(), s.entries.front().image.string(),
+           fmt::format("{}", fmt::join(f.latent.sizes(), "x")), fmt::format("{}", fmt::join(lat.front().sizes(), "x")));
     lf.push_back(f.feature);
     if (o.keep_latents) lat.push_back(f.latent);
     if (o.net) {

@@ -25,6 +25,13 @@ std::vector<ManifestEntry> eval_entries(const std::string& source, const std::st
 // One volume (and its label map) prepared with `p`; an error names the file.
 TrainingVolume load_eval_volume(const ManifestEntry& e, const DataParams& p);
 
+// The grid [D, H, W] on which an eval with an imported autoencoder (which records no training grid)
+// prepares every volume: `shape` when given (each size a multiple of the autoencoder's downsampling
+// `factor`), else the first volume of `source`, resampled to p.spacing when set, rounded up to multiples of
+// `factor`.
+std::array<int64_t, 3> imported_eval_grid(const std::string& source, const DataParams& p, const std::array<int64_t, 3>& shape,
+                                          int64_t factor);
+
 // What `meddiff eval` keeps of a set, gathered in one pass that holds one volume at a time: memory
 // grows with the features and the audit grids (at most 64^3 voxels each), not with the volumes.
 struct SetSummary {
@@ -50,6 +57,7 @@ struct SummaryOptions {
   std::function<torch::Tensor(const torch::Tensor&)> units;        // [-1, 1] -> scanner-like units
   std::function<torch::Tensor(const torch::Tensor&)> audit_grid;   // [1, D, H, W] -> [d, h, w]; empty: none
   bool keep_latents = false;
+  bool network_xyz = false;  // the autoencoder sees MONAI's RAS (x, y, z) arrays (an imported one)
 };
 
 SetSummary summarise_set(const std::string& source, const DataParams& p, const std::string& what, const SummaryOptions& o);

@@ -18,8 +18,8 @@ LoadedAutoencoder load_autoencoder(const std::filesystem::path& path, const torc
     fail("{}: is a '{}' checkpoint, not a VQ-GAN or KL autoencoder (train-vqgan's last.pt)", path.string(), c.kind);
   if (!c.config.contains("network")) return load_autoencoder(c, device);
   if (!imported_as || *imported_as == Modality::Unknown)
-    fail("{}: is an autoencoder brought in by meddiff import, without a training run's settings; this command takes one "
-         "trained by meddiff train-vqgan", path.string());
+    fail("{}: is an autoencoder brought in by meddiff import, without a training run's settings: give --modality ct or mr "
+         "(reconstruct, eval), or fine-tune it on your data first (train-vqgan --init)", path.string());
   LoadedAutoencoder out;
   out.config = c.config;
   out.step = c.step;
