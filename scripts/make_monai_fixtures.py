@@ -6,6 +6,11 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
   autoencoder_kl_io.pt     {"input", "mu", "sigma", "decoded"}: encode(input) and decode(mu)
   autoencoder_maisi.pt     MAISI AutoencoderKlMaisi state dict (as NV-Generate-CTMR's autoencoder_v1.pt)
   autoencoder_maisi_io.pt  the same outputs for it
+  autoencoder_maisi_fp16norm_io.pt  the same weights with norm_float16=True, as NVIDIA's config_network_rflow.json sets
+                           it: {"input", "mu", "decoded"}. MONAI's own fp32 forward refuses it (its convolutions get
+                           the float16 GroupNorm output; MAISI runs it under CUDA autocast), so every convolution's
+                           input is cast to float32 by a forward pre-hook: the float16 rounding of the normalised,
+                           scaled and shifted values (and their SiLU) is MAISI's, the convolutions float32
   unet_monai.pt            MONAI DiffusionModelUNet state dict (as the BraTS bundle's model.pt): attention at the two
                            deeper levels and in the middle, per-level residual blocks, convolution down/upsampling
   unet_monai_io.pt         {"x", "t", "out"}: out = net(x, t)
@@ -164,6 +169,24 @@ def write_reconstruction(autoencoder):
     print("autoencoder_maisi_recon: CT and MR through the MAISI autoencoder")
 
 
+def write_fp16_norm(maisi, ae_maisi):
+    import torch
+    from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
+
+    net = AutoencoderKlMaisi(**dict(maisi, norm_float16=True)).eval()
+    net.load_state_dict(ae_maisi.state_dict())
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv3d):
+            m.register_forward_pre_hook(lambda _, args: (args[0].float(),))
+    x = torch.randn(1, 1, 8, 16, 12, generator=torch.Generator().manual_seed(16))
+    with torch.no_grad():
+        mu, _ = net.encode(x)
+        decoded = net.decode(mu)
+    assert decoded.dtype == torch.float32
+    torch.save({"input": x, "mu": mu, "decoded": decoded}, OUT / "autoencoder_maisi_fp16norm_io.pt")
+    print(f"autoencoder_maisi_fp16norm: decoded range {decoded.min():.3f}..{decoded.max():.3f}")
+
+
 def main():
     import_monai()
     import torch
@@ -246,6 +269,8 @@ def main():
 
     write_torch_save_types()
     write_ddim(unet_monai_net, ae_kl)
+    write_fp16_norm(maisi, ae_maisi)
+    settings["autoencoder_maisi_fp16norm"] = dict(maisi, norm_float16=True)
     (OUT / "networks.json").write_text(json.dumps(settings, indent=1) + "\n")
     print(f"wrote {OUT}")
 

@@ -281,6 +281,49 @@ TEST_CASE("KL autoencoders with MONAI weights: encode and decode equal MONAI's A
   }
 }
 
+// NVIDIA's config_network_rflow.json sets norm_float16: MAISI's GroupNorm output rounded to float16, scaled and shifted in
+// float16. The reference is MONAI's network with that setting (its convolutions fed float32 by a hook, as MONAI's
+// fp32 forward refuses float16 input). With autograd recording, meddiff's convolutions take LibTorch's own path, as
+// MONAI's do, and the outputs are identical; at inference meddiff's convolutions run oneDNN (ops/conv.h), whose float32
+// rounding differs in the last bits, and float16 rounding downstream turns some of those into a float16 step.
+TEST_CASE("MAISI autoencoder with norm_float16: encode and decode equal MONAI's rounding of the normalised values") {
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  auto def = nets.at("autoencoder_maisi_fp16norm");
+  def["_target_"] = "monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi";
+  auto m = kl_from_monai(def, nets, "autoencoder_maisi_fp16norm");
+  CHECK(m.params.norm_float16);
+  auto plain_params = m.params;
+  plain_params.norm_float16 = false;
+  AutoencoderKL ae(m.params, m.in_channels), plain(plain_params, m.in_channels);
+  auto sd = read_state_dict(test::fixture("monai/autoencoder_maisi.pt"));
+  for (auto* net : {&ae, &plain}) {
+    (*net)->eval();
+    load_state_dict(**net, sd, "autoencoder_maisi.pt", maisi_autoencoder_key);
+  }
+  auto io = read_state_dict(test::fixture("monai/autoencoder_maisi_fp16norm_io.pt"));
+  const auto& ref = io.at("decoded");
+  const double range = (ref.max() - ref.min()).item<double>();
+  auto max_diff = [&](const torch::Tensor& a, const torch::Tensor& b) { return (a.detach() - b).abs().max().item<double>(); };
+  {  // autograd recording: the same convolution path as MONAI's
+    auto mu = ae->encode(io.at("input")).mu;
+    auto decoded = ae->decode(io.at("mu"));
+    CHECK((decoded.scalar_type() == torch::kFloat));
+    MESSAGE("norm_float16 with LibTorch's convolutions: max |meddiff - MONAI| mu " << max_diff(mu, io.at("mu")) << ", decoded "
+            << max_diff(decoded, ref) << " over a range of " << range);
+    CHECK(max_diff(mu, io.at("mu")) == 0);
+    CHECK(max_diff(decoded, ref) == 0);
+  }
+  torch::NoGradGuard ng;
+  const double inference = max_diff(ae->decode(io.at("mu")), ref), without = max_diff(plain->decode(io.at("mu")), ref);
+  MESSAGE("at inference (oneDNN): max difference " << inference << "; without the float16 rounding " << without);
+  CHECK(inference <= 1e-3 * range);
+  CHECK(without > 1e-4 * range);
+  // AutoencoderKL (not MAISI's) has no such setting
+  auto kl = nets.at("autoencoder_kl");
+  kl["norm_float16"] = true;
+  CHECK_FALSE(kl_from_monai(kl, nets, "autoencoder_kl").params.norm_float16);
+}
+
 TEST_CASE("KL autoencoder weights that do not fit: one error listing the missing - unexpected and mis-shaped keys") {
   auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
   AutoencoderKL ae(kl_from_monai(nets.at("autoencoder_kl"), nets, "autoencoder_kl").params, 1);

@@ -218,7 +218,7 @@ int run_demo(const Args_t& args) {
   t0 = std::chrono::steady_clock::now();
   run_eval({"--real", (out / "heldout").string(), "--synthetic", (out / "samples").string(), "--train", (out / "data").string(),
             "--vqgan", (out / "vqgan/last.pt").string(), "--device", device, "--downstream", "seg", "--seg-cases",
-            std::to_string(seg_real), "--seg-iterations", quick ? "20" : "300", "--seg-seeds", quick ? "1" : "3", "--out",
+            std::to_string(seg_real), "--seg-iterations", quick ? "20" : "600", "--seg-seeds", quick ? "1" : "3", "--out",
             (out / "eval").string()});
   double t_eval = seconds_since(t0);
 

@@ -53,12 +53,16 @@ EvalRequest parse_eval_request(const Args_t& args) {
       ("seg-train", "--downstream: the real labelled training cases of the segmenter (default: --train)", cxxopts::value<std::string>())
       ("seg-cases", "--downstream: use only the first N of them (a few real cases, as when labels are scarce; 0 = all)",
        cxxopts::value<int64_t>()->default_value("0"))
-      ("seg-iterations", "--downstream: training iterations per run (the fixed budget)", cxxopts::value<int64_t>()->default_value("300"))
+      ("seg-iterations", "--downstream: training iterations per run (the fixed budget)", cxxopts::value<int64_t>()->default_value("600"))
       ("seg-channels", "--downstream: base channels of the segmentation U-Net (8: minutes on a CPU at 32^3; more on a GPU)",
        cxxopts::value<int64_t>()->default_value("8"))
       ("seg-lr", "--downstream: Adam learning rate", cxxopts::value<double>()->default_value("0.003"))
+      ("seg-lr-poly", "--downstream: > 0: the learning rate decays as lr (1 - iteration / iterations)^this, nnU-Net's poly "
+                      "schedule; 0: constant", cxxopts::value<double>()->default_value("0.9"))
       ("seg-seeds", "--downstream: training runs per training set (seeds 0..N-1)", cxxopts::value<int64_t>()->default_value("2"))
       ("seg-batch", "--downstream: cases per iteration", cxxopts::value<int64_t>()->default_value("2"))
+      ("seg-min-effect", "--downstream: a gain helps or hurts only beyond the seed spread and this Dice difference",
+       cxxopts::value<double>()->default_value("0.005"))
       ("seg-synthetic-share", "--downstream: share of each batch drawn from the synthetic pairs when they are added to the real "
                               "cases (each slot is synthetic with this probability)", cxxopts::value<double>()->default_value("0.5"))
       ("force", "Replace a finished eval in --out (an unfinished one, without eval.json, is replaced anyway)");
@@ -112,9 +116,11 @@ EvalRequest parse_eval_request(const Args_t& args) {
   q.seg.iterations = r["seg-iterations"].as<int64_t>();
   q.seg.base_channels = r["seg-channels"].as<int64_t>();
   q.seg.lr = r["seg-lr"].as<double>();
+  q.seg.lr_poly = r["seg-lr-poly"].as<double>();
   q.seg.seeds = r["seg-seeds"].as<int64_t>();
   q.seg.batch = r["seg-batch"].as<int64_t>();
   q.seg.synthetic_share = r["seg-synthetic-share"].as<double>();
+  q.seg.min_effect = r["seg-min-effect"].as<double>();
   if (q.seg_cases < 0) usage_fail("--seg-cases must not be negative (got {})", q.seg_cases);
   try {
     q.seg.validate();

@@ -10,9 +10,9 @@ torch::Tensor KLDownsampleImpl::forward(const torch::Tensor& x) {
 }
 
 KLResBlockImpl::KLResBlockImpl(const KLParams& p, int64_t in, int64_t out) {
-  norm1 = register_module("norm1", MonaiNorm(in, p.norm_groups, p.norm_eps));
+  norm1 = register_module("norm1", MonaiNorm(in, p.norm_groups, p.norm_eps, p.norm_float16));
   conv1 = register_module("conv1", MonaiConv(in, out, 3));
-  norm2 = register_module("norm2", MonaiNorm(out, p.norm_groups, p.norm_eps));
+  norm2 = register_module("norm2", MonaiNorm(out, p.norm_groups, p.norm_eps, p.norm_float16));
   conv2 = register_module("conv2", MonaiConv(out, out, 3));
   if (in != out) nin_shortcut = register_module("nin_shortcut", MonaiConv(in, out, 1));
 }
@@ -56,7 +56,7 @@ KLCoderImpl::KLCoderImpl(const KLParams& p, int64_t in_channels, int64_t out_cha
     }
   }
   if (!decoder && p.encoder_mid_attention) mid(c);
-  add(MonaiNorm(c, p.norm_groups, p.norm_eps).ptr());
+  add(MonaiNorm(c, p.norm_groups, p.norm_eps, p.norm_float16).ptr());
   conv(c, out_channels);
 }
 

@@ -51,6 +51,7 @@ MonaiKL kl_from_monai(const nlohmann::json& def, const nlohmann::json& root, con
   if (a.get_or<bool>("use_convtranspose", false))
     fail("{}: 'use_convtranspose' true is not supported (MAISI's released networks use false)", where);
   p.upsample = m.maisi ? "trilinear" : "nearest";
+  p.norm_float16 = m.maisi && a.get_or<bool>("norm_float16", false);
   m.in_channels = a.get<int64_t>("in_channels");
   m.out_channels = a.get<int64_t>("out_channels");
   p.validate(where);

@@ -23,6 +23,7 @@ struct KLParams {
   bool encoder_mid_attention = true;  // MONAI's with_encoder_nonlocal_attn: res block, attention, res block at the bottom
   bool decoder_mid_attention = true;  // with_decoder_nonlocal_attn
   std::string upsample = "nearest";   // decoder upsampling before its 3^3 convolution: nearest (MONAI) or trilinear (MAISI)
+  bool norm_float16 = false;          // MAISI's norm_float16: the residual blocks' and the last GroupNorm's output in float16
 
   template <typename V>
   void visit(V& v) {
@@ -35,6 +36,7 @@ struct KLParams {
     v("encoder_mid_attention", encoder_mid_attention, "residual block, self-attention, residual block at the encoder's bottom");
     v("decoder_mid_attention", decoder_mid_attention, "the same at the decoder's top");
     v("upsample", upsample, "decoder upsampling before its convolution: trilinear (MAISI) or nearest (MONAI)");
+    v("norm_float16", norm_float16, "MAISI's norm_float16: round the residual blocks' and the last GroupNorm's output to float16");
   }
   void validate(const std::string& where = "kl") const;
   int64_t levels() const { return static_cast<int64_t>(channels.size()); }

@@ -11,13 +11,40 @@ MonaiConvImpl::MonaiConvImpl(int64_t in, int64_t out, int64_t k, int64_t s, int6
 
 torch::Tensor MonaiConvImpl::forward(const torch::Tensor& x) { return ops::conv3d(conv, x); }
 
-MonaiNormImpl::MonaiNormImpl(int64_t channels, int64_t groups, double eps) : groups(groups), eps(eps) {
+MonaiNormImpl::MonaiNormImpl(int64_t channels, int64_t groups, double eps, bool fp16_output)
+    : groups(groups), eps(eps), fp16_output(fp16_output) {
   weight = register_parameter("weight", torch::ones({channels}));
   bias = register_parameter("bias", torch::zeros({channels}));
 }
 
 torch::Tensor MonaiNormImpl::forward(const torch::Tensor& x, bool silu) {
-  return ops::norm_act(x, groups, weight, bias, eps, {}, {}, silu);
+  if (!fp16_output) return ops::norm_act(x, groups, weight, bias, eps, {}, {}, silu);
+  // MaisiGroupNorm3D's arithmetic, group by group in float32: (x - mean) / sqrt(var + eps), then float16
+  TORCH_CHECK(x.dim() == 5, "MAISI's GroupNorm expects [B, C, D, H, W]");
+  const int64_t B = x.size(0), C = x.size(1);
+  auto v = x.view({B, groups, C / groups, x.size(2), x.size(3), x.size(4)});
+  std::vector<torch::Tensor> parts;
+  for (int64_t g = 0; g < groups; ++g) {
+    auto a = v.narrow(1, g, 1).to(torch::kFloat);
+    auto mean = a.mean({2, 3, 4, 5}, /*keepdim=*/true);
+    auto sd = a.var({2, 3, 4, 5}, /*unbiased=*/false, /*keepdim=*/true).add_(eps).sqrt_();
+    parts.push_back(((a - mean) / sd).to(torch::kHalf));
+  }
+  return affine(torch::cat(parts, 1).view(x.sizes()), silu).to(x.scalar_type());
+}
+
+torch::Tensor MonaiNormImpl::affine(const torch::Tensor& normalised, bool silu) const {
+  std::vector<int64_t> shape(static_cast<size_t>(normalised.dim()), 1);
+  shape[1] = normalised.size(1);
+  if (!fp16_output) {
+    auto y = normalised * weight.view(shape) + bias.view(shape);
+    return silu ? torch::silu(y) : y;
+  }
+  // MAISI's norm_float16: the weight and bias applied in place to the float16 values (each product and sum computed
+  // in float32, stored as float16), then SiLU of the float16 tensor
+  auto y = normalised.to(torch::kHalf, /*non_blocking=*/false, /*copy=*/true);
+  y.mul_(weight.view(shape)).add_(bias.view(shape));
+  return silu ? torch::silu(y) : y;
 }
 
 torch::Tensor upsample2x(const torch::Tensor& x, bool trilinear) {

@@ -2,7 +2,9 @@
 // Layers with exactly the semantics and parameter names of MONAI's, shared by the network families imported
 // from MONAI and MAISI (models/autoencoder_kl.h, models/monai_unet.h), so that their state dicts load by name:
 //  - MonaiConv: a 3-D convolution held as MONAI's Convolution holds it (a child named "conv");
-//  - MonaiNorm: GroupNorm with its own "weight" and "bias", optionally followed by SiLU;
+//  - MonaiNorm: GroupNorm with its own "weight" and "bias", optionally followed by SiLU; with fp16_output,
+//    MAISI's norm_float16 (MaisiGroupNorm3D): the normalised values are rounded to float16 and scaled, shifted
+//    (and passed through SiLU) in float16, as MAISI computes them; the result is returned in the input's type;
 //  - MonaiUpsample: x2 nearest or trilinear interpolation and a convolution ("postconv");
 //  - MonaiAttention: MONAI's SpatialAttentionBlock: GroupNorm ("norm"), then multi-head self-attention over
 //    every voxel with separate q/k/v projections ("attn.to_q" ...), the heads taking consecutive channel
@@ -19,10 +21,13 @@ struct MonaiConvImpl : torch::nn::Module {
 TORCH_MODULE(MonaiConv);
 
 struct MonaiNormImpl : torch::nn::Module {
-  MonaiNormImpl(int64_t channels, int64_t groups, double eps);
+  MonaiNormImpl(int64_t channels, int64_t groups, double eps, bool fp16_output = false);
   torch::Tensor forward(const torch::Tensor& x, bool silu = false);
+  // The affine step (and SiLU) after the normalisation: MAISI's float16 rounding when fp16_output, else plain.
+  torch::Tensor affine(const torch::Tensor& normalised, bool silu) const;
   int64_t groups;
   double eps;
+  bool fp16_output;
   torch::Tensor weight, bias;
 };
 TORCH_MODULE(MonaiNorm);
