@@ -5,6 +5,7 @@
 #include "data/label_augment.h"
 #include "data/label_check.h"
 #include "data/label_maps.h"
+#include "data/label_statistics.h"
 #include "data/preview.h"
 #include "models/unet3d.h"
 #include "test_support.h"
@@ -240,4 +241,38 @@ TEST_CASE("label-conditioned U-Net: the condition joins the input and zeros are 
   CHECK(torch::equal(net->forward(x, t, c), net->forward(x, t, c, torch::zeros_like(cond))));
   CHECK_FALSE(torch::allclose(with, net->forward(x, t, c)));
   CHECK(net->conv_in->weight.size(1) == 9);
+}
+
+TEST_CASE("edge step: the intensity step across a label's boundary - sharp - softened - summarised over volumes") {
+  // a 6^3 cube label (value 2) in a 16^3 volume, 100 inside and 20 outside: the step is 80
+  auto label = torch::zeros({16, 16, 16}, torch::kLong);
+  label.index_put_({Slice(5, 11), Slice(5, 11), Slice(5, 11)}, 2);
+  auto sharp = torch::full({16, 16, 16}, 20.0, torch::kDouble).masked_fill(label == 2, 100.0);
+  REQUIRE(edge_step(sharp, label, 2).has_value());
+  CHECK(*edge_step(sharp, label, 2) == doctest::Approx(80.0));
+  // softened: the label's outer layer at 60, the ring just outside at 40 -> 60 - 40 = 20 (the shells are exactly those)
+  auto soft = sharp.clone();
+  auto in = label == 2;
+  auto core = torch::zeros_like(in);
+  core.index_put_({Slice(6, 10), Slice(6, 10), Slice(6, 10)}, true);
+  auto ring = torch::zeros_like(in);
+  ring.index_put_({Slice(4, 12), Slice(4, 12), Slice(4, 12)}, true);
+  soft.masked_fill_(in & core.logical_not(), 60.0);
+  soft.masked_fill_(ring & in.logical_not(), 40.0);
+  CHECK(*edge_step(soft, label, 2) == doctest::Approx(20.0));
+  // a label absent or too small has no step
+  CHECK_FALSE(edge_step(sharp, label, 3).has_value());
+  auto tiny = torch::zeros({16, 16, 16}, torch::kLong);
+  tiny.index_put_({8, 8, 8}, 1);
+  CHECK_FALSE(edge_step(sharp, tiny, 1, 8).has_value());
+  // over volumes: mean and sd of the steps; the background (label 0) gets none
+  LabelSamples samples;
+  samples.add(sharp, label);
+  samples.add(soft, label);
+  auto st = samples.summary(3);
+  CHECK(st[2].edge_volumes == 2);
+  CHECK(st[2].edge_step_mean == doctest::Approx(50.0));
+  CHECK(st[2].edge_step_sd == doctest::Approx(std::sqrt(2.0 * 30.0 * 30.0)));
+  CHECK(st[0].edge_volumes == 0);
+  CHECK(st[1].edge_volumes == 0);
 }

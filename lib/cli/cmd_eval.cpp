@@ -114,6 +114,10 @@ nlohmann::json label_table(const std::vector<LabelStatistics>& real, const std::
     // relative to the real mean median (meaningless near 0, e.g. MR background)
     if (r.volumes > 0 && s.volumes > 0 && r.median_mean != 0)
       row["median_relative_difference"] = (s.median_mean - r.median_mean) / std::abs(r.median_mean);
+    // the step of intensity across the label's boundary, and how much of the real one the synthetic volumes keep
+    for (const auto& [set, st] : {std::pair{"real", &r}, std::pair{"synthetic", &s}})
+      if (st->edge_volumes > 0) row[set]["edge_step"] = {{"volumes", st->edge_volumes}, {"mean", st->edge_step_mean}, {"sd", st->edge_step_sd}};
+    if (r.edge_volumes > 0 && s.edge_volumes > 0 && r.edge_step_mean != 0) row["edge_step_kept"] = s.edge_step_mean / r.edge_step_mean;
     rows.push_back(row);
   }
   return rows;
@@ -229,7 +233,9 @@ int run_eval(const Args_t& args) {
     const int64_t num_labels = std::max({static_cast<int64_t>(vq.data.label_names.size()), real.labels.labels_seen(), synth.labels.labels_seen()});
     j["labels"] = {{"units", units.name},
                    {"note", "per label: volumes holding it (>= 8 voxels), its mean share of the voxels, and the mean and standard "
-                            "deviation over volumes of the median intensity inside it"},
+                            "deviation over volumes of the median intensity inside it; edge_step: the median of the label's voxels "
+                            "touching another label minus that of the other voxels touching it (3x3x3), mean and sd over volumes; "
+                            "edge_step_kept: synthetic / real (1: as sharp as the real edges, below 1: softer)"},
                    {"table", label_table(real.labels.summary(num_labels), synth.labels.summary(num_labels), vq.data.label_names)}};
     // Per class when the sets have several: pooled medians mix classes in the sets' proportions, and MR volumes of
     // different classes normalise differently (a bright lesion lowers everything else)

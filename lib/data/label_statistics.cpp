@@ -4,6 +4,22 @@
 
 namespace meddiff {
 
+namespace {
+torch::Tensor touches(const torch::Tensor& mask) {  // voxels with a 3x3x3 neighbour (or themselves) in `mask`
+  auto m = mask.to(torch::kFloat).unsqueeze(0).unsqueeze(0);
+  return torch::max_pool3d(m, 3, 1, 1)[0][0] > 0.5;
+}
+}  // namespace
+
+std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& label, int64_t k, int64_t min_voxels) {
+  auto in = label == k;
+  auto inner = in & touches(in.logical_not()), outer = in.logical_not() & touches(in);
+  auto x = intensities.to(torch::kDouble);
+  auto a = x.masked_select(inner), b = x.masked_select(outer);
+  if (a.numel() < min_voxels || b.numel() < min_voxels) return std::nullopt;
+  return a.median().item<double>() - b.median().item<double>();
+}
+
 void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& label, int64_t min_voxels) {
   auto x = intensities.to(torch::kDouble).flatten();
   auto l = label.to(torch::kLong).flatten();
@@ -11,6 +27,7 @@ void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& la
   if (top + 1 > labels_seen()) {
     medians_.resize(static_cast<size_t>(top + 1));
     fractions_.resize(static_cast<size_t>(top + 1));
+    edges_.resize(static_cast<size_t>(top + 1));
   }
   ++volumes_;
   for (int64_t k = 0; k <= top; ++k) {
@@ -19,6 +36,8 @@ void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& la
     // the lower median (torch's definition), so it is a value of the volume
     medians_[static_cast<size_t>(k)].push_back(inside.median().item<double>());
     fractions_[static_cast<size_t>(k)].push_back(static_cast<double>(inside.numel()) / static_cast<double>(l.numel()));
+    if (k > 0 && label.dim() == 3)
+      if (auto e = edge_step(intensities, label.to(torch::kLong), k, min_voxels)) edges_[static_cast<size_t>(k)].push_back(*e);
   }
 }
 
@@ -37,6 +56,14 @@ std::vector<LabelStatistics> LabelSamples::summary(int64_t num_labels) const {
     double ss = 0;
     for (double v : m) ss += (v - s.median_mean) * (v - s.median_mean);
     s.median_sd = m.size() > 1 ? std::sqrt(ss / static_cast<double>(m.size() - 1)) : 0.0;
+    const auto& e = edges_[k];
+    s.edge_volumes = static_cast<int64_t>(e.size());
+    if (e.empty()) continue;
+    double esum = 0, ess = 0;
+    for (double v : e) esum += v;
+    s.edge_step_mean = esum / static_cast<double>(e.size());
+    for (double v : e) ess += (v - s.edge_step_mean) * (v - s.edge_step_mean);
+    s.edge_step_sd = e.size() > 1 ? std::sqrt(ess / static_cast<double>(e.size() - 1)) : 0.0;
   }
   return out;
 }

@@ -2,9 +2,15 @@
 // Per-label statistics of a set of volumes with label maps, gathered one volume at a time: for each
 // label, how many volumes hold it (at least `min_voxels` voxels), its share of the volume, and the
 // median intensity inside it (summarised over the volumes as mean and standard deviation), in the
-// units of the intensities given (HU for CT). `meddiff eval` compares real and synthetic sets.
+// units of the intensities given (HU for CT), and the step of intensity across its boundary: the median
+// of the label's voxels that touch another label minus the median of the other voxels that touch it
+// (3x3x3 neighbourhoods; labels 1 and up), i.e. how sharply the label stands out at its edge. A
+// synthetic image whose small structure fades into its surroundings keeps a small part of the real
+// step, and a segmenter trained on it places that edge elsewhere. `meddiff eval` compares real and
+// synthetic sets.
 #include <torch/torch.h>
 
+#include <optional>
 #include <vector>
 
 namespace meddiff {
@@ -14,7 +20,14 @@ struct LabelStatistics {
   int64_t volumes = 0;                    // volumes holding the label
   double fraction_mean = 0;               // mean share of the voxels (over those volumes)
   double median_mean = 0, median_sd = 0;  // the volumes' median intensities inside the label
+  int64_t edge_volumes = 0;               // volumes whose label has both edge shells (>= min_voxels each)
+  double edge_step_mean = 0, edge_step_sd = 0;  // the step across the label's boundary (inside shell - outside shell)
 };
+
+// The step across the boundary of `label == k` in one volume: median intensity of the label's voxels with a
+// neighbour outside it minus that of the outside voxels with a neighbour in it (3x3x3); nullopt when either
+// shell has fewer than `min_voxels` voxels.
+std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& label, int64_t k, int64_t min_voxels = 8);
 
 class LabelSamples {
  public:
@@ -26,7 +39,7 @@ class LabelSamples {
   bool empty() const { return volumes_ == 0; }
 
  private:
-  std::vector<std::vector<double>> medians_, fractions_;
+  std::vector<std::vector<double>> medians_, fractions_, edges_;
   int64_t volumes_ = 0;
 };
 

@@ -75,7 +75,33 @@ for key, folder in (("real", sys.argv[2]), ("synthetic", sys.argv[3])):
         assert got["volumes"] == len(meds), (key, cls, k, got["volumes"], len(meds))
         assert abs(got["median_mean"] - np.mean(meds)) < 2.0, (key, cls, k, got["median_mean"], np.mean(meds))
     assert by[0][4][key]["volumes"] == 0  # class 0 phantoms have no lesion
-print("per-class label medians equal nibabel's")
+# the edge step of each label: the median of its voxels touching another label minus that of the others touching it
+def touches(m):
+    p = np.pad(m, 1)
+    out = np.zeros_like(m)
+    for dz in range(3):
+        for dy in range(3):
+            for dx in range(3):
+                out |= p[dz:dz + m.shape[0], dy:dy + m.shape[1], dx:dx + m.shape[2]]
+    return out
+for key, folder in (("real", sys.argv[2]), ("synthetic", sys.argv[3])):
+    steps = {}
+    for c in json.load(open(f"{folder}/manifest.json"))["cases"]:
+        a = nib.load(f"{folder}/{c['image']}").get_fdata(); l = np.rint(nib.load(f"{folder}/{c['label']}").get_fdata()).astype(int)
+        u = (a - a.min()) / (a.max() - a.min()) * 1000
+        for k in range(1, 5):
+            m = l == k
+            if m.sum() < 8: continue
+            inner, outer = m & touches(~m), ~m & touches(m)
+            if inner.sum() >= 8 and outer.sum() >= 8:
+                # torch's lower median
+                lo = lambda v: np.sort(v)[(len(v) - 1) // 2]
+                steps.setdefault(k, []).append(lo(u[inner]) - lo(u[outer]))
+    for k, v in steps.items():
+        got = j["labels"]["table"][k][key]["edge_step"]
+        assert got["volumes"] == len(v) and abs(got["mean"] - np.mean(v)) < 2.0, (key, k, got, np.mean(v))
+    assert steps[3] and np.mean(steps[3]) < 0 and np.mean(steps[4]) > 0  # dark ventricles, bright lesions
+print("per-class label medians and edge steps equal nibabel's")
 PY
 grep -q "^| 1 | 3 / 2 |" ev_cls/report.md || fail "no per-class row in report.md: $(grep -A4 'Per class' ev_cls/report.md)"
 # the same command twice: the same JSON
