@@ -13,8 +13,21 @@ torch::Tensor touches(const torch::Tensor& mask) {  // voxels with a 3x3x3 neigh
 
 std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& label, int64_t k, int64_t min_voxels) {
   auto in = label == k;
+  // within the label's bounding box grown by one voxel: a small structure of a large volume (or one of the hundred
+  // labels of a whole-body map) costs its own size, not the volume's
+  std::vector<at::indexing::TensorIndex> box;
+  for (int64_t a = 0; a < 3; ++a) {
+    std::vector<int64_t> others;
+    for (int64_t b = 0; b < 3; ++b)
+      if (b != a) others.push_back(b);
+    auto hit = torch::nonzero(in.any(others[1]).any(others[0])).flatten();
+    if (hit.numel() == 0) return std::nullopt;
+    const int64_t lo = std::max<int64_t>(0, hit.min().item<int64_t>() - 1), hi = std::min(in.size(a), hit.max().item<int64_t>() + 2);
+    box.emplace_back(at::indexing::Slice(lo, hi));
+  }
+  in = in.index(box);
   auto inner = in & touches(in.logical_not()), outer = in.logical_not() & touches(in);
-  auto x = intensities.to(torch::kDouble);
+  auto x = intensities.index(box).to(torch::kDouble);
   auto a = x.masked_select(inner), b = x.masked_select(outer);
   if (a.numel() < min_voxels || b.numel() < min_voxels) return std::nullopt;
   return a.median().item<double>() - b.median().item<double>();
