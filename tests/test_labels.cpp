@@ -248,8 +248,8 @@ TEST_CASE("edge step: the intensity step across a label's boundary - sharp - sof
   auto label = torch::zeros({16, 16, 16}, torch::kLong);
   label.index_put_({Slice(5, 11), Slice(5, 11), Slice(5, 11)}, 2);
   auto sharp = torch::full({16, 16, 16}, 20.0, torch::kDouble).masked_fill(label == 2, 100.0);
-  REQUIRE(edge_step(sharp, label, 2).has_value());
-  CHECK(*edge_step(sharp, label, 2) == doctest::Approx(80.0));
+  REQUIRE(edge_step(sharp, label == 2).has_value());
+  CHECK(*edge_step(sharp, label == 2) == doctest::Approx(80.0));
   // softened: the label's outer layer at 60, the ring just outside at 40 -> 60 - 40 = 20 (the shells are exactly those)
   auto soft = sharp.clone();
   auto in = label == 2;
@@ -259,12 +259,12 @@ TEST_CASE("edge step: the intensity step across a label's boundary - sharp - sof
   ring.index_put_({Slice(4, 12), Slice(4, 12), Slice(4, 12)}, true);
   soft.masked_fill_(in & core.logical_not(), 60.0);
   soft.masked_fill_(ring & in.logical_not(), 40.0);
-  CHECK(*edge_step(soft, label, 2) == doctest::Approx(20.0));
+  CHECK(*edge_step(soft, label == 2) == doctest::Approx(20.0));
   // a label absent or too small has no step
-  CHECK_FALSE(edge_step(sharp, label, 3).has_value());
+  CHECK_FALSE(edge_step(sharp, label == 3).has_value());
   auto tiny = torch::zeros({16, 16, 16}, torch::kLong);
   tiny.index_put_({8, 8, 8}, 1);
-  CHECK_FALSE(edge_step(sharp, tiny, 1, 8).has_value());
+  CHECK_FALSE(edge_step(sharp, tiny == 1, 8).has_value());
   // over volumes: mean and sd of the steps; the background (label 0) gets none
   LabelSamples samples;
   samples.add(sharp, label);

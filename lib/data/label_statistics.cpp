@@ -1,6 +1,8 @@
 #include "data/label_statistics.h"
 
 #include <cmath>
+#include <tuple>
+#include <utility>
 
 namespace meddiff {
 
@@ -9,10 +11,19 @@ torch::Tensor touches(const torch::Tensor& mask) {  // voxels with a 3x3x3 neigh
   auto m = mask.to(torch::kFloat).unsqueeze(0).unsqueeze(0);
   return torch::max_pool3d(m, 3, 1, 1)[0][0] > 0.5;
 }
+
+// Mean and sample standard deviation (0 for fewer than two values) of a non-empty list.
+std::pair<double, double> mean_sd(const std::vector<double>& v) {
+  double sum = 0, ss = 0;
+  for (double x : v) sum += x;
+  const double mean = sum / static_cast<double>(v.size());
+  for (double x : v) ss += (x - mean) * (x - mean);
+  return {mean, v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0};
+}
 }  // namespace
 
-std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& label, int64_t k, int64_t min_voxels) {
-  auto in = label == k;
+std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& mask, int64_t min_voxels) {
+  auto in = mask.to(torch::kBool);
   // within the label's bounding box grown by one voxel: a small structure of a large volume (or one of the hundred
   // labels of a whole-body map) costs its own size, not the volume's
   std::vector<at::indexing::TensorIndex> box;
@@ -35,7 +46,8 @@ std::optional<double> edge_step(const torch::Tensor& intensities, const torch::T
 
 void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& label, int64_t min_voxels) {
   auto x = intensities.to(torch::kDouble).flatten();
-  auto l = label.to(torch::kLong).flatten();
+  const auto lab = label.to(torch::kLong);
+  auto l = lab.flatten();
   const int64_t top = l.numel() ? l.max().item<int64_t>() : -1;
   if (top + 1 > labels_seen()) {
     medians_.resize(static_cast<size_t>(top + 1));
@@ -44,13 +56,14 @@ void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& la
   }
   ++volumes_;
   for (int64_t k = 0; k <= top; ++k) {
-    auto inside = x.masked_select(l == k);
+    const auto mask = lab == k;
+    auto inside = x.masked_select(mask.flatten());
     if (inside.numel() < min_voxels) continue;
     // the lower median (torch's definition), so it is a value of the volume
     medians_[static_cast<size_t>(k)].push_back(inside.median().item<double>());
     fractions_[static_cast<size_t>(k)].push_back(static_cast<double>(inside.numel()) / static_cast<double>(l.numel()));
     if (k > 0 && label.dim() == 3)
-      if (auto e = edge_step(intensities, label.to(torch::kLong), k, min_voxels)) edges_[static_cast<size_t>(k)].push_back(*e);
+      if (auto e = edge_step(intensities, mask, min_voxels)) edges_[static_cast<size_t>(k)].push_back(*e);
   }
 }
 
@@ -60,23 +73,11 @@ std::vector<LabelStatistics> LabelSamples::summary(int64_t num_labels) const {
     auto& s = out[k];
     s.label = static_cast<int64_t>(k);
     if (k >= medians_.size() || medians_[k].empty()) continue;
-    const auto& m = medians_[k];
-    s.volumes = static_cast<int64_t>(m.size());
-    double sum = 0, fsum = 0;
-    for (size_t i = 0; i < m.size(); ++i) sum += m[i], fsum += fractions_[k][i];
-    s.median_mean = sum / static_cast<double>(m.size());
-    s.fraction_mean = fsum / static_cast<double>(m.size());
-    double ss = 0;
-    for (double v : m) ss += (v - s.median_mean) * (v - s.median_mean);
-    s.median_sd = m.size() > 1 ? std::sqrt(ss / static_cast<double>(m.size() - 1)) : 0.0;
-    const auto& e = edges_[k];
-    s.edge_volumes = static_cast<int64_t>(e.size());
-    if (e.empty()) continue;
-    double esum = 0, ess = 0;
-    for (double v : e) esum += v;
-    s.edge_step_mean = esum / static_cast<double>(e.size());
-    for (double v : e) ess += (v - s.edge_step_mean) * (v - s.edge_step_mean);
-    s.edge_step_sd = e.size() > 1 ? std::sqrt(ess / static_cast<double>(e.size() - 1)) : 0.0;
+    s.volumes = static_cast<int64_t>(medians_[k].size());
+    std::tie(s.median_mean, s.median_sd) = mean_sd(medians_[k]);
+    s.fraction_mean = mean_sd(fractions_[k]).first;
+    s.edge_volumes = static_cast<int64_t>(edges_[k].size());
+    if (!edges_[k].empty()) std::tie(s.edge_step_mean, s.edge_step_sd) = mean_sd(edges_[k]);
   }
   return out;
 }

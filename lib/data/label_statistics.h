@@ -24,10 +24,10 @@ struct LabelStatistics {
   double edge_step_mean = 0, edge_step_sd = 0;  // the step across the label's boundary (inside shell - outside shell)
 };
 
-// The step across the boundary of `label == k` in one volume: median intensity of the label's voxels with a
-// neighbour outside it minus that of the outside voxels with a neighbour in it (3x3x3); nullopt when either
-// shell has fewer than `min_voxels` voxels.
-std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& label, int64_t k, int64_t min_voxels = 8);
+// The step across the boundary of a label (`mask`, [D, H, W], true inside it) in one volume: median intensity of
+// the label's voxels with a neighbour outside it minus that of the outside voxels with a neighbour in it (3x3x3);
+// nullopt when either shell has fewer than `min_voxels` voxels.
+std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& mask, int64_t min_voxels = 8);
 
 class LabelSamples {
  public:

@@ -44,7 +44,7 @@ torch::Tensor MonaiNormImpl::affine(const torch::Tensor& normalised, bool silu) 
   // in float32, stored as float16), then SiLU of the float16 tensor
   auto y = normalised.to(torch::kHalf, /*non_blocking=*/false, /*copy=*/true);
   y.mul_(weight.view(shape)).add_(bias.view(shape));
-  return silu ? torch::silu(y) : y;
+  return (silu ? torch::silu(y) : y).to(normalised.scalar_type());
 }
 
 torch::Tensor upsample2x(const torch::Tensor& x, bool trilinear) {

@@ -23,7 +23,8 @@ TORCH_MODULE(MonaiConv);
 struct MonaiNormImpl : torch::nn::Module {
   MonaiNormImpl(int64_t channels, int64_t groups, double eps, bool fp16_output = false);
   torch::Tensor forward(const torch::Tensor& x, bool silu = false);
-  // The affine step (and SiLU) after the normalisation: MAISI's float16 rounding when fp16_output, else plain.
+  // The affine step (and SiLU) after the normalisation, in the normalised values' type: MAISI's float16 rounding
+  // when fp16_output, else plain. forward uses it, and so does out-of-core running with its own statistics.
   torch::Tensor affine(const torch::Tensor& normalised, bool silu) const;
   int64_t groups;
   double eps;

@@ -227,10 +227,7 @@ struct Runner {
 
   Pre norm(MonaiNormImpl& nm, Rows& in, bool silu) {
     GroupStats s = in.stats(nm.groups, nm.eps, stats_rows(in));
-    return [s, &nm, silu](const torch::Tensor& x) {
-      if (!nm.fp16_output) return split::group_norm(x, s, nm.weight, nm.bias, silu);
-      return nm.affine(split::group_norm(x, s, {}, {}, false), silu).to(x.scalar_type());  // MAISI's norm_float16
-    };
+    return [s, &nm, silu](const torch::Tensor& x) { return nm.affine(split::group_norm(x, s, {}, {}, false), silu); };
   }
 
   std::unique_ptr<Rows> res_rows(KLResBlockImpl& r, Rows& x) {
