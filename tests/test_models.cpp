@@ -204,6 +204,65 @@ TEST_CASE("gradients reach every encoder and decoder parameter") {
   CHECK(checked > 20);
 }
 
+TEST_CASE("a label-conditioned decoder starts as the plain one - its label term is a 1x1x1 map of the label fractions - dropped maps decode as none") {
+  auto p0 = small({4, 2, 1});
+  auto p = p0;
+  p.decoder_labels = 3;
+  torch::manual_seed(3);
+  VQGAN plain(p0), labelled(p);
+  {
+    torch::NoGradGuard ng;
+    auto theirs = plain->named_parameters();
+    for (auto& q : labelled->named_parameters())
+      if (theirs.contains(q.key())) q.value().copy_(theirs[q.key()]);
+      else CHECK(q.value().abs().sum().item<double>() == 0);  // the label convolutions start at zero
+  }
+  plain->eval();
+  labelled->eval();
+  torch::NoGradGuard ng;
+  auto q = torch::randn({2, 3, 2, 4, 8});                           // a latent of an 8x8x8 volume
+  auto labels = torch::randint(0, 3, {2, 8, 8, 8}, torch::kLong);  // labels 0..2
+  CHECK(torch::equal(labelled->decoder->forward(q, labels), plain->decoder->forward(q)));
+  CHECK(torch::equal(labelled->decoder->forward(q), plain->decoder->forward(q)));
+  // the term of each stage against a sum over the voxels a stage voxel covers, computed by hand
+  REQUIRE(labelled->decoder->label_pool.size() == 2);
+  CHECK((labelled->decoder->label_pool[0] == Int3{2, 2, 1}));  // after the first up-stage: 4x4x8 of 8x8x8
+  CHECK((labelled->decoder->label_pool[1] == Int3{1, 1, 1}));
+  for (size_t k = 0; k < 2; ++k) {
+    auto conv = labelled->decoder->label_in->ptr(k)->as<torch::nn::Conv3d>();
+    conv->weight.copy_(torch::randn_like(conv->weight));
+    const auto f = labelled->decoder->label_pool[k];
+    auto term = labelled->decoder->label_term(k, labels);  // [2, C, 8/f0, 8/f1, 8/f2]
+    const int64_t C = conv->weight.size(0);
+    REQUIRE((term.sizes() == torch::IntArrayRef({2, C, 8 / f[0], 8 / f[1], 8 / f[2]})));
+    auto w = conv->weight.accessor<float, 5>();
+    auto l = labels.accessor<int64_t, 4>();
+    auto got = term.accessor<float, 5>();
+    double worst = 0;
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < 8 / f[0]; ++i)
+          for (int64_t j = 0; j < 8 / f[1]; ++j)
+            for (int64_t m = 0; m < 8 / f[2]; ++m) {
+              double sum = 0;
+              for (int64_t di = 0; di < f[0]; ++di)
+                for (int64_t dj = 0; dj < f[1]; ++dj)
+                  for (int64_t dm = 0; dm < f[2]; ++dm) sum += w[c][l[b][i * f[0] + di][j * f[1] + dj][m * f[2] + dm]][0][0][0];
+              worst = std::max(worst, std::abs(got[b][c][i][j][m] - sum / static_cast<double>(f[0] * f[1] * f[2])));
+            }
+    CHECK(worst < 1e-5);
+  }
+  // with the terms active: a kept map changes the output, a dropped one (keep 0) decodes as no map
+  auto with = labelled->decoder->forward(q, labels), without = labelled->decoder->forward(q);
+  CHECK((with - without).abs().max().item<double>() > 1e-3);
+  auto mixed = labelled->decoder->forward(q, labels, torch::tensor({1.0f, 0.0f}));
+  CHECK(torch::allclose(mixed[0], with[0], 1e-5, 1e-6));
+  CHECK(torch::allclose(mixed[1], without[1], 1e-5, 1e-6));
+  // labels out of the decoder's range are one error naming where they came from
+  test::check_error([&] { check_decoder_labels(labels + 1, 3, "seg.nii.gz"); }, {"seg.nii.gz", "1..3", "0..2", "decoder_labels = 3"});
+  test::check_error([&] { check_decoder_labels(labels[0], 3, "seg.nii.gz"); }, {"seg.nii.gz", "[B, D, H, W]"});
+}
+
 TEST_CASE("PatchGAN discriminators: patch logits and features") {
   PatchDiscriminator d2(2, 1, 8, 3, "batch"), d3(3, 1, 8, 2, "group");
   auto [l2, f2] = d2->forward(torch::randn({2, 1, 32, 32}));

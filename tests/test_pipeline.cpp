@@ -85,6 +85,43 @@ TEST_CASE("split decoding of a 64x96x96 volume equals the plain decoder (< 1e-4 
   }
 }
 
+TEST_CASE("split decoding with a label-conditioned decoder equals its plain decode with the same label maps") {
+  auto p = params({2, 4, 2});
+  p.decoder_labels = 4;
+  auto m = random_vqgan(p, 11);  // perturbed: the label convolutions are active
+  auto z = torch::randn({1, 4, 12, 6, 10}) * 0.8;
+  auto labels = torch::randint(0, 4, {1, 24, 24, 20}, torch::kLong);
+  torch::NoGradGuard ng;
+  auto q = m->quantizer->lookup(m->quantizer->quantize_codes(z));
+  auto plain = m->decoder->forward(q, labels);  // [1, 1, 24, 24, 20]
+  CHECK(max_rel_diff(m->decoder->forward(q), plain) > 1e-3);  // the maps matter
+  for (int64_t budget : {int64_t{1}, int64_t{48} << 20}) {  // one plane per slab, and larger slabs
+    AutoencoderRun run;
+    run.budget_bytes = budget;
+    run.force_split = true;
+    CHECK(max_rel_diff(decode_latent(m, z, run, labels), plain) < 1e-4);
+  }
+  CHECK(max_rel_diff(decode_latent(m, z, AutoencoderRun{}, labels), plain) < 1e-6);
+  // the label term added a plane at a time along every axis equals the whole term
+  for (size_t k = 0; k < 2; ++k) {
+    const auto f = m->decoder->label_pool[k];
+    const int64_t C = m->decoder->label_in->ptr(k)->as<torch::nn::Conv3d>()->weight.size(0);
+    auto h = torch::randn({1, C, 24 / f[0], 24 / f[1], 20 / f[2]});
+    auto whole = h + m->decoder->label_term(k, labels);
+    for (int64_t axis : {2, 3, 4}) {
+      split::Plan plan;
+      plan.axis = axis;
+      plan.slab_bytes = 1;
+      auto piecewise = h.clone();
+      split::add_label_term(*m->decoder, k, piecewise, labels, plan);
+      CHECK(torch::allclose(piecewise, whole, 1e-5, 1e-6));
+    }
+  }
+  // a map of another size, or with a label the decoder does not know, is refused
+  test::check_error([&] { decode_latent(m, z, AutoencoderRun{}, labels.slice(1, 0, 16)); }, {"label map", "24, 24, 20"});
+  test::check_error([&] { decode_latent(m, z, AutoencoderRun{}, labels * 2); }, {"decoder_labels = 4"});
+}
+
 TEST_CASE("split encoding equals the plain encoder for anisotropic downsampling and every cut axis") {
   auto p = params({1, 4, 2});
   auto m = random_vqgan(p, 5);

@@ -486,6 +486,41 @@ TEST_CASE("a VQ-GAN on 3 MR sequences: batches of 3 channels - checkpoint holds 
   CHECK(preview_rows[0] == 3 * preview_rows[1] + 8);
 }
 
+TEST_CASE("a label-conditioned decoder trains on the label maps - its checkpoint decodes with them - mismatched settings are named") {
+  test::ScratchDir dir("decoder-labels");
+  auto cfg = tiny_config();
+  cfg.data.labels = "condition";
+  cfg.ldm_train.augment_copies = 0;
+  cfg.vqgan.decoder_labels = 5;  // the MR phantoms' labels 0..4
+  cfg.vqgan_train.steps = 3;
+  cfg.vqgan_train.val_every = 3;
+  cfg.validate();
+  auto train = phantoms(3), val = phantoms(1);
+  REQUIRE(train[0].label.defined());
+  auto r = train_vqgan(cfg, train, val, dir / "run", RunStart::New, {});
+  CHECK(r.final_step == 3);
+  auto ck = load_checkpoint(dir / "run/last.pt");
+  auto w = ck.tensor("model.decoder.label_in.0.weight");  // the one (full-resolution) stage: [4 channels, 5 labels, 1, 1, 1]
+  CHECK((w.sizes() == torch::IntArrayRef({4, 5, 1, 1, 1})));
+  CHECK(w.abs().sum().item<double>() > 0);  // trained away from its zero start
+  auto ae = load_latent_autoencoder(dir / "run/last.pt", torch::kCPU);
+  CHECK(ae->decoder_labels() == 5);
+  auto x = val[0].x.unsqueeze(0);
+  auto z = ae->encode(x, AutoencoderRun{});
+  CHECK((ae->decode(z, AutoencoderRun{}, val[0].label.unsqueeze(0)) - ae->decode(z, AutoencoderRun{})).abs().max().item<double>() > 0);
+  // labels beyond decoder_labels, cases without label maps, the KL autoencoder, unpaired data: one error each
+  auto few = cfg;
+  few.vqgan.decoder_labels = 3;
+  test::check_error([&] { train_vqgan(few, train, val, dir / "few", RunStart::New, {}); }, {"vqgan.decoder_labels", "up to 4", "set it to 5"});
+  auto unlabelled = train;
+  unlabelled[1].label = torch::Tensor();
+  test::check_error([&] { train_vqgan(cfg, unlabelled, val, dir / "unlabelled", RunStart::New, {}); }, {"phantom", "no label map"});
+  test::check_error([&] { with_overrides(config_to_json(cfg), {"autoencoder.kind=\"kl\"", "ldm.latent_norm=\"channel_meanstd\""}); },
+                    {"vqgan.decoder_labels", "autoencoder.kind = kl"});
+  test::check_error([&] { with_overrides(config_to_json(cfg), {"data.labels=\"none\""}); }, {"vqgan.decoder_labels", "data.labels = condition"});
+  test::check_error([&] { with_overrides(config_to_json(cfg), {"vqgan.decoder_labels=1"}); }, {"vqgan.decoder_labels", "at least 2"});
+}
+
 namespace {
 RunConfig tiny_kl_config() {
   auto c = tiny_config();

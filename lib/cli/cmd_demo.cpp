@@ -141,7 +141,7 @@ std::string eval_summary(const fs::path& eval_json, Modality modality) {
 int run_demo(const Args_t& args) {
   Args a("demo",
          "Run the whole pipeline on built-in phantoms: a two-class dataset, a small VQ-GAN, a small class-conditional "
-         "latent diffusion model, samples of each class as NIfTI, DICOM and PNG, and a report (about 10 minutes on 2 "
+         "latent diffusion model, samples of each class as NIfTI, DICOM and PNG, and a report (about 25 minutes on 2 "
          "CPU cores; --quick: a toy-size smoke run in under 2 minutes).");
   a.add()("out", "Output folder", cxxopts::value<std::string>()->default_value("demo-out"))
       ("modality", "mr (heads with lesions) or ct (chests with nodules)", cxxopts::value<std::string>()->default_value("mr"))

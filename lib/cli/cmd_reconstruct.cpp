@@ -31,6 +31,9 @@ int run_reconstruct(const Args_t& args) {
       ("output", "Reconstruction (file or DICOM folder)", cxxopts::value<std::string>())
       ("device", "auto, cpu, cuda", cxxopts::value<std::string>()->default_value("auto"))
       ("series", "DICOM Series Instance UID", cxxopts::value<std::string>()->default_value(""))
+      ("label", "The input's label map (same grid), for a VQ-GAN whose decoder follows label maps (vqgan.decoder_labels): "
+                "the reconstruction then keeps the map's edges, as synthetic pairs do",
+       cxxopts::value<std::string>())
       ("modality", kAutoencoderModalityHelp, cxxopts::value<std::string>())
       ("max-memory", "Memory budget of the autoencoder in GiB (default: sample.max_memory_gib of the checkpoint, else "
                      "automatic: min(6 GiB, 40 % of RAM) on the CPU, min(16 GiB, half the GPU)); larger volumes run in slabs",
@@ -58,12 +61,24 @@ int run_reconstruct(const Args_t& args) {
                dp.channels.empty() ? std::string() : fmt::format(" ({})", fmt::join(dp.channels, ", ")), ins.size(), outs.size());
   std::vector<std::filesystem::path> inputs(ins.begin(), ins.end());
   inputs.push_back(ckpt);
+  const std::string label_file = r.count("label") ? r["label"].as<std::string>() : "";
+  const int64_t decoder_labels = vq.ae->decoder_labels();
+  if (!label_file.empty()) inputs.push_back(label_file);
+  if (!label_file.empty() && decoder_labels == 0)
+    log_warn("{}: the autoencoder's decoder does not see label maps (vqgan.decoder_labels = 0); --label is ignored", ckpt);
+  if (label_file.empty() && decoder_labels > 0)
+    log_info("{}: this decoder follows label maps; decoding without one (give --label for the reconstruction a pair would get)", ckpt);
   for (const auto& o : outs) io::check_volume_output(o, inputs, force);
   std::vector<Volume> vs;
   std::vector<IntensityWindow> ws;
   std::vector<torch::Tensor> xs;  // [D, H, W] each, normalised
+  Volume label;                   // the --label map as an image, for a label-conditioned decoder
   for (size_t c = 0; c < C; ++c) {
     Volume v = io::read_volume(ins[c], ro);
+    if (c == 0 && !label_file.empty() && decoder_labels > 0) {
+      label.image = io::read_label_map(label_file, v).to(torch::kFloat);
+      check_decoder_labels(label.image.unsqueeze(0), decoder_labels, label_file);
+    }
     if (c > 0 && (v.image.sizes() != xs[0].sizes() || !v.geometry.approx_equal(vs[0].geometry, 1e-4)))
       fail("{}: not on the grid of {} (the channels of a volume must be co-registered on one grid)", ins[c], ins[0]);
     for (size_t a2 = 0; a2 < 3; ++a2)
@@ -102,7 +117,9 @@ int run_reconstruct(const Args_t& args) {
                static_cast<double>(run.budget_bytes) / (1 << 30));
     auto z = vq.ae->encode(input, run);
     input = torch::Tensor();
-    rec = vq.ae->decode(z, run).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];  // [C, D', H', W']
+    torch::Tensor map;  // [1, D', H', W'], padded with background
+    if (label.image.defined()) map = extract_window(label, {0, 0, 0}, padded, 0.0).image.to(torch::kLong).unsqueeze(0);
+    rec = vq.ae->decode(z, run, map).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];  // [C, D', H', W']
   }
   using torch::indexing::Slice;
   for (size_t c = 0; c < C; ++c) {

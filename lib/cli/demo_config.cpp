@@ -79,6 +79,11 @@ RunConfig demo_config(Modality modality, bool quick) {
   // Paired image + label sampling: the diffusion model is conditioned on the phantoms' label maps.
   c.data.labels = "condition";
   c.data.label_names = phantom_label_names(ct ? Modality::CT : Modality::MR);
+  // The decoder sees each pair's label map: measured on the stop-41 demo outputs, the plain decoder's
+  // reconstructions of the held-out phantoms already lost the labels' edges (thresholded halfway between a
+  // label's median and its surroundings', the image agreed with the ventricle label at Dice 0.67, lesion
+  // 0.88, CT nodule 0.56; the phantoms themselves: 1.00, 1.00, 0.69), and the pairs inherited that.
+  c.vqgan.decoder_labels = static_cast<int64_t>(c.data.label_names.size());
   return c;
 }
 

@@ -15,9 +15,11 @@ struct VQGANOutput {
 
 struct VQGANImpl : torch::nn::Module {
   explicit VQGANImpl(const VQGANParams& p, int64_t image_channels = 1);
-  VQGANOutput forward(const torch::Tensor& x, std::optional<at::Generator> gen = std::nullopt);
+  // `labels` int [B, D, H, W]: the cases' label maps, seen by a label-conditioned decoder (vqgan.decoder_labels;
+  // ignored otherwise). With `gen` (training) each sample's map is dropped with vqgan.decoder_label_dropout.
+  VQGANOutput forward(const torch::Tensor& x, std::optional<at::Generator> gen = std::nullopt, const torch::Tensor& labels = {});
   torch::Tensor encode(const torch::Tensor& x);            // pre-quantisation latent
-  torch::Tensor decode_latent(const torch::Tensor& z);     // quantise (nearest code) then decode
+  torch::Tensor decode_latent(const torch::Tensor& z, const torch::Tensor& labels = {});  // quantise (nearest code) then decode
   VQGANParams params;
   int64_t channels;  // image channels C
   VQEncoder encoder{nullptr};

@@ -2,6 +2,14 @@
 // 3-D VQ-GAN decoder, mirroring the encoder: 1x1x1 projection from embedding_dim, one transposed-conv
 // stage per encoder stage (stride 2 on the axes that stage halved), residual blocks, GN + SiLU, conv to
 // one channel. No output activation (as the reference).
+//
+// Label-conditioned (vqgan.decoder_labels = N > 0): the decoder also sees the pair's label map. After each
+// stage's transposed convolution, a bias-free 1x1x1 convolution of the label map's class fractions at that
+// stage's resolution (one-hot at full resolution, averaged over the voxels a coarser voxel covers) is added
+// to the features; the stage's residual blocks then shape the edges. The convolutions start at zero, so a
+// label-conditioned decoder starts as the plain one (and can be initialised from a plain checkpoint). A
+// missing label map adds nothing (the same as all-zero fractions, which training shows the decoder for
+// vqgan.decoder_label_dropout of its samples).
 #include "models/blocks.h"
 #include "models/vqgan_params.h"
 
@@ -9,12 +17,23 @@ namespace meddiff {
 
 struct VQDecoderImpl : torch::nn::Module {
   VQDecoderImpl(const VQGANParams& p, int64_t image_channels);
-  torch::Tensor forward(const torch::Tensor& z);
+  // z [B, E, d, h, w]; labels int [B, D, H, W] at full resolution or undefined; keep [B] float (1 = use the
+  // sample's labels, 0 = decode it without) or undefined (all kept).
+  torch::Tensor forward(const torch::Tensor& z, const torch::Tensor& labels = {}, const torch::Tensor& keep = {});
+  // The label term of up-stage k for a run of full-resolution label planes `labels` [B, D', H', W'] (whole
+  // stage voxels along every axis): [B, C_k, D'/f, H'/f, W'/f].
+  torch::Tensor label_term(size_t k, const torch::Tensor& labels, const torch::Tensor& keep = {}) const;
+  int64_t label_classes = 0;   // N (0: not label-conditioned)
+  std::vector<Int3> label_pool;  // per up-stage: full-resolution voxels per stage voxel along [D, H, W]
   torch::nn::Conv3d post_vq_conv{nullptr};
-  torch::nn::ModuleList up{nullptr};  // per stage: Sequential(ConvTranspose3d, ResBlock3d...)
+  torch::nn::ModuleList up{nullptr};        // per stage: Sequential(ConvTranspose3d, ResBlock3d...)
+  torch::nn::ModuleList label_in{nullptr};  // per stage: Conv3d(N, C_k, 1, bias = false) (label-conditioned only)
   torch::nn::GroupNorm final_norm{nullptr};
   SamePadConv3d conv_last{nullptr};
 };
 TORCH_MODULE(VQDecoder);
+
+// Fails naming `where` unless `labels` holds only values 0..classes-1.
+void check_decoder_labels(const torch::Tensor& labels, int64_t classes, const std::string& where);
 
 }  // namespace meddiff

@@ -26,6 +26,10 @@ void VQGANParams::validate(const std::string& w) const {
   if (!(ema_eps > 0)) fail("config: '{}.ema_eps' must be positive", w);
   if (!(restart_threshold >= 0)) fail("config: '{}.restart_threshold' must not be negative", w);
   if (disc_channels < 1 || disc_layers < 1) fail("config: '{}.disc_channels' and '{}.disc_layers' must be positive", w, w);
+  if (decoder_labels < 0 || decoder_labels == 1)
+    fail("config: '{}.decoder_labels' must be 0 (off) or the number of label values, at least 2 (got {})", w, decoder_labels);
+  if (!(decoder_label_dropout >= 0 && decoder_label_dropout < 1))
+    fail("config: '{}.decoder_label_dropout' must be within [0, 1) (got {})", w, decoder_label_dropout);
   if (disc_norm != "batch" && disc_norm != "group") fail("config: '{}.disc_norm' must be batch or group (got '{}')", w, disc_norm);
 }
 

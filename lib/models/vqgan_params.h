@@ -19,6 +19,8 @@ struct VQGANParams {
   int64_t disc_channels = 64;               // PatchGAN width (ndf)
   int64_t disc_layers = 3;                  // PatchGAN strided layers
   std::string disc_norm = "batch";          // "batch" (reference) or "group"
+  int64_t decoder_labels = 0;               // > 0: the decoder also sees the label map (this many label values)
+  double decoder_label_dropout = 0.1;       // share of training samples decoded without it
 
   template <typename V>
   void visit(V& v) {
@@ -34,6 +36,12 @@ struct VQGANParams {
     v("disc_channels", disc_channels, "PatchGAN discriminator width");
     v("disc_layers", disc_layers, "PatchGAN strided layers");
     v("disc_norm", disc_norm, "discriminator normalisation: batch or group");
+    v("decoder_labels", decoder_labels,
+      "0: the decoder sees the latent only; N > 0: it also sees the pair's label map (values 0..N-1) at every resolution, "
+      "so synthetic images follow their label maps' edges (needs label maps in training; N = 1 + the largest label)");
+    v("decoder_label_dropout", decoder_label_dropout,
+      "with decoder_labels: the share of training samples decoded without their label map, so volumes without one "
+      "(reconstruct without --label, unpaired sampling) still decode");
   }
   void validate(const std::string& where = "vqgan") const;
   int64_t stages() const;  // log2 of the largest factor

@@ -1,5 +1,6 @@
 #include "pipeline/autoencoder.h"
 
+#include "core/error.h"
 #include "core/log.h"
 #include "pipeline/split_exec.h"
 
@@ -94,22 +95,33 @@ bool decode_splits(const VQGAN& model, const std::array<int64_t, 3>& latent_dhw,
   return 10 * batch * largest_activation(model->params, latent_dhw) + parameter_bytes(*model) > budget;
 }
 
-torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const AutoencoderRun& run) {
+torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const AutoencoderRun& run, const torch::Tensor& labels_in) {
   torch::NoGradGuard ng;
   std::array<int64_t, 3> lat{z.size(2), z.size(3), z.size(4)};
-  auto q = model->quantizer->lookup(model->quantizer->quantize_codes(z));  // [B, E, d, h, w]
-  if (!decode_splits(model, lat, z.size(0), run, z.device())) return model->decoder->forward(q);
-  int64_t budget = run.budget(z.device());
   std::array<int64_t, 3> full = lat;
   for (size_t a = 0; a < 3; ++a) full[a] *= model->params.downsample[a];
+  torch::Tensor labels;  // what the decoder sees
+  if (model->decoder->label_classes > 0 && labels_in.defined()) {
+    check_decoder_labels(labels_in, model->decoder->label_classes, "decode");
+    if (labels_in.size(0) != z.size(0) || labels_in.size(1) != full[0] || labels_in.size(2) != full[1] || labels_in.size(3) != full[2])
+      fail("decode: the label map is [{}] but the decoded volume will be [{}, {}, {}, {}]", fmt::join(labels_in.sizes(), ", "), z.size(0),
+           full[0], full[1], full[2]);
+    labels = labels_in.to(z.device(), torch::kUInt8);
+  }
+  auto q = model->quantizer->lookup(model->quantizer->quantize_codes(z));  // [B, E, d, h, w]
+  if (!decode_splits(model, lat, z.size(0), run, z.device())) return model->decoder->forward(q, labels);
+  int64_t budget = run.budget(z.device());
   split::Plan plan = make_plan(model, full, z.size(0) * largest_activation(model->params, lat), budget);
   auto& dec = *model->decoder;
   auto h = split::pointwise_conv(dec.post_vq_conv, q, nullptr, plan);  // [B, C_top, d, h, w]
   q = torch::Tensor();
+  size_t k = 0;
   for (const auto& stage_module : *dec.up) {
     auto stage = stage_module->as<torch::nn::Sequential>();
     torch::nn::ConvTranspose3d up(child<torch::nn::ConvTranspose3dImpl>(*stage, 0));
     h = split::conv_transpose(up, h, plan);  // doubles the halved axes
+    if (labels.defined()) split::add_label_term(dec, k, h, labels, plan);
+    ++k;
     for (size_t i = 1; i < stage->size(); ++i) split::residual_block_inplace(*child<ResBlock3dImpl>(*stage, i), h, plan);
   }
   auto stats = split::group_stats(h, dec.final_norm->options.num_groups(), dec.final_norm->options.eps(), plan);

@@ -23,8 +23,10 @@ int64_t memory_budget_bytes(double gib, const torch::Device& device);
 
 // x [B, 1, D, H, W] in [-1, 1] -> pre-quantisation latent [B, E, d, h, w] (eval mode, no grad).
 torch::Tensor encode_volume(VQGAN& model, const torch::Tensor& x, const AutoencoderRun& run = {});
-// Pre-quantisation latent -> nearest codes -> decoded volume [B, 1, D, H, W] (not clamped).
-torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const AutoencoderRun& run = {});
+// Pre-quantisation latent -> nearest codes -> decoded volume [B, 1, D, H, W] (not clamped). `labels` int
+// [B, D, H, W]: the label maps a label-conditioned decoder sees (vqgan.decoder_labels; checked against it),
+// undefined to decode without; ignored by a decoder that is not label-conditioned.
+torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const AutoencoderRun& run = {}, const torch::Tensor& labels = {});
 // Whether decode_latent / encode_volume would split for this size and budget.
 bool decode_splits(const VQGAN& model, const std::array<int64_t, 3>& latent_dhw, int64_t batch, const AutoencoderRun& run,
                    const torch::Device& device);

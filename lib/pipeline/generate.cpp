@@ -7,7 +7,8 @@ namespace meddiff {
 
 torch::Tensor generate_volumes(LoadedLDM& ldm, LatentAutoencoder& autoencoder, const torch::Tensor& x_T, const torch::Tensor& classes,
                                const torch::Tensor& cond, const SamplerParams& sp, const std::function<torch::Tensor(int64_t)>& noise,
-                               const std::function<void(int64_t, int64_t)>& on_step, const AutoencoderRun& decode) {
+                               const std::function<void(int64_t, int64_t)>& on_step, const AutoencoderRun& decode,
+                               const torch::Tensor& labels) {
   torch::NoGradGuard ng;
   const bool labelled = ldm.net->cond_channels() > 0;
   if (labelled && (!cond.defined() || cond.size(0) != x_T.size(0) || cond.size(1) != ldm.net->cond_channels()))
@@ -70,7 +71,8 @@ torch::Tensor generate_volumes(LoadedLDM& ldm, LatentAutoencoder& autoencoder, c
   z = ldm.norm.invert(z);
   std::vector<torch::Tensor> vols;
   for (int64_t i = 0; i < z.size(0); ++i) {
-    auto v = autoencoder.decode(z.slice(0, i, i + 1), decode).clamp(-1, ldm.output_top);
+    auto v = autoencoder.decode(z.slice(0, i, i + 1), decode, labels.defined() ? labels.slice(0, i, i + 1) : torch::Tensor())
+                 .clamp(-1, ldm.output_top);
     // MONAI's arrays are (x, y, z): meddiff's volumes are [D, H, W] = (z, y, x)
     vols.push_back(ldm.network_xyz ? v.permute({0, 1, 4, 3, 2}).contiguous() : v);
   }

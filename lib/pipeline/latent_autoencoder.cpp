@@ -11,7 +11,7 @@ torch::Tensor KLAutoencoder::encode(const torch::Tensor& x, const AutoencoderRun
   return encode_within(model, (x + 1) * 0.5, run.budget(x.device()), run.force_split).mu;
 }
 
-torch::Tensor KLAutoencoder::decode(const torch::Tensor& z, const AutoencoderRun& run) {
+torch::Tensor KLAutoencoder::decode(const torch::Tensor& z, const AutoencoderRun& run, const torch::Tensor&) {
   return decode_within(model, z, run.budget(z.device()), run.force_split) * 2 - 1;
 }
 

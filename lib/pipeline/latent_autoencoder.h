@@ -23,8 +23,12 @@ class LatentAutoencoder {
   // x [B, C, D, H, W] in [-1, 1] -> latent [B, E, d, h, w] (a VQ-GAN's pre-quantisation latent, a KL
   // autoencoder's posterior mean).
   virtual torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) = 0;
-  // latent -> image [B, C, D, H, W] in [-1, 1] up to the decoder's overshoot (not clamped).
-  virtual torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) = 0;
+  // latent -> image [B, C, D, H, W] in [-1, 1] up to the decoder's overshoot (not clamped). `labels` int
+  // [B, D, H, W]: the pairs' label maps, for a label-conditioned decoder (decoder_labels() > 0); other
+  // decoders, and every decoder when it is undefined, decode the latent alone.
+  virtual torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run, const torch::Tensor& labels = {}) = 0;
+  // The number of label values a label-conditioned decoder sees (0: it sees the latent only).
+  virtual int64_t decoder_labels() const { return 0; }
   virtual std::array<int64_t, 3> downsample() const = 0;  // per axis [D, H, W]
   virtual int64_t latent_channels() const = 0;
   virtual std::string family() const = 0;                  // "vqgan", "kl" (trained by meddiff), "monai", "maisi"
@@ -37,7 +41,10 @@ class VQGANAutoencoder : public LatentAutoencoder {
  public:
   explicit VQGANAutoencoder(VQGAN m) : model(std::move(m)) {}
   torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) override { return encode_volume(model, x, run); }
-  torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) override { return decode_latent(model, z, run); }
+  torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run, const torch::Tensor& labels = {}) override {
+    return decode_latent(model, z, run, labels);
+  }
+  int64_t decoder_labels() const override { return model->params.decoder_labels; }
   std::array<int64_t, 3> downsample() const override { return model->params.downsample; }
   int64_t latent_channels() const override { return model->params.embedding_dim; }
   std::string family() const override { return "vqgan"; }
@@ -54,7 +61,7 @@ class KLAutoencoder : public LatentAutoencoder {
  public:
   KLAutoencoder(AutoencoderKL m, std::string fam) : model(std::move(m)), fam(std::move(fam)) {}
   torch::Tensor encode(const torch::Tensor& x, const AutoencoderRun& run) override;
-  torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run) override;
+  torch::Tensor decode(const torch::Tensor& z, const AutoencoderRun& run, const torch::Tensor& labels = {}) override;
   std::array<int64_t, 3> downsample() const override;
   int64_t latent_channels() const override { return model->params.latent_channels; }
   std::string family() const override { return fam; }

@@ -25,13 +25,14 @@ BatchResult generate_batch(LoadedLDM& ldm, LatentAutoencoder& autoencoder, const
   for (size_t j = 0; j < n; ++j) pending[j] = j;
   for (int64_t attempt = 0; !pending.empty(); ++attempt) {
     const uint64_t s = attempt_seed(seed, attempt);
-    std::vector<torch::Tensor> x_T, conds;
+    std::vector<torch::Tensor> x_T, conds, maps;
     std::vector<int64_t> classes;
     for (size_t j : pending) {
       const bool given = attempt == 0 && items[j].initial_noise.defined();
       x_T.push_back(given ? items[j].initial_noise : sample_noise(s, items[j].index, 0, ldm.latent_shape));
       classes.push_back(items[j].cls);
       if (paired) conds.push_back(items[j].cond);
+      if (paired && autoencoder.decoder_labels() > 0) maps.push_back(items[j].label);
     }
     auto step_noise = [&](int64_t step) {
       std::vector<torch::Tensor> z;
@@ -43,7 +44,7 @@ BatchResult generate_batch(LoadedLDM& ldm, LatentAutoencoder& autoencoder, const
                                  [&](int64_t step, int64_t) {
                                    if (attempt == 0 && on_step) on_step(step);
                                  },
-                                 decode)
+                                 decode, maps.empty() ? torch::Tensor() : torch::stack(maps))
                     .to(torch::kCPU, torch::kFloat);
     std::vector<size_t> again;
     for (size_t k = 0; k < pending.size(); ++k) {

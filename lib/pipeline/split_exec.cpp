@@ -232,4 +232,19 @@ void residual_block_inplace(ResBlock3dImpl& block, torch::Tensor& x, const Plan&
   if (pending.defined()) x.narrow(a, pending_at, pending.size(a)).copy_(pending);
 }
 
+void add_label_term(const VQDecoderImpl& dec, size_t k, torch::Tensor& h, const torch::Tensor& labels, const Plan& plan) {
+  const int64_t axis = plan.axis, f = dec.label_pool[k][static_cast<size_t>(axis - 2)];
+  const int64_t n = h.size(axis), C = h.size(1);
+  const auto& pool = dec.label_pool[k];
+  const int64_t F = pool[0] * pool[1] * pool[2];
+  // per plane: its stage voxels x (int64 labels, int64 + float one-hot per label at full resolution, the term and its cast)
+  const double vox = static_cast<double>(h.numel() / n / C);
+  const double per_plane = vox * static_cast<double>(8 * F + 12 * dec.label_classes * F + 8 * C);
+  const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(plan.slab_bytes) / per_plane));
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t e = std::min(n, s + chunk);
+    h.slice(axis, s, e).add_(dec.label_term(k, labels.slice(axis - 1, s * f, e * f)).to(h.scalar_type()));
+  }
+}
+
 }  // namespace meddiff::split

@@ -9,6 +9,7 @@
 // place (its inner activation is recomputed per slab instead of stored), so at most about two full
 // activations of the largest resolution live at once, plus one slab's work space.
 #include "models/blocks.h"
+#include "models/vqgan_decoder.h"
 
 #include <torch/torch.h>
 
@@ -55,5 +56,10 @@ torch::Tensor conv_transpose(torch::nn::ConvTranspose3d conv, const torch::Tenso
 // x + conv2(silu(gn2(conv1(silu(gn1(x)))))) computed into x's own storage (x must not be needed
 // afterwards); the inner activation is never stored whole.
 void residual_block_inplace(ResBlock3dImpl& block, torch::Tensor& x, const Plan& plan);
+
+// h += the label term of a label-conditioned decoder's up-stage k (VQDecoderImpl::label_term) for the
+// full-resolution label maps `labels` [B, D, H, W], a run of planes along plan.axis at a time: the one-hot
+// fractions (N float channels at full resolution per stage voxel) stay within the slab budget.
+void add_label_term(const VQDecoderImpl& dec, size_t k, torch::Tensor& h, const torch::Tensor& labels, const Plan& plan);
 
 }  // namespace meddiff::split

@@ -155,7 +155,8 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
       torch::NoGradGuard ng;
       for (int64_t i = 0; i < n_fit; ++i) {
         TrainingVolume r = train[static_cast<size_t>(i)];
-        r.x = vq.ae->decode(lat.latents.slice(0, i, i + 1).to(device), AutoencoderRun{}).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
+        auto map = r.label.defined() ? r.label.unsqueeze(0) : torch::Tensor();  // what a label-conditioned decoder sees
+        r.x = vq.ae->decode(lat.latents.slice(0, i, i + 1).to(device), AutoencoderRun{}, map).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
         recon.push_back(r);
       }
     }
@@ -247,13 +248,18 @@ LDMTrainResult train_ldm(const RunConfig& cfg, LoadedAutoencoder& vq, const std:
     auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
     auto x_T = torch::randn({n, E, latent_shape[1], latent_shape[2], latent_shape[3]}, gen).to(device);
     auto classes = torch::arange(n, torch::kLong).to(device);
-    torch::Tensor cond;  // the first training cases' label maps
+    torch::Tensor cond, maps;  // the first training cases' label maps
     if (num_labels > 0) {
-      std::vector<torch::Tensor> cs;
-      for (int64_t i = 0; i < n; ++i) cs.push_back(label_condition(items[static_cast<size_t>(i % static_cast<int64_t>(items.size()))].label));
+      std::vector<torch::Tensor> cs, ms;
+      for (int64_t i = 0; i < n; ++i) {
+        ms.push_back(items[static_cast<size_t>(i % static_cast<int64_t>(items.size()))].label);
+        cs.push_back(label_condition(ms.back()));
+      }
       cond = torch::stack(cs).to(device);
+      maps = torch::stack(ms);
     }
-    auto vols = generate_volumes(l, *vq.ae, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }).to(torch::kCPU);
+    auto vols = generate_volumes(l, *vq.ae, x_T, classes, cond, sp, [&](int64_t) { return torch::zeros_like(x_T); }, nullptr, {}, maps)
+                    .to(torch::kCPU);
     std::vector<torch::Tensor> rows;
     Geometry g = train.front().geometry;
     for (int64_t i = 0; i < n; ++i) rows.push_back(orthogonal_panel(vols[i][0], g, {-1, 1}));

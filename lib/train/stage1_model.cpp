@@ -13,11 +13,14 @@ class VQGANStage1 : public Stage1Model {
   VQGANStage1(const RunConfig& cfg, int64_t channels) : model(cfg.vqgan, channels) {
     set_checkpointing(*model, cfg.vqgan_train.checkpointing);
   }
-  Stage1Forward forward(const torch::Tensor& x, at::Generator gen) override {
-    auto out = model->forward(x, gen);
+  Stage1Forward forward(const torch::Tensor& x, at::Generator gen, const torch::Tensor& seg) override {
+    auto out = model->forward(x, gen, decoder_labels() > 0 ? seg : torch::Tensor());
     return {out.reconstruction, out.vq.commitment, out.vq.perplexity, out.vq.usage, out.vq.restarted.to(torch::kFloat)};
   }
-  torch::Tensor reconstruct(const torch::Tensor& x) override { return model->forward(x).reconstruction; }
+  torch::Tensor reconstruct(const torch::Tensor& x, const torch::Tensor& seg) override {
+    return model->forward(x, std::nullopt, decoder_labels() > 0 ? seg : torch::Tensor()).reconstruction;
+  }
+  int64_t decoder_labels() const override { return model->params.decoder_labels; }
   torch::nn::Module& module() override { return *model; }
   void set_collectives(Collectives* c) override { model->quantizer->comm = c; }
   std::vector<torch::Tensor> codebook() const override {
@@ -39,7 +42,7 @@ class KLStage1 : public Stage1Model {
     if (cfg.vqgan_train.checkpointing)
       log_warn("vqgan_train.checkpointing applies to the VQ-GAN's residual blocks; the KL autoencoder trains without it");
   }
-  Stage1Forward forward(const torch::Tensor& x, at::Generator gen) override {
+  Stage1Forward forward(const torch::Tensor& x, at::Generator gen, const torch::Tensor&) override {
     auto post = model->encode((x + 1) * 0.5);
     auto eps = torch::randn(post.mu.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat)).to(post.mu.device(), post.mu.scalar_type());
     auto rec = model->decode(post.mu + post.sigma * eps) * 2 - 1;
@@ -49,7 +52,7 @@ class KLStage1 : public Stage1Model {
     auto zero = torch::zeros({}, kl.options());
     return {rec, kl * kl_weight, zero, zero, zero};
   }
-  torch::Tensor reconstruct(const torch::Tensor& x) override { return model->decode(model->encode((x + 1) * 0.5).mu) * 2 - 1; }
+  torch::Tensor reconstruct(const torch::Tensor& x, const torch::Tensor&) override { return model->decode(model->encode((x + 1) * 0.5).mu) * 2 - 1; }
   torch::nn::Module& module() override { return *model; }
   std::string checkpoint_kind() const override { return "kl-autoencoder"; }
   std::string module_key() const override { return "autoencoder"; }

@@ -30,10 +30,13 @@ struct Stage1Forward {
 class Stage1Model {
  public:
   virtual ~Stage1Model() = default;
-  // Training forward of x [B, C, D, H, W] in [-1, 1]; `gen` (CPU) draws the step's random choices.
-  virtual Stage1Forward forward(const torch::Tensor& x, at::Generator gen) = 0;
+  // Training forward of x [B, C, D, H, W] in [-1, 1]; `gen` (CPU) draws the step's random choices; `seg`
+  // int [B, D, H, W]: the cases' label maps (or undefined), which a label-conditioned decoder sees.
+  virtual Stage1Forward forward(const torch::Tensor& x, at::Generator gen, const torch::Tensor& seg = {}) = 0;
   // The deterministic reconstruction (validation, previews), in [-1, 1] up to the decoder's overshoot.
-  virtual torch::Tensor reconstruct(const torch::Tensor& x) = 0;
+  virtual torch::Tensor reconstruct(const torch::Tensor& x, const torch::Tensor& seg = {}) = 0;
+  // The label values a label-conditioned decoder takes (0: it does not see label maps).
+  virtual int64_t decoder_labels() const { return 0; }
   virtual torch::nn::Module& module() = 0;
   virtual void set_collectives(Collectives*) {}
   virtual std::vector<torch::Tensor> codebook() const { return {}; }  // compared across ranks at checkpoints

@@ -75,6 +75,12 @@ void RunConfig::validate() const {
   if (ldm_train.augment_copies > 0 && !data.label_conditioned())
     fail("config: 'ldm_train.augment_copies' is {}, but copies are made for models conditioned on label maps: set "
          "data.labels = condition, or augment_copies = 0", ldm_train.augment_copies);
+  if (vqgan.decoder_labels > 0 && autoencoder.is_kl())
+    fail("config: 'vqgan.decoder_labels' is {}, but a label-conditioned decoder is the VQ-GAN's; with autoencoder.kind = kl set it to 0",
+         vqgan.decoder_labels);
+  if (vqgan.decoder_labels > 0 && !data.label_conditioned())
+    fail("config: 'vqgan.decoder_labels' is {}: the decoder sees the pairs' label maps, which sampling has only with data.labels = "
+         "condition; set that, or decoder_labels = 0", vqgan.decoder_labels);
   if (autoencoder.is_kl() && ldm.latent_norm == "codebook_minmax")
     fail("config: 'ldm.latent_norm' is codebook_minmax, which needs a VQ-GAN's codebook; with autoencoder.kind = kl use channel_meanstd");
   const auto& patch = vqgan_train.patch;

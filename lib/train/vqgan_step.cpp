@@ -117,9 +117,10 @@ VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_
     set_requires_grad(disc_params, false);  // the generator's adversarial terms train the generator only
     {
       AutocastGuard ac(bf16);
-      out = model->forward(x, gen);
+      auto seg = batch.seg.defined() ? batch.seg.to(device) : torch::Tensor();
+      out = model->forward(x, gen, seg);
       rec = out.reconstruction.to(torch::kFloat);
-      auto l1 = reconstruction_l1(rec, x, batch.seg.defined() ? batch.seg.to(device) : torch::Tensor(), t.label_balance, num_labels) * t.l1_weight;
+      auto l1 = reconstruction_l1(rec, x, seg, t.label_balance, num_labels) * t.l1_weight;
       loss_g = l1 + out.regulariser.to(torch::kFloat);
       s_l1 = s_l1 + l1.detach();
       real2d = select_slices(x, slice_idx, t.slice_axis);

@@ -38,7 +38,8 @@ ValidationResult evaluate_reconstruction(Stage1Model& model, const std::vector<T
   for (const auto& c : val) {
     auto xf = c.x.to(torch::kFloat);  // a float16 view when the cases come from the dataset cache
     auto x = xf.unsqueeze(0).to(device);
-    auto rec = model.reconstruct(x).clamp(-1, 1).to(torch::kCPU, torch::kFloat);
+    auto seg = c.label.defined() ? c.label.unsqueeze(0).to(device) : torch::Tensor();
+    auto rec = model.reconstruct(x, seg).clamp(-1, 1).to(torch::kCPU, torch::kFloat);
     r.psnr += psnr(xf.unsqueeze(0), rec);
     r.ssim += ssim3d(xf.unsqueeze(0), rec);
     r.psnr_mean_baseline += psnr(xf, mean_volume);
@@ -74,13 +75,20 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
                "one, the other batches take plain L1", t.label_balance, with_labels, train.size());
   }
   VQGANStepper st(cfg, device);
-  // The label maps travel with the batches only when the loss reads them (label_balance > 0).
+  // The label maps travel with the batches only when the loss or the decoder reads them.
+  const int64_t decoder_labels = st.model->decoder_labels();
   std::vector<TrainingVolume> batch_cases = train;
   for (auto& c : batch_cases) {
-    if (t.label_balance <= 0) c.label = torch::Tensor();
+    if (t.label_balance <= 0 && decoder_labels == 0) c.label = torch::Tensor();
     else if (c.label.defined())  // known from the dataset cache: its label maps are not read here
       st.num_labels = std::max(st.num_labels, c.label_count >= 0 ? c.label_count : c.label.max().item<int64_t>() + 1);
+    else if (decoder_labels > 0)
+      fail("{}: has no label map, but vqgan.decoder_labels = {} decodes every training case with its label map", c.source,
+           decoder_labels);
   }
+  if (decoder_labels > 0 && st.num_labels > decoder_labels)
+    fail("config: 'vqgan.decoder_labels' is {}, but the training label maps hold labels up to {}: set it to {}", decoder_labels,
+         st.num_labels - 1, st.num_labels);
   int64_t start = 0;
   fs::path last = out_dir / "last.pt";
   if (resume) {
@@ -141,7 +149,8 @@ VQGANTrainResult train_vqgan(const RunConfig& cfg, const std::vector<TrainingVol
       torch::NoGradGuard ng;
       st.model->module().eval();
       const auto& c = val.front();
-      auto recs = st.model->reconstruct(c.x.unsqueeze(0).to(device, torch::kFloat)).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
+      auto seg = c.label.defined() ? c.label.unsqueeze(0).to(device) : torch::Tensor();
+      auto recs = st.model->reconstruct(c.x.unsqueeze(0).to(device, torch::kFloat), seg).clamp(-1, 1).to(torch::kCPU, torch::kFloat)[0];
       st.model->module().train();
       std::vector<torch::Tensor> rows;  // per channel: input, reconstruction, |error|
       for (int64_t ch = 0; ch < c.x.size(0); ++ch) {
