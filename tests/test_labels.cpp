@@ -243,13 +243,14 @@ TEST_CASE("label-conditioned U-Net: the condition joins the input and zeros are 
   CHECK(net->conv_in->weight.size(1) == 9);
 }
 
-TEST_CASE("edge step: the intensity step across a label's boundary - sharp - softened - summarised over volumes") {
+TEST_CASE("edge step and agreement: the intensity step across a label's boundary and where the image's edge lies - sharp - softened - shifted - summarised over volumes") {
   // a 6^3 cube label (value 2) in a 16^3 volume, 100 inside and 20 outside: the step is 80
   auto label = torch::zeros({16, 16, 16}, torch::kLong);
   label.index_put_({Slice(5, 11), Slice(5, 11), Slice(5, 11)}, 2);
   auto sharp = torch::full({16, 16, 16}, 20.0, torch::kDouble).masked_fill(label == 2, 100.0);
-  REQUIRE(edge_step(sharp, label == 2).has_value());
-  CHECK(*edge_step(sharp, label == 2) == doctest::Approx(80.0));
+  REQUIRE(edge_measures(sharp, label == 2).has_value());
+  CHECK(edge_measures(sharp, label == 2)->step == doctest::Approx(80.0));
+  CHECK(edge_measures(sharp, label == 2)->agreement == doctest::Approx(1.0));
   // softened: the label's outer layer at 60, the ring just outside at 40 -> 60 - 40 = 20 (the shells are exactly those)
   auto soft = sharp.clone();
   auto in = label == 2;
@@ -259,12 +260,23 @@ TEST_CASE("edge step: the intensity step across a label's boundary - sharp - sof
   ring.index_put_({Slice(4, 12), Slice(4, 12), Slice(4, 12)}, true);
   soft.masked_fill_(in & core.logical_not(), 60.0);
   soft.masked_fill_(ring & in.logical_not(), 40.0);
-  CHECK(*edge_step(soft, label == 2) == doctest::Approx(20.0));
+  CHECK(edge_measures(soft, label == 2)->step == doctest::Approx(20.0));
+  CHECK(edge_measures(soft, label == 2)->agreement == doctest::Approx(1.0));  // softer, but the edge where the label's is
+  // the image's cube one voxel off the label's: inner shell 116 of 152 voxels at 100, outer shell 260 of 296 at 20, so
+  // the threshold is 60; the shifted cube (216 voxels) lies within a voxel of the label and shares 5 of its 6 planes
+  // with it: Dice 2 * 180 / (216 + 216) = 5/6
+  auto shifted = torch::full({16, 16, 16}, 20.0, torch::kDouble);
+  shifted.index_put_({Slice(6, 12), Slice(5, 11), Slice(5, 11)}, 100.0);
+  REQUIRE(edge_measures(shifted, label == 2).has_value());
+  CHECK(edge_measures(shifted, label == 2)->step == doctest::Approx(80.0));
+  CHECK(edge_measures(shifted, label == 2)->agreement == doctest::Approx(5.0 / 6.0));
+  // a dark label (step < 0) thresholds below the midpoint
+  CHECK(edge_measures(120.0 - shifted, label == 2)->agreement == doctest::Approx(5.0 / 6.0));
   // a label absent or too small has no step
-  CHECK_FALSE(edge_step(sharp, label == 3).has_value());
+  CHECK_FALSE(edge_measures(sharp, label == 3).has_value());
   auto tiny = torch::zeros({16, 16, 16}, torch::kLong);
   tiny.index_put_({8, 8, 8}, 1);
-  CHECK_FALSE(edge_step(sharp, tiny == 1, 8).has_value());
+  CHECK_FALSE(edge_measures(sharp, tiny == 1, 8).has_value());
   // over volumes: mean and sd of the steps; the background (label 0) gets none
   LabelSamples samples;
   samples.add(sharp, label);
@@ -273,6 +285,9 @@ TEST_CASE("edge step: the intensity step across a label's boundary - sharp - sof
   CHECK(st[2].edge_volumes == 2);
   CHECK(st[2].edge_step_mean == doctest::Approx(50.0));
   CHECK(st[2].edge_step_sd == doctest::Approx(std::sqrt(2.0 * 30.0 * 30.0)));
+  CHECK(st[2].edge_agreement_mean == doctest::Approx(1.0));
+  samples.add(shifted, label);
+  CHECK(samples.summary(3)[2].edge_agreement_mean == doctest::Approx((2.0 + 5.0 / 6.0) / 3.0));
   CHECK(st[0].edge_volumes == 0);
   CHECK(st[1].edge_volumes == 0);
 }

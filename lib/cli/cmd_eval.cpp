@@ -116,7 +116,10 @@ nlohmann::json label_table(const std::vector<LabelStatistics>& real, const std::
       row["median_relative_difference"] = (s.median_mean - r.median_mean) / std::abs(r.median_mean);
     // the step of intensity across the label's boundary, and how much of the real one the synthetic volumes keep
     for (const auto& [set, st] : {std::pair{"real", &r}, std::pair{"synthetic", &s}})
-      if (st->edge_volumes > 0) row[set]["edge_step"] = {{"volumes", st->edge_volumes}, {"mean", st->edge_step_mean}, {"sd", st->edge_step_sd}};
+      if (st->edge_volumes > 0) {
+        row[set]["edge_step"] = {{"volumes", st->edge_volumes}, {"mean", st->edge_step_mean}, {"sd", st->edge_step_sd}};
+        row[set]["edge_agreement"] = {{"mean", st->edge_agreement_mean}, {"sd", st->edge_agreement_sd}};
+      }
     if (r.edge_volumes > 0 && s.edge_volumes > 0 && r.edge_step_mean != 0) row["edge_step_kept"] = s.edge_step_mean / r.edge_step_mean;
     rows.push_back(row);
   }
@@ -235,7 +238,9 @@ int run_eval(const Args_t& args) {
                    {"note", "per label: volumes holding it (>= 8 voxels), its mean share of the voxels, and the mean and standard "
                             "deviation over volumes of the median intensity inside it; edge_step: the median of the label's voxels "
                             "touching another label minus that of the other voxels touching it (3x3x3), mean and sd over volumes; "
-                            "edge_step_kept: synthetic / real (1: as sharp as the real edges, below 1: softer)"},
+                            "edge_step_kept: synthetic / real (1: as sharp as the real edges, below 1: softer); edge_agreement: the Dice of the "
+                            "label with the voxels within one voxel of it on its side of the midpoint of the two shells' medians "
+                            "(1: the image's edge lies on the label's), mean and sd over the same volumes"},
                    {"table", label_table(real.labels.summary(num_labels), synth.labels.summary(num_labels), vq.data.label_names)}};
     // Per class when the sets have several: pooled medians mix classes in the sets' proportions, and MR volumes of
     // different classes normalise differently (a bright lesion lowers everything else)

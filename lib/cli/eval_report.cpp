@@ -78,7 +78,8 @@ std::string eval_report_markdown(const nlohmann::json& j, const std::string& vqg
                     "identical).\n", bins, edges.front().get<double>(), edges.back().get<double>(), units, inter);
   if (j.contains("labels")) {
     md += fmt::format("\n## Per label ({})\n\n| label | real: volumes, share, median intensity | synthetic: volumes, share, median "
-                      "intensity | difference / real sd | edge step real / synthetic (kept) |\n|---|---|---|---|---|\n", units);
+                      "intensity | difference / real sd | edge step real / synthetic (kept) | edge agreement real / synthetic |\n"
+                      "|---|---|---|---|---|---|\n", units);
     for (const auto& row : j["labels"]["table"]) {
       auto cell = [](const nlohmann::json& c) {
         if (c["volumes"].get<int64_t>() == 0) return std::string("absent");
@@ -89,10 +90,14 @@ std::string eval_report_markdown(const nlohmann::json& j, const std::string& vqg
       if (row["real"].contains("edge_step") && row["synthetic"].contains("edge_step"))
         edge = fmt::format("{:.0f} / {:.0f}{}", row["real"]["edge_step"]["mean"].get<double>(), row["synthetic"]["edge_step"]["mean"].get<double>(),
                            row.contains("edge_step_kept") ? fmt::format(" ({:.0f} %)", 100 * row["edge_step_kept"].get<double>()) : "");
-      md += fmt::format("| {} ({}) | {} | {} | {} | {} |\n", row["name"].get<std::string>(), row["label"].get<int64_t>(), cell(row["real"]),
+      std::string agreement = "-";
+      if (row["real"].contains("edge_agreement") && row["synthetic"].contains("edge_agreement"))
+        agreement = fmt::format("{:.2f} / {:.2f}", row["real"]["edge_agreement"]["mean"].get<double>(),
+                                row["synthetic"]["edge_agreement"]["mean"].get<double>());
+      md += fmt::format("| {} ({}) | {} | {} | {} | {} | {} |\n", row["name"].get<std::string>(), row["label"].get<int64_t>(), cell(row["real"]),
                         cell(row["synthetic"]),
                         row.contains("median_difference_in_real_sd") ? fmt::format("{:+.2f}", row["median_difference_in_real_sd"].get<double>()) : "-",
-                        edge);
+                        edge, agreement);
     }
     if (j["labels"].contains("by_class"))
       md += "\nPer class (mean median intensity inside each label, real / synthetic, and the synthetic's relative difference):\n\n" +

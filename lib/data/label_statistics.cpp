@@ -22,7 +22,7 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 }
 }  // namespace
 
-std::optional<double> edge_step(const torch::Tensor& intensities, const torch::Tensor& mask, int64_t min_voxels) {
+std::optional<EdgeMeasures> edge_measures(const torch::Tensor& intensities, const torch::Tensor& mask, int64_t min_voxels) {
   auto in = mask.to(torch::kBool);
   // within the label's bounding box grown by one voxel: a small structure of a large volume (or one of the hundred
   // labels of a whole-body map) costs its own size, not the volume's
@@ -41,7 +41,14 @@ std::optional<double> edge_step(const torch::Tensor& intensities, const torch::T
   auto x = intensities.index(box).to(torch::kDouble);
   auto a = x.masked_select(inner), b = x.masked_select(outer);
   if (a.numel() < min_voxels || b.numel() < min_voxels) return std::nullopt;
-  return a.median().item<double>() - b.median().item<double>();
+  EdgeMeasures e;
+  const double lo = b.median().item<double>();
+  e.step = a.median().item<double>() - lo;
+  const double mid = lo + e.step / 2;
+  auto side = (e.step >= 0 ? x > mid : x < mid) & (in | outer);  // on the label's side, within a voxel of it
+  const double both = (side & in).sum().item<double>();
+  e.agreement = 2 * both / (side.sum().item<double>() + in.sum().item<double>());
+  return e;
 }
 
 void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& label, int64_t min_voxels) {
@@ -53,6 +60,7 @@ void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& la
     medians_.resize(static_cast<size_t>(top + 1));
     fractions_.resize(static_cast<size_t>(top + 1));
     edges_.resize(static_cast<size_t>(top + 1));
+    agreements_.resize(static_cast<size_t>(top + 1));
   }
   ++volumes_;
   for (int64_t k = 0; k <= top; ++k) {
@@ -63,7 +71,10 @@ void LabelSamples::add(const torch::Tensor& intensities, const torch::Tensor& la
     medians_[static_cast<size_t>(k)].push_back(inside.median().item<double>());
     fractions_[static_cast<size_t>(k)].push_back(static_cast<double>(inside.numel()) / static_cast<double>(l.numel()));
     if (k > 0 && label.dim() == 3)
-      if (auto e = edge_step(intensities, mask, min_voxels)) edges_[static_cast<size_t>(k)].push_back(*e);
+      if (auto e = edge_measures(intensities, mask, min_voxels)) {
+        edges_[static_cast<size_t>(k)].push_back(e->step);
+        agreements_[static_cast<size_t>(k)].push_back(e->agreement);
+      }
   }
 }
 
@@ -77,7 +88,10 @@ std::vector<LabelStatistics> LabelSamples::summary(int64_t num_labels) const {
     std::tie(s.median_mean, s.median_sd) = mean_sd(medians_[k]);
     s.fraction_mean = mean_sd(fractions_[k]).first;
     s.edge_volumes = static_cast<int64_t>(edges_[k].size());
-    if (!edges_[k].empty()) std::tie(s.edge_step_mean, s.edge_step_sd) = mean_sd(edges_[k]);
+    if (!edges_[k].empty()) {
+      std::tie(s.edge_step_mean, s.edge_step_sd) = mean_sd(edges_[k]);
+      std::tie(s.edge_agreement_mean, s.edge_agreement_sd) = mean_sd(agreements_[k]);
+    }
   }
   return out;
 }

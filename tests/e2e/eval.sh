@@ -85,7 +85,7 @@ def touches(m):
                 out |= p[dz:dz + m.shape[0], dy:dy + m.shape[1], dx:dx + m.shape[2]]
     return out
 for key, folder in (("real", sys.argv[2]), ("synthetic", sys.argv[3])):
-    steps = {}
+    steps, agree = {}, {}
     for c in json.load(open(f"{folder}/manifest.json"))["cases"]:
         a = nib.load(f"{folder}/{c['image']}").get_fdata(); l = np.rint(nib.load(f"{folder}/{c['label']}").get_fdata()).astype(int)
         u = (a - a.min()) / (a.max() - a.min()) * 1000
@@ -96,12 +96,19 @@ for key, folder in (("real", sys.argv[2]), ("synthetic", sys.argv[3])):
             if inner.sum() >= 8 and outer.sum() >= 8:
                 # torch's lower median
                 lo = lambda v: np.sort(v)[(len(v) - 1) // 2]
-                steps.setdefault(k, []).append(lo(u[inner]) - lo(u[outer]))
+                step = lo(u[inner]) - lo(u[outer])
+                steps.setdefault(k, []).append(step)
+                # edge agreement: Dice of the label with its one-voxel neighbourhood thresholded halfway across the edge
+                mid = lo(u[outer]) + step / 2
+                side = (u > mid if step >= 0 else u < mid) & (m | outer)
+                agree.setdefault(k, []).append(2 * (side & m).sum() / (side.sum() + m.sum()))
     for k, v in steps.items():
         got = j["labels"]["table"][k][key]["edge_step"]
         assert got["volumes"] == len(v) and abs(got["mean"] - np.mean(v)) < 2.0, (key, k, got, np.mean(v))
+        got = j["labels"]["table"][k][key]["edge_agreement"]
+        assert abs(got["mean"] - np.mean(agree[k])) < 0.02, (key, k, got, np.mean(agree[k]))
     assert steps[3] and np.mean(steps[3]) < 0 and np.mean(steps[4]) > 0  # dark ventricles, bright lesions
-print("per-class label medians and edge steps equal nibabel's")
+print("per-class label medians, edge steps and edge agreements equal nibabel's")
 PY
 grep -q "^| 1 | 3 / 2 |" ev_cls/report.md || fail "no per-class row in report.md: $(grep -A4 'Per class' ev_cls/report.md)"
 # the same command twice: the same JSON
