@@ -225,10 +225,11 @@ TEST_CASE("a label-conditioned decoder starts as the plain one - its label term 
   CHECK(torch::equal(labelled->decoder->forward(q, labels), plain->decoder->forward(q)));
   CHECK(torch::equal(labelled->decoder->forward(q), plain->decoder->forward(q)));
   // the term of each stage against a sum over the voxels a stage voxel covers, computed by hand
-  REQUIRE(labelled->decoder->label_pool.size() == 2);
+  REQUIRE(labelled->decoder->label_pool.size() == 3);  // two up-stages and the output
   CHECK((labelled->decoder->label_pool[0] == Int3{2, 2, 1}));  // after the first up-stage: 4x4x8 of 8x8x8
   CHECK((labelled->decoder->label_pool[1] == Int3{1, 1, 1}));
-  for (size_t k = 0; k < 2; ++k) {
+  CHECK((labelled->decoder->label_pool[2] == Int3{1, 1, 1}));
+  for (size_t k = 0; k < 3; ++k) {
     auto conv = labelled->decoder->label_in->ptr(k)->as<torch::nn::Conv3d>();
     conv->weight.copy_(torch::randn_like(conv->weight));
     const auto f = labelled->decoder->label_pool[k];

@@ -103,7 +103,7 @@ TEST_CASE("split decoding with a label-conditioned decoder equals its plain deco
   }
   CHECK(max_rel_diff(decode_latent(m, z, AutoencoderRun{}, labels), plain) < 1e-6);
   // the label term added a plane at a time along every axis equals the whole term
-  for (size_t k = 0; k < 2; ++k) {
+  for (size_t k = 0; k < 3; ++k) {  // two up-stages and the output
     const auto f = m->decoder->label_pool[k];
     const int64_t C = m->decoder->label_in->ptr(k)->as<torch::nn::Conv3d>()->weight.size(0);
     auto h = torch::randn({1, C, 24 / f[0], 24 / f[1], 20 / f[2]});

@@ -503,6 +503,9 @@ TEST_CASE("a label-conditioned decoder trains on the label maps - its checkpoint
   auto w = ck.tensor("model.decoder.label_in.0.weight");  // the one (full-resolution) stage: [4 channels, 5 labels, 1, 1, 1]
   CHECK((w.sizes() == torch::IntArrayRef({4, 5, 1, 1, 1})));
   CHECK(w.abs().sum().item<double>() > 0);  // trained away from its zero start
+  auto offsets = ck.tensor("model.decoder.label_in.1.weight");  // the output's: an intensity offset per label
+  CHECK((offsets.sizes() == torch::IntArrayRef({1, 5, 1, 1, 1})));
+  CHECK(offsets.abs().sum().item<double>() > 0);
   auto ae = load_latent_autoencoder(dir / "run/last.pt", torch::kCPU);
   CHECK(ae->decoder_labels() == 5);
   auto x = val[0].x.unsqueeze(0);

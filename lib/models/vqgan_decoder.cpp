@@ -37,6 +37,12 @@ VQDecoderImpl::VQDecoderImpl(const VQGANParams& p, int64_t image_channels) : lab
   }
   final_norm = register_module("final_norm", group_norm(ch));
   conv_last = register_module("conv_last", SamePadConv3d(ch, image_channels, Int3{3, 3, 3}, Int3{1, 1, 1}));
+  if (label_classes > 0) {  // the output's own term: an intensity offset per label and channel, sharp at the map's edges
+    torch::nn::Conv3d conv(torch::nn::Conv3dOptions(label_classes, image_channels, 1).bias(false));
+    torch::nn::init::zeros_(conv->weight);
+    label_in->push_back(conv);
+    label_pool.push_back(Int3{1, 1, 1});
+  }
 }
 
 torch::Tensor VQDecoderImpl::label_term(size_t k, const torch::Tensor& labels, const torch::Tensor& keep) const {
@@ -58,7 +64,9 @@ torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z, const torch::Tensor
     for (size_t i = 1; i < stage->size(); ++i) h = stage->ptr(i)->as<ResBlock3d>()->forward(h);
     ++k;
   }
-  return conv_last(ops::norm_act(final_norm, h));  // [B, C, D, H, W]
+  auto out = conv_last(ops::norm_act(final_norm, h));  // [B, C, D, H, W]
+  if (with_labels) out = out + label_term(k, labels.to(out.device()), keep).to(out.scalar_type());
+  return out;
 }
 
 void check_decoder_labels(const torch::Tensor& labels, int64_t classes, const std::string& where) {

@@ -125,8 +125,10 @@ torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const Autoenco
     for (size_t i = 1; i < stage->size(); ++i) split::residual_block_inplace(*child<ResBlock3dImpl>(*stage, i), h, plan);
   }
   auto stats = split::group_stats(h, dec.final_norm->options.num_groups(), dec.final_norm->options.eps(), plan);
-  return split::same_pad_conv(dec.conv_last, h, [&](const torch::Tensor& s) { return split::norm_silu(s, stats, dec.final_norm); },
-                              plan);  // [B, 1, D, H, W]
+  auto out = split::same_pad_conv(dec.conv_last, h, [&](const torch::Tensor& s) { return split::norm_silu(s, stats, dec.final_norm); },
+                                  plan);  // [B, 1, D, H, W]
+  if (labels.defined()) split::add_label_term(dec, k, out, labels, plan);
+  return out;
 }
 
 torch::Tensor encode_volume(VQGAN& model, const torch::Tensor& x, const AutoencoderRun& run) {
