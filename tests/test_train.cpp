@@ -167,6 +167,28 @@ TEST_CASE("gradient accumulation: each step takes grad_accum micro-batches, in o
   CHECK_FALSE(torch::equal(before, weight()));
 }
 
+TEST_CASE("stage-1 learning rate: constant - then a half cosine over the last lr_decay of the steps - on both optimisers") {
+  VQGANTrainParams t;
+  t.lr = 1e-3;
+  t.steps = 100;
+  CHECK(stage1_lr(t, 99) == 1e-3);  // lr_decay 0: constant, as the reference
+  t.lr_decay = 0.2;                 // the last 20 steps, 80..99
+  CHECK(stage1_lr(t, 79) == 1e-3);
+  CHECK(stage1_lr(t, 80) == doctest::Approx(1e-3));
+  CHECK(stage1_lr(t, 90) == doctest::Approx(0.5e-3));
+  CHECK(stage1_lr(t, 99) == doctest::Approx(1e-3 * 0.5 * (1 + std::cos(M_PI * 19.0 / 20.0))));
+  auto cfg = tiny_config();
+  cfg.vqgan_train.lr_decay = 0.5;  // steps 3..5 of 6
+  cfg.vqgan_train.batch_size = 1;
+  VQGANStepper st(cfg, torch::kCPU);
+  auto data = phantoms(1);
+  auto batch = [&](int64_t) { return Batch{0, data[0].x.unsqueeze(0), torch::zeros({1}, torch::kLong), {}}; };
+  st.step(4, batch);
+  for (auto* opt : {st.opt_g.get(), st.opt_d.get()})
+    CHECK(opt->param_groups()[0].options().get_lr() == doctest::Approx(cfg.vqgan_train.lr * 0.5 * (1 + std::cos(M_PI / 3))));
+  test::check_error([&] { with_overrides(config_to_json(cfg), {"vqgan_train.lr_decay=1.5"}); }, {"vqgan_train.lr_decay", "[0, 1]"});
+}
+
 TEST_CASE("launch environment: torchrun and Slurm variables - partial or out-of-range ones are named") {
   auto env = [](std::map<std::string, std::string> m) {
     return launch_env_from([m](const char* n) -> const char* {

@@ -28,6 +28,7 @@ void VQGANTrainParams::validate(const std::string& w) const {
   if (grad_accum < 1) fail("config: '{}.grad_accum' must be positive (got {})", w, grad_accum);
   if (optimizer != "adam" && optimizer != "adamw") fail("config: '{}.optimizer' must be adam or adamw (got '{}')", w, optimizer);
   if (!(lr > 0)) fail("config: '{}.lr' must be positive (got {})", w, lr);
+  if (!(lr_decay >= 0 && lr_decay <= 1)) fail("config: '{}.lr_decay' must be within [0, 1] (got {})", w, lr_decay);
   for (size_t i = 0; i < 2; ++i)
     if (!(betas[i] >= 0 && betas[i] < 1)) fail("config: '{}.betas[{}]' must be within [0, 1) (got {})", w, i, betas[i]);
   if (!(grad_clip >= 0)) fail("config: '{}.grad_clip' must not be negative", w);

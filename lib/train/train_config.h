@@ -15,6 +15,7 @@ struct VQGANTrainParams {
   bool checkpointing = false;            // recompute residual-block activations in backward (less memory, ~30 % more time)
   std::string optimizer = "adam";        // adam or adamw
   double lr = 3e-4;
+  double lr_decay = 0.0;                 // share of the steps at the end over which lr falls to 0 (half cosine); 0: constant
   std::array<double, 2> betas{0.5, 0.9};
   double weight_decay = 0.0;
   double grad_clip = 1.0;                // max global norm; 0 = off
@@ -46,6 +47,8 @@ struct VQGANTrainParams {
     v("checkpointing", checkpointing, "activation checkpointing of the residual blocks: less memory, one more forward");
     v("optimizer", optimizer, "adam or adamw");
     v("lr", lr, "learning rate (generator and discriminators)");
+    v("lr_decay", lr_decay, "share of the steps at the end over which the learning rate falls along a half cosine to 0 "
+                            "(0: constant throughout, as the reference); the weights settle instead of jittering at the last step");
     v("betas", betas, "Adam betas");
     v("weight_decay", weight_decay, "weight decay (adamw)");
     v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off");

@@ -93,9 +93,19 @@ torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x
   return (1 - balance) * plain + balance * balanced;
 }
 
+double stage1_lr(const VQGANTrainParams& t, int64_t step) {
+  const auto n = static_cast<int64_t>(std::llround(t.lr_decay * static_cast<double>(t.steps)));
+  const int64_t start = t.steps - n;
+  if (n <= 0 || step < start) return t.lr;
+  return t.lr * 0.5 * (1 + std::cos(M_PI * static_cast<double>(step - start) / static_cast<double>(n)));
+}
+
 VQGANStepStats VQGANStepper::step(int64_t step, const std::function<Batch(int64_t)>& next_batch) {
   const auto& t = cfg.vqgan_train;
   const bool gan = step >= t.gan_start;
+  const double lr = stage1_lr(t, step);
+  for (auto* opt : {opt_g.get(), opt_d.get()})
+    for (auto& group : opt->param_groups()) group.options().set_lr(lr);
   const double scale = 1.0 / static_cast<double>(t.grad_accum);
   opt_g->zero_grad();
   opt_d->zero_grad();

@@ -29,6 +29,10 @@ namespace meddiff {
 torch::Tensor reconstruction_l1(const torch::Tensor& rec, const torch::Tensor& x, const torch::Tensor& seg, double balance,
                                 int64_t num_labels = 0);
 
+// The learning rate of step `step` (0-based): t.lr, and over the last round(lr_decay x steps) steps
+// lr x (1 + cos(pi x (step - start) / (steps - start))) / 2.
+double stage1_lr(const VQGANTrainParams& t, int64_t step);
+
 struct VQGANStepStats {
   double loss = 0, l1 = 0, regulariser = 0, perplexity = 0, usage = 0, restarted = 0;
   double adv = 0, feature_matching = 0, perceptual = 0, d_loss = 0;
