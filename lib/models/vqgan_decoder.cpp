@@ -47,7 +47,11 @@ VQDecoderImpl::VQDecoderImpl(const VQGANParams& p, int64_t image_channels) : lab
 
 torch::Tensor VQDecoderImpl::label_term(size_t k, const torch::Tensor& labels, const torch::Tensor& keep) const {
   const auto& f = label_pool[k];
-  auto frac = torch::one_hot(labels.to(torch::kLong), label_classes).permute({0, 4, 1, 2, 3}).to(torch::kFloat);  // [B, N, D', H', W']
+  // one-hot in float, written straight into [B, N, D', H', W'] (torch::one_hot's int64 copy would be twice its size)
+  auto idx = labels.to(torch::kLong).unsqueeze(1);
+  auto size = idx.sizes().vec();
+  size[1] = label_classes;
+  auto frac = torch::zeros(size, idx.options().dtype(torch::kFloat)).scatter_(1, idx, 1.0);
   if (f[0] * f[1] * f[2] > 1) frac = torch::avg_pool3d(frac, {f[0], f[1], f[2]});
   if (keep.defined()) frac = frac * keep.to(frac.device(), torch::kFloat).view({-1, 1, 1, 1, 1});
   return label_in->ptr(k)->as<torch::nn::Conv3d>()->forward(frac);
@@ -55,17 +59,18 @@ torch::Tensor VQDecoderImpl::label_term(size_t k, const torch::Tensor& labels, c
 
 torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z, const torch::Tensor& labels, const torch::Tensor& keep) {
   const bool with_labels = label_classes > 0 && labels.defined();
+  const auto maps = with_labels ? labels.to(z.device()) : labels;
   auto h = ops::conv3d(post_vq_conv, z);  // [B, C_top, d, h, w]
   size_t k = 0;
   for (const auto& stage_module : *up) {
     auto stage = stage_module->as<torch::nn::Sequential>();
     h = stage->ptr(0)->as<torch::nn::ConvTranspose3d>()->forward(h);  // doubles the halved axes
-    if (with_labels) h = h + label_term(k, labels.to(h.device()), keep).to(h.scalar_type());
+    if (with_labels) h = h + label_term(k, maps, keep).to(h.scalar_type());
     for (size_t i = 1; i < stage->size(); ++i) h = stage->ptr(i)->as<ResBlock3d>()->forward(h);
     ++k;
   }
   auto out = conv_last(ops::norm_act(final_norm, h));  // [B, C, D, H, W]
-  if (with_labels) out = out + label_term(k, labels.to(out.device()), keep).to(out.scalar_type());
+  if (with_labels) out = out + label_term(k, maps, keep).to(out.scalar_type());
   return out;
 }
 

@@ -92,7 +92,11 @@ bool decode_splits(const VQGAN& model, const std::array<int64_t, 3>& latent_dhw,
   // A plain forward holds a layer's input, its normalised and activated copies, its output and the
   // convolution's work space: measured on the CPU, a plain decode of 128x192x192 (0.3 GB per
   // activation) peaked 1.9 GB above the process; ten activations' worth leaves a margin.
-  return 10 * batch * largest_activation(model->params, latent_dhw) + parameter_bytes(*model) > budget;
+  // A label-conditioned decoder also holds the label maps (int64) and their float one-hot at full resolution.
+  int64_t full_voxels = batch;
+  for (size_t a = 0; a < 3; ++a) full_voxels *= latent_dhw[a] * model->params.downsample[a];
+  const int64_t maps = model->params.decoder_labels > 0 ? full_voxels * (8 + 4 * model->params.decoder_labels) : 0;
+  return 10 * batch * largest_activation(model->params, latent_dhw) + maps + parameter_bytes(*model) > budget;
 }
 
 torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const AutoencoderRun& run, const torch::Tensor& labels_in) {

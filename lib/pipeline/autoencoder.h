@@ -27,7 +27,8 @@ torch::Tensor encode_volume(VQGAN& model, const torch::Tensor& x, const Autoenco
 // [B, D, H, W]: the label maps a label-conditioned decoder sees (vqgan.decoder_labels; checked against it),
 // undefined to decode without; ignored by a decoder that is not label-conditioned.
 torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const AutoencoderRun& run = {}, const torch::Tensor& labels = {});
-// Whether decode_latent / encode_volume would split for this size and budget.
+// Whether decode_latent / encode_volume would split for this size and budget (counting a label-conditioned
+// decoder's label maps and their one-hot at full resolution).
 bool decode_splits(const VQGAN& model, const std::array<int64_t, 3>& latent_dhw, int64_t batch, const AutoencoderRun& run,
                    const torch::Device& device);
 

@@ -237,9 +237,9 @@ void add_label_term(const VQDecoderImpl& dec, size_t k, torch::Tensor& h, const 
   const int64_t n = h.size(axis), C = h.size(1);
   const auto& pool = dec.label_pool[k];
   const int64_t F = pool[0] * pool[1] * pool[2];
-  // per plane: its stage voxels x (int64 labels, int64 + float one-hot per label at full resolution, the term and its cast)
+  // per plane: its stage voxels x (int64 labels and a float one-hot per label at full resolution, the term and its cast)
   const double vox = static_cast<double>(h.numel() / n / C);
-  const double per_plane = vox * static_cast<double>(8 * F + 12 * dec.label_classes * F + 8 * C);
+  const double per_plane = vox * static_cast<double>(8 * F + 4 * dec.label_classes * F + 8 * C);
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(plan.slab_bytes) / per_plane));
   for (int64_t s = 0; s < n; s += chunk) {
     const int64_t e = std::min(n, s + chunk);

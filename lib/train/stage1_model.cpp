@@ -14,11 +14,11 @@ class VQGANStage1 : public Stage1Model {
     set_checkpointing(*model, cfg.vqgan_train.checkpointing);
   }
   Stage1Forward forward(const torch::Tensor& x, at::Generator gen, const torch::Tensor& seg) override {
-    auto out = model->forward(x, gen, decoder_labels() > 0 ? seg : torch::Tensor());
+    auto out = model->forward(x, gen, seg);  // a decoder that is not label-conditioned ignores seg
     return {out.reconstruction, out.vq.commitment, out.vq.perplexity, out.vq.usage, out.vq.restarted.to(torch::kFloat)};
   }
   torch::Tensor reconstruct(const torch::Tensor& x, const torch::Tensor& seg) override {
-    return model->forward(x, std::nullopt, decoder_labels() > 0 ? seg : torch::Tensor()).reconstruction;
+    return model->forward(x, std::nullopt, seg).reconstruction;
   }
   int64_t decoder_labels() const override { return model->params.decoder_labels; }
   torch::nn::Module& module() override { return *model; }
