@@ -264,6 +264,54 @@ TEST_CASE("a label-conditioned decoder starts as the plain one - its label term 
   test::check_error([&] { check_decoder_labels(labels[0], 3, "seg.nii.gz"); }, {"seg.nii.gz", "[B, D, H, W]"});
 }
 
+TEST_CASE("label heads: each voxel adds the head of its own label - zero heads decode as without them - a dropped map adds nothing") {
+  auto p0 = small({2, 2, 2});
+  p0.decoder_labels = 3;
+  auto p = p0;
+  p.decoder_label_heads = true;
+  torch::manual_seed(5);
+  VQGAN without(p0, 2), with(p, 2);  // two image channels
+  {
+    torch::NoGradGuard ng;
+    auto theirs = without->named_parameters();
+    for (auto& q : with->named_parameters())
+      if (theirs.contains(q.key())) q.value().copy_(theirs[q.key()] + 0.05 * torch::randn_like(q.value()));  // active label terms
+      else CHECK(q.value().abs().sum().item<double>() == 0);  // the heads start at zero
+    for (auto& q : without->named_parameters()) q.value().copy_(with->named_parameters()[q.key()]);
+  }
+  with->eval();
+  without->eval();
+  torch::NoGradGuard ng;
+  auto q = torch::randn({2, 3, 4, 4, 4});
+  auto labels = torch::randint(0, 3, {2, 8, 8, 8}, torch::kLong);
+  CHECK(torch::equal(with->decoder->forward(q, labels), without->decoder->forward(q, labels)));
+  // the term: voxel v of sample b, channel c takes head channel labels[b, v] * C + c (C = 2 image channels here)
+  auto heads = torch::randn({2, 3 * 2, 8, 8, 8});
+  auto term = with->decoder->head_term(heads, labels);
+  REQUIRE((term.sizes() == torch::IntArrayRef({2, 2, 8, 8, 8})));
+  auto h = heads.accessor<float, 5>();
+  auto l = labels.accessor<int64_t, 4>();
+  auto t = term.accessor<float, 5>();
+  int64_t wrong = 0;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t i = 0; i < 8; ++i)
+        for (int64_t j = 0; j < 8; ++j)
+          for (int64_t m = 0; m < 8; ++m) wrong += t[b][c][i][j][m] != h[b][l[b][i][j][m] * 2 + c][i][j][m];
+  CHECK(wrong == 0);
+  auto dropped = with->decoder->head_term(heads, labels, torch::tensor({0.0f, 1.0f}));
+  CHECK(dropped[0].abs().max().item<double>() == 0);
+  CHECK(torch::equal(dropped[1], term[1]));
+  // active heads: a voxel's output moves with its own label's head only
+  with->decoder->label_heads->conv->bias.copy_(torch::tensor({0.0f, 0.0f, 0.0f, 0.0f, 3.0f, -1.0f}));  // label 2: +3 and -1
+  auto moved = with->decoder->forward(q, labels) - without->decoder->forward(q, labels);
+  auto expected = torch::stack({(labels == 2).to(torch::kFloat) * 3.0, (labels == 2).to(torch::kFloat) * -1.0}, 1);
+  CHECK(torch::allclose(moved, expected, 1e-5, 1e-5));
+  auto mixed = with->decoder->forward(q, labels, torch::tensor({1.0f, 0.0f})), none = with->decoder->forward(q);
+  CHECK(torch::allclose(mixed[1], none[1], 1e-5, 1e-6));
+  CHECK(torch::equal(none, without->decoder->forward(q)));
+}
+
 TEST_CASE("PatchGAN discriminators: patch logits and features") {
   PatchDiscriminator d2(2, 1, 8, 3, "batch"), d3(3, 1, 8, 2, "group");
   auto [l2, f2] = d2->forward(torch::randn({2, 1, 32, 32}));

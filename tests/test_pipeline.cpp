@@ -88,7 +88,8 @@ TEST_CASE("split decoding of a 64x96x96 volume equals the plain decoder (< 1e-4 
 TEST_CASE("split decoding with a label-conditioned decoder equals its plain decode with the same label maps") {
   auto p = params({2, 4, 2});
   p.decoder_labels = 4;
-  auto m = random_vqgan(p, 11);  // perturbed: the label convolutions are active
+  p.decoder_label_heads = true;
+  auto m = random_vqgan(p, 11);  // perturbed: the label convolutions and heads are active
   auto z = torch::randn({1, 4, 12, 6, 10}) * 0.8;
   auto labels = torch::randint(0, 4, {1, 24, 24, 20}, torch::kLong);
   torch::NoGradGuard ng;
@@ -115,6 +116,23 @@ TEST_CASE("split decoding with a label-conditioned decoder equals its plain deco
       auto piecewise = h.clone();
       split::add_label_term(*m->decoder, k, piecewise, labels, plan);
       CHECK(torch::allclose(piecewise, whole, 1e-5, 1e-6));
+    }
+  }
+  // the heads' term added a slab at a time along every axis equals the whole term
+  {
+    const int64_t C = m->decoder->final_norm->options.num_channels();
+    auto h = torch::randn({1, C, 24, 24, 20});
+    auto out = torch::randn({1, 1, 24, 24, 20});
+    auto act = [&](const torch::Tensor& x) { return torch::silu(x * 0.5); };
+    auto whole = out + m->decoder->head_term(m->decoder->label_heads(act(h)), labels);
+    CHECK(max_rel_diff(whole, out) > 1e-3);  // the heads matter
+    for (int64_t axis : {2, 3, 4}) {
+      split::Plan plan;
+      plan.axis = axis;
+      plan.slab_bytes = 1;
+      auto piecewise = out.clone();
+      split::add_label_heads(*m->decoder, h, act, piecewise, labels, plan);
+      CHECK(torch::allclose(piecewise, whole, 1e-5, 1e-5));
     }
   }
   // a map of another size, or with a label the decoder does not know, is refused

@@ -514,6 +514,7 @@ TEST_CASE("a label-conditioned decoder trains on the label maps - its checkpoint
   cfg.data.labels = "condition";
   cfg.ldm_train.augment_copies = 0;
   cfg.vqgan.decoder_labels = 5;  // the MR phantoms' labels 0..4
+  cfg.vqgan.decoder_label_heads = true;
   cfg.vqgan_train.steps = 3;
   cfg.vqgan_train.val_every = 3;
   cfg.validate();
@@ -528,6 +529,9 @@ TEST_CASE("a label-conditioned decoder trains on the label maps - its checkpoint
   auto offsets = ck.tensor("model.decoder.label_in.1.weight");  // the output's: an intensity offset per label
   CHECK((offsets.sizes() == torch::IntArrayRef({1, 5, 1, 1, 1})));
   CHECK(offsets.abs().sum().item<double>() > 0);
+  auto heads = ck.tensor("model.decoder.label_heads.conv.weight");  // one output head per label: [5 labels x 1 channel, 4, 3, 3, 3]
+  CHECK((heads.sizes() == torch::IntArrayRef({5, 4, 3, 3, 3})));
+  CHECK(heads.abs().sum().item<double>() > 0);
   auto ae = load_latent_autoencoder(dir / "run/last.pt", torch::kCPU);
   CHECK(ae->decoder_labels() == 5);
   auto x = val[0].x.unsqueeze(0);
@@ -544,6 +548,7 @@ TEST_CASE("a label-conditioned decoder trains on the label maps - its checkpoint
                     {"vqgan.decoder_labels", "autoencoder.kind = kl"});
   test::check_error([&] { with_overrides(config_to_json(cfg), {"data.labels=\"none\""}); }, {"vqgan.decoder_labels", "data.labels = condition"});
   test::check_error([&] { with_overrides(config_to_json(cfg), {"vqgan.decoder_labels=1"}); }, {"vqgan.decoder_labels", "at least 2"});
+  test::check_error([&] { with_overrides(config_to_json(cfg), {"vqgan.decoder_labels=0"}); }, {"vqgan.decoder_label_heads", "vqgan.decoder_labels"});
 }
 
 namespace {

@@ -42,7 +42,21 @@ VQDecoderImpl::VQDecoderImpl(const VQGANParams& p, int64_t image_channels) : lab
     torch::nn::init::zeros_(conv->weight);
     label_in->push_back(conv);
     label_pool.push_back(Int3{1, 1, 1});
+    if (p.decoder_label_heads) {
+      label_heads = register_module("label_heads", SamePadConv3d(ch, label_classes * image_channels, Int3{3, 3, 3}, Int3{1, 1, 1}));
+      torch::nn::init::zeros_(label_heads->conv->weight);
+      torch::nn::init::zeros_(label_heads->conv->bias);
+    }
   }
+}
+
+torch::Tensor VQDecoderImpl::head_term(const torch::Tensor& heads, const torch::Tensor& labels, const torch::Tensor& keep) const {
+  const int64_t B = heads.size(0), C = heads.size(1) / label_classes;
+  auto v = heads.view({B, label_classes, C, heads.size(2), heads.size(3), heads.size(4)});
+  auto idx = labels.to(torch::kLong).view({B, 1, 1, labels.size(1), labels.size(2), labels.size(3)}).expand({B, 1, C, -1, -1, -1});
+  auto out = v.gather(1, idx).squeeze(1);  // [B, C, D', H', W']
+  if (keep.defined()) out = out * keep.to(out.device(), out.scalar_type()).view({-1, 1, 1, 1, 1});
+  return out;
 }
 
 torch::Tensor VQDecoderImpl::label_term(size_t k, const torch::Tensor& labels, const torch::Tensor& keep) const {
@@ -69,8 +83,10 @@ torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z, const torch::Tensor
     for (size_t i = 1; i < stage->size(); ++i) h = stage->ptr(i)->as<ResBlock3d>()->forward(h);
     ++k;
   }
-  auto out = conv_last(ops::norm_act(final_norm, h));  // [B, C, D, H, W]
+  auto a = ops::norm_act(final_norm, h);
+  auto out = conv_last(a);  // [B, C, D, H, W]
   if (with_labels) out = out + label_term(k, maps, keep).to(out.scalar_type());
+  if (with_labels && label_heads) out = out + head_term(label_heads(a), maps, keep);
   return out;
 }
 

@@ -12,6 +12,13 @@
 // label-conditioned decoder starts as the plain one (and can be initialised from a plain checkpoint). A
 // missing label map adds nothing (the same as all-zero fractions, which training shows the decoder for
 // vqgan.decoder_label_dropout of its samples).
+//
+// With vqgan.decoder_label_heads the output also has one head per label: a 3x3x3 convolution of the last
+// normalised features with N x C outputs, of which each voxel adds the C of its own label. A fixed offset per
+// label steps at the map's edge but cannot follow a case's own level, so the layers before it carried part of
+// a small structure's contrast, a voxel blurred (the MR demo's pairs: 9 % of the brain voxels around a lesion
+// as bright as it); a head per label lets the latent set each label's level and texture and the map where it
+// applies. Zero-initialised like the other terms.
 #include "models/blocks.h"
 #include "models/vqgan_params.h"
 
@@ -25,6 +32,9 @@ struct VQDecoderImpl : torch::nn::Module {
   // The label term of up-stage k (k = the number of stages: the output's) for a run of full-resolution label planes `labels` [B, D', H', W'] (whole
   // stage voxels along every axis): [B, C_k, D'/f, H'/f, W'/f].
   torch::Tensor label_term(size_t k, const torch::Tensor& labels, const torch::Tensor& keep = {}) const;
+  // The heads' term for the last features `features` (already normalised and activated) whose head outputs
+  // heads [B, N*C, D', H', W'] are given: each voxel's own label's C channels (zero where `keep` is 0).
+  torch::Tensor head_term(const torch::Tensor& heads, const torch::Tensor& labels, const torch::Tensor& keep = {}) const;
   int64_t label_classes = 0;   // N (0: not label-conditioned)
   std::vector<Int3> label_pool;  // per up-stage, then the output: full-resolution voxels per stage voxel along [D, H, W]
   torch::nn::Conv3d post_vq_conv{nullptr};
@@ -33,6 +43,7 @@ struct VQDecoderImpl : torch::nn::Module {
                                             // (label-conditioned only)
   torch::nn::GroupNorm final_norm{nullptr};
   SamePadConv3d conv_last{nullptr};
+  SamePadConv3d label_heads{nullptr};  // N * C outputs (vqgan.decoder_label_heads only)
 };
 TORCH_MODULE(VQDecoder);
 

@@ -30,6 +30,8 @@ void VQGANParams::validate(const std::string& w) const {
     fail("config: '{}.decoder_labels' must be 0 (off) or the number of label values, at least 2 (got {})", w, decoder_labels);
   if (!(decoder_label_dropout >= 0 && decoder_label_dropout < 1))
     fail("config: '{}.decoder_label_dropout' must be within [0, 1) (got {})", w, decoder_label_dropout);
+  if (decoder_label_heads && decoder_labels == 0)
+    fail("config: '{}.decoder_label_heads' needs '{}.decoder_labels' (the number of label values)", w, w);
   if (disc_norm != "batch" && disc_norm != "group") fail("config: '{}.disc_norm' must be batch or group (got '{}')", w, disc_norm);
 }
 

@@ -21,6 +21,7 @@ struct VQGANParams {
   std::string disc_norm = "batch";          // "batch" (reference) or "group"
   int64_t decoder_labels = 0;               // > 0: the decoder also sees the label map (this many label values)
   double decoder_label_dropout = 0.1;       // share of training samples decoded without it
+  bool decoder_label_heads = false;         // the output from one head per label, chosen voxel by voxel by the map
 
   template <typename V>
   void visit(V& v) {
@@ -42,6 +43,10 @@ struct VQGANParams {
     v("decoder_label_dropout", decoder_label_dropout,
       "with decoder_labels: the share of training samples decoded without their label map, so volumes without one "
       "(reconstruct without --label, unpaired sampling) still decode");
+    v("decoder_label_heads", decoder_label_heads,
+      "with decoder_labels: one output head per label (a 3x3x3 convolution of the last features), each voxel taking its "
+      "label's head: the latent sets each label's level and texture, the map where it applies, so a structure's edge is the "
+      "map's even where a sampled latent is a voxel off (false: one fixed intensity offset per label)");
   }
   void validate(const std::string& where = "vqgan") const;
   int64_t stages() const;  // log2 of the largest factor

@@ -95,7 +95,9 @@ bool decode_splits(const VQGAN& model, const std::array<int64_t, 3>& latent_dhw,
   // A label-conditioned decoder also holds the label maps (int64) and their float one-hot at full resolution.
   int64_t full_voxels = batch;
   for (size_t a = 0; a < 3; ++a) full_voxels *= latent_dhw[a] * model->params.downsample[a];
-  const int64_t maps = model->params.decoder_labels > 0 ? full_voxels * (8 + 4 * model->params.decoder_labels) : 0;
+  // With label heads also their N x C outputs, the gather's int64 index and the chosen values (C per voxel).
+  const int64_t N = model->params.decoder_labels, C = model->decoder->conv_last->conv->options.out_channels();
+  const int64_t maps = N > 0 ? full_voxels * (8 + 4 * N + (model->params.decoder_label_heads ? 4 * N * C + 12 * C : 0)) : 0;
   return 10 * batch * largest_activation(model->params, latent_dhw) + maps + parameter_bytes(*model) > budget;
 }
 
@@ -129,9 +131,10 @@ torch::Tensor decode_latent(VQGAN& model, const torch::Tensor& z, const Autoenco
     for (size_t i = 1; i < stage->size(); ++i) split::residual_block_inplace(*child<ResBlock3dImpl>(*stage, i), h, plan);
   }
   auto stats = split::group_stats(h, dec.final_norm->options.num_groups(), dec.final_norm->options.eps(), plan);
-  auto out = split::same_pad_conv(dec.conv_last, h, [&](const torch::Tensor& s) { return split::norm_silu(s, stats, dec.final_norm); },
-                                  plan);  // [B, 1, D, H, W]
+  const split::Pre final_act = [&](const torch::Tensor& s) { return split::norm_silu(s, stats, dec.final_norm); };
+  auto out = split::same_pad_conv(dec.conv_last, h, final_act, plan);  // [B, 1, D, H, W]
   if (labels.defined()) split::add_label_term(dec, k, out, labels, plan);
+  if (labels.defined() && dec.label_heads) split::add_label_heads(dec, h, final_act, out, labels, plan);
   return out;
 }
 

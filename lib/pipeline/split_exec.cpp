@@ -125,26 +125,35 @@ torch::Tensor norm_silu(const torch::Tensor& slab, const GroupStats& stats, torc
   return gn->options.affine() ? group_norm(slab, stats, gn->weight, gn->bias, true) : group_norm(slab, stats, {}, {}, true);
 }
 
-torch::Tensor same_pad_conv(SamePadConv3d conv, const torch::Tensor& x, const Pre& pre, const Plan& plan) {
+namespace {
+// The slabs of a SamePadConv3d's output along the plan's axis, each passed to `sink(o0, y)` (y: outputs
+// o0.. of the slab), with `extra_out` more float channels per output voxel counted in the slab's work space.
+void same_pad_slabs(SamePadConv3d conv, const torch::Tensor& x, const Pre& pre, const Plan& plan, int64_t extra_out,
+                    const std::function<void(int64_t, const torch::Tensor&)>& sink) {
   torch::NoGradGuard ng;
   const int64_t a = plan.axis, L = x.size(a), Lout = out_length(*conv, a, L);
   const int64_t s = conv->conv->options.stride()->at(static_cast<size_t>(spatial(a)));
-  auto probe_shape = x.sizes().vec();
-  probe_shape[1] = conv->conv->options.out_channels();
   int64_t out_slice = 1;
   for (int64_t d = 2; d < 5; ++d)
     if (d != a) out_slice *= (x.size(d) + conv->pad[static_cast<size_t>(2 * (4 - d))] + conv->pad[static_cast<size_t>(2 * (4 - d) + 1)] -
                               conv->conv->options.kernel_size()->at(static_cast<size_t>(d - 2))) /
                                  conv->conv->options.stride()->at(static_cast<size_t>(d - 2)) +
                              1;
-  const int64_t n = slab_length(plan, slice_voxels(x, a), out_slice, x.size(1), probe_shape[1], kernel_volume(*conv), s);
-  torch::Tensor out;
+  const int64_t n = slab_length(plan, slice_voxels(x, a), out_slice, x.size(1), conv->conv->options.out_channels() + extra_out,
+                                kernel_volume(*conv), s);
   for (int64_t o0 = 0; o0 < Lout; o0 += n) {
     int64_t o1 = std::min(Lout, o0 + n);
     Range r = same_pad_range(*conv, a, L, o0, o1);
     auto slab = x.narrow(a, r.c0, r.c1 - r.c0);
-    place(out, same_pad_from_slab(*conv, a, pre ? pre(slab) : slab, r), a, o0, Lout);
+    sink(o0, same_pad_from_slab(*conv, a, pre ? pre(slab) : slab, r));
   }
+}
+}  // namespace
+
+torch::Tensor same_pad_conv(SamePadConv3d conv, const torch::Tensor& x, const Pre& pre, const Plan& plan) {
+  const int64_t a = plan.axis, Lout = out_length(*conv, a, x.size(a));
+  torch::Tensor out;
+  same_pad_slabs(conv, x, pre, plan, 0, [&](int64_t o0, const torch::Tensor& y) { place(out, y, a, o0, Lout); });
   return out;
 }
 
@@ -245,6 +254,15 @@ void add_label_term(const VQDecoderImpl& dec, size_t k, torch::Tensor& h, const 
     const int64_t e = std::min(n, s + chunk);
     h.slice(axis, s, e).add_(dec.label_term(k, labels.slice(axis - 1, s * f, e * f)).to(h.scalar_type()));
   }
+}
+
+void add_label_heads(const VQDecoderImpl& dec, const torch::Tensor& h, const Pre& pre, torch::Tensor& out, const torch::Tensor& labels,
+                     const Plan& plan) {
+  const int64_t a = plan.axis, C = out.size(1);
+  // the gather's index (int64, C per voxel) and the chosen head's values next to the heads' output
+  same_pad_slabs(dec.label_heads, h, pre, plan, 3 * C, [&](int64_t o0, const torch::Tensor& y) {
+    out.narrow(a, o0, y.size(a)).add_(dec.head_term(y, labels.narrow(a - 1, o0, y.size(a))).to(out.scalar_type()));
+  });
 }
 
 }  // namespace meddiff::split

@@ -61,5 +61,9 @@ void residual_block_inplace(ResBlock3dImpl& block, torch::Tensor& x, const Plan&
 // full-resolution label maps `labels` [B, D, H, W], a run of planes along plan.axis at a time: the one-hot
 // fractions (N float channels at full resolution per stage voxel) stay within the slab budget.
 void add_label_term(const VQDecoderImpl& dec, size_t k, torch::Tensor& h, const torch::Tensor& labels, const Plan& plan);
+// out += the label heads' term of a label-conditioned decoder (VQDecoderImpl::head_term) for its last features h
+// (pre-processed by `pre`: the final GroupNorm + SiLU), slab by slab: the N x C heads exist for one slab at a time.
+void add_label_heads(const VQDecoderImpl& dec, const torch::Tensor& h, const Pre& pre, torch::Tensor& out, const torch::Tensor& labels,
+                     const Plan& plan);
 
 }  // namespace meddiff::split
