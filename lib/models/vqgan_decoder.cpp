@@ -52,8 +52,8 @@ VQDecoderImpl::VQDecoderImpl(const VQGANParams& p, int64_t image_channels) : lab
 
 torch::Tensor VQDecoderImpl::head_term(const torch::Tensor& heads, const torch::Tensor& labels, const torch::Tensor& keep) const {
   const int64_t B = heads.size(0), C = heads.size(1) / label_classes;
-  auto v = heads.view({B, label_classes, C, heads.size(2), heads.size(3), heads.size(4)});
-  auto idx = labels.to(torch::kLong).view({B, 1, 1, labels.size(1), labels.size(2), labels.size(3)}).expand({B, 1, C, -1, -1, -1});
+  auto v = heads.reshape({B, label_classes, C, heads.size(2), heads.size(3), heads.size(4)});
+  auto idx = labels.to(torch::kLong).reshape({B, 1, 1, labels.size(1), labels.size(2), labels.size(3)}).expand({B, 1, C, -1, -1, -1});
   auto out = v.gather(1, idx).squeeze(1);  // [B, C, D', H', W']
   if (keep.defined()) out = out * keep.to(out.device(), out.scalar_type()).view({-1, 1, 1, 1, 1});
   return out;
