@@ -321,6 +321,33 @@ TEST_CASE("MONAI's DDIM timesteps: the leading and monai grids and their step ta
   test::check_error([] { make_monai_schedule("cosine", 1000, 0.0015, 0.0195); }, {"cosine", "scaled_linear_beta"});
 }
 
+TEST_CASE("MAISI rectified-flow training: the timestep transform of sampling (MONAI's lists) - the noisy latent interpolates data and noise") {
+  MaisiRFlowParams p;
+  auto lists = nlohmann::json::parse(read_text(test::fixture("monai/rflow_timesteps.json")));
+  for (const auto& l : lists) {  // u = 1 - i/N gives sampling's t_i: the lists MONAI wrote, before their fp16 rounding
+    auto shape = l.at("shape").get<std::vector<int64_t>>();
+    const auto n = l.at("steps").get<int64_t>();
+    auto u = 1.0 - torch::arange(n, torch::kDouble) / static_cast<double>(n);
+    auto t = maisi_rflow_train_timesteps(p, u, shape[0] * shape[1] * shape[2]);
+    auto want = torch::tensor(l.at("timesteps").get<std::vector<float>>());
+    CHECK(torch::equal(t.to(torch::kHalf).to(torch::kFloat), want));
+  }
+  // without the transform t = u T; the transform of a 64^3 latent (r = 2): 2s / (1 + s) T
+  MaisiRFlowParams plain = p;
+  plain.timestep_transform = false;
+  auto u = torch::tensor({0.0, 0.25, 0.5, 0.999});
+  CHECK(torch::allclose(maisi_rflow_train_timesteps(plain, u, 512), torch::tensor({0.0f, 250.0f, 500.0f, 999.0f})));
+  CHECK(torch::allclose(maisi_rflow_train_timesteps(p, u, 64 * 64 * 64), torch::tensor({0.0f, 400.0f, 2000.0f / 3.0f, 1998.0f / 1.999f}), 1e-6, 1e-3));
+  plain.discrete = true;
+  CHECK(torch::equal(maisi_rflow_train_timesteps(plain, torch::tensor({0.2507, 0.9999}), 512), torch::tensor({250.0f, 999.0f})));
+  // (1 - t/T) x0 + (t/T) noise per sample
+  auto x0 = torch::randn({3, 2, 2, 2, 2}), noise = torch::randn({3, 2, 2, 2, 2});
+  auto xt = maisi_rflow_add_noise(p, x0, noise, torch::tensor({0.0f, 250.0f, 1000.0f}));
+  CHECK(torch::allclose(xt[0], x0[0]));
+  CHECK(torch::allclose(xt[1], 0.75 * x0[1] + 0.25 * noise[1]));
+  CHECK(torch::allclose(xt[2], noise[2]));
+}
+
 TEST_CASE("MAISI rectified flow: timesteps identical to MONAI's and a 5-step run equal to MONAI's loop") {
   MaisiRFlowParams p;
   auto lists = nlohmann::json::parse(read_text(test::fixture("monai/rflow_timesteps.json")));

@@ -13,6 +13,7 @@
 #include "pipeline/loaded_models.h"
 #include "train/augmented_copies.h"
 #include "train/grad_sync.h"
+#include "train/imported_ldm_trainer.h"
 #include "train/launch_env.h"
 #include "train/memory_probe.h"
 #include "train/process_group.h"
@@ -673,4 +674,13 @@ TEST_CASE("train-vqgan --init: fine-tuning starts from the given weights and tak
   ldm.kind = "ldm";
   save_checkpoint(ldm, dir / "ldm.pt");
   test::check_error([&] { auto x = cfg; read_stage1_init(dir / "ldm.pt", x, 1); }, {"--init", "ldm", "not an autoencoder"});
+}
+
+TEST_CASE("the spacing a MAISI U-Net sees is the case's spacing along RAS x y z whatever the file's axis order") {
+  Geometry g;
+  g.spacing = {0.5, 0.7, 2.0};  // index axes i, j, k
+  CHECK(torch::equal(maisi_spacing_input(g), torch::tensor({0.5, 0.7, 2.0}, torch::kDouble)));
+  // a sagittal-like grid: i runs superior (world z), j posterior (world y), k left (world x)
+  g.direction = {0, 0, 1, 0, 1, 0, 1, 0, 0};
+  CHECK(torch::equal(maisi_spacing_input(g), torch::tensor({2.0, 0.7, 0.5}, torch::kDouble)));
 }

@@ -9,12 +9,45 @@
 #include "io/png.h"
 #include "models/unet3d.h"
 #include "models/vqgan.h"
+#include "train/imported_ldm_trainer.h"
 #include "train/ldm_trainer.h"
 #include "train/memory_probe.h"
 
 #include <iostream>
 
 namespace meddiff::cli {
+
+namespace {
+
+// train-ldm --init: the imported U-Net fine-tuned on the config's cases, prepared as its autoencoder expects.
+int fine_tune_imported(const cxxopts::ParseResult& r, RunConfig cfg, RunStart start) {
+  if (r.count("vqgan")) usage_fail("--init fine-tunes with the autoencoder imported beside the U-Net (DIR/autoencoder.pt); leave out --vqgan");
+  const std::filesystem::path init = r["init"].as<std::string>(), out = r["out"].as<std::string>();
+  const std::filesystem::path ae_path = (start == RunStart::Resume ? out : init.parent_path()) / "autoencoder.pt";
+  if (!std::filesystem::exists(ae_path)) fail("{}: not found (meddiff import writes it beside ldm.pt)", ae_path.string());
+  const Modality m = cfg.data.modality_enum();
+  if (m != Modality::CT && m != Modality::MR) fail("config: 'data.modality' must be ct or mr to fine-tune an imported model (got '{}')", cfg.data.modality);
+  LoadedAutoencoder vq = load_autoencoder(ae_path, torch::kCPU, m);
+  if (!vq.network_xyz()) fail("{}: is not an autoencoder brought in by meddiff import; --init takes an imported model's ldm.pt", ae_path.string());
+  // the cases prepared as MAISI and MONAI prepare theirs (the imported autoencoder's intensity rule)
+  cfg.data.ct_window = vq.data.ct_window;
+  cfg.data.mr_percentiles = vq.data.mr_percentiles;
+  use_model_channels(cfg.data, vq.data.channels, ae_path.string());
+  cfg.validate();
+  TrainingSet data = load_training_set(cfg.data);
+  std::vector<TrainingVolume> all = data.train;
+  all.insert(all.end(), data.val.begin(), data.val.end());
+  ImportedFineTune ft;
+  ft.init = init;
+  if (r.count("modality-class")) ft.modality_class = r["modality-class"].as<int64_t>();
+  DataParallel dp = join_data_parallel(r, cfg.ldm_train.device);
+  auto result = fine_tune_imported_ldm(cfg, ft, vq, all, out, start, dp.comm(), dp.device);
+  log_info("train-ldm: {} steps, {:.3f} s/step, final loss {:.4f}, peak memory {:.0f} MiB; checkpoint {}/last.pt (sample --ldm runs it)",
+           result.final_step, result.seconds_per_step, result.final_loss, result.peak_rss_mib, out.string());
+  return 0;
+}
+
+}  // namespace
 
 int run_train_ldm(const Args_t& args) {
   Args a("train-ldm",
@@ -24,6 +57,12 @@ int run_train_ldm(const Args_t& args) {
   add_dist_options(a);
   a.add()("vqgan", "stage 1's checkpoint: a VQ-GAN or KL autoencoder (train-vqgan's last.pt; optional with --dry-run)",
           cxxopts::value<std::string>());
+  a.add()("init",
+          "fine-tune a U-Net brought in by meddiff import (DIR/ldm.pt, with DIR/autoencoder.pt beside it) on these cases instead of "
+          "training meddiff's own U-Net; --out then holds a model `sample --ldm` runs as the imported one",
+          cxxopts::value<std::string>())(
+      "modality-class", "with --init of a MAISI U-Net: the modality code of the cases (CT 1, the default for CT; T1 9, T2 10, FLAIR 11, ...)",
+      cxxopts::value<int64_t>());
   auto r = a.parse(args);
   const RunStart start = run_start(r);
   auto resolved = resolve_run_config(r);
@@ -53,6 +92,7 @@ int run_train_ldm(const Args_t& args) {
     std::cout << format_probe(probe_ldm_memory(cfg, cc.cases, cc.classes, ProbeOptions{r.count("measure-full") > 0}), cfg.ldm_train.batch_size) << "\n";
     return 0;
   }
+  if (r.count("init")) return fine_tune_imported(r, cfg, start);
   std::string vq_path = required(r, "vqgan");
   LoadedAutoencoder vq = load_autoencoder(vq_path);
   // The data must be prepared as the autoencoder saw it.

@@ -50,4 +50,23 @@ torch::Tensor maisi_rflow_sample(const MaisiRFlowParams& p, torch::Tensor x, con
   return x;
 }
 
+torch::Tensor maisi_rflow_train_timesteps(const MaisiRFlowParams& p, const torch::Tensor& u, int64_t latent_voxels) {
+  if (latent_voxels < 1) fail("rectified flow: latent of {} voxels", latent_voxels);
+  const float T = static_cast<float>(p.train_steps);
+  auto t = u.to(torch::kFloat) * T;
+  if (p.timestep_transform) {
+    const float ratio = std::pow(static_cast<float>(latent_voxels) / static_cast<float>(p.base_voxels), static_cast<float>(1.0 / 3.0)) *
+                        static_cast<float>(p.transform_scale);
+    auto s = t / T;
+    t = ratio * s / (1.0f + (ratio - 1.0f) * s) * T;
+  }
+  if (p.discrete) t = t.trunc();  // .long()
+  return t;
+}
+
+torch::Tensor maisi_rflow_add_noise(const MaisiRFlowParams& p, const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& t) {
+  auto keep = (1.0f - t.to(x0.device(), torch::kFloat) / static_cast<float>(p.train_steps)).view({-1, 1, 1, 1, 1});
+  return keep * x0 + (1.0f - keep) * noise;
+}
+
 }  // namespace meddiff

@@ -20,7 +20,7 @@ const std::regex& step_checkpoint_name() {
 // What a trainer writes in its folder (the lock and temporaries aside).
 bool run_entry(const std::string& n) {
   return n == "last.pt" || n == "config.json" || n == "metrics.jsonl" || n == "previews" || n == "latents.pt" || n == "mask_bank.pt" ||
-         std::regex_match(n, step_checkpoint_name());
+         n == "autoencoder.pt" || std::regex_match(n, step_checkpoint_name());  // autoencoder.pt: train-ldm --init's copy
 }
 
 bool trainer_entry(const std::string& n) { return run_entry(n) || n == ".meddiff.lock" || is_temp_name(n); }
@@ -96,7 +96,8 @@ RunFolder::RunFolder(const fs::path& out, const std::string& command, RunStart s
     std::vector<std::string> doomed;
     for (const auto& e : fs::directory_iterator(out_)) {
       const std::string n = e.path().filename().string();
-      if (checkpoint_name(n) || n == "config.json" || n == "metrics.jsonl" || n == "previews" || n == "mask_bank.pt") doomed.push_back(n);
+      if (checkpoint_name(n) || n == "config.json" || n == "metrics.jsonl" || n == "previews" || n == "mask_bank.pt" || n == "autoencoder.pt")
+        doomed.push_back(n);
     }
     if (!doomed.empty()) log_warn("{}: --force: deleting the earlier run's {}", out_.string(), fmt::join(doomed, ", "));
     for (const auto& n : doomed) fs::remove_all(out_ / n);

@@ -105,6 +105,50 @@ assert w and all(torch.allclose(v, b["state_dict"][k], rtol=0, atol=1e-8) for k,
 assert json.loads(b["extra"])["init"]["imported"] is True, b["extra"]
 PY
 
+# Fine-tuning an imported U-Net: train-ldm --init fine-tunes MAISI's rectified-flow U-Net (and a bundle's DDIM U-Net) on
+# meddiff's phantoms; the result keeps the source's network and recipe, moves its weights, resumes exactly and samples
+# as the imported model does.
+"$M" phantoms --modality ct --count 3 --shape 32,32,32 --out ph32 > /dev/null
+FT=(--set data.manifest=ph32/manifest.json --set data.modality='"ct"' --set data.shape=[32,32,32] --set ldm_train.batch_size=2
+    --set ldm_train.warmup=1 --set ldm_train.lr=1e-3 --set ldm_train.ckpt_every=2 --set ldm_train.log_every=1 --set ldm_train.device='"cpu"')
+"$M" train-ldm --init maisi/ldm.pt "${FT[@]}" --set ldm_train.steps=4 --out ftl > ftl.txt 2>&1 || fail "train-ldm --init: $(tail -3 ftl.txt)"
+grep -q "MAISI's rectified flow, L1 on the velocity" ftl.txt || fail "fine-tuning rule: $(cat ftl.txt)"
+"$M" train-ldm --init maisi/ldm.pt "${FT[@]}" --set ldm_train.steps=2 --out ftr > /dev/null 2>&1 || fail "train-ldm --init (2 steps)"
+"$M" train-ldm --init maisi/ldm.pt "${FT[@]}" --set ldm_train.steps=4 --out ftr --resume > ftr.txt 2>&1 || fail "resume: $(tail -3 ftr.txt)"
+"$M" sample --ldm ftl/last.pt --shape 32,32,32 --spacing 1,1,1 --modality-class 1 --force -n 1 --steps 3 --device cpu --out ftl_s \
+  > ftl_s.txt 2>&1 || fail "sampling the fine-tuned model: $(tail -3 ftl_s.txt)"
+"$PY" - <<'PY' || fail "fine-tuned MAISI U-Net"
+import hashlib, json, torch
+a, b, r = torch.load("maisi/ldm.pt"), torch.load("ftl/last.pt"), torch.load("ftr/last.pt")
+assert b["kind"] == "monai-unet" and b["step"] == 4, (b["kind"], b["step"])
+ca, cb = json.loads(a["config"]), json.loads(b["config"])
+assert ca["network"] == cb["network"] and ca["recipe"] == cb["recipe"] and cb["family"] == "maisi"
+ua = {k: v for k, v in a["state_dict"].items() if k.startswith("unet.")}
+ub = {k: v for k, v in b["state_dict"].items() if k.startswith("unet.")}
+assert set(ua) == set(ub) and all(ua[k].shape == ub[k].shape for k in ua)
+moved = sum(not torch.equal(ua[k], ub[k]) for k in ua)
+assert moved > len(ua) // 2, f"only {moved} of {len(ua)} tensors moved"
+# a run resumed at step 2 ends where the uninterrupted one does
+assert all(torch.equal(ub[k], r["state_dict"][k]) for k in ub), "resumed weights differ"
+la = [json.loads(l)["loss"] for l in open("ftl/metrics.jsonl")]
+lr = [json.loads(l)["loss"] for l in open("ftr/metrics.jsonl")]
+assert la == lr, (la, lr)
+src = json.loads(b["extra"])["fine_tuned_from"]
+assert src["sha256"] == hashlib.sha256(open("maisi/ldm.pt", "rb").read()).hexdigest(), src
+assert open("ftl/autoencoder.pt", "rb").read() == open("maisi/autoencoder.pt", "rb").read()
+PY
+grep -q "1 volume(s) written" ftl_s.txt || fail "fine-tuned samples: $(cat ftl_s.txt)"
+"$M" phantoms --count 2 --shape 32,32,32 --out phmr > /dev/null
+"$M" train-ldm --init brats/ldm.pt --set data.manifest=phmr/manifest.json --set data.modality='"mr"' --set data.shape=[32,32,32] \
+  --set ldm_train.steps=2 --set ldm_train.device='"cpu"' --out ftb > ftb.txt 2>&1 || fail "train-ldm --init (bundle): $(tail -3 ftb.txt)"
+grep -q "ddim on its beta schedule, mean squared error" ftb.txt || fail "bundle fine-tuning rule: $(cat ftb.txt)"
+set +e; "$M" train-ldm --init maisi/ldm.pt --set data.manifest=phmr/manifest.json --set data.modality='"mr"' --set data.shape=[32,32,32] \
+  --out ftm 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "modality-class" err.txt || fail "MR without a modality code: exit $rc, $(cat err.txt)"
+set +e; "$M" train-ldm --init maisi/ldm.pt --vqgan maisi/autoencoder.pt "${FT[@]}" --out ftv 2>err.txt; rc=$?; set -e
+[[ $rc == 2 ]] && grep -q "leave out --vqgan" err.txt || fail "--init with --vqgan: exit $rc, $(cat err.txt)"
+[[ ! -e ftm/last.pt && ! -e ftv/last.pt ]] || fail "a checkpoint after a refused start"
+
 # Reconstructing with an imported autoencoder: a CT in HU and an MR, each stored as RAS and in another orientation
 # (sagittal-like P,S,L axes), give MONAI's reconstruction of MAISI's preprocessing (tests/fixtures/monai/
 # autoencoder_maisi_recon.pt) in the input's own geometry: the network sees the RAS array whatever the file's layout.

@@ -41,6 +41,28 @@ grep -q "resuming" ldm2r.log || fail "no resume"
 run2 sample --ldm ldm1/last.pt -n 5 --steps 4 --seed 3 --out s2 > s2.log 2>&1 || { cat s2.log; fail "torchrun sample"; }
 "$M" sample --ldm ldm1/last.pt -n 5 --steps 4 --seed 3 --out s1 > s1.log 2>&1 || { cat s1.log; fail "sample"; }
 
+# Fine-tuning an imported MAISI U-Net (train-ldm --init) on 2 ranks equals one process with the global batch.
+F="$SRC/tests/fixtures/monai"
+"$PY" - "$F" <<'PY'
+import json, sys
+n = json.load(open(f"{sys.argv[1]}/networks.json"))
+ae = dict(n["autoencoder_maisi"], _target_="monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi",
+          latent_channels="@latent_channels")
+u = dict(n["unet_maisi"], _target_="monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi",
+         in_channels="@latent_channels", out_channels="@latent_channels")
+json.dump({"latent_channels": 4, "autoencoder_def": ae, "diffusion_unet_def": u,
+           "noise_scheduler": {"_target_": "monai.networks.schedulers.rectified_flow.RFlowScheduler", "num_train_timesteps": 1000,
+                               "use_discrete_timesteps": False, "use_timestep_transform": True}},
+          open("config_network_rflow.json", "w"))
+PY
+"$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" --out maisi \
+  > maisi.log 2>&1 || { cat maisi.log; fail "import maisi"; }
+"$M" phantoms --modality ct --count 3 --shape 32,32,32 --out ct > /dev/null 2>&1
+ft=(--init maisi/ldm.pt --set data.manifest=ct/manifest.json --set data.modality='"ct"' --set data.shape=[32,32,32]
+    --set ldm_train.steps=2 --set ldm_train.warmup=1 --set ldm_train.device='"cpu"')
+run2 train-ldm "${ft[@]}" --set ldm_train.batch_size=1 --out ft2 > ft2.log 2>&1 || { cat ft2.log; fail "torchrun train-ldm --init"; }
+"$M" train-ldm "${ft[@]}" --set ldm_train.batch_size=2 --out ft1 > ft1.log 2>&1 || { cat ft1.log; fail "train-ldm --init"; }
+
 "$PY" - <<'PY'
 import json, torch, nibabel as nib, numpy as np
 def diff(a, b):
@@ -48,10 +70,11 @@ def diff(a, b):
     return max((v - B[k]).abs().max().item() for k, v in A.items() if v.is_floating_point())
 d = diff("vq1/last.pt", "vq2/last.pt"); assert d < 1e-5, f"VQ-GAN: 2 ranks x 1 vs 1 x 2 differ by {d}"
 d = diff("ldm1/last.pt", "ldm2/last.pt"); assert d < 1e-5, f"LDM (resumed): 2 ranks x 1 vs 1 x 2 differ by {d}"
+d = diff("ft1/last.pt", "ft2/last.pt"); assert d < 1e-5, f"fine-tuned MAISI U-Net: 2 ranks x 1 vs 1 x 2 differ by {d}"
 m1 = [json.loads(l) for l in open("s1/manifest.jsonl")]; m2 = [json.loads(l) for l in open("s2/manifest.jsonl")]
 assert len(m1) == len(m2) == 5, (len(m1), len(m2))
 for i in range(5):
     a = nib.load(f"s1/synth_{i:06d}.nii.gz").get_fdata(); b = nib.load(f"s2/synth_{i:06d}.nii.gz").get_fdata()
     assert np.array_equal(a, b), f"volume {i} differs between 1 and 2 ranks"
-print("torchrun: weights equal to one process with the global batch (VQ-GAN, LDM resumed); 5 volumes equal: ok")
+print("torchrun: weights equal to one process with the global batch (VQ-GAN, LDM resumed, fine-tuned MAISI U-Net); 5 volumes equal: ok")
 PY
