@@ -84,6 +84,8 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
            from.string());
     if (cls < 0 || cls >= net->params.num_class_embeds)
       fail("--modality-class {}: the U-Net knows codes 0..{}", cls, net->params.num_class_embeds - 1);
+  } else if (init.modality_class) {
+    log_warn("--modality-class {}: the U-Net of {} takes no class; ignored", *init.modality_class, from.string());
   }
   vq.ae->to(device);
   Latents lat = encode_cases(vq, train, scale_factor, l.recipe.value("spacing_scale", 100.0), device);
