@@ -106,6 +106,7 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
     log_info("resuming {} at step {}", from.string(), start);
   }
   const torch::Tensor alphas = maisi ? torch::Tensor() : l.schedule.alphas_cumprod.to(torch::kFloat).to(device);
+  const bool bf16 = use_bf16(t.precision, device);
 
   // The checkpoint: the source's definition and recipe, the fine-tuned weights; autoencoder.pt beside it.
   Checkpoint out;
@@ -117,11 +118,8 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
     out.extra["fine_tuned_on"] = {{"cases", N}, {"data", cfg.data.manifest}, {"modality_class", cls}};
   }
   const fs::path ae_src = from.parent_path() / "autoencoder.pt", ae_dst = out_dir / "autoencoder.pt";
-  if (writer && !resume && fs::absolute(ae_src) != fs::absolute(ae_dst)) {
-    const fs::path tmp = out_dir / "autoencoder.pt.tmp";
-    fs::copy_file(ae_src, tmp, fs::copy_options::overwrite_existing);
-    fs::rename(tmp, ae_dst);
-  }
+  if (writer && !resume && fs::absolute(ae_src) != fs::absolute(ae_dst))
+    write_atomically(ae_dst, [&](const fs::path& tmp) { fs::copy_file(ae_src, tmp, fs::copy_options::overwrite_existing); });
   if (writer) write_text_atomically(out_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
   auto metrics_log = writer ? folder->metrics(start, resume) : std::make_unique<JsonlWriter>();
   auto save = [&](int64_t step) {
@@ -167,6 +165,7 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
       if (cls >= 0) in.class_labels = torch::full({t.batch_size}, cls, torch::kLong).to(device);
       if (net->params.spacing_input) in.spacing = torch::stack(sp).to(device);
       torch::Tensor loss;
+      AutocastGuard ac(bf16);  // the networks' forward (bf16 on CUDA with ldm_train.precision auto), the loss in float32
       if (maisi) {
         auto ts = maisi_rflow_train_timesteps(*l.maisi, ub, latent_voxels).to(device);
         auto out_v = net->forward(maisi_rflow_add_noise(*l.maisi, xb, eps, ts), ts, in);

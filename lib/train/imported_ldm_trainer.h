@@ -10,7 +10,8 @@
 //    prediction target (eps, v or x0), mean squared error.
 // The latents are the imported autoencoder's posterior means of the cases, prepared as MAISI and MONAI prepare
 // theirs (CT's [-1000, 1000] HU, MR's 0th-99.5th percentiles as [0, 1], RAS (x, y, z) arrays), times the recipe's
-// scale factor. Adam at ldm_train.lr with its warm-up and gradient clipping; every random draw of step s comes from
+// scale factor. Adam at ldm_train.lr with its warm-up and gradient clipping, bf16 autocast as ldm_train.precision says
+// (auto: on CUDA; MAISI trains with fp16 autocast); every random draw of step s comes from
 // (ldm_train.seed, s, sample), so a resumed run equals an uninterrupted one; data-parallel as train-ldm.
 // The run folder holds last.pt / step-NNNNNNN.pt of kind "monai-unet" (the source's network, recipe and family,
 // so `sample --ldm OUT/last.pt` runs it as the imported model) and a copy of the source's autoencoder.pt.
