@@ -6,14 +6,19 @@
 #include <cmath>
 
 namespace meddiff {
+namespace {
+// MONAI: (numel tensor / base) ** (1/3) * scale, all float32.
+float transform_ratio(const MaisiRFlowParams& p, int64_t latent_voxels) {
+  return std::pow(static_cast<float>(latent_voxels) / static_cast<float>(p.base_voxels), static_cast<float>(1.0 / 3.0)) *
+         static_cast<float>(p.transform_scale);
+}
+}  // namespace
 
 std::vector<float> maisi_rflow_timesteps(const MaisiRFlowParams& p, int64_t steps, int64_t latent_voxels) {
   if (steps < 1 || steps > p.train_steps) fail("rectified flow: {} steps; it takes 1 to {}", steps, p.train_steps);
   if (latent_voxels < 1) fail("rectified flow: latent of {} voxels", latent_voxels);
   const float T = static_cast<float>(p.train_steps);
-  // MONAI: (numel tensor / base) ** (1/3) * scale, all float32.
-  const float ratio = std::pow(static_cast<float>(latent_voxels) / static_cast<float>(p.base_voxels), static_cast<float>(1.0 / 3.0)) *
-                      static_cast<float>(p.transform_scale);
+  const float ratio = transform_ratio(p, latent_voxels);
   std::vector<float> out;
   for (int64_t i = 0; i < steps; ++i) {
     double t = (1.0 - static_cast<double>(i) / static_cast<double>(steps)) * static_cast<double>(p.train_steps);
@@ -55,8 +60,7 @@ torch::Tensor maisi_rflow_train_timesteps(const MaisiRFlowParams& p, const torch
   const float T = static_cast<float>(p.train_steps);
   auto t = u.to(torch::kFloat) * T;
   if (p.timestep_transform) {
-    const float ratio = std::pow(static_cast<float>(latent_voxels) / static_cast<float>(p.base_voxels), static_cast<float>(1.0 / 3.0)) *
-                        static_cast<float>(p.transform_scale);
+    const float ratio = transform_ratio(p, latent_voxels);
     auto s = t / T;
     t = ratio * s / (1.0f + (ratio - 1.0f) * s) * T;
   }

@@ -86,6 +86,10 @@ LoadedLDM load_imported_ldm(const Checkpoint& c, const fs::path& path, const tor
   return l;
 }
 
+torch::Tensor maisi_spacing_value(const nlohmann::json& recipe, const torch::Tensor& spacing_mm) {
+  return (spacing_mm.to(torch::kDouble) * recipe.value("spacing_scale", 100.0)).to(torch::kHalf).to(torch::kFloat);
+}
+
 std::string maisi_range_problem(int64_t code, const std::array<int64_t, 3>& n, const std::array<double, 3>& s) {
   auto fmt_shape = [&] { return fmt::format("{}x{}x{}", n[0], n[1], n[2]); };
   if (is_ct_code(code)) {
@@ -148,12 +152,7 @@ void configure_output(LoadedLDM& ldm, const OutputRequest& q, int64_t autoencode
       log_warn("{} (sampling anyway: --force)", problem);
     }
   }
-  if (p.spacing_input) {
-    // as MAISI prepares it: mm x 100, rounded to fp16
-    const double scale = ldm.recipe.value("spacing_scale", 100.0);
-    auto row = torch::tensor({s[0] * scale, s[1] * scale, s[2] * scale}, torch::kDouble).view({1, 3});
-    den->set_spacing(row.to(torch::kHalf).to(torch::kFloat));
-  }
+  if (p.spacing_input) den->set_spacing(maisi_spacing_value(ldm.recipe, torch::tensor({s[0], s[1], s[2]}, torch::kDouble)).view({1, 3}));
   ldm.latent_shape = {p.in_channels, n[0] / autoencoder_downsample, n[1] / autoencoder_downsample, n[2] / autoencoder_downsample};
   ldm.geometry = Geometry{};
   ldm.geometry.spacing = s;

@@ -19,6 +19,10 @@ namespace meddiff {
 
 LoadedLDM load_imported_ldm(const Checkpoint& checkpoint, const std::filesystem::path& path, const torch::Device& device);
 
+// The spacing input of a MAISI U-Net as MAISI prepares it: `spacing_mm` (x, y, z, double) times the recipe's
+// spacing_scale (100), rounded to fp16, as float.
+torch::Tensor maisi_spacing_value(const nlohmann::json& recipe, const torch::Tensor& spacing_mm);
+
 // What `sample` asks of a model's output: the image grid (voxels and mm along x, y, z) and, for MAISI, the
 // modality code. Models trained by meddiff have a fixed grid and refuse these.
 struct OutputRequest {

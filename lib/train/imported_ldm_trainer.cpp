@@ -29,10 +29,10 @@ namespace {
 
 struct Latents {
   torch::Tensor z;        // [N, C, x, y, z] on the CPU, times the scale factor
-  torch::Tensor spacing;  // [N, 3] float (the recipe's scale, fp16-rounded), for a spacing input
+  torch::Tensor spacing;  // [N, 3] float (maisi_spacing_value), for a spacing input
 };
 
-Latents encode_cases(LoadedAutoencoder& vq, const std::vector<TrainingVolume>& train, double scale_factor, double spacing_scale,
+Latents encode_cases(LoadedAutoencoder& vq, const std::vector<TrainingVolume>& train, double scale_factor, const nlohmann::json& recipe,
                      const torch::Device& device) {
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> zs, sp;
@@ -44,7 +44,7 @@ Latents encode_cases(LoadedAutoencoder& vq, const std::vector<TrainingVolume>& t
     if (i > 0 && zs.back().sizes() != zs.front().sizes())
       fail("{}: its latent is [{}] where the first case's is [{}]: the cases must share one grid (data.shape)", v.source,
            fmt::join(zs.back().sizes(), ", "), fmt::join(zs.front().sizes(), ", "));
-    sp.push_back((maisi_spacing_input(v.geometry) * spacing_scale).to(torch::kHalf).to(torch::kFloat));
+    sp.push_back(maisi_spacing_value(recipe, maisi_spacing_input(v.geometry)));
     progress.update(static_cast<int64_t>(i) + 1);
   }
   progress.finish();
@@ -88,7 +88,7 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
     log_warn("--modality-class {}: the U-Net of {} takes no class; ignored", *init.modality_class, from.string());
   }
   vq.ae->to(device);
-  Latents lat = encode_cases(vq, train, scale_factor, l.recipe.value("spacing_scale", 100.0), device);
+  Latents lat = encode_cases(vq, train, scale_factor, l.recipe, device);
   const int64_t N = lat.z.size(0);
   const int64_t latent_voxels = lat.z.size(2) * lat.z.size(3) * lat.z.size(4);
   log_info("fine-tuning {} ({} U-Net, {} parameters) on {} case(s): latents [{}], {}", init.init.string(), l.family,
@@ -144,7 +144,7 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
   int64_t bad = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = start; step < t.steps; ++step) {
-    const double lr = t.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, t.warmup)));
+    const double lr = ldm_lr(t, step);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
     opt.zero_grad();
     auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device));

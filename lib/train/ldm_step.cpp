@@ -39,6 +39,10 @@ torch::Tensor diffusion_loss(const torch::Tensor& out, const torch::Tensor& targ
   return torch::where(n_present > 0, (1 - balance) * plain + balance * balanced, plain);
 }
 
+double ldm_lr(const LDMTrainParams& t, int64_t step) {
+  return t.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, t.warmup)));
+}
+
 LDMStepper::LDMStepper(const RunConfig& c, int64_t channels, int64_t n_classes, const torch::Device& d, const LabelCondition& lc)
     : cfg(c), device(d), num_classes(n_classes), labels(lc) {
   const auto& t = cfg.ldm_train;
@@ -79,7 +83,7 @@ LDMStepStats LDMStepper::step(int64_t step, const std::function<Batch(int64_t)>&
   const auto& t = cfg.ldm_train;
   const double scale = 1.0 / static_cast<double>(t.grad_accum);
   LDMStepStats st;
-  st.lr = t.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<int64_t>(1, t.warmup)));
+  st.lr = ldm_lr(t, step);
   for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(st.lr);
   opt->zero_grad();
   auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device));

@@ -43,6 +43,9 @@ SampleDraws draw_sample(uint64_t seed, int64_t draw, int64_t index, at::IntArray
 torch::Tensor diffusion_loss(const torch::Tensor& out, const torch::Tensor& target, const std::string& kind,
                              const torch::Tensor& fractions = {}, double balance = 0.0);
 
+// Stage 2's learning rate at step `step` (0-based): ldm_train.lr, rising linearly over the first ldm_train.warmup steps.
+double ldm_lr(const LDMTrainParams& t, int64_t step);
+
 struct LDMStepStats {
   double loss = 0, lr = 0;
   bool finite = true;
