@@ -30,6 +30,16 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
                            them (ScaleIntensityRange -1000..1000 HU -> 0..1; ScaleIntensityRangePercentiles 0..99.5
                            -> 0..1, clipped) and passed through the MAISI autoencoder above (encode, mean, decode):
                            {"ct", "ct_recon", "mr", "mr_recon"}, the reconstructions in the network's 0..1
+  controlnet_maisi.pt      MAISI ControlNetMaisi in NV-Generate-CTMR's file format ({"controlnet_state_dict", ...}), the
+                           encoder of the MAISI U-Net above with attention output projections (include_fc, as
+                           NVIDIA's controlnet_def) and a conditioning embedding of the 8 label bit planes
+  controlnet_maisi_io.pt   {"x", "t", "class", "spacing", "label" (int16, RAS (x, y, z) at image resolution; the
+                           ControlNet took its bit planes, NV-Generate-CTMR's binarize_labels), "down_0".., "mid" (the ControlNet's residuals),
+                           "out" (the MAISI U-Net with them, as run_controlnet_conditioned_image_dm calls it), "out_last_x1000" (the
+                           same with the last residual x 1000)}
+  controlnet_rflow.pt      a whole 3-step image-from-mask run as NV-Generate-CTMR's run_controlnet_conditioned_image_dm
+                           does it (guidance 0, modality 1): {"noise", "label", "spacing", "latent", "image"}: the image
+                           in HU after the CT mapping and crop_img_body_mask (label 0 -> -1000)
   torch_save_types.pt      a MAISI-style U-Net file ({"unet_state_dict": OrderedDict with _metadata, "scale_factor": tensor,
                            ...}) with every kind of value torch.save writes in such files (fp16 / bf16 / int64 / bool / uint16 tensors,
                            a strided view, a parameter, numbers, strings, None, lists, tuples, sets, a numpy scalar)
@@ -187,6 +197,84 @@ def write_fp16_norm(maisi, ae_maisi):
     print(f"autoencoder_maisi_fp16norm: decoded range {decoded.min():.3f}..{decoded.max():.3f}")
 
 
+def write_controlnet(unet_maisi, unet_maisi_net, ae_maisi, randomise, settings):
+    import torch
+    from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
+    from monai.networks.schedulers import RFlowScheduler
+
+    torch.manual_seed(20261207)
+    cn = dict(spatial_dims=3, in_channels=4, num_channels=unet_maisi["num_channels"], attention_levels=unet_maisi["attention_levels"],
+              num_head_channels=unet_maisi["num_head_channels"], num_res_blocks=2, norm_num_groups=2, norm_eps=1e-6,
+              resblock_updown=True, include_fc=True, num_class_embeds=128, conditioning_embedding_in_channels=8,
+              conditioning_embedding_num_channels=[8, 4, 8], use_checkpointing=False, use_flash_attention=False)
+    net = randomise(ControlNetMaisi(**cn))
+    torch.save({"epoch": 2, "loss": 0.5, "num_train_timesteps": 1000, "scale_factor": torch.tensor(1.0549),
+                "controlnet_state_dict": net.state_dict()}, OUT / "controlnet_maisi.pt")
+    settings["controlnet_maisi"] = cn
+
+    def bit_planes(label):  # NV-Generate-CTMR's binarize_labels
+        mask = 2 ** torch.arange(8).to(label.device, label.dtype)
+        return label.unsqueeze(-1).bitwise_and(mask).ne(0).byte().squeeze(1).permute(0, 4, 1, 2, 3)
+
+    def phantom_label(shape, g):  # body (200) with organs (1, 3, 28) and a tumour (23): MAISI's label values
+        x, y, z = torch.meshgrid(*[torch.arange(float(n)) for n in shape], indexing="ij")
+        c = [n / 2 for n in shape]
+        r = ((x - c[0]) / (0.45 * shape[0])) ** 2 + ((y - c[1]) / (0.4 * shape[1])) ** 2 + ((z - c[2]) / (0.48 * shape[2])) ** 2
+        lab = torch.where(r < 1, 200, 0)
+        lab = torch.where(((x - 0.35 * shape[0]) ** 2 + (y - c[1]) ** 2) < (0.15 * shape[0]) ** 2, 1, lab) * (r < 1)
+        lab = torch.where((x > 0.6 * shape[0]) & (y < 0.45 * shape[1]) & (r < 0.7), 3, lab)
+        lab = torch.where((z > 0.7 * shape[2]) & (r < 0.9) & (lab == 200), 28, lab)
+        lab = torch.where(((x - 0.3 * shape[0]) ** 2 + (y - 0.55 * shape[1]) ** 2 + (z - c[2]) ** 2) < 4, 23, lab)
+        noise = torch.rand(shape, generator=g) < 0.01  # a few stray labels everywhere
+        return torch.where(noise, torch.randint(0, 133, shape, generator=g), lab).long()
+
+    g = torch.Generator().manual_seed(7)
+    label = phantom_label((32, 64, 32), g)[None, None]  # [1, 1, x, y, z] at image resolution (latent 8 x 16 x 8)
+    x = torch.randn(1, 4, 8, 16, 8)
+    t = torch.tensor([731.5]).half()
+    spacing = torch.tensor([[150.0, 150.0, 200.0]])
+    modality = torch.tensor([1])
+    cond = bit_planes(label).float()
+    with torch.no_grad():
+        down, mid = net(x=x, timesteps=t, controlnet_cond=cond, class_labels=modality)
+        out = unet_maisi_net(x=x, timesteps=t, spacing_tensor=spacing, class_labels=modality,
+                             down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        # the last residual x 1000: MAISI's in-place addition also feeds it to the middle block, which then shows
+        scaled = unet_maisi_net(x=x, timesteps=t, spacing_tensor=spacing, class_labels=modality,
+                                down_block_additional_residuals=[d.clone() for d in down[:-1]] + [down[-1] * 1000],
+                                mid_block_additional_residual=mid.clone())
+    io = {"x": x, "t": t, "class": modality, "spacing": spacing, "label": label[0, 0].short(), "mid": mid, "out": out, "out_last_x1000": scaled}
+    for i, d in enumerate(down):
+        io[f"down_{i}"] = d
+    torch.save(io, OUT / "controlnet_maisi_io.pt")
+    print(f"controlnet_maisi: {len(down)} residuals, U-Net out range {out.min():.3f}..{out.max():.3f}")
+
+    # image from mask, 3 steps, as run_controlnet_conditioned_image_dm (fp32: no autocast on the CPU)
+    label = phantom_label((32, 32, 32), g)[None, None]
+    cond = bit_planes(label).float()
+    noise = torch.randn(1, 4, 8, 8, 8)
+    spacing = torch.tensor([[150.0, 150.0, 200.0]])
+    s = RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=False, sample_method="logit-normal",
+                       use_timestep_transform=True, base_img_size_numel=32 * 32 * 32, spatial_dim=3)
+    s.set_timesteps(num_inference_steps=3, input_img_size_numel=torch.prod(torch.tensor(noise.shape[2:])))
+    ts = s.timesteps
+    nexts = torch.cat((ts[1:], torch.tensor([0], dtype=ts.dtype)))
+    latents = noise.clone()
+    with torch.no_grad():
+        for t, next_t in zip(ts, nexts):
+            tt = torch.Tensor((t,))
+            down, mid = net(x=latents, timesteps=tt, controlnet_cond=cond, class_labels=modality)
+            v = unet_maisi_net(x=latents, timesteps=tt, spacing_tensor=spacing, class_labels=modality,
+                               down_block_additional_residuals=down, mid_block_additional_residual=mid)
+            latents, _ = s.step(v, t, latents, next_t)
+        image = ae_maisi.decode(latents / torch.tensor(1.0549))
+    image = torch.clip(image, 0.0, 1.0) * 2000 - 1000  # CT: b 0..1 -> a -1000..1000
+    image[label == 0] = -1000  # crop_img_body_mask
+    torch.save({"noise": noise, "label": label[0, 0].short(), "spacing": spacing, "latent": latents, "image": image[0, 0]},
+               OUT / "controlnet_rflow.pt")
+    print(f"controlnet_rflow: timesteps {[float(t) for t in ts]} image range {image.min():.1f}..{image.max():.1f}")
+
+
 def main():
     import_monai()
     import torch
@@ -271,6 +359,7 @@ def main():
     write_ddim(unet_monai_net, ae_kl)
     write_fp16_norm(maisi, ae_maisi)
     settings["autoencoder_maisi_fp16norm"] = dict(maisi, norm_float16=True)
+    write_controlnet(unet_maisi, unet_maisi_net, ae_maisi, randomise, settings)
     (OUT / "networks.json").write_text(json.dumps(settings, indent=1) + "\n")
     print(f"wrote {OUT}")
 

@@ -3,6 +3,7 @@
 #include "core/checkpoint.h"
 #include "core/fs.h"
 #include "models/autoencoder_kl.h"
+#include "models/monai_controlnet.h"
 #include "models/monai_unet.h"
 #include "models/patch_discriminator.h"
 #include "models/state_dict.h"
@@ -459,6 +460,53 @@ TEST_CASE("KL autoencoder weights that do not fit: one error listing the missing
   CHECK_THROWS_WITH_AS(kl_from_monai(def, nets, "n"), "n: 'attention_levels' has the wrong type (\"no\")", Error);
   CHECK_THROWS_WITH_AS(read_state_dict(test::fixture("monai/networks.json")), doctest::Contains("not a file written by torch.save"), Error);
   CHECK_THROWS_WITH_AS(read_state_dict(test::fixture("monai/autoencoder_kl.pt"), "unet_state_dict"), doctest::Contains("has no 'unet_state_dict' entry"), Error);
+}
+
+// MAISI's ControlNetMaisi (NV-Generate-CTMR's file format, include_fc as NVIDIA's controlnet_def) built by MONAI with
+// random weights: its residuals from a label map's bit planes equal MONAI's, and so does the MAISI U-Net's output with
+// them (which also checks that MAISI's in-place addition reaches the middle block's input).
+TEST_CASE("MAISI ControlNet with MONAI weights: the residuals and the U-Net output with them equal ControlNetMaisi's") {
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  auto def = nets.at("controlnet_maisi");
+  def["_target_"] = "monai.apps.generation.maisi.networks.controlnet_maisi.ControlNetMaisi";
+  auto cp = monai_controlnet_from_json(def, nets, "controlnet_maisi");
+  CHECK(cp.unet.maisi);
+  CHECK(cp.cond_downsample() == 4);
+  MonaiControlNet cn(cp);
+  cn->eval();
+  load_state_dict(*cn, read_state_dict(test::fixture("monai/controlnet_maisi.pt"), "controlnet_state_dict"), "controlnet");
+  auto udef = nets.at("unet_maisi");
+  udef["_target_"] = "DiffusionModelUNetMaisi";
+  MonaiUNet unet(monai_unet_from_json(udef, nets, "unet_maisi"));
+  unet->eval();
+  load_state_dict(*unet, read_state_dict(test::fixture("monai/unet_maisi.pt"), "unet_state_dict"), "unet");
+  auto io = read_state_dict(test::fixture("monai/controlnet_maisi_io.pt"));
+  torch::NoGradGuard ng;
+  auto planes = label_bit_planes(io.at("label").unsqueeze(0));
+  // bit b of label 200 (0b11001000) and of 23 (0b00010111), as NV-Generate-CTMR's binarize_labels
+  CHECK((label_bit_planes(torch::tensor({{200, 23}})).squeeze(0).t().equal(torch::tensor({{0, 0, 0, 1, 0, 0, 1, 1}, {1, 1, 1, 0, 1, 0, 0, 0}}, torch::kFloat))));
+  auto r = cn->residuals(io.at("x"), io.at("t"), cn->embed_condition(planes), io.at("class"));
+  REQUIRE(r.down.size() == 12);
+  for (size_t i = 0; i < r.down.size(); ++i) check_close_to_monai(r.down[i], io.at("down_" + std::to_string(i)), "ControlNet down residual");
+  check_close_to_monai(r.mid, io.at("mid"), "ControlNet middle residual");
+  MonaiUNetInputs in;
+  in.class_labels = io.at("class");
+  in.spacing = io.at("spacing");
+  in.down_residuals = r.down;
+  in.mid_residual = r.mid;
+  check_close_to_monai(unet->forward(io.at("x"), io.at("t"), in), io.at("out"), "U-Net output with the ControlNet");
+  // MAISI's in-place addition also feeds the last residual to the middle block: with it x 1000 that shows.
+  in.down_residuals.back() = r.down.back() * 1000;
+  check_close_to_monai(unet->forward(io.at("x"), io.at("t"), in), io.at("out_last_x1000"), "U-Net output, last residual x 1000");
+  unet->params.maisi = false;  // as MONAI's own DiffusionModelUNet adds them: not the same
+  auto without = unet->forward(io.at("x"), io.at("t"), in);
+  unet->params.maisi = true;
+  const auto& want = io.at("out_last_x1000");
+  CHECK((without - want).abs().max().item<double>() > 1e-3 * (want.max() - want.min()).item<double>());
+  CHECK_THROWS_WITH(label_bit_planes(torch::tensor({256})), doctest::Contains("within 0..255"));
+  def["conditioning_embedding_num_channels"] = nlohmann::json::array();
+  CHECK_THROWS_WITH_AS(monai_controlnet_from_json(def, nets, "net.json: controlnet_def"),
+                       "net.json: controlnet_def: 'conditioning_embedding_num_channels' must list at least one width", Error);
 }
 
 // MONAI's DiffusionModelUNet (the BraTS bundle's structure) and MAISI's DiffusionModelUNetMaisi (residual-block

@@ -13,8 +13,7 @@
 //  out: GroupNorm, SiLU, conv3.
 // Residual block: GN-SiLU-(pool or upsample)-conv3, + Linear(SiLU(embedding)), GN-SiLU-conv3, plus the input
 // (1x1 conv when the channels change). Attention: models/monai_blocks.h's with channels / num_head_channels heads.
-#include "models/monai_blocks.h"
-#include "models/monai_unet_params.h"
+#include "models/monai_unet_parts.h"
 
 #include <torch/torch.h>
 
@@ -24,10 +23,12 @@ struct MonaiUNetInputs {
   torch::Tensor class_labels;  // int64 [B] when num_class_embeds > 0
   torch::Tensor spacing;       // [B, 3] when spacing_input (MAISI: mm x 100)
   torch::Tensor top_region, bottom_region;  // [B, 4] when the region inputs are on
+  // A ControlNet's outputs (models/monai_controlnet.h): one residual per kept down-path output, added to it before
+  // the up path uses it, and one added to the middle block's output. MAISI adds them in place, so the last of
+  // them also reaches the middle block's input (the same tensor in MONAI's code); MONAI's own U-Net does not.
+  std::vector<torch::Tensor> down_residuals;
+  torch::Tensor mid_residual;
 };
-
-struct MonaiResBlockImpl;
-struct MonaiUNetLevelImpl;
 
 struct MonaiUNetImpl : torch::nn::Module {
   explicit MonaiUNetImpl(const MonaiUNetParams& p);
@@ -37,10 +38,9 @@ struct MonaiUNetImpl : torch::nn::Module {
   MonaiConv conv_in{nullptr};
   torch::nn::Sequential time_embed{nullptr}, spacing_layer{nullptr}, top_region_index_layer{nullptr}, bottom_region_index_layer{nullptr};
   torch::nn::Embedding class_embedding{nullptr};
-  torch::nn::ModuleList down_blocks{nullptr}, up_blocks{nullptr}, out{nullptr};
-  std::shared_ptr<MonaiResBlockImpl> mid_res1, mid_res2;
-  MonaiAttention mid_attention{nullptr};
-  std::vector<std::shared_ptr<MonaiUNetLevelImpl>> downs, ups;
+  torch::nn::ModuleList up_blocks{nullptr}, out{nullptr};
+  MonaiDownPath encoder;  // "down_blocks", "middle_block"
+  std::vector<std::shared_ptr<MonaiUNetLevelImpl>> ups;
   MonaiNorm out_norm{nullptr};
   MonaiConv out_conv{nullptr};
 };

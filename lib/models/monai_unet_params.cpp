@@ -35,19 +35,16 @@ void MonaiUNetParams::validate(const std::string& w) const {
   if (num_class_embeds < 0) fail("{}: 'num_class_embeds' must not be negative", w);
 }
 
-MonaiUNetParams monai_unet_from_json(const nlohmann::json& def, const nlohmann::json& root, const std::string& where) {
-  MonaiArgs a(def, root, where);
-  MonaiUNetParams p;
-  auto target = a.target();
-  p.maisi = target.find("DiffusionModelUNetMaisi") != std::string::npos;
-  if (!target.empty() && target.find("DiffusionModelUNet") == std::string::npos)
-    fail("{}: '_target_' is {}, not MONAI's DiffusionModelUNet or MAISI's DiffusionModelUNetMaisi", where, target);
+namespace {
+
+// The arguments a DiffusionModelUNet and its ControlNet share (everything but the output and the extra MAISI inputs).
+void read_shared(const MonaiArgs& a, MonaiUNetParams& p) {
+  const auto& where = a.where();
   if (a.get_or<bool>("with_conditioning", false))
     fail("{}: 'with_conditioning' (cross-attention on a context) is not supported", where);
   if (a.get_or<bool>("use_combined_linear", false))
     fail("{}: 'use_combined_linear' (one qkv projection) is not supported; the released networks use separate q/k/v", where);
   p.in_channels = a.get<int64_t>("in_channels");
-  p.out_channels = a.get<int64_t>("out_channels");
   p.channels = a.get<std::vector<int64_t>>(a.arg("num_channels").is_null() ? "channels" : "num_channels");
   const size_t L = p.channels.size();
   p.num_res_blocks = a.per_level("num_res_blocks", L, std::vector<int64_t>(L, 2));
@@ -59,11 +56,44 @@ MonaiUNetParams monai_unet_from_json(const nlohmann::json& def, const nlohmann::
   auto classes = a.arg("num_class_embeds");
   p.num_class_embeds = classes.is_null() ? 0 : a.get<int64_t>("num_class_embeds");
   p.include_fc = a.get_or<bool>("include_fc", !p.maisi);
+}
+
+}  // namespace
+
+MonaiUNetParams monai_unet_from_json(const nlohmann::json& def, const nlohmann::json& root, const std::string& where) {
+  MonaiArgs a(def, root, where);
+  MonaiUNetParams p;
+  auto target = a.target();
+  p.maisi = target.find("DiffusionModelUNetMaisi") != std::string::npos;
+  if (!target.empty() && target.find("DiffusionModelUNet") == std::string::npos)
+    fail("{}: '_target_' is {}, not MONAI's DiffusionModelUNet or MAISI's DiffusionModelUNetMaisi", where, target);
+  read_shared(a, p);
+  p.out_channels = a.get<int64_t>("out_channels");
   p.spacing_input = a.get_or<bool>("include_spacing_input", false);
   p.top_region_input = a.get_or<bool>("include_top_region_index_input", false);
   p.bottom_region_input = a.get_or<bool>("include_bottom_region_index_input", false);
   p.validate(where);
   return p;
+}
+
+MonaiControlNetParams monai_controlnet_from_json(const nlohmann::json& def, const nlohmann::json& root, const std::string& where) {
+  MonaiArgs a(def, root, where);
+  MonaiControlNetParams c;
+  auto& p = c.unet;
+  auto target = a.target();
+  p.maisi = target.find("ControlNetMaisi") != std::string::npos;
+  if (!target.empty() && target.find("ControlNet") == std::string::npos)
+    fail("{}: '_target_' is {}, not MONAI's ControlNet or MAISI's ControlNetMaisi", where, target);
+  read_shared(a, p);
+  p.out_channels = p.in_channels;
+  c.cond_in_channels = a.get_or<int64_t>("conditioning_embedding_in_channels", 1);
+  c.cond_channels = a.get_or<std::vector<int64_t>>("conditioning_embedding_num_channels", {16, 32, 96, 256});
+  p.validate(where);
+  if (c.cond_in_channels < 1) fail("{}: 'conditioning_embedding_in_channels' must be positive", where);
+  if (c.cond_channels.empty()) fail("{}: 'conditioning_embedding_num_channels' must list at least one width", where);
+  for (auto v : c.cond_channels)
+    if (v < 1) fail("{}: 'conditioning_embedding_num_channels' must be positive", where);
+  return c;
 }
 
 }  // namespace meddiff

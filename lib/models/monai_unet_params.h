@@ -38,4 +38,16 @@ struct MonaiUNetParams {
 // conditioning (with_conditioning) is refused: no released model meddiff imports uses it.
 MonaiUNetParams monai_unet_from_json(const nlohmann::json& def, const nlohmann::json& root, const std::string& where);
 
+// MONAI's ControlNet / MAISI's ControlNetMaisi: a copy of the U-Net's encoder (`unet`: its channels, blocks,
+// attention, classes; no output, no spacing input) and the conditioning embedding: convolutions of the
+// condition (MAISI: the label map's 8 bit planes, at image resolution) through `cond_channels`, each width
+// after the first reached by a stride-2 convolution, to the U-Net's first width.
+struct MonaiControlNetParams {
+  MonaiUNetParams unet;
+  int64_t cond_in_channels = 1;
+  std::vector<int64_t> cond_channels{16, 32, 96, 256};
+  int64_t cond_downsample() const { return int64_t{1} << (cond_channels.size() - 1); }
+};
+MonaiControlNetParams monai_controlnet_from_json(const nlohmann::json& def, const nlohmann::json& root, const std::string& where);
+
 }  // namespace meddiff
