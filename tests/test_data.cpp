@@ -692,6 +692,18 @@ TEST_CASE("to_ras_xyz puts x towards the right and y anterior and z superior for
     CHECK(R.size(0) == along_lr);
     auto t = torch::arange(2 * D * H * W, torch::kFloat).reshape({2, 1, D, H, W});
     CHECK(torch::equal(from_ras_xyz(to_ras_xyz(t, a), a), t));
+    // to_ras_grid: i, j, k along R, A, S, and every voxel (its value: the world x, y or z it had) where it was
+    for (int axis = 0; axis < 3; ++axis) {
+      Volume v;
+      v.geometry = g;
+      v.image = world_coordinate(g, D, H, W, axis).to(torch::kFloat);
+      v.label = torch::arange(D * H * W, torch::kLong).reshape({D, H, W});
+      Volume r = to_ras_grid(v);
+      CHECK(r.label->numel() == D * H * W);
+      CHECK((r.geometry.dir(0, 0) < -0.9 && r.geometry.dir(1, 1) < -0.9 && r.geometry.dir(2, 2) > 0.9));  // R = -x, A = -y, S = +z
+      auto moved = world_coordinate(r.geometry, r.depth(), r.height(), r.width(), axis).to(torch::kFloat);
+      CHECK((moved - r.image).abs().max().item<double>() < 1e-4);
+    }
   }
   Geometry lps;
   auto t = torch::arange(24, torch::kFloat).reshape({2, 3, 4});  // [D, H, W]

@@ -485,7 +485,15 @@ TEST_CASE("MAISI ControlNet with MONAI weights: the residuals and the U-Net outp
   auto planes = label_bit_planes(io.at("label").unsqueeze(0));
   // bit b of label 200 (0b11001000) and of 23 (0b00010111), as NV-Generate-CTMR's binarize_labels
   CHECK((label_bit_planes(torch::tensor({{200, 23}})).squeeze(0).t().equal(torch::tensor({{0, 0, 0, 1, 0, 0, 1, 1}, {1, 1, 1, 0, 1, 0, 0, 0}}, torch::kFloat))));
-  auto r = cn->residuals(io.at("x"), io.at("t"), cn->embed_condition(planes), io.at("class"));
+  auto whole = cn->embed_condition(planes);
+  // In slabs along x (one output row each, and the default budget: one slab): the same embedding
+  for (int64_t bytes : {int64_t{1}, int64_t{256} << 20}) {
+    CAPTURE(bytes);
+    auto slabs = cn->embed_label(io.at("label"), bytes);
+    REQUIRE(slabs.sizes() == whole.sizes());
+    CHECK((slabs - whole).abs().max().item<double>() <= 1e-6 * whole.abs().max().item<double>());
+  }
+  auto r = cn->residuals(io.at("x"), io.at("t"), whole, io.at("class"));
   REQUIRE(r.down.size() == 12);
   for (size_t i = 0; i < r.down.size(); ++i) check_close_to_monai(r.down[i], io.at("down_" + std::to_string(i)), "ControlNet down residual");
   check_close_to_monai(r.mid, io.at("mid"), "ControlNet middle residual");

@@ -27,6 +27,8 @@ int run_import(const Args_t& args) {
       ("network-config", "maisi: NV-Generate-CTMR's configs/config_network_rflow.json", cxxopts::value<std::string>())
       ("autoencoder", "maisi: the autoencoder weights (autoencoder_v1.pt)", cxxopts::value<std::string>())
       ("unet", "maisi: the U-Net file (diff_unet_3d_rflow-ct.pt, diff_unet_3d_rflow-mr.pt, ...)", cxxopts::value<std::string>())
+      ("controlnet", "maisi: MAISI's ControlNet (controlnet_3d_rflow-ct.pt), for images generated from your label maps "
+       "(sample --labels); written as OUT/controlnet.pt", cxxopts::value<std::string>())
       ("guidance", "maisi: classifier-free guidance of the recipe (NV-Generate-CTMR: rflow-ct 0, rflow-mr 15, rflow-mr-brain 2)",
        cxxopts::value<double>()->default_value("0"))
       ("steps", "maisi: Euler steps of the recipe", cxxopts::value<int64_t>()->default_value("30"))
@@ -47,7 +49,7 @@ int run_import(const Args_t& args) {
     rules.foreign_entry = [](const fs::path& d) -> std::string {
       for (const auto& e : fs::directory_iterator(d)) {
         auto n = e.path().filename().string();
-        if (n != "autoencoder.pt" && n != "ldm.pt" && n.rfind(".meddiff", 0) != 0) return "'" + n + "'";
+        if (n != "autoencoder.pt" && n != "ldm.pt" && n != "controlnet.pt" && n.rfind(".meddiff", 0) != 0) return "'" + n + "'";
       }
       return "";
     };
@@ -57,10 +59,13 @@ int run_import(const Args_t& args) {
     if (r.count("bundle")) usage_fail("maisi takes --network-config, --autoencoder and --unet, not a folder");
     MaisiFiles f{required(r, "network-config"), required(r, "autoencoder"), required(r, "unet"), r["guidance"].as<double>(),
                  r["steps"].as<int64_t>()};
+    if (r.count("controlnet")) f.controlnet = r["controlnet"].as<std::string>();
     inputs = {f.network_config, f.autoencoder, f.unet};
+    if (!f.controlnet.empty()) inputs.push_back(f.controlnet);
     check_out();
     m = import_maisi(f);
   } else if (format == "monai-bundle") {
+    if (r.count("controlnet")) usage_fail("--controlnet is for maisi (a MONAI bundle's networks are its config's)");
     const fs::path dir = required(r, "bundle");
     inputs = {dir};
     check_out();
@@ -72,6 +77,8 @@ int run_import(const Args_t& args) {
   fs::create_directories(out);
   save_checkpoint(m.autoencoder, out / "autoencoder.pt");
   save_checkpoint(m.unet, out / "ldm.pt");
+  if (m.controlnet) save_checkpoint(*m.controlnet, out / "controlnet.pt");
+  else if (fs::exists(out / "controlnet.pt")) fs::remove(out / "controlnet.pt");  // an earlier import's (--force)
   auto params = [](const Checkpoint& c) {
     int64_t n = 0;
     for (const auto& [k, t] : c.tensors) n += t.numel();
@@ -81,6 +88,9 @@ int run_import(const Args_t& args) {
                            "wrote {} and {}\n",
                            format, m.unet.config["family"].get<std::string>(), params(m.autoencoder) / 1e6, params(m.unet) / 1e6,
                            m.unet.config["recipe"].dump(), (out / "autoencoder.pt").string(), (out / "ldm.pt").string());
+  if (m.controlnet)
+    std::cout << fmt::format("ControlNet {:.2f} M parameters: wrote {} (sample --labels MAPS generates an image for each map)\n",
+                             params(*m.controlnet) / 1e6, (out / "controlnet.pt").string());
   return 0;
 }
 

@@ -153,7 +153,11 @@ int run_sample(const Args_t& args) {
   torch::Device device = rank_device(q.device, env);
 
   LoadedLDM ldm = load_ldm(q.ldm_path, device);
+  if (!ldm.family.empty() && !q.labels.empty()) attach_controlnet(ldm, q.ldm_path, device);  // images from the user's maps
   auto [sp, batch] = resolve_sampler(q, ldm, device);
+  if (ldm.label_embedding && sp.guidance != 1.0)
+    usage_fail("--guidance {}: MAISI's guided image-from-mask sampling needs its unconditional map (the map without tumours), "
+               "which meddiff does not build; sample with --guidance 1 (NV-Generate-CT's recipe uses none)", sp.guidance);
   const double terminal_alpha_bar = ldm.schedule.alpha_bar(ldm.schedule.T - 1);
   if (ldm.family.empty() && !ldm.rflow && ldm.prediction == Prediction::Eps && sp.sampler != "ddpm" && terminal_alpha_bar < 1e-3)
     log_warn("this model predicts eps and its schedule ends at alpha_bar {:.1e}: the first {} step divides by "
@@ -232,7 +236,7 @@ int run_sample(const Args_t& args) {
       if (paired) {
         pairs.push_back(labels->for_volume(q.seed, it.index));
         it.label = pairs.back().label;
-        it.cond = ldm.label_condition(it.label);
+        it.cond = ldm.label_embedding ? ldm.label_embedding(it.label) : ldm.label_condition(it.label);
         // the map's class (checked against the model above), unless --class
         if (!q.fixed_class && ldm.num_classes > 0 && pairs.back().class_label) it.cls = *pairs.back().class_label;
       }

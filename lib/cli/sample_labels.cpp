@@ -9,6 +9,7 @@
 #include "data/batches.h"
 #include "data/label_maps.h"
 #include "data/manifest.h"
+#include "data/ras_axes.h"
 #include "data/spatial.h"
 #include "io/volume_reader.h"
 
@@ -104,6 +105,7 @@ LabelSource::LabelSource(const LoadedLDM& ldm, const std::string& user, const fs
       auto rounded = v.image.round();
       if (!torch::equal(rounded, v.image)) fail("{}: not a label map (non-integer values)", f.string());
       v.label = rounded.to(torch::kLong);
+      if (ldm.network_xyz) v = to_ras_grid(v);  // an imported network's maps as MONAI's RAS arrays, the output's grid
       if (p.spacing[0] > 0 && p.spacing[1] > 0 && p.spacing[2] > 0) v = resample_to_spacing(v, p.spacing);
       v = crop_or_pad(v, shape, CropMode::Foreground, 0.0);
       check_label_map(*v.label, shape, ldm.num_labels, f.string());

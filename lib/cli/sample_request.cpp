@@ -82,9 +82,10 @@ SampleRequest parse_sample_request(const Args_t& args) {
       ("device", "auto, cpu, cuda, cuda:N", cxxopts::value<std::string>()->default_value("auto"))
       ("max-memory", "Memory budget of the decoder in GiB (default: the config's sample.max_memory_gib, else automatic); "
                      "volumes larger than it decode in slabs, with the same result", cxxopts::value<double>())
-      ("labels", "Label-conditioned models: the label maps to generate images for (a folder of label files, or a CSV/JSON "
-                 "manifest with a label column -- an image column is not needed -- and optionally a class column; relative "
-                 "paths are read from the manifest's folder); volume i takes map i mod their count", cxxopts::value<std::string>())
+      ("labels", "Label-conditioned models and imported MAISI models with a ControlNet: the label maps to generate images for "
+                 "(one label file, a folder of them, or a CSV/JSON manifest with a label column -- an image column is not needed -- "
+                 "and optionally a class column; relative paths are read from the manifest's folder); volume i takes map i mod "
+                 "their count", cxxopts::value<std::string>())
       ("mask-bank", "Label-conditioned models: the bank of training label maps (default: mask_bank.pt beside --ldm)",
        cxxopts::value<std::string>())
       ("augment-labels", "on or off: random flips, rotations, scalings and elastic deformation of each label map "
@@ -248,6 +249,7 @@ nlohmann::json job_settings(const SampleRequest& q, const LoadedLDM& ldm, const 
     s["shape"] = {ldm.data.shape[2], ldm.data.shape[1], ldm.data.shape[0]};
     s["spacing"] = ldm.geometry.spacing;
     if (ldm.fixed_class) s["modality_class"] = *ldm.fixed_class;
+    if (ldm.recipe.contains("controlnet")) s["controlnet_sha256"] = ldm.recipe["controlnet"].value("sha256", std::string());
   }
   if (!q.initial_noise.empty()) s["initial_noise_sha256"] = sha256_file(q.initial_noise);
   if (ldm.num_labels > 0) {

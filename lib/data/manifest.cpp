@@ -151,7 +151,9 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
   std::vector<std::string> where, problems;
   fs::path src(source);
   std::string ext = full_extension(src);
-  if (fs::is_directory(src) || source.find_first_of("*?") != std::string::npos) {
+  // label maps may also be one file: a list of one
+  const bool one_map = labels && fs::is_regular_file(src) && has_image_extension(src);
+  if (fs::is_directory(src) || one_map || source.find_first_of("*?") != std::string::npos) {
     fs::path dir = fs::is_directory(src) ? src : src.parent_path();
     std::string pattern = fs::is_directory(src) ? "*" : src.filename().string();
     if (dir.empty()) dir = ".";

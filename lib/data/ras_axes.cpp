@@ -60,4 +60,23 @@ torch::Tensor from_ras_xyz(const torch::Tensor& xyz, const RasAxes& a) {
   return t.permute(perm).contiguous();
 }
 
+Volume to_ras_grid(const Volume& v) {
+  const RasAxes a = ras_axes(v.geometry);
+  auto reindex = [&](const torch::Tensor& t) { return to_ras_xyz(t, a).permute({2, 1, 0}).contiguous(); };
+  Volume out = v;
+  out.image = reindex(v.image);
+  if (v.label) out.label = reindex(*v.label);
+  const auto& g = v.geometry;
+  const std::array<int64_t, 3> n_ijk{v.image.size(2), v.image.size(1), v.image.size(0)};
+  std::array<double, 3> first{};  // the source index (i, j, k) of the new voxel 0
+  for (int r = 0; r < 3; ++r) {
+    const int c = 2 - static_cast<int>(a.source_dim[r]);  // the source index axis that becomes R, A or S
+    out.geometry.spacing[r] = g.spacing[c];
+    first[c] = a.flip[r] ? static_cast<double>(n_ijk[c] - 1) : 0.0;
+    for (int w = 0; w < 3; ++w) out.geometry.direction[3 * w + r] = (a.flip[r] ? -1.0 : 1.0) * g.dir(w, c);
+  }
+  out.geometry.origin = g.index_to_world(first[0], first[1], first[2]);
+  return out;
+}
+
 }  // namespace meddiff

@@ -20,4 +20,9 @@ RasAxes ras_axes(const Geometry& g);
 torch::Tensor to_ras_xyz(const torch::Tensor& dhw, const RasAxes& a);
 torch::Tensor from_ras_xyz(const torch::Tensor& xyz, const RasAxes& a);
 
+// The same volume (image and label) on its grid re-indexed so that i, j, k run along R, A, S: [D, H, W] = (z, y, x)
+// of MONAI's RAS arrays. Voxels are only reordered; the geometry (spacing, origin, direction: the direction's
+// columns permuted and negated with them) keeps every voxel at its world position, oblique grids included.
+Volume to_ras_grid(const Volume& v);
+
 }  // namespace meddiff

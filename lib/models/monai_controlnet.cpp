@@ -2,6 +2,8 @@
 
 #include "core/error.h"
 
+#include <algorithm>
+
 namespace meddiff {
 
 MonaiControlNetImpl::MonaiControlNetImpl(const MonaiControlNetParams& c) : params(c) {
@@ -47,6 +49,33 @@ torch::Tensor MonaiControlNetImpl::embed_condition(const torch::Tensor& conditio
   auto h = torch::silu(cond_conv_in->forward(condition));
   for (auto& b : cond_blocks) h = torch::silu(b->forward(h));
   return cond_conv_out->forward(h);
+}
+
+torch::Tensor MonaiControlNetImpl::embed_label(const torch::Tensor& label, int64_t slab_bytes) {
+  const auto& c = params;
+  const int64_t f = c.cond_downsample();
+  TORCH_CHECK(label.dim() == 3, "MONAI ControlNet: a label map [X, Y, Z]");
+  const int64_t X = label.size(0), Y = label.size(1), Z = label.size(2);
+  for (int64_t n : {X, Y, Z})
+    if (n % f) fail("the label map's grid {}x{}x{} is not a multiple of the ControlNet's downsampling {}", X, Y, Z, f);
+  // Rows of the input each output row depends on beyond its own f: 1 (conv_in) + 2 x 2^i per level (the two
+  // convolutions reading level i) + f (conv_out); rounded up to whole output rows so that slabs keep the strides' phase.
+  int64_t reach = 1 + f;
+  for (size_t i = 0; i + 1 < c.cond_channels.size(); ++i) reach += 2 * (int64_t{1} << i);
+  const int64_t halo = (reach + f - 1) / f * f;
+  const int64_t widest = *std::max_element(c.cond_channels.begin(), c.cond_channels.end());
+  const int64_t row_bytes = Y * Z * std::max(widest, c.cond_in_channels) * 4;
+  const int64_t rows_out = std::max<int64_t>(1, std::min(X / f, (slab_bytes / std::max<int64_t>(row_bytes, 1) - 2 * halo) / f));
+  const auto device = cond_conv_in->conv->weight.device();
+  std::vector<torch::Tensor> parts;
+  for (int64_t o0 = 0; o0 < X / f; o0 += rows_out) {
+    const int64_t o1 = std::min(X / f, o0 + rows_out);
+    const int64_t a = std::max<int64_t>(0, o0 * f - halo), b = std::min(X, o1 * f + halo);
+    auto planes = label_bit_planes(label.slice(0, a, b).unsqueeze(0).to(device), c.cond_in_channels);
+    auto e = embed_condition(planes.to(cond_conv_in->conv->weight.scalar_type()));
+    parts.push_back(e.slice(2, (o0 * f - a) / f, (o0 * f - a) / f + (o1 - o0)));
+  }
+  return torch::cat(parts, 2);
 }
 
 MonaiControlNetResiduals MonaiControlNetImpl::residuals(const torch::Tensor& x, const torch::Tensor& timesteps,

@@ -25,6 +25,11 @@ struct MonaiControlNetImpl : torch::nn::Module {
   explicit MonaiControlNetImpl(const MonaiControlNetParams& p);
   // condition [B, cond_in_channels, X, Y, Z] (multiples of cond_downsample()) -> [B, channels[0], X / f, Y / f, Z / f]
   torch::Tensor embed_condition(const torch::Tensor& condition);
+  // A label map's embedding as embed_condition(label_bit_planes(label)), computed in slabs along x so that the bit
+  // planes and the full-resolution activations of a large map (MAISI: 512^3) never exist whole: each slab reads the
+  // rows its convolutions reach and keeps the rows it alone computes exactly. label int [X, Y, Z] ->
+  // [1, channels[0], X / f, Y / f, Z / f]; `slab_bytes` bounds one slab's widest activation.
+  torch::Tensor embed_label(const torch::Tensor& label, int64_t slab_bytes = int64_t{256} << 20);
   // x [B, in_channels, ...] at the embedding's grid; class_labels int64 [B] when the network has classes
   MonaiControlNetResiduals residuals(const torch::Tensor& x, const torch::Tensor& timesteps, const torch::Tensor& embedded_condition,
                                      const torch::Tensor& class_labels, double scale = 1.0);

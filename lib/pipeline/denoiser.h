@@ -4,6 +4,7 @@
 // imported MONAI / MAISI U-Net (kind "monai-unet": MONAI's time embedding, a class embedding whose
 // unconditional branch is class 0 in MAISI, the voxel spacing as an input). Per-job inputs that are the
 // same for every volume (MAISI's spacing) are set once on the denoiser.
+#include "models/monai_controlnet.h"
 #include "models/monai_unet.h"
 #include "models/unet3d.h"
 
@@ -46,6 +47,20 @@ class MonaiDenoiser : public Denoiser {
   MonaiUNet net;
   int64_t null;
   torch::Tensor spacing;
+
+ protected:
+  MonaiUNetInputs inputs(const torch::Tensor& x, const torch::Tensor& cls) const;  // the class and the spacing
+};
+
+// The same U-Net with MAISI's ControlNet: `cond` is a label map's embedding (MonaiControlNetImpl::embed_label,
+// computed once per volume; undefined: zeros), from which the ControlNet computes the residuals the U-Net adds at
+// every step, as NV-Generate-CTMR's image-from-mask inference does (the modality class to both networks).
+class MonaiControlNetDenoiser : public MonaiDenoiser {
+ public:
+  MonaiControlNetDenoiser(MonaiUNet m, int64_t null, MonaiControlNet c) : MonaiDenoiser(std::move(m), null), control(std::move(c)) {}
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cls, const torch::Tensor& cond) override;
+  int64_t cond_channels() const override { return control->params.unet.channels.at(0); }
+  MonaiControlNet control;
 };
 
 }  // namespace meddiff

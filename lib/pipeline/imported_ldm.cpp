@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/sha256.h"
 
 #include <limits>
 #include <set>
@@ -83,7 +84,38 @@ LoadedLDM load_imported_ldm(const Checkpoint& c, const fs::path& path, const tor
   // The autoencoder written beside it by meddiff import
   l.vqgan_path = (path.parent_path() / "autoencoder.pt").string();
   l.vqgan_sha256 = c.extra.value("autoencoder_sha256", std::string());
+  l.imported_source_sha256 = c.extra.value("source", nlohmann::json::object()).value("sha256", std::string());
   return l;
+}
+
+void attach_controlnet(LoadedLDM& l, const fs::path& ldm_path, const torch::Device& device) {
+  auto den = std::dynamic_pointer_cast<MonaiDenoiser>(l.net);
+  if (l.family.empty() || !den) fail("{}: a ControlNet joins imported MAISI models only", ldm_path.string());
+  const fs::path file = ldm_path.parent_path() / "controlnet.pt";
+  if (!fs::exists(file))
+    fail("--labels: {} has no ControlNet beside it ({}); import MAISI's with meddiff import maisi ... --controlnet "
+         "controlnet_3d_rflow-ct.pt", ldm_path.string(), file.string());
+  Checkpoint c = load_checkpoint_of_kind(file, "monai-controlnet", "a ControlNet written by meddiff import");
+  const auto p = monai_controlnet_from_json(c.config.at("network"), nlohmann::json::object(), file.string());
+  if (p.unet.in_channels != den->net->params.in_channels)
+    fail("{}: takes latents of {} channels, the U-Net {}", file.string(), p.unet.in_channels, den->net->params.in_channels);
+  const auto unet_source = c.extra.value("unet_source", nlohmann::json::object()).value("sha256", std::string());
+  if (!l.imported_source_sha256.empty() && unet_source != l.imported_source_sha256)
+    log_warn("{}: was imported with another U-Net file than {} (a fine-tuned U-Net keeps its ControlNet; otherwise check the pair)",
+             file.string(), ldm_path.string());
+  MonaiControlNet net(p);
+  c.load_module("controlnet", *net);
+  net->to(device);
+  net->eval();
+  l.net = std::make_shared<MonaiControlNetDenoiser>(den->net, den->null, net);
+  l.num_labels = int64_t{1} << p.cond_in_channels;
+  l.label_names = label_names_or_default({}, l.num_labels);
+  l.label_embedding = [net](const torch::Tensor& label_dhw) mutable {
+    torch::NoGradGuard ng;
+    return net->embed_label(label_dhw.permute({2, 1, 0}).contiguous()).squeeze(0).to(torch::kCPU);  // the network's (x, y, z)
+  };
+  l.background_to_minimum = true;
+  l.recipe["controlnet"] = {{"file", file.filename().string()}, {"sha256", sha256_file(file)}};
 }
 
 torch::Tensor maisi_spacing_value(const nlohmann::json& recipe, const torch::Tensor& spacing_mm) {

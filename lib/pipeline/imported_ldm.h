@@ -19,6 +19,12 @@ namespace meddiff {
 
 LoadedLDM load_imported_ldm(const Checkpoint& checkpoint, const std::filesystem::path& path, const torch::Device& device);
 
+// Paired sampling with MAISI's ControlNet (sample --labels on an imported model): the ControlNet meddiff import
+// wrote beside the U-Net (controlnet.pt) joins the denoiser; the model then takes label maps of the ControlNet's
+// 2^bits values (MAISI: 0..255, its 132 classes and the body 200) on the output grid, as paired sampling's maps.
+// Throws naming the file when there is none.
+void attach_controlnet(LoadedLDM& ldm, const std::filesystem::path& ldm_path, const torch::Device& device);
+
 // The spacing input of a MAISI U-Net as MAISI prepares it: `spacing_mm` (x, y, z, double) times the recipe's
 // spacing_scale (100), rounded to fp16, as float.
 torch::Tensor maisi_spacing_value(const nlohmann::json& recipe, const torch::Tensor& spacing_mm);

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 namespace meddiff {
@@ -83,11 +84,16 @@ struct LoadedLDM {
   int64_t augment_copies = 0;         // augmented copies of each case it learned (ldm_train.augment_copies)
   // Imported models (empty family: meddiff's own).
   std::string family;                 // "maisi" or "monai"
+  std::string imported_source_sha256; // the imported U-Net file's
   nlohmann::json recipe;              // the sampling recipe recorded by meddiff import
   std::optional<MaisiRFlowParams> maisi;  // sampled with MAISI's rectified-flow timesteps (Euler)
   std::optional<int64_t> fixed_class; // the class every volume takes (MAISI: the modality code)
   bool network_xyz = false;           // the networks' arrays are (x, y, z) of a RAS volume (MONAI's layout), not [D, H, W]
   double output_top = 1.0;            // decoded volumes are clipped to [-1, output_top] (imported MR: open above, as MAISI)
+  // An imported MAISI model with its ControlNet (attach_controlnet): a label map [D, H, W] on the output grid -> its
+  // embedding, the `cond` the denoiser takes; voxels of label 0 are set to the output's minimum, as MAISI does.
+  std::function<torch::Tensor(const torch::Tensor&)> label_embedding;
+  bool background_to_minimum = false;
 };
 LoadedLDM load_ldm(const std::filesystem::path& checkpoint, const torch::Device& device = torch::kCPU);
 

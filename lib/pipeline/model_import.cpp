@@ -6,6 +6,7 @@
 #include "core/sha256.h"
 #include "core/torch_file.h"
 #include "models/autoencoder_kl.h"
+#include "models/monai_controlnet.h"
 #include "models/monai_unet.h"
 #include "models/state_dict.h"
 
@@ -69,6 +70,32 @@ Checkpoint unet_checkpoint(const nlohmann::json& def, const nlohmann::json& root
   return network_checkpoint("monai-unet", p.maisi, def, root, file, "unet", *net);
 }
 
+// MAISI's ControlNet: its file's weights, and the U-Net's (`unet`) for any it lacks, as NV-Generate-CTMR loads it.
+Checkpoint controlnet_checkpoint(const nlohmann::json& def, const nlohmann::json& root, const fs::path& file, const TensorMap& unet,
+                                 int64_t autoencoder_downsample, const std::string& where, std::vector<std::string>& warnings) {
+  auto p = monai_controlnet_from_json(def, root, where);
+  if (p.cond_downsample() != autoencoder_downsample)
+    fail("{}: the conditioning embedding downsamples by {} (conditioning_embedding_num_channels), the autoencoder by {}: the "
+         "embedded label map would not lie on the latent grid", where, p.cond_downsample(), autoencoder_downsample);
+  MonaiControlNet net(p);
+  const PyRef contents = read_torch_file(file);
+  auto sd = state_dict_of(*contents, file, contents->get("controlnet_state_dict") ? "controlnet_state_dict" : "");
+  int64_t from_unet = 0;
+  auto fill = [&](const std::string& k, const torch::Tensor& t) {
+    auto u = unet.find(k);
+    if (sd.count(k) || u == unet.end() || !u->second.sizes().equals(t.sizes())) return;
+    sd[k] = u->second;
+    ++from_unet;
+  };
+  for (const auto& kv : net->named_parameters()) fill(kv.key(), kv.value());
+  for (const auto& kv : net->named_buffers()) fill(kv.key(), kv.value());
+  if (from_unet > 0)
+    warnings.push_back(fmt::format("{}: {} weight(s) the file lacks taken from the U-Net, as NV-Generate-CTMR's copy_model_state does",
+                                   file.string(), from_unet));
+  warn_unused(load_state_dict(*net, sd, file.string(), {}, unused_projection), file, warnings);
+  return network_checkpoint("monai-controlnet", p.unet.maisi, def, root, file, "controlnet", *net);
+}
+
 const nlohmann::json& required_def(const nlohmann::json& root, std::initializer_list<const char*> keys, const fs::path& file) {
   for (const char* k : keys)
     if (root.contains(k)) return root.at(k);
@@ -88,6 +115,13 @@ ImportedModel import_maisi(const MaisiFiles& f) {
   const PyRef file = read_torch_file(f.unet);
   out.unet = unet_checkpoint(required_def(root, {"diffusion_unet_def"}, f.network_config), root, f.unet, *file, "unet_state_dict",
                              where + ": diffusion_unet_def", {}, out.warnings);
+  if (!f.controlnet.empty()) {
+    const auto ae = kl_from_monai(required_def(root, {"autoencoder_def"}, f.network_config), root, where + ": autoencoder_def");
+    out.controlnet = controlnet_checkpoint(required_def(root, {"controlnet_def"}, f.network_config), root, f.controlnet,
+                                           state_dict_of(*file, f.unet, "unet_state_dict"), ae.params.downsample(),
+                                           where + ": controlnet_def", out.warnings);
+    out.controlnet->extra["unet_source"] = out.unet.extra.at("source");  // the U-Net it was trained with
+  }
   // The U-Net file's own entries: the latent scale factor and the training steps.
   auto sf = file->get("scale_factor");
   if (!sf) fail("{}: has no 'scale_factor' (a MAISI U-Net file holds one)", f.unet.string());

@@ -14,6 +14,7 @@
 #include "core/checkpoint.h"
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ namespace meddiff {
 struct ImportedModel {
   Checkpoint autoencoder;        // kind "kl-autoencoder"
   Checkpoint unet;               // kind "monai-unet"
+  std::optional<Checkpoint> controlnet;  // kind "monai-controlnet" (MAISI's ControlNet, when given)
   std::vector<std::string> warnings;
 };
 
@@ -29,6 +31,10 @@ struct MaisiFiles {
   std::filesystem::path network_config, autoencoder, unet;
   double guidance = 0;           // NV-Generate-CTMR: rflow-ct 0, rflow-mr 15, rflow-mr-brain 2
   int64_t steps = 30;
+  // MAISI's ControlNet (controlnet_3d_rflow-ct.pt: {"controlnet_state_dict", ...}; empty: none), built from the
+  // config's controlnet_def. As NV-Generate-CTMR loads it, weights its file lacks are the U-Net's of the same name
+  // and shape (monai.networks.utils.copy_model_state); the rest is checked as for the other networks.
+  std::filesystem::path controlnet;
 };
 ImportedModel import_maisi(const MaisiFiles& f);
 

@@ -50,6 +50,7 @@ BatchResult generate_batch(LoadedLDM& ldm, LatentAutoencoder& autoencoder, const
     for (size_t k = 0; k < pending.size(); ++k) {
       const size_t j = pending[k];
       r.images[j] = vols[static_cast<int64_t>(k)];
+      if (ldm.background_to_minimum) r.images[j].masked_fill_(items[j].label.unsqueeze(0) == 0, -1.0);  // MAISI's crop_img_body_mask
       r.attempts[j] = attempt;
       if (!paired) continue;
       r.checks[j] = check_pair(r.images[j], items[j].label, *rules.ranges, rules.names, rules.window, rules.channel_names);

@@ -22,7 +22,9 @@ ae = dict(n["autoencoder_maisi"], _target_="monai.apps.generation.maisi.networks
           latent_channels="@latent_channels")
 u = dict(n["unet_maisi"], _target_="monai.apps.generation.maisi.networks.diffusion_model_unet_maisi.DiffusionModelUNetMaisi",
          in_channels="@latent_channels", out_channels="@latent_channels")
-json.dump({"spatial_dims": 3, "latent_channels": 4, "autoencoder_def": ae, "diffusion_unet_def": u,
+cn = dict(n["controlnet_maisi"], _target_="monai.apps.generation.maisi.networks.controlnet_maisi.ControlNetMaisi",
+          in_channels="@latent_channels")
+json.dump({"spatial_dims": 3, "latent_channels": 4, "autoencoder_def": ae, "diffusion_unet_def": u, "controlnet_def": cn,
            "noise_scheduler": {"_target_": "monai.networks.schedulers.rectified_flow.RFlowScheduler", "num_train_timesteps": 1000,
                                "use_discrete_timesteps": False, "use_timestep_transform": True}},
           open("config_network_rflow.json", "w"), indent=1)
@@ -52,12 +54,28 @@ f = torch.load(f"{F}/unet_maisi.pt")
 f["unet_state_dict"]["down_blocks.2.attentions.0.attn.out_proj.weight"] = torch.zeros(8, 8)
 torch.save(f, "unet_with_unused.pt")
 torch.save(torch.load(f"{F}/rflow_maisi.pt")["noise"].clone(), "maisi_noise.pt")
+# MAISI's image-from-mask run: its label map as a NIfTI in RAS (MAISI's own affine diag(spacing)) and the same anatomy in
+# LPS (both in-plane axes reversed), and its noise; a ControlNet file lacking weights the U-Net has (MAISI takes the U-Net's)
+import nibabel as nib, numpy as np
+c = torch.load(f"{F}/controlnet_rflow.pt")
+lab = c["label"].numpy().astype(np.int16)
+nib.save(nib.Nifti1Image(lab, np.diag([1.5, 1.5, 2.0, 1.0])), "cn_label_ras.nii.gz")
+lps = np.diag([-1.5, -1.5, 2.0, 1.0]); lps[:3, 3] = [1.5 * 31, 1.5 * 31, 0]
+nib.save(nib.Nifti1Image(lab[::-1, ::-1, :].copy(), lps), "cn_label_lps.nii.gz")
+torch.save(c["noise"].clone(), "cn_noise.pt")
+f = torch.load(f"{F}/controlnet_maisi.pt")
+del f["controlnet_state_dict"]["time_embed.0.weight"]
+torch.save(f, "cn_partial.pt")
 torch.save(torch.load(f"{F}/ddim_monai.pt")["noise"].clone(), "ddim_noise.pt")
 PY
 
 "$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" \
-  --guidance 2 --out maisi > maisi.txt || fail "import maisi: $(cat maisi.txt)"
+  --controlnet "$F/controlnet_maisi.pt" --guidance 2 --out maisi > maisi.txt || fail "import maisi: $(cat maisi.txt)"
 grep -q "wrote maisi/autoencoder.pt and maisi/ldm.pt" maisi.txt || fail "import maisi output: $(cat maisi.txt)"
+grep -q "wrote maisi/controlnet.pt" maisi.txt || fail "import maisi --controlnet output: $(cat maisi.txt)"
+"$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" \
+  --controlnet cn_partial.pt --out cn-partial > /dev/null 2>warn.txt || fail "import a partial ControlNet: $(cat warn.txt)"
+grep -q "cn_partial.pt: 1 weight(s) the file lacks taken from the U-Net" warn.txt || fail "no warning on U-Net weights: $(cat warn.txt)"
 "$M" import monai-bundle bundle --out brats > brats.txt || fail "import monai-bundle: $(cat brats.txt)"
 
 # Every imported tensor is the source's weight under the current name; the recipes as the sources say.
@@ -82,6 +100,10 @@ r = cfg["recipe"]
 assert r["scheduler"] == "rflow-maisi" and r["steps"] == 30 and r["guidance"] == 2, r
 assert abs(r["scale_factor"] - 1.0549) < 1e-6, r
 assert cfg["network"]["in_channels"] == 4, cfg["network"]  # "@latent_channels" resolved
+cn = check("maisi/controlnet.pt", "controlnet", torch.load(f"{F}/controlnet_maisi.pt")["controlnet_state_dict"])
+assert cn["network"]["conditioning_embedding_in_channels"] == 8, cn
+c = torch.load("cn-partial/controlnet.pt")["state_dict"]
+assert torch.equal(c["controlnet.time_embed.0.weight"], torch.load(f"{F}/unet_maisi.pt")["unet_state_dict"]["time_embed.0.weight"])
 check("brats/autoencoder.pt", "autoencoder", torch.load(f"{F}/autoencoder_kl.pt"))
 cfg = check("brats/ldm.pt", "unet", torch.load(f"{F}/unet_monai.pt"))
 assert cfg["recipe"]["scheduler"] == "ddim" and cfg["recipe"]["steps"] == 50 and cfg["recipe"]["beta_schedule"] == "scaled_linear_beta"
@@ -245,6 +267,17 @@ for g in 2 1; do
   "$M" sample --ldm maisi/ldm.pt --shape 32,32,32 --spacing 1.5,1.5,2 --modality-class 1 --steps 5 --guidance $g \
     --initial-noise maisi_noise.pt --force --out "maisi-g$g" 2>/dev/null || fail "sample maisi guidance $g"
 done
+# Images from label maps with MAISI's ControlNet: the recipe's guidance (2 here) is refused, as MAISI's guided variant
+# needs a tumour-free map; the RAS and the LPS map give MONAI's image, on the map's own grid, with the map beside it.
+set +e; "$M" sample --ldm maisi/ldm.pt --labels cn_label_ras.nii.gz --shape 32,32,32 --spacing 1.5,1.5,2 --modality-class 1 \
+  --force --out s-refused 2>err.txt; rc=$?; set -e
+[[ $rc == 2 ]] && grep -q "guidance 2" err.txt || fail "ControlNet with guidance: exit $rc, $(cat err.txt)"
+set +e; "$M" sample --ldm brats/ldm.pt --labels cn_label_ras.nii.gz --shape 32,32,16 --spacing 1,1,1 --out s-refused 2>err.txt; rc=$?; set -e
+[[ $rc == 1 ]] && grep -q "no ControlNet beside it" err.txt || fail "--labels without a ControlNet: exit $rc, $(cat err.txt)"
+for o in ras lps; do
+  "$M" sample --ldm maisi/ldm.pt --labels cn_label_$o.nii.gz --shape 32,32,32 --spacing 1.5,1.5,2 --modality-class 1 --steps 3 \
+    --guidance 1 --initial-noise cn_noise.pt --force --out maisi-cn-$o 2>cn_$o.txt || fail "sample with the ControlNet ($o): $(tail -3 cn_$o.txt)"
+done
 "$M" sample --ldm brats/ldm.pt --shape 32,32,16 --spacing 1,1,1 --steps 10 --initial-noise ddim_noise.pt --out bundle-ddim 2>/dev/null ||
   fail "sample bundle"
 "$PY" - "$F" <<'PY' || fail "imported sampling differs from MONAI's"
@@ -260,6 +293,19 @@ for key, folder in (("image_cfg", "maisi-g2"), ("image_plain", "maisi-g1")):
     side = json.load(open(f"{folder}/synth_000000.json"))
     assert side["synthetic"] and side["modality"] == "CT" and side["modality_class"] == 1 and side["spacing"] == [1.5, 1.5, 2.0], side
     print(f"{folder}: max |meddiff - MONAI| {d:.3f} HU")
+c = torch.load(f"{F}/controlnet_rflow.pt")
+want = c["image"].double().numpy()
+for o in ("ras", "lps"):
+    img = nib.as_closest_canonical(nib.load(f"maisi-cn-{o}/synth_000000.nii.gz"))
+    lab = nib.as_closest_canonical(nib.load(f"maisi-cn-{o}/synth_000000_label.nii.gz"))
+    assert np.allclose(img.affine, nib.as_closest_canonical(nib.load(f"cn_label_{o}.nii.gz")).affine, atol=1e-4), (o, img.affine)
+    assert np.array_equal(np.asarray(lab.dataobj).astype(np.int64), c["label"].numpy()), o
+    d = np.abs(img.get_fdata() - want).max()
+    assert d <= 0.51, (o, d)
+    assert (img.get_fdata()[c["label"].numpy() == 0] == -1000).all()
+    side = json.load(open(f"maisi-cn-{o}/synth_000000.json"))
+    assert side["synthetic"] and side["label_map"]["map"] == f"cn_label_{o}.nii.gz", side
+    print(f"maisi-cn-{o}: max |meddiff - MONAI| {d:.3f} HU over {want.min():.0f}..{want.max():.0f}")
 d = torch.load(f"{F}/ddim_monai.pt")
 img = nib.load("bundle-ddim/synth_000000.nii.gz")
 want = np.maximum(d["image"][0, 0].double().numpy() * 1000, 0)  # NV-Generate-CTMR's MR mapping: x * 1000, kept >= 0 only
