@@ -14,6 +14,7 @@
 #include "diffusion/samplers.h"
 #include "io/png.h"
 #include "models/autoencoder_kl.h"
+#include "models/monai_controlnet.h"
 #include "models/monai_unet.h"
 #include "models/unet3d.h"
 #include "models/vqgan.h"
@@ -48,7 +49,7 @@ struct Bench {
   std::vector<int64_t> sizes;
   std::set<std::string> parts;  // unet, train, vqgan, samplers, sweep
   bool has(const char* p) const { return parts.count(p) > 0; }
-  std::set<std::string> network_parts{"unet", "decode"};  // --network: unet, decode
+  std::set<std::string> network_parts{"unet", "decode", "controlnet"};  // --network: unet, decode, controlnet
   int64_t max_memory = 0;                                // --network decode budget (bytes); 0: whole
 };
 
@@ -194,6 +195,26 @@ nlohmann::json bench_network(const fs::path& file, const std::array<int64_t, 3>&
     j["unet_forward"] = to_json(measure([&] { net->forward(x, t, in); }, b.device, b.repeats, true));
     log_info("bench {}: U-Net forward {:.3f} s", file.string(), j["unet_forward"]["median_s"].get<double>());
   }
+  if (root.contains("controlnet_def") && b.network_parts.count("controlnet")) {
+    // MAISI's ControlNet: a label map at the image grid (latent x its downsampling) embedded once, then residuals per step
+    auto p = monai_controlnet_from_json(root["controlnet_def"], root, file.string() + ": controlnet_def");
+    for (auto s : latent)
+      if (s % p.unet.downsample()) fail("--network-latent: {} is not a multiple of the ControlNet's downsampling {}", s, p.unet.downsample());
+    MonaiControlNet net(p);
+    net->to(b.device);
+    net->eval();
+    const int64_t f = p.cond_downsample();
+    auto label = torch::randint(0, int64_t{1} << p.cond_in_channels, {latent[0] * f, latent[1] * f, latent[2] * f}, torch::kLong);
+    torch::Tensor e;
+    j["controlnet_parameters"] = parameter_count(*net);
+    j["controlnet_embed_label"] = to_json(measure_once([&] { e = net->embed_label(label); }, b.device));
+    auto x = torch::randn({1, p.unet.in_channels, latent[0], latent[1], latent[2]}, opt);
+    auto t = torch::full({1}, 500.0, opt.dtype(torch::kFloat));
+    auto cls = p.unet.num_class_embeds > 0 ? torch::ones({1}, opt.dtype(torch::kLong)) : torch::Tensor();
+    j["controlnet_residuals"] = to_json(measure([&] { net->residuals(x, t, e, cls); }, b.device, b.repeats, true));
+    log_info("bench {}: ControlNet label embedding {:.3f} s, residuals {:.3f} s", file.string(),
+             j["controlnet_embed_label"]["median_s"].get<double>(), j["controlnet_residuals"]["median_s"].get<double>());
+  }
   if (root.contains("autoencoder_def") && b.network_parts.count("decode")) {
     auto m = kl_from_monai(root["autoencoder_def"], root, file.string() + ": autoencoder_def");
     AutoencoderKL ae(m.params, m.in_channels);
@@ -248,6 +269,10 @@ std::string table_text(const nlohmann::json& all) {
                          m["peak_mib"].get<double>(), params / 1e6);
     };
     if (n.contains("unet_forward")) s += row("U-Net forward", n["unet_forward"], n["unet_parameters"].get<double>());
+    if (n.contains("controlnet_residuals")) {
+      s += row("ControlNet label embed", n["controlnet_embed_label"], n["controlnet_parameters"].get<double>());
+      s += row("ControlNet residuals", n["controlnet_residuals"], n["controlnet_parameters"].get<double>());
+    }
     if (n.contains("autoencoder_decode")) s += row("autoencoder decode", n["autoencoder_decode"], n["autoencoder_parameters"].get<double>());
   }
   return s;
@@ -269,7 +294,8 @@ int run_bench(const Args_t& args) {
       ("network", "A MONAI / MAISI network config (e.g. NV-Generate-CTMR's config_network_rflow.json): time its diffusion U-Net "
                   "forward and autoencoder decode with random weights instead of the configs'", cxxopts::value<std::string>())
       ("network-latent", "Latent size X,Y,Z of --network", cxxopts::value<std::string>()->default_value("16,16,16"))
-      ("network-parts", "What of --network to time (comma-separated): unet, decode", cxxopts::value<std::string>()->default_value("unet,decode"))
+      ("network-parts", "What of --network to time (comma-separated): unet, decode, controlnet (its label embedding, once per "
+       "volume, and its residuals, every step)", cxxopts::value<std::string>()->default_value("unet,decode,controlnet"))
       ("max-memory", "--network: decode within this many GiB (block by block when the whole decoder would not fit; one "
                      "cold run, timed; default: whole, repeated)", cxxopts::value<double>())
       ("json", "Print the JSON on stdout instead of the table")
@@ -278,7 +304,7 @@ int run_bench(const Args_t& args) {
   Bench b{choose_device(r["device"].as<std::string>()), r["repeat"].as<int64_t>(), {}, {}};
   b.network_parts.clear();
   for (const auto& p : split_commas(r["network-parts"].as<std::string>())) {
-    if (p != "unet" && p != "decode") usage_fail("--network-parts: unknown part '{}' (unet, decode)", p);
+    if (p != "unet" && p != "decode" && p != "controlnet") usage_fail("--network-parts: unknown part '{}' (unet, decode, controlnet)", p);
     b.network_parts.insert(p);
   }
   if (r.count("max-memory")) {

@@ -63,8 +63,10 @@ torch::Tensor MonaiControlNetImpl::embed_label(const torch::Tensor& label, int64
   int64_t reach = 1 + f;
   for (size_t i = 0; i + 1 < c.cond_channels.size(); ++i) reach += 2 * (int64_t{1} << i);
   const int64_t halo = (reach + f - 1) / f * f;
-  const int64_t widest = *std::max_element(c.cond_channels.begin(), c.cond_channels.end());
-  const int64_t row_bytes = Y * Z * std::max(widest, c.cond_in_channels) * 4;
+  // bytes per input row of the largest activation: width w_i on a grid 2^i coarser along every axis
+  int64_t row_bytes = c.cond_in_channels * Y * Z * 4;
+  for (size_t i = 0; i < c.cond_channels.size(); ++i)
+    row_bytes = std::max(row_bytes, c.cond_channels[i] * Y * Z * 4 / (int64_t{1} << (3 * i)));
   const int64_t rows_out = std::max<int64_t>(1, std::min(X / f, (slab_bytes / std::max<int64_t>(row_bytes, 1) - 2 * halo) / f));
   const auto device = cond_conv_in->conv->weight.device();
   std::vector<torch::Tensor> parts;
