@@ -213,6 +213,11 @@ TEST_CASE("manifest: classes beyond 999 - FIFOs - devices and link loops are one
   write_text_atomically(dir / "maps.json", R"({"cases": [{"label": "a.nii.gz", "class": 0}]})");
   CHECK(load_manifest((dir / "maps.json").string(), ManifestKind::LabelMaps).entries.size() == 1);
   CHECK_THROWS_WITH_AS(load_manifest((dir / "maps.json").string()), doctest::Contains("needs an 'image' path"), Error);
+  // one label file is a list of one map; as images it is still not a manifest
+  auto one = load_manifest((dir / "a.nii.gz").string(), ManifestKind::LabelMaps);
+  REQUIRE(one.entries.size() == 1);
+  CHECK(one.entries[0].image.filename() == "a.nii.gz");
+  CHECK_THROWS_WITH_AS(load_manifest((dir / "a.nii.gz").string()), doctest::Contains("a manifest is a folder, a glob"), Error);
   // the classes a manifest uses
   write_text_atomically(dir / "gaps.csv", "image,class\na.nii.gz,0\na.nii.gz,5\n");
   auto g = load_manifest((dir / "gaps.csv").string());

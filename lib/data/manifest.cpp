@@ -159,9 +159,12 @@ Manifest load_manifest(const std::string& source, ManifestKind kind) {
     if (dir.empty()) dir = ".";
     if (!fs::is_directory(dir)) fail("{}: no such folder", dir.string());
     std::vector<fs::path> files;
-    for (const auto& f : fs::directory_iterator(dir))
-      if (f.is_regular_file() && has_image_extension(f.path()) && wildcard_match(pattern, f.path().filename().string()))
-        files.push_back(f.path());
+    if (one_map)
+      files.push_back(src);
+    else
+      for (const auto& f : fs::directory_iterator(dir))
+        if (f.is_regular_file() && has_image_extension(f.path()) && wildcard_match(pattern, f.path().filename().string()))
+          files.push_back(f.path());
     std::sort(files.begin(), files.end());
     if (files.empty()) fail("{}: no image files (nii, nii.gz, nrrd, mha, mhd) match", source);
     for (auto& f : files) {
