@@ -40,6 +40,11 @@ file formats users download, with inputs and MONAI's outputs, for meddiff's equa
   controlnet_rflow.pt      a whole 3-step image-from-mask run as NV-Generate-CTMR's run_controlnet_conditioned_image_dm
                            does it (guidance 0, modality 1): {"noise", "label", "spacing", "latent", "image"}: the image
                            in HU after the CT mapping and crop_img_body_mask (label 0 -> -1000)
+  train_step.pt            one training step's loss and gradients, as NV-Generate-CTMR's diff_model_train.py computes them
+                           for the MAISI U-Net above (RFlowScheduler.sample_timesteps from uniform draws "maisi_u",
+                           add_noise, target x0 - noise, L1; "maisi_t_discrete": the timesteps with discrete ones) and
+                           as a MONAI bundle trains the DiffusionModelUNet above (DDPMScheduler.add_noise on the
+                           bundle's scaled-linear betas, target the noise, MSE)
   torch_save_types.pt      a MAISI-style U-Net file ({"unet_state_dict": OrderedDict with _metadata, "scale_factor": tensor,
                            ...}) with every kind of value torch.save writes in such files (fp16 / bf16 / int64 / bool / uint16 tensors,
                            a strided view, a parameter, numbers, strings, None, lists, tuples, sets, a numpy scalar)
@@ -275,6 +280,49 @@ def write_controlnet(unet_maisi, unet_maisi_net, ae_maisi, randomise, settings):
     print(f"controlnet_rflow: timesteps {[float(t) for t in ts]} image range {image.min():.1f}..{image.max():.1f}")
 
 
+def write_train_step(unet_maisi_net, unet_monai_net):
+    import torch
+    from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
+
+    torch.manual_seed(20261208)
+    out = {}
+    x0, noise = torch.randn(2, 4, 8, 16, 8), torch.randn(2, 4, 8, 16, 8)
+    spacing, modality = torch.tensor([[150.0, 150.0, 200.0], [100.0, 100.0, 250.0]]), torch.tensor([1, 1])
+    for discrete in (False, True):
+        s = RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=discrete, sample_method="uniform",
+                           use_timestep_transform=True, base_img_size_numel=32 * 32 * 32, spatial_dim=3)
+        torch.manual_seed(11)
+        t = s.sample_timesteps(x0)
+        out["maisi_t_discrete" if discrete else "maisi_t"] = t
+    torch.manual_seed(11)
+    out["maisi_u"] = torch.rand((2,))  # the uniform draws sample_timesteps made
+    s = RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=False, sample_method="uniform",
+                       use_timestep_transform=True, base_img_size_numel=32 * 32 * 32, spatial_dim=3)
+    t = out["maisi_t"]
+    unet_maisi_net.zero_grad()
+    pred = unet_maisi_net(x=s.add_noise(original_samples=x0, noise=noise, timesteps=t), timesteps=t, spacing_tensor=spacing,
+                          class_labels=modality)
+    loss = torch.nn.L1Loss()(pred.float(), (x0 - noise).float())
+    loss.backward()
+    out.update(maisi_x0=x0, maisi_noise=noise, maisi_spacing=spacing, maisi_class=modality, maisi_loss=loss.detach(),
+               maisi_grad_conv_in=unet_maisi_net.conv_in.conv.weight.grad.clone(),
+               maisi_grad_out=unet_maisi_net.out[2].conv.weight.grad.clone())
+    unet_maisi_net.zero_grad()
+
+    x0, noise = torch.randn(2, 3, 8, 12, 16), torch.randn(2, 3, 8, 12, 16)
+    t = torch.tensor([10, 731])
+    d = DDPMScheduler(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195)
+    unet_monai_net.zero_grad()
+    pred = unet_monai_net(x=d.add_noise(original_samples=x0, noise=noise, timesteps=t), timesteps=t)
+    loss = torch.nn.functional.mse_loss(pred.float(), noise.float())
+    loss.backward()
+    out.update(monai_x0=x0, monai_noise=noise, monai_t=t, monai_loss=loss.detach(),
+               monai_grad_conv_in=unet_monai_net.conv_in.conv.weight.grad.clone())
+    unet_monai_net.zero_grad()
+    torch.save(out, OUT / "train_step.pt")
+    print(f"train_step: MAISI L1 {out['maisi_loss']:.6f} (t {out['maisi_t'].tolist()}), bundle MSE {out['monai_loss']:.6f}")
+
+
 def main():
     import_monai()
     import torch
@@ -360,6 +408,7 @@ def main():
     write_fp16_norm(maisi, ae_maisi)
     settings["autoencoder_maisi_fp16norm"] = dict(maisi, norm_float16=True)
     write_controlnet(unet_maisi, unet_maisi_net, ae_maisi, randomise, settings)
+    write_train_step(unet_maisi_net, unet_monai_net)
     (OUT / "networks.json").write_text(json.dumps(settings, indent=1) + "\n")
     print(f"wrote {OUT}")
 

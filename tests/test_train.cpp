@@ -8,6 +8,7 @@
 #include "data/metrics.h"
 #include "data/phantom.h"
 #include "models/autoencoder_kl.h"
+#include "models/state_dict.h"
 #include "models/sync_batch_norm.h"
 #include "pipeline/latent_autoencoder.h"
 #include "pipeline/loaded_models.h"
@@ -683,4 +684,57 @@ TEST_CASE("the spacing a MAISI U-Net sees is the case's spacing along RAS x y z 
   // a sagittal-like grid: i runs superior (world z), j posterior (world y), k left (world x)
   g.direction = {0, 0, 1, 0, 1, 0, 1, 0, 0};
   CHECK(torch::equal(maisi_spacing_input(g), torch::tensor({2.0, 0.7, 0.5}, torch::kDouble)));
+}
+
+// One fine-tuning step of an imported U-Net against MONAI's: the fixture holds the loss and gradients of NV-Generate-CTMR's
+// diff_model_train.py step (RFlowScheduler.sample_timesteps from recorded uniform draws, add_noise, velocity target,
+// L1) on MONAI's MAISI U-Net, and of a bundle's step (DDPMScheduler.add_noise, noise target, MSE) on MONAI's
+// DiffusionModelUNet, with the same weights and inputs (scripts/make_monai_fixtures.py).
+TEST_CASE("train-ldm --init computes MONAI's loss and gradients for a MAISI and a bundle U-Net") {
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  auto io = read_state_dict(test::fixture("monai/train_step.pt"));
+  auto close = [](const torch::Tensor& ours, const torch::Tensor& monai, const char* what) {
+    INFO(what);
+    const double scale = monai.abs().max().item<double>(), diff = (ours - monai).abs().max().item<double>();
+    MESSAGE(std::string(what) << ": max |meddiff - MONAI| " << diff << " of " << scale);
+    CHECK(scale > 0);
+    CHECK(diff <= 1e-5 * scale);
+  };
+  {
+    auto def = nets.at("unet_maisi");
+    def["_target_"] = "DiffusionModelUNetMaisi";
+    MonaiUNet net(monai_unet_from_json(def, nets, "unet_maisi"));
+    load_state_dict(*net, read_state_dict(test::fixture("monai/unet_maisi.pt"), "unet_state_dict"), "unet");
+    LoadedLDM l;
+    l.maisi = MaisiRFlowParams{};
+    l.maisi->transform_scale = 1.4;  // sampling's setting: MONAI's training transform ignores it
+    CHECK((maisi_rflow_train_timesteps(*l.maisi, io.at("maisi_u"), 8 * 16 * 8) - io.at("maisi_t")).abs().max().item<double>() < 1e-3);
+    l.maisi->discrete = true;  // u T truncated before the transform
+    CHECK((maisi_rflow_train_timesteps(*l.maisi, io.at("maisi_u"), 8 * 16 * 8) - io.at("maisi_t_discrete")).abs().max().item<double>() < 1e-3);
+    l.maisi->discrete = false;
+    MonaiUNetInputs in;
+    in.class_labels = io.at("maisi_class");
+    in.spacing = io.at("maisi_spacing");
+    net->zero_grad();
+    auto loss = imported_ldm_loss(l, net, io.at("maisi_x0"), io.at("maisi_noise"), io.at("maisi_u"), in);
+    loss.backward();
+    close(loss, io.at("maisi_loss"), "MAISI L1 loss");
+    close(net->conv_in->conv->weight.grad(), io.at("maisi_grad_conv_in"), "MAISI conv_in gradient");
+    close(net->out_conv->conv->weight.grad(), io.at("maisi_grad_out"), "MAISI output convolution gradient");
+  }
+  {
+    auto def = nets.at("unet_monai");
+    def["_target_"] = "monai.networks.nets.diffusion_model_unet.DiffusionModelUNet";
+    MonaiUNet net(monai_unet_from_json(def, nets, "unet_monai"));
+    load_state_dict(*net, read_state_dict(test::fixture("monai/unet_monai.pt")), "unet");
+    LoadedLDM l;
+    l.prediction = Prediction::Eps;
+    const auto schedule = make_monai_schedule("scaled_linear_beta", 1000, 0.0015, 0.0195);
+    net->zero_grad();
+    auto loss = imported_ldm_loss(l, net, io.at("monai_x0"), io.at("monai_noise"), io.at("monai_t").to(torch::kFloat), {},
+                                  schedule.alphas_cumprod);
+    loss.backward();
+    close(loss, io.at("monai_loss"), "bundle MSE loss");
+    close(net->conv_in->conv->weight.grad(), io.at("monai_grad_conv_in"), "bundle conv_in gradient");
+  }
 }

@@ -59,12 +59,14 @@ torch::Tensor maisi_rflow_train_timesteps(const MaisiRFlowParams& p, const torch
   if (latent_voxels < 1) fail("rectified flow: latent of {} voxels", latent_voxels);
   const float T = static_cast<float>(p.train_steps);
   auto t = u.to(torch::kFloat) * T;
+  if (p.discrete) t = t.trunc();  // .long(), before the transform
   if (p.timestep_transform) {
-    const float ratio = transform_ratio(p, latent_voxels);
+    MaisiRFlowParams unscaled = p;
+    unscaled.transform_scale = 1.0;
+    const float ratio = transform_ratio(unscaled, latent_voxels);
     auto s = t / T;
     t = ratio * s / (1.0f + (ratio - 1.0f) * s) * T;
   }
-  if (p.discrete) t = t.trunc();  // .long()
   return t;
 }
 

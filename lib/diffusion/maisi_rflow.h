@@ -37,9 +37,10 @@ torch::Tensor maisi_rflow_sample(const MaisiRFlowParams& p, torch::Tensor x, con
                                  const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& velocity,
                                  const std::function<void(int64_t, int64_t)>& on_step = nullptr);
 
-// Training (MAISI's diff_model_train.py with MONAI's RFlowScheduler): a sample's timestep from a uniform u in
-// [0, 1): t = u T, then the same timestep transform as sampling (float32; integers when discrete), for a latent
-// of `latent_voxels` spatial voxels; u [B] -> t [B] float.
+// Training (MAISI's diff_model_train.py with MONAI's RFlowScheduler.sample_timesteps): a sample's timestep from a
+// uniform u in [0, 1): t = u T (truncated to an integer when discrete), then the timestep transform for a latent
+// of `latent_voxels` spatial voxels in float32, without transform_scale (sample_timesteps passes none; sampling
+// does); u [B] -> t [B] float.
 torch::Tensor maisi_rflow_train_timesteps(const MaisiRFlowParams& p, const torch::Tensor& u, int64_t latent_voxels);
 // The noisy latent at timesteps t [B]: (1 - t/T) x0 + (t/T) noise (RFlowScheduler.add_noise); the network learns
 // the velocity x0 - noise.

@@ -53,6 +53,20 @@ Latents encode_cases(LoadedAutoencoder& vq, const std::vector<TrainingVolume>& t
 
 }  // namespace
 
+torch::Tensor imported_ldm_loss(const LoadedLDM& l, MonaiUNet& net, const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& u,
+                                const MonaiUNetInputs& in, const torch::Tensor& alphas_cumprod) {
+  if (l.maisi) {
+    const int64_t latent_voxels = x0.size(2) * x0.size(3) * x0.size(4);
+    auto ts = maisi_rflow_train_timesteps(*l.maisi, u, latent_voxels).to(x0.device());
+    auto velocity = net->forward(maisi_rflow_add_noise(*l.maisi, x0, noise, ts), ts, in);
+    return (velocity.to(torch::kFloat) - (x0 - noise)).abs().mean();
+  }
+  auto tl = u.to(torch::kLong).to(x0.device());
+  auto ab = alphas_cumprod.to(x0.device(), torch::kFloat).index_select(0, tl);
+  auto pred = net->forward(q_sample(x0, noise, ab), tl, in);
+  return (pred.to(torch::kFloat) - prediction_target(l.prediction, x0, noise, ab)).square().mean();
+}
+
 LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTune& init, LoadedAutoencoder& vq,
                                       const std::vector<TrainingVolume>& train, const fs::path& out_dir, RunStart start_mode,
                                       Collectives* comm, std::optional<torch::Device> on) {
@@ -90,7 +104,6 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
   vq.ae->to(device);
   Latents lat = encode_cases(vq, train, scale_factor, l.recipe, device);
   const int64_t N = lat.z.size(0);
-  const int64_t latent_voxels = lat.z.size(2) * lat.z.size(3) * lat.z.size(4);
   log_info("fine-tuning {} ({} U-Net, {} parameters) on {} case(s): latents [{}], {}", init.init.string(), l.family,
            src.parameter_count("unet"), N, fmt::join(lat.z.sizes().slice(1), ", "),
            maisi ? "MAISI's rectified flow, L1 on the velocity" : fmt::format("{} on its beta schedule, mean squared error", l.recipe.value("scheduler", "ddpm")));
@@ -164,18 +177,8 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
       MonaiUNetInputs in;
       if (cls >= 0) in.class_labels = torch::full({t.batch_size}, cls, torch::kLong).to(device);
       if (net->params.spacing_input) in.spacing = torch::stack(sp).to(device);
-      torch::Tensor loss;
       AutocastGuard ac(bf16);  // the networks' forward (bf16 on CUDA with ldm_train.precision auto), the loss in float32
-      if (maisi) {
-        auto ts = maisi_rflow_train_timesteps(*l.maisi, ub, latent_voxels).to(device);
-        auto out_v = net->forward(maisi_rflow_add_noise(*l.maisi, xb, eps, ts), ts, in);
-        loss = (out_v.to(torch::kFloat) - (xb - eps)).abs().mean();
-      } else {
-        auto tl = ub.to(torch::kLong).to(device);
-        auto ab = alphas.index_select(0, tl);
-        auto pred = net->forward(q_sample(xb, eps, ab), tl, in);
-        loss = (pred.to(torch::kFloat) - prediction_target(l.prediction, xb, eps, ab)).square().mean();
-      }
+      torch::Tensor loss = imported_ldm_loss(l, net, xb, eps, ub, in, alphas);
       (loss / static_cast<double>(t.grad_accum)).backward();
       loss_sum = loss_sum + loss.detach();
     }

@@ -31,6 +31,12 @@ LDMTrainResult fine_tune_imported_ldm(const RunConfig& cfg, const ImportedFineTu
                                       const std::vector<TrainingVolume>& train, const std::filesystem::path& out_dir, RunStart start,
                                       Collectives* comm = nullptr, std::optional<torch::Device> device = std::nullopt);
 
+// One batch's loss under the recipe's training rule, as each step of fine_tune_imported_ldm computes it: x0 (the
+// scaled latents), noise and u (MAISI: uniform draws in [0, 1), one per sample; a bundle: the integer timesteps, as
+// float) on the latents' device; `alphas_cumprod` the bundle's schedule (unused for MAISI).
+torch::Tensor imported_ldm_loss(const LoadedLDM& l, MonaiUNet& net, const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& u,
+                                const MonaiUNetInputs& in, const torch::Tensor& alphas_cumprod = {});
+
 // The per-case spacing input of a MAISI U-Net: the case's voxel spacing along the RAS axes x, y, z, in mm x 100.
 torch::Tensor maisi_spacing_input(const Geometry& g);
 
