@@ -223,6 +223,20 @@ def network_mode(a):
                 kw["spacing_tensor"] = torch.full((1, 3), 150.0)
             x = torch.randn(1, ref(c["in_channels"]), *sizes)
             results["unet"] = compare("U-Net forward", "unet_forward", "unet_parameters", unet, lambda v: unet(v, **kw), x)
+        if "controlnet_def" in root:
+            # one sampling step of MAISI's ControlNet as NV-Generate-CTMR runs it: MONAI's ControlNetMaisi embeds the
+            # label map's bit planes at every call; meddiff embeds them once per volume and times the residuals alone
+            c = root["controlnet_def"]
+            cn = build_monai(dict(c, use_checkpointing=False), root).eval()
+            f = 2 ** (len(c["conditioning_embedding_num_channels"]) - 1)
+            cond = (torch.randint(0, 256, [1, 1] + [s * f for s in sizes]).unsqueeze(-1)
+                    .bitwise_and(2 ** torch.arange(8)).ne(0).float().squeeze(1).permute(0, 4, 1, 2, 3))
+            kw_cn = {"timesteps": torch.full((1,), 500.0), "controlnet_cond": cond}
+            if c.get("num_class_embeds"):
+                kw_cn["class_labels"] = torch.ones(1, dtype=torch.long)
+            x = torch.randn(1, ref(c["in_channels"]), *sizes)
+            results["controlnet"] = compare("ControlNet per step", "controlnet_residuals", "controlnet_parameters", cn,
+                                            lambda v: cn(v, **kw_cn), x)
         if "autoencoder_def" in root:
             ae = build_monai(root["autoencoder_def"], root).eval()
             z = torch.randn(1, ref(root["autoencoder_def"]["latent_channels"]), *sizes)
