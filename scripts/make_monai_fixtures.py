@@ -76,6 +76,24 @@ def import_monai():
     sys.path.insert(0, str(target))
 
 
+def maisi_sampling_loop(noise, steps, velocity):
+    """NV-Generate-CTMR's sampling loop: MONAI's RFlowScheduler as MAISI sets it, Euler steps from each timestep to the
+    next one (0 after the last), velocity(x, t) the network's output at the fp16 timestep t; returns the last latent."""
+    import torch
+    from monai.networks.schedulers import RFlowScheduler
+
+    s = RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=False, sample_method="logit-normal",
+                       use_timestep_transform=True, base_img_size_numel=32 * 32 * 32, spatial_dim=3)
+    s.set_timesteps(num_inference_steps=steps, input_img_size_numel=torch.prod(torch.tensor(noise.shape[2:])))
+    ts = s.timesteps
+    nexts = torch.cat((ts[1:], torch.tensor([0], dtype=ts.dtype)))
+    x = noise.clone()
+    with torch.no_grad():
+        for t, next_t in zip(ts, nexts):
+            x, _ = s.step(velocity(x, torch.Tensor((t,))), t, x, next_t)
+    return x
+
+
 def write_rflow(unet, autoencoder, scale_factor):
     import torch
     from monai.networks.schedulers import RFlowScheduler
@@ -95,22 +113,16 @@ def write_rflow(unet, autoencoder, scale_factor):
     spacing = (torch.tensor([[1.5, 1.5, 2.0]]).double() * 1e2).half()  # as diff_model_infer's prepare_tensors
     modality = torch.tensor([1])
     for guidance in (0.0, 2.0):
-        s = scheduler()
-        s.set_timesteps(num_inference_steps=5, input_img_size_numel=torch.prod(torch.tensor(noise.shape[2:])))
-        ts = s.timesteps
-        nexts = torch.cat((ts[1:], torch.tensor([0], dtype=ts.dtype)))
-        x = noise.clone()
+        def velocity(x, tt):
+            if guidance == 0:
+                return unet(x=x, timesteps=tt, spacing_tensor=spacing.float(), class_labels=modality)
+            both = unet(x=torch.cat([x] * 2), timesteps=torch.cat([tt] * 2), spacing_tensor=torch.cat([spacing.float()] * 2),
+                        class_labels=torch.cat([modality, torch.zeros_like(modality)]))
+            cond, uncond = both.chunk(2)
+            return uncond + guidance * (cond - uncond)
+
+        x = maisi_sampling_loop(noise, 5, velocity)
         with torch.no_grad():
-            for t, next_t in zip(ts, nexts):
-                tt = torch.Tensor((t,))
-                if guidance == 0:
-                    v = unet(x=x, timesteps=tt, spacing_tensor=spacing.float(), class_labels=modality)
-                else:
-                    both = unet(x=torch.cat([x] * 2), timesteps=torch.cat([tt] * 2), spacing_tensor=torch.cat([spacing.float()] * 2),
-                                class_labels=torch.cat([modality, torch.zeros_like(modality)]))
-                    cond, uncond = both.chunk(2)
-                    v = uncond + guidance * (cond - uncond)
-                x, _ = s.step(v, t, x, next_t)
             image = autoencoder.decode(x / torch.tensor(scale_factor))
         key = "cfg" if guidance else "plain"
         out[f"latent_{key}"] = x
@@ -205,7 +217,6 @@ def write_fp16_norm(maisi, ae_maisi):
 def write_controlnet(unet_maisi, unet_maisi_net, ae_maisi, randomise, settings):
     import torch
     from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
-    from monai.networks.schedulers import RFlowScheduler
 
     torch.manual_seed(20261207)
     cn = dict(spatial_dims=3, in_channels=4, num_channels=unet_maisi["num_channels"], attention_levels=unet_maisi["attention_levels"],
@@ -259,25 +270,19 @@ def write_controlnet(unet_maisi, unet_maisi_net, ae_maisi, randomise, settings):
     cond = bit_planes(label).float()
     noise = torch.randn(1, 4, 8, 8, 8)
     spacing = torch.tensor([[150.0, 150.0, 200.0]])
-    s = RFlowScheduler(num_train_timesteps=1000, use_discrete_timesteps=False, sample_method="logit-normal",
-                       use_timestep_transform=True, base_img_size_numel=32 * 32 * 32, spatial_dim=3)
-    s.set_timesteps(num_inference_steps=3, input_img_size_numel=torch.prod(torch.tensor(noise.shape[2:])))
-    ts = s.timesteps
-    nexts = torch.cat((ts[1:], torch.tensor([0], dtype=ts.dtype)))
-    latents = noise.clone()
+    def velocity(x, tt):
+        down, mid = net(x=x, timesteps=tt, controlnet_cond=cond, class_labels=modality)
+        return unet_maisi_net(x=x, timesteps=tt, spacing_tensor=spacing, class_labels=modality,
+                              down_block_additional_residuals=down, mid_block_additional_residual=mid)
+
+    latents = maisi_sampling_loop(noise, 3, velocity)
     with torch.no_grad():
-        for t, next_t in zip(ts, nexts):
-            tt = torch.Tensor((t,))
-            down, mid = net(x=latents, timesteps=tt, controlnet_cond=cond, class_labels=modality)
-            v = unet_maisi_net(x=latents, timesteps=tt, spacing_tensor=spacing, class_labels=modality,
-                               down_block_additional_residuals=down, mid_block_additional_residual=mid)
-            latents, _ = s.step(v, t, latents, next_t)
         image = ae_maisi.decode(latents / torch.tensor(1.0549))
     image = torch.clip(image, 0.0, 1.0) * 2000 - 1000  # CT: b 0..1 -> a -1000..1000
     image[label == 0] = -1000  # crop_img_body_mask
     torch.save({"noise": noise, "label": label[0, 0].short(), "spacing": spacing, "latent": latents, "image": image[0, 0]},
                OUT / "controlnet_rflow.pt")
-    print(f"controlnet_rflow: timesteps {[float(t) for t in ts]} image range {image.min():.1f}..{image.max():.1f}")
+    print(f"controlnet_rflow: image range {image.min():.1f}..{image.max():.1f}")
 
 
 def write_train_step(unet_maisi_net, unet_monai_net):

@@ -20,22 +20,11 @@ MonaiUNetImpl::MonaiUNetImpl(const MonaiUNetParams& p) : params(p) {
   up_blocks = register_module("up_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < L; ++i) {
     const int64_t level = L - 1 - i, out_c = p.channels[static_cast<size_t>(level)];
-    auto lv = std::make_shared<MonaiUNetLevelImpl>();
-    up_blocks->push_back(lv);
-    ups.push_back(lv);
-    auto resnets = lv->register_module("resnets", torch::nn::ModuleList());
-    torch::nn::ModuleList attentions{nullptr};
-    if (p.attention_at(level)) attentions = lv->register_module("attentions", torch::nn::ModuleList());
+    auto lv = MonaiUNetLevelImpl::append(up_blocks, ups);
     for (int64_t r = 0; r < p.num_res_blocks[static_cast<size_t>(level)] + 1; ++r) {
-      const int64_t skip = skips.back();
+      lv->add_block(p, c + skips.back(), out_c, C, level);
       skips.pop_back();
-      lv->res.push_back(std::make_shared<MonaiResBlockImpl>(p, c + skip, out_c, C));
-      resnets->push_back(lv->res.back());
       c = out_c;
-      if (attentions) {
-        lv->att.push_back(monai_unet_attention(p, c, level));
-        attentions->push_back(lv->att.back());
-      }
     }
     if (i + 1 < L) {
       if (p.resblock_updown) lv->res_sampler = lv->register_module("upsampler", std::make_shared<MonaiResBlockImpl>(p, c, c, C, +1));

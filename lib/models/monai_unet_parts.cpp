@@ -37,6 +37,23 @@ torch::Tensor MonaiUNetLevelImpl::resample(const torch::Tensor& h, const torch::
   return h;
 }
 
+void MonaiUNetLevelImpl::add_block(const MonaiUNetParams& p, int64_t in, int64_t out, int64_t emb, int64_t level) {
+  if (!resnets) resnets = register_module("resnets", torch::nn::ModuleList());
+  res.push_back(std::make_shared<MonaiResBlockImpl>(p, in, out, emb));
+  resnets->push_back(res.back());
+  if (!p.attention_at(level)) return;
+  if (!attentions) attentions = register_module("attentions", torch::nn::ModuleList());
+  att.push_back(monai_unet_attention(p, out, level));
+  attentions->push_back(att.back());
+}
+
+std::shared_ptr<MonaiUNetLevelImpl> MonaiUNetLevelImpl::append(torch::nn::ModuleList list, std::vector<std::shared_ptr<MonaiUNetLevelImpl>>& levels) {
+  auto lv = std::make_shared<MonaiUNetLevelImpl>();
+  list->push_back(lv);
+  levels.push_back(lv);
+  return lv;
+}
+
 MonaiAttention monai_unet_attention(const MonaiUNetParams& p, int64_t c, int64_t level) {
   return MonaiAttention(c, c / p.num_head_channels[static_cast<size_t>(level)], p.include_fc, p.norm_groups, p.norm_eps);
 }
@@ -47,21 +64,11 @@ void MonaiDownPath::build(torch::nn::Module& owner, const MonaiUNetParams& p, in
   skip_channels = {p.channels[0]};
   int64_t c = p.channels[0];
   for (int64_t i = 0; i < L; ++i) {
-    auto lv = std::make_shared<MonaiUNetLevelImpl>();
-    down_blocks->push_back(lv);
-    levels.push_back(lv);
-    auto resnets = lv->register_module("resnets", torch::nn::ModuleList());
-    torch::nn::ModuleList attentions{nullptr};
-    if (p.attention_at(i)) attentions = lv->register_module("attentions", torch::nn::ModuleList());
+    auto lv = MonaiUNetLevelImpl::append(down_blocks, levels);
     const int64_t out_c = p.channels[static_cast<size_t>(i)];
     for (int64_t r = 0; r < p.num_res_blocks[static_cast<size_t>(i)]; ++r) {
-      lv->res.push_back(std::make_shared<MonaiResBlockImpl>(p, c, out_c, E));
-      resnets->push_back(lv->res.back());
+      lv->add_block(p, c, out_c, E, i);
       c = out_c;
-      if (attentions) {
-        lv->att.push_back(monai_unet_attention(p, c, i));
-        attentions->push_back(lv->att.back());
-      }
       skip_channels.push_back(c);
     }
     if (i + 1 < L) {

@@ -38,6 +38,12 @@ struct MonaiUNetLevelImpl : torch::nn::Module {
   MonaiUpsample conv_up{nullptr};
   torch::Tensor resample(const torch::Tensor& h, const torch::Tensor& emb);
   bool resamples() const { return res_sampler || conv_down || conv_up; }
+  // A residual block from `in` to `out` channels (and self-attention after it where `level` attends), under MONAI's
+  // names "resnets.N" ("attentions.N").
+  void add_block(const MonaiUNetParams& p, int64_t in, int64_t out, int64_t emb, int64_t level);
+  // A new level appended to `list` (and to `levels`).
+  static std::shared_ptr<MonaiUNetLevelImpl> append(torch::nn::ModuleList list, std::vector<std::shared_ptr<MonaiUNetLevelImpl>>& levels);
+  torch::nn::ModuleList resnets{nullptr}, attentions{nullptr};
 };
 
 // The down path ("down_blocks") and the middle block ("middle_block": res block, attention, res block), registered
