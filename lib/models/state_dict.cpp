@@ -26,6 +26,24 @@ std::optional<std::string> replace_first(const std::string& s, const std::string
   return s.substr(0, at) + to + s.substr(at + from.size());
 }
 
+// `sd` without a wrapper's prefix that every key carries (DistributedDataParallel's "module.", torch.compile's
+// "_orig_mod.", in any nesting).
+TensorMap unwrapped(TensorMap sd) {
+  for (bool again = !sd.empty(); again;) {
+    again = false;
+    for (const std::string prefix : {"module.", "_orig_mod."}) {
+      bool all = true;
+      for (const auto& kv : sd) all = all && kv.first.size() > prefix.size() && kv.first.compare(0, prefix.size(), prefix) == 0;
+      if (!all) continue;
+      TensorMap inner;
+      for (auto& [k, t] : sd) inner[k.substr(prefix.size())] = t;
+      sd = std::move(inner);
+      again = true;
+    }
+  }
+  return sd;
+}
+
 }  // namespace
 
 TensorMap read_state_dict(const std::filesystem::path& path, const std::string& key) {
@@ -47,7 +65,7 @@ TensorMap state_dict_of(const PyValue& file, const std::filesystem::path& path, 
     if (t->kind != PyValue::Kind::Tensor) fail("{}: '{}' is a {}, not a tensor", path.string(), k->s, t->type_name());
     out[k->s] = t->tensor;
   }
-  return out;
+  return unwrapped(std::move(out));
 }
 
 std::vector<std::string> load_state_dict(torch::nn::Module& m, const TensorMap& sd, const std::string& what,

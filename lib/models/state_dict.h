@@ -17,6 +17,8 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 
 // The name -> tensor dict of a torch.save file (a state dict, an OrderedDict included), or of the dict under
 // `key` when the file holds a dict of entries (e.g. {"unet_state_dict": ...}); one error naming the file otherwise.
+// A prefix every key shares because the network was saved wrapped ("module." of DistributedDataParallel or
+// DataParallel, "_orig_mod." of torch.compile, nested in any order) is removed, as the unwrapped network names them.
 TensorMap read_state_dict(const std::filesystem::path& path, const std::string& key = "");
 // The same from a file already read (core/torch_file.h's read_torch_file of `path`).
 TensorMap state_dict_of(const PyValue& file, const std::filesystem::path& path, const std::string& key = "");

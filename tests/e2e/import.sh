@@ -66,6 +66,16 @@ torch.save(c["noise"].clone(), "cn_noise.pt")
 f = torch.load(f"{F}/controlnet_maisi.pt")
 del f["controlnet_state_dict"]["time_embed.0.weight"]
 torch.save(f, "cn_partial.pt")
+f = torch.load(f"{F}/controlnet_maisi.pt")  # a weight neither it nor the U-Net has, an unknown one, a mis-shaped one
+del f["controlnet_state_dict"]["controlnet_cond_embedding.conv_out.conv.bias"]
+f["controlnet_state_dict"]["controlnet_down_blocks.99.conv.weight"] = torch.zeros(1)
+f["controlnet_state_dict"]["controlnet_mid_block.conv.weight"] = torch.zeros(2, 2, 1, 1, 1)
+torch.save(f, "cn_bad.pt")
+# weights saved from wrapped networks: DistributedDataParallel's "module." and torch.compile's "_orig_mod." on every key
+f = torch.load(f"{F}/unet_maisi.pt")
+f["unet_state_dict"] = {"module." + k: v for k, v in f["unet_state_dict"].items()}
+torch.save(f, "unet_ddp.pt")
+torch.save({"module._orig_mod." + k: v for k, v in torch.load(f"{F}/autoencoder_maisi.pt").items()}, "ae_compiled.pt")
 torch.save(torch.load(f"{F}/ddim_monai.pt")["noise"].clone(), "ddim_noise.pt")
 PY
 
@@ -76,6 +86,15 @@ grep -q "wrote maisi/controlnet.pt" maisi.txt || fail "import maisi --controlnet
 "$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" \
   --controlnet cn_partial.pt --out cn-partial > /dev/null 2>warn.txt || fail "import a partial ControlNet: $(cat warn.txt)"
 grep -q "cn_partial.pt: 1 weight(s) the file lacks taken from the U-Net" warn.txt || fail "no warning on U-Net weights: $(cat warn.txt)"
+set +e; "$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" \
+  --controlnet cn_bad.pt --out cn-bad 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && $(wc -l < err.txt) == 1 && ! -e cn-bad ]] || fail "bad ControlNet: exit $rc, $(cat err.txt)"
+for part in "1 missing (controlnet_cond_embedding.conv_out.conv.bias)" "1 unexpected (controlnet_down_blocks.99.conv.weight)" \
+            "controlnet_mid_block.conv.weight [2,2,1,1,1] (expected [8,8,1,1,1])"; do
+  grep -qF "$part" err.txt || fail "bad ControlNet error lacks '$part': $(cat err.txt)"
+done
+"$M" import maisi --network-config config_network_rflow.json --autoencoder ae_compiled.pt --unet unet_ddp.pt --out maisi-wrapped \
+  > wrapped.txt 2>&1 || fail "import wrapped networks' weights: $(cat wrapped.txt)"
 "$M" import monai-bundle bundle --out brats > brats.txt || fail "import monai-bundle: $(cat brats.txt)"
 
 # Every imported tensor is the source's weight under the current name; the recipes as the sources say.
@@ -96,6 +115,8 @@ def maisi_ae(k):  # MAISI's convolutions sit one module deeper; its upsampling c
     return k.replace(".conv.conv.", ".conv.", 1)
 check("maisi/autoencoder.pt", "autoencoder", torch.load(f"{F}/autoencoder_maisi.pt"), maisi_ae)
 cfg = check("maisi/ldm.pt", "unet", torch.load(f"{F}/unet_maisi.pt")["unet_state_dict"])
+check("maisi-wrapped/autoencoder.pt", "autoencoder", torch.load(f"{F}/autoencoder_maisi.pt"), maisi_ae)
+check("maisi-wrapped/ldm.pt", "unet", torch.load(f"{F}/unet_maisi.pt")["unet_state_dict"])
 r = cfg["recipe"]
 assert r["scheduler"] == "rflow-maisi" and r["steps"] == 30 and r["guidance"] == 2, r
 assert abs(r["scale_factor"] - 1.0549) < 1e-6, r
