@@ -393,9 +393,12 @@ TEST_CASE("KL autoencoders with MONAI weights: encode and decode equal MONAI's A
 // NVIDIA's config_network_rflow.json sets norm_float16: MAISI's GroupNorm output rounded to float16, scaled and shifted in
 // float16. The reference is MONAI's network with that setting (its convolutions fed float32 by a hook, as MONAI's
 // fp32 forward refuses float16 input). With autograd recording, meddiff's convolutions take LibTorch's own path, as
-// MONAI's do, and the outputs are identical; at inference meddiff's convolutions run oneDNN (ops/conv.h), whose float32
-// rounding differs in the last bits, and float16 rounding downstream turns some of those into a float16 step.
-TEST_CASE("MAISI autoencoder with norm_float16: encode and decode equal MONAI's rounding of the normalised values") {
+// MONAI's do: on a CPU where LibTorch picks the kernels of the machine that built the fixture the outputs are identical,
+// elsewhere (another CPU family) the convolutions' float32 rounding differs in the last bits and the float16 rounding
+// downstream turns some of those into a float16 step; the same holds at inference, where meddiff's convolutions run
+// oneDNN (ops/conv.h). So the rounding is shown by the error it removes: on average at most half of the error of the
+// same weights without it, and the largest difference within 1e-3 of the range.
+TEST_CASE("MAISI autoencoder with norm_float16: encode and decode follow MONAI's rounding of the normalised values") {
   auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
   auto def = nets.at("autoencoder_maisi_fp16norm");
   def["_target_"] = "monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi";
@@ -419,8 +422,16 @@ TEST_CASE("MAISI autoencoder with norm_float16: encode and decode equal MONAI's 
     CHECK((decoded.scalar_type() == torch::kFloat));
     MESSAGE("norm_float16 with LibTorch's convolutions: max |meddiff - MONAI| mu " << max_diff(mu, io.at("mu")) << ", decoded "
             << max_diff(decoded, ref) << " over a range of " << range);
-    CHECK(max_diff(mu, io.at("mu")) == 0);
-    CHECK(max_diff(decoded, ref) == 0);
+    auto mean_diff = [&](const torch::Tensor& a, const torch::Tensor& b) { return (a.detach() - b).abs().mean().item<double>(); };
+    const double mu_range = (io.at("mu").max() - io.at("mu").min()).item<double>();
+    const double mu_err = mean_diff(mu, io.at("mu")), mu_plain = mean_diff(plain->encode(io.at("input")).mu, io.at("mu"));
+    const double dec_err = mean_diff(decoded, ref), dec_plain = mean_diff(plain->decode(io.at("mu")), ref);
+    MESSAGE("mean |meddiff - MONAI|: mu " << mu_err << " (without the float16 rounding " << mu_plain << "), decoded " << dec_err
+            << " (" << dec_plain << ")");
+    CHECK(max_diff(mu, io.at("mu")) <= 1e-3 * mu_range);
+    CHECK(max_diff(decoded, ref) <= 1e-3 * range);
+    CHECK(mu_err <= 0.5 * mu_plain);
+    CHECK(dec_err <= 0.5 * dec_plain);
   }
   torch::NoGradGuard ng;
   const double inference = max_diff(ae->decode(io.at("mu")), ref), without = max_diff(plain->decode(io.at("mu")), ref);
