@@ -394,7 +394,7 @@ TEST_CASE("KL autoencoders with MONAI weights: encode and decode equal MONAI's A
 // float16. The reference is MONAI's network with that setting (its convolutions fed float32 by a hook, as MONAI's
 // fp32 forward refuses float16 input). With autograd recording, meddiff's convolutions take LibTorch's own path, as
 // MONAI's do: on a CPU where LibTorch picks the kernels of the machine that built the fixture the outputs are identical,
-// elsewhere (another CPU family) the convolutions' float32 rounding differs in the last bits and the float16 rounding
+// elsewhere (another CPU) the convolutions' float32 rounding differs in the last bits and the float16 rounding
 // downstream turns some of those into a float16 step; the same holds at inference, where meddiff's convolutions run
 // oneDNN (ops/conv.h). So the rounding is shown by the error it removes: on average at most half of the error of the
 // same weights without it, and the largest difference within 1e-3 of the range.
