@@ -2,17 +2,27 @@
 // each against the same computation on the CPU. Without a CUDA device every case says so and passes.
 #include <doctest/doctest.h>
 
+#include "core/fs.h"
 #include "data/phantom.h"
 #include "diffusion/samplers.h"
+#include "models/autoencoder_kl.h"
+#include "models/kl_params.h"
+#include "models/monai_controlnet.h"
+#include "models/monai_unet.h"
 #include "models/recompute.h"
+#include "models/state_dict.h"
 #include "models/unet3d.h"
 #include "models/vqgan.h"
 #include "ops/kernel_support.h"
 #include "ops/nearest_code.h"
 #include "pipeline/autoencoder.h"
+#include "pipeline/denoiser.h"
 #include "pipeline/device.h"
+#include "pipeline/loaded_models.h"
+#include "train/imported_ldm_trainer.h"
 #include "train/ldm_step.h"
 #include "train/vqgan_step.h"
+#include "test_support.h"
 
 using namespace meddiff;
 
@@ -55,6 +65,22 @@ Batch phantom_batch(int64_t step) {
     xs.push_back(((v.image / v.image.max()) * 2 - 1).unsqueeze(0));
   }
   return {step, torch::stack(xs), torch::tensor({0, 1}, torch::kLong), {}};
+}
+
+// The maximum difference of `got` (any device) from `want` as a share of want's range.
+double of_range(const torch::Tensor& got, const torch::Tensor& want) {
+  auto w = want.detach().to(torch::kCPU, torch::kFloat);
+  return (got.detach().to(torch::kCPU, torch::kFloat) - w).abs().max().item<double>() / (w.max() - w.min()).item<double>();
+}
+
+// A network of the MONAI fixtures (tests/fixtures/monai, built by MONAI) with its weights, on `device`.
+MonaiUNet fixture_unet(const nlohmann::json& nets, const torch::Device& device) {
+  auto def = nets.at("unet_maisi");
+  def["_target_"] = "DiffusionModelUNetMaisi";
+  MonaiUNet net(monai_unet_from_json(def, nets, "unet_maisi"));
+  load_state_dict(*net, read_state_dict(test::fixture("monai/unet_maisi.pt"), "unet_state_dict"), "unet");
+  net->to(device);
+  return net;
 }
 
 }  // namespace
@@ -234,4 +260,91 @@ TEST_CASE("gpu: the samplers give the CPU's latents on CUDA, with and without cl
         CHECK(torch::allclose(a, b, 1e-4, 1e-4));
       }
   ops::set_enabled_kernels("default");
+}
+
+// The networks meddiff imports from MAISI-v2 (tests/fixtures/monai: MONAI-built, random weights) on CUDA against the
+// same networks on the CPU, with TF32 off (float32 both sides): the ControlNet's label embedding in slabs, one sampling
+// step of the ControlNet denoiser with the null class made on the CPU (what sample runs per step), one fine-tuning
+// loss with its gradients (train-ldm --init's rule: the uniform draws stay on the CPU), and the autoencoder's decode.
+TEST_CASE("gpu: imported MAISI networks on CUDA equal the CPU - ControlNet step and label embedding and fine-tuning loss and decode") {
+  if (!have_cuda()) return;
+  const torch::Device cuda(torch::kCUDA, 0);
+  const bool tf32_default = at::globalContext().allowTF32CuDNN(), tf32_blas = at::globalContext().allowTF32CuBLAS();
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
+  auto nets = nlohmann::json::parse(read_text(test::fixture("monai/networks.json")));
+  auto cdef = nets.at("controlnet_maisi");
+  cdef["_target_"] = "monai.apps.generation.maisi.networks.controlnet_maisi.ControlNetMaisi";
+  const auto cp = monai_controlnet_from_json(cdef, nets, "controlnet_maisi");
+  auto io = read_state_dict(test::fixture("monai/controlnet_maisi_io.pt"));
+  std::vector<torch::Tensor> outs;
+  torch::Tensor embedded_cpu;
+  for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+    const torch::Device device = on_gpu ? cuda : torch::Device(torch::kCPU);
+    MonaiControlNet cn(cp);
+    load_state_dict(*cn, read_state_dict(test::fixture("monai/controlnet_maisi.pt"), "controlnet_state_dict"), "controlnet");
+    cn->to(device);
+    cn->eval();
+    MonaiControlNetDenoiser den(fixture_unet(nets, device), 0, cn);
+    den.net->eval();
+    den.set_spacing(io.at("spacing").slice(0, 0, 1));  // on the CPU, as sample sets it
+    torch::NoGradGuard ng;
+    // the label map stays on the CPU: the embedding moves each slab (here one output row each) to the network's device
+    auto e = cn->embed_label(io.at("label"), on_gpu ? 1 : int64_t{1} << 30);
+    CHECK((e.device() == device));
+    if (on_gpu) {
+      MESSAGE("label embedding, CUDA in slabs vs CPU: " << of_range(e, embedded_cpu) << " of the range");
+      CHECK(of_range(e, embedded_cpu) <= 1e-5);
+    } else {
+      embedded_cpu = e;
+    }
+    const auto x = io.at("x").to(device), t = io.at("t").to(device);
+    for (const auto& cls : {io.at("class").to(device), torch::Tensor()}) outs.push_back(den.forward(x, t, cls, e));
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    CHECK((outs[i + 2].device() == cuda));
+    MESSAGE("ControlNet denoiser, " << std::string(i ? "null class" : "class given") << ": CUDA vs CPU " << of_range(outs[i + 2], outs[i]));
+    CHECK(of_range(outs[i + 2], outs[i]) <= 1e-4);
+  }
+
+  auto step = read_state_dict(test::fixture("monai/train_step.pt"));
+  std::vector<torch::Tensor> losses, grads;
+  for (const auto& device : {torch::Device(torch::kCPU), cuda}) {
+    auto net = fixture_unet(nets, device);
+    LoadedLDM l;
+    l.maisi = MaisiRFlowParams{};
+    MonaiUNetInputs in;
+    in.class_labels = step.at("maisi_class").to(device);
+    in.spacing = step.at("maisi_spacing").to(device);
+    net->zero_grad();
+    auto loss = imported_ldm_loss(l, net, step.at("maisi_x0").to(device), step.at("maisi_noise").to(device), step.at("maisi_u"), in);
+    loss.backward();
+    losses.push_back(loss.detach().cpu());
+    grads.push_back(net->conv_in->conv->weight.grad().cpu());
+  }
+  MESSAGE("fine-tuning loss CPU " << losses[0].item<double>() << ", CUDA " << losses[1].item<double>() << "; MONAI "
+          << step.at("maisi_loss").item<double>());
+  CHECK(losses[1].item<double>() == doctest::Approx(losses[0].item<double>()).epsilon(1e-5));
+  const double gscale = grads[0].abs().max().item<double>(), gdiff = (grads[1] - grads[0]).abs().max().item<double>();
+  MESSAGE("conv_in gradient, CUDA vs CPU: " << gdiff << " of " << gscale);
+  CHECK(gdiff <= 1e-4 * gscale);
+
+  auto adef = nets.at("autoencoder_maisi");
+  adef["_target_"] = "monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi";
+  auto m = kl_from_monai(adef, nets, "autoencoder_maisi");
+  auto aio = read_state_dict(test::fixture("monai/autoencoder_maisi_io.pt"));
+  std::vector<torch::Tensor> decoded;
+  for (const auto& device : {torch::Device(torch::kCPU), cuda}) {
+    AutoencoderKL ae(m.params, m.in_channels);
+    load_state_dict(*ae, read_state_dict(test::fixture("monai/autoencoder_maisi.pt")), "autoencoder", maisi_autoencoder_key);
+    ae->to(device);
+    ae->eval();
+    torch::NoGradGuard ng;
+    decoded.push_back(ae->decode(aio.at("mu").to(device)));
+  }
+  CHECK((decoded[1].device() == cuda));
+  MESSAGE("MAISI autoencoder decode, CUDA vs CPU: " << of_range(decoded[1], decoded[0]) << " of the range");
+  CHECK(of_range(decoded[1], decoded[0]) <= 1e-4);
+  at::globalContext().setAllowTF32CuDNN(tf32_default);
+  at::globalContext().setAllowTF32CuBLAS(tf32_blas);
 }
