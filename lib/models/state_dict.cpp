@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <vector>
@@ -58,6 +59,20 @@ TensorMap state_dict_of(const PyValue& file, const std::filesystem::path& path, 
     if (!sub) fail("{}: has no '{}' entry", path.string(), key);
     if (sub->kind != PyValue::Kind::Dict) fail("{}: '{}' is a {}, not a dict of tensors", path.string(), key, sub->type_name());
     v = sub.get();
+  } else if (!v->dict.empty() && std::none_of(v->dict.begin(), v->dict.end(), [](const auto& kv) { return kv.second->kind == PyValue::Kind::Tensor; })) {
+    // A training checkpoint ({"model": state dict, "optimizer": ..., "epoch": ...}): the one entry that is a dict of tensors
+    std::vector<std::string> names;
+    const PyValue* found = nullptr;
+    for (const auto& [k, sub] : v->dict) {
+      const bool tensors = sub->kind == PyValue::Kind::Dict && !sub->dict.empty() &&
+                           std::all_of(sub->dict.begin(), sub->dict.end(), [](const auto& kv) { return kv.second->kind == PyValue::Kind::Tensor; });
+      if (!tensors) continue;
+      names.push_back(k->kind == PyValue::Kind::Str ? "'" + k->s + "'" : k->type_name());
+      found = sub.get();
+    }
+    if (names.empty()) fail("{}: holds no weights (no tensors, and no entry that is a dict of tensors)", path.string());
+    if (names.size() > 1) fail("{}: holds {} state dicts ({}); save the one to import on its own", path.string(), names.size(), listed(names));
+    v = found;
   }
   TensorMap out;
   for (const auto& [k, t] : v->dict) {

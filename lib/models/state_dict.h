@@ -16,7 +16,9 @@ namespace meddiff {
 using TensorMap = std::map<std::string, torch::Tensor>;
 
 // The name -> tensor dict of a torch.save file (a state dict, an OrderedDict included), or of the dict under
-// `key` when the file holds a dict of entries (e.g. {"unet_state_dict": ...}); one error naming the file otherwise.
+// `key` when the file holds a dict of entries (e.g. {"unet_state_dict": ...}); without `key`, a file whose top level
+// holds no tensors (a training checkpoint: {"model": ..., "optimizer": ..., "epoch": ...}) gives its one entry that is a
+// dict of tensors (several are an error naming them). One error naming the file otherwise.
 // A prefix every key shares because the network was saved wrapped ("module." of DistributedDataParallel or
 // DataParallel, "_orig_mod." of torch.compile, nested in any order) is removed, as the unwrapped network names them.
 TensorMap read_state_dict(const std::filesystem::path& path, const std::string& key = "");

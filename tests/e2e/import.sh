@@ -77,6 +77,14 @@ f["unet_state_dict"] = {"module." + k: v for k, v in f["unet_state_dict"].items(
 torch.save(f, "unet_ddp.pt")
 torch.save({"module._orig_mod." + k: v for k, v in torch.load(f"{F}/autoencoder_maisi.pt").items()}, "ae_compiled.pt")
 torch.save(torch.load(f"{F}/ddim_monai.pt")["noise"].clone(), "ddim_noise.pt")
+# the bundle's U-Net as a training checkpoint saves it (weights under "model" beside the optimiser's state), and a file
+# with two sets of weights (which one to take is the user's choice)
+import shutil
+sd = torch.load("bundle/models/model.pt")
+shutil.copytree("bundle", "bundle_ckpt")
+torch.save({"model": sd, "epoch": 7, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}}, "bundle_ckpt/models/model.pt")
+shutil.copytree("bundle", "bundle_two")
+torch.save({"model": sd, "ema": sd, "epoch": 7}, "bundle_two/models/model.pt")
 PY
 
 "$M" import maisi --network-config config_network_rflow.json --autoencoder "$F/autoencoder_maisi.pt" --unet "$F/unet_maisi.pt" \
@@ -96,6 +104,10 @@ done
 "$M" import maisi --network-config config_network_rflow.json --autoencoder ae_compiled.pt --unet unet_ddp.pt --out maisi-wrapped \
   > wrapped.txt 2>&1 || fail "import wrapped networks' weights: $(cat wrapped.txt)"
 "$M" import monai-bundle bundle --out brats > brats.txt || fail "import monai-bundle: $(cat brats.txt)"
+"$M" import monai-bundle bundle_ckpt --out brats-ckpt > ckpt.txt 2>&1 || fail "import a bundle's training checkpoint: $(cat ckpt.txt)"
+set +e; "$M" import monai-bundle bundle_two --out brats-two 2>err.txt; rc=$?; set -e
+[[ $rc == 1 && $(wc -l < err.txt) == 1 && ! -e brats-two ]] || fail "two state dicts: exit $rc, $(cat err.txt)"
+grep -qF "model.pt: holds 2 state dicts ('model', 'ema')" err.txt || fail "two state dicts: $(cat err.txt)"
 
 # Every imported tensor is the source's weight under the current name; the recipes as the sources say.
 "$PY" - "$F" <<'PY' || fail "imported tensors"
@@ -127,6 +139,7 @@ c = torch.load("cn-partial/controlnet.pt")["state_dict"]
 assert torch.equal(c["controlnet.time_embed.0.weight"], torch.load(f"{F}/unet_maisi.pt")["unet_state_dict"]["time_embed.0.weight"])
 check("brats/autoencoder.pt", "autoencoder", torch.load(f"{F}/autoencoder_kl.pt"))
 cfg = check("brats/ldm.pt", "unet", torch.load(f"{F}/unet_monai.pt"))
+check("brats-ckpt/ldm.pt", "unet", torch.load(f"{F}/unet_monai.pt"))
 assert cfg["recipe"]["scheduler"] == "ddim" and cfg["recipe"]["steps"] == 50 and cfg["recipe"]["beta_schedule"] == "scaled_linear_beta"
 assert cfg["recipe"]["timesteps"] == "monai", cfg["recipe"]
 PY
