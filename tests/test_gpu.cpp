@@ -73,12 +73,12 @@ double of_range(const torch::Tensor& got, const torch::Tensor& want) {
   return (got.detach().to(torch::kCPU, torch::kFloat) - w).abs().max().item<double>() / (w.max() - w.min()).item<double>();
 }
 
-// A network of the MONAI fixtures (tests/fixtures/monai, built by MONAI) with its weights, on `device`.
-MonaiUNet fixture_unet(const nlohmann::json& nets, const torch::Device& device) {
+// The MAISI U-Net of the MONAI fixtures (tests/fixtures/monai, built by MONAI) with its weights `sd`, on `device`.
+MonaiUNet fixture_unet(const nlohmann::json& nets, const TensorMap& sd, const torch::Device& device) {
   auto def = nets.at("unet_maisi");
   def["_target_"] = "DiffusionModelUNetMaisi";
   MonaiUNet net(monai_unet_from_json(def, nets, "unet_maisi"));
-  load_state_dict(*net, read_state_dict(test::fixture("monai/unet_maisi.pt"), "unet_state_dict"), "unet");
+  load_state_dict(*net, sd, "unet");
   net->to(device);
   return net;
 }
@@ -277,15 +277,17 @@ TEST_CASE("gpu: imported MAISI networks on CUDA equal the CPU - ControlNet step 
   cdef["_target_"] = "monai.apps.generation.maisi.networks.controlnet_maisi.ControlNetMaisi";
   const auto cp = monai_controlnet_from_json(cdef, nets, "controlnet_maisi");
   auto io = read_state_dict(test::fixture("monai/controlnet_maisi_io.pt"));
+  const auto unet_sd = read_state_dict(test::fixture("monai/unet_maisi.pt"), "unet_state_dict");
+  const auto cn_sd = read_state_dict(test::fixture("monai/controlnet_maisi.pt"), "controlnet_state_dict");
   std::vector<torch::Tensor> outs;
   torch::Tensor embedded_cpu;
   for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
     const torch::Device device = on_gpu ? cuda : torch::Device(torch::kCPU);
     MonaiControlNet cn(cp);
-    load_state_dict(*cn, read_state_dict(test::fixture("monai/controlnet_maisi.pt"), "controlnet_state_dict"), "controlnet");
+    load_state_dict(*cn, cn_sd, "controlnet");
     cn->to(device);
     cn->eval();
-    MonaiControlNetDenoiser den(fixture_unet(nets, device), 0, cn);
+    MonaiControlNetDenoiser den(fixture_unet(nets, unet_sd, device), 0, cn);
     den.net->eval();
     den.set_spacing(io.at("spacing").slice(0, 0, 1));  // on the CPU, as sample sets it
     torch::NoGradGuard ng;
@@ -310,7 +312,7 @@ TEST_CASE("gpu: imported MAISI networks on CUDA equal the CPU - ControlNet step 
   auto step = read_state_dict(test::fixture("monai/train_step.pt"));
   std::vector<torch::Tensor> losses, grads;
   for (const auto& device : {torch::Device(torch::kCPU), cuda}) {
-    auto net = fixture_unet(nets, device);
+    auto net = fixture_unet(nets, unet_sd, device);
     LoadedLDM l;
     l.maisi = MaisiRFlowParams{};
     MonaiUNetInputs in;
@@ -333,10 +335,11 @@ TEST_CASE("gpu: imported MAISI networks on CUDA equal the CPU - ControlNet step 
   adef["_target_"] = "monai.apps.generation.maisi.networks.autoencoderkl_maisi.AutoencoderKlMaisi";
   auto m = kl_from_monai(adef, nets, "autoencoder_maisi");
   auto aio = read_state_dict(test::fixture("monai/autoencoder_maisi_io.pt"));
+  const auto ae_sd = read_state_dict(test::fixture("monai/autoencoder_maisi.pt"));
   std::vector<torch::Tensor> decoded;
   for (const auto& device : {torch::Device(torch::kCPU), cuda}) {
     AutoencoderKL ae(m.params, m.in_channels);
-    load_state_dict(*ae, read_state_dict(test::fixture("monai/autoencoder_maisi.pt")), "autoencoder", maisi_autoencoder_key);
+    load_state_dict(*ae, ae_sd, "autoencoder", maisi_autoencoder_key);
     ae->to(device);
     ae->eval();
     torch::NoGradGuard ng;

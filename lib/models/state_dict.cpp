@@ -45,6 +45,9 @@ TensorMap unwrapped(TensorMap sd) {
   return sd;
 }
 
+// Whether a dict entry's value is a tensor.
+bool holds_tensor(const std::pair<PyRef, PyRef>& entry) { return entry.second->kind == PyValue::Kind::Tensor; }
+
 }  // namespace
 
 TensorMap read_state_dict(const std::filesystem::path& path, const std::string& key) {
@@ -59,14 +62,12 @@ TensorMap state_dict_of(const PyValue& file, const std::filesystem::path& path, 
     if (!sub) fail("{}: has no '{}' entry", path.string(), key);
     if (sub->kind != PyValue::Kind::Dict) fail("{}: '{}' is a {}, not a dict of tensors", path.string(), key, sub->type_name());
     v = sub.get();
-  } else if (!v->dict.empty() && std::none_of(v->dict.begin(), v->dict.end(), [](const auto& kv) { return kv.second->kind == PyValue::Kind::Tensor; })) {
+  } else if (!v->dict.empty() && std::none_of(v->dict.begin(), v->dict.end(), holds_tensor)) {
     // A training checkpoint ({"model": state dict, "optimizer": ..., "epoch": ...}): the one entry that is a dict of tensors
     std::vector<std::string> names;
     const PyValue* found = nullptr;
     for (const auto& [k, sub] : v->dict) {
-      const bool tensors = sub->kind == PyValue::Kind::Dict && !sub->dict.empty() &&
-                           std::all_of(sub->dict.begin(), sub->dict.end(), [](const auto& kv) { return kv.second->kind == PyValue::Kind::Tensor; });
-      if (!tensors) continue;
+      if (sub->kind != PyValue::Kind::Dict || sub->dict.empty() || !std::all_of(sub->dict.begin(), sub->dict.end(), holds_tensor)) continue;
       names.push_back(k->kind == PyValue::Kind::Str ? "'" + k->s + "'" : k->type_name());
       found = sub.get();
     }
